@@ -1,0 +1,104 @@
+"""save and load: strict checkpoints written atomically, read back without code execution.
+
+Spec: spec/layout.md#SFT-FILES
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from specfmt.findings import ValidationError
+from specfmt.validate import CONFIG, INDEX, SINGLE, validate
+
+
+def dump_config(config: dict[str, Any]) -> str:
+    """The canonical config.json text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _shards(tensors: dict, max_shard_bytes: int | None) -> list[dict]:
+    if not max_shard_bytes:
+        return [tensors]
+    shards: list[dict] = [{}]
+    size = 0
+    for name in sorted(tensors):
+        nbytes = tensors[name].numel() * tensors[name].element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensors[name]
+        size += nbytes
+    return shards
+
+
+def _write(config: dict, tensors: dict, directory: Path, max_shard_bytes: int | None) -> None:
+    from safetensors.torch import save_file
+
+    (directory / CONFIG).write_text(dump_config(config), encoding="utf-8")
+    tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    if not tensors:
+        return
+    shards = _shards(tensors, max_shard_bytes)
+    if len(shards) == 1:
+        save_file(tensors, str(directory / SINGLE), metadata={"format": "pt"})
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, start=1):
+        file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(directory / file), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, file))
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (directory / INDEX).write_text(dump_config(index), encoding="utf-8")
+
+
+def save(config: dict[str, Any], tensors: dict[str, Any], path: str | os.PathLike, *,
+         max_shard_bytes: int | None = None, overwrite: bool = False) -> Path:
+    """Write a strict v1 checkpoint to `path` atomically.
+
+    The files are written into a temporary directory beside `path` and validated under the strict
+    profile; only a clean checkpoint is renamed into place. Otherwise ValidationError carries every
+    finding and nothing is left behind.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _write(config, tensors, staging, max_shard_bytes)
+        report = validate(staging, "strict")
+        if report.errors:
+            raise ValidationError([f for f in report.findings if f.severity == "error"])
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.rename(target, retired / target.name)
+            os.rename(staging, target)
+            shutil.rmtree(retired)
+        else:
+            os.rename(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
+
+
+def load(path: str | os.PathLike, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """config.json and every tensor of a checkpoint (single or sharded), via safetensors only."""
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    config = json.loads((root / CONFIG).read_text(encoding="utf-8"))
+    if (root / INDEX).exists():
+        files = sorted(set(json.loads((root / INDEX).read_text(encoding="utf-8"))["weight_map"].values()))
+    else:
+        files = [SINGLE] if (root / SINGLE).exists() else []
+    tensors: dict[str, Any] = {}
+    for file in files:
+        tensors.update(load_file(str(root / file), device=device))
+    return config, tensors

@@ -1,0 +1,290 @@
+"""config.json: schema validation, defaults, semantic checks and config hazards.
+
+Spec: spec/config.md, spec/hazards.md
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from specfmt import expr
+from specfmt.findings import Finding, finding, mismatch, pointer, render
+from specfmt.schemas import config_validator, load
+
+CONFIG = "config.json"
+REMOVED_PROPOSAL_TYPES = ("sampling", "static_tree", "dynamic_tree")
+
+_CODE_BY_KEYWORD = {
+    "type": "config.type",
+    "enum": "config.enum",
+    "const": "config.enum",
+    "pattern": "config.pattern",
+    "minimum": "config.range",
+    "maximum": "config.range",
+    "exclusiveMinimum": "config.range",
+    "exclusiveMaximum": "config.range",
+    "minItems": "config.range",
+    "maxItems": "config.range",
+    "minLength": "config.range",
+    "not": "config.forbidden",  # `{"not": {}}`: the profile forbids the field
+}
+
+
+def schema_findings(config: Any, profile: str) -> list[Finding]:
+    """Every schema violation of `config` under `profile`, as findings."""
+    out: list[Finding] = []
+    for error in config_validator(profile).iter_errors(config):
+        out += _from_error(error, profile)
+    return out
+
+
+_SUBJECT = {"config.type": "wrong type", "config.enum": "value not allowed", "config.range": "value out of range",
+            "config.pattern": "string does not match its pattern", "config.schema": "schema rule violated"}
+_BOUND = {"minimum": ">= {}", "maximum": "<= {}", "exclusiveMinimum": "> {}", "exclusiveMaximum": "< {}",
+          "minItems": "at least {} items", "maxItems": "at most {} items", "minLength": "at least {} characters"}
+
+
+def _from_error(error, profile: str) -> list[Finding]:
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # The branch that matched the value's type explains the failure better than a type error.
+        candidates = [e for e in error.context if e.validator != "type"] or list(error.context)
+        return _from_error(max(candidates, key=lambda e: len(e.absolute_path)), profile)
+    path = list(error.absolute_path)
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return [finding("config.required", CONFIG, pointer(*path, name),
+                        f"{name!r} is required under {profile}", profile=profile, expected=name, found=None)
+                for name in missing]
+    code = _CODE_BY_KEYWORD.get(error.validator, "config.schema")
+    if code == "config.forbidden":
+        message = f"{path[-1] if path else 'value'!r} is forbidden under {profile}"
+        return [finding(code, CONFIG, pointer(*path), message, profile=profile, found=error.instance)]
+    if error.validator in _BOUND:
+        expected = _BOUND[error.validator].format(error.validator_value)
+    elif error.validator in ("type", "const", "enum", "pattern"):
+        expected = error.validator_value
+    else:
+        expected = error.message
+    return [finding(code, CONFIG, pointer(*path), mismatch(_SUBJECT[code], expected, error.instance),
+                    profile=profile, expected=expected, found=error.instance)]
+
+
+# --- defaults -------------------------------------------------------------------------------------
+
+def _deref(node: Any) -> Any:
+    """Resolve a local `#/$defs/...` reference, keeping sibling keywords (description, annotations)."""
+    if isinstance(node, dict) and "$ref" in node and node["$ref"].startswith("#/$defs/"):
+        target = load("config.schema.json")["$defs"][node["$ref"].split("/")[-1]]
+        return _deref({**target, **{k: v for k, v in node.items() if k != "$ref"}})
+    return node
+
+
+def applicable_properties(obj: dict, schema: dict) -> dict[str, dict]:
+    """The property schemas that apply to `obj`: its own, those of allOf members, and those of each
+    if/then branch whose condition `obj` meets. Later entries refine earlier ones key by key."""
+    schema = _deref(schema)
+    props: dict[str, dict] = {}
+
+    def add(more: dict) -> None:
+        for name, prop in more.items():
+            if prop is not False:
+                props[name] = {**props.get(name, {}), **_deref(prop)}
+
+    add(schema.get("properties", {}))
+    for member in schema.get("allOf", []):
+        if "if" in member:
+            condition = _deref(member["if"])
+            if Draft202012Validator(condition).is_valid(obj):
+                add(applicable_properties(obj, member["then"]))
+        else:
+            add(applicable_properties(obj, member))
+    return props
+
+
+def resolve(config: dict) -> dict:
+    """A copy of `config` with every schema default filled in (constants, then expressions).
+
+    Spec: spec/config.md#CFG-DEFAULTS
+    """
+    resolved = copy.deepcopy(config)
+    _fill(resolved, load("config.schema.json"))
+    return resolved
+
+
+def _fill(obj: dict, schema: dict) -> None:
+    props = applicable_properties(obj, schema)
+    for name, prop in props.items():
+        if name not in obj and "default" in prop:
+            obj[name] = copy.deepcopy(prop["default"])
+    for name, prop in props.items():
+        if name not in obj and "x-specfmt-default" in prop:
+            try:
+                obj[name] = expr.evaluate(prop["x-specfmt-default"], {}, obj)
+            except expr.ExprError:
+                pass  # the operands are invalid; schema findings already name them
+    for name, prop in props.items():
+        value = obj.get(name)
+        if isinstance(value, dict):
+            _fill(value, prop)
+        elif isinstance(value, list) and "items" in prop:
+            for item in value:
+                if isinstance(item, dict):
+                    _fill(item, prop["items"])
+
+
+# --- semantic checks and hazards -------------------------------------------------------------------
+
+def semantic_findings(config: dict, resolved: dict, profile: str) -> list[Finding]:
+    """Rules the schema cannot express. Each check reads only values the schema has typed."""
+    checks = (_algorithm, _default_proposal, _proposal_types, _layer_model_type, _default_conflicts,
+              _aux_layer_ids, _exclusive, _verifier_binding, _consistency)
+    out: list[Finding] = []
+    for check in checks:
+        out += check(config, resolved, profile)
+    return out
+
+
+def _algorithm(config, resolved, profile):
+    sc = resolved.get("speculators_config", {})
+    alg, model_type = sc.get("algorithm"), resolved.get("speculators_model_type")
+    if isinstance(alg, str) and isinstance(model_type, str) and alg != model_type:
+        return [finding("config.algorithm_mismatch", CONFIG, "/speculators_config/algorithm",
+                        mismatch("algorithm differs from speculators_model_type", model_type, alg),
+                        profile=profile, expected=model_type, found=alg)]
+    return []
+
+
+def _methods(resolved) -> list[dict]:
+    methods = resolved.get("speculators_config", {}).get("proposal_methods", [])
+    return [m for m in methods if isinstance(m, dict)] if isinstance(methods, list) else []
+
+
+def _default_proposal(config, resolved, profile):
+    default = resolved.get("speculators_config", {}).get("default_proposal_method")
+    present = [m.get("proposal_type") for m in _methods(resolved)]
+    if isinstance(default, str) and present and default not in present:
+        return [finding("config.default_proposal_method", CONFIG, "/speculators_config/default_proposal_method",
+                        mismatch("default_proposal_method names no proposal method", present, default),
+                        profile=profile, expected=present, found=default)]
+    return []
+
+
+def _proposal_types(config, resolved, profile):
+    return [finding("hazard.proposal_type_removed", CONFIG,
+                    pointer("speculators_config", "proposal_methods", i, "proposal_type"),
+                    f"proposal_type {m['proposal_type']!r} was removed in speculators 0.3.0, which rejects this "
+                    "config; vLLM reads only proposal_methods[0].speculative_tokens",
+                    profile=profile, found=m["proposal_type"])
+            for i, m in enumerate(_methods(resolved)) if m.get("proposal_type") in REMOVED_PROPOSAL_TYPES]
+
+
+def _layer_model_type(config, resolved, profile):
+    layer = config.get("transformer_layer_config")
+    if isinstance(layer, dict) and "model_type" not in layer:
+        return [finding("hazard.layer_model_type_implicit", CONFIG, "/transformer_layer_config/model_type",
+                        "model_type absent: speculators >= 0.7 reads qwen3, older readers read llama",
+                        profile=profile)]
+    return []
+
+
+def _algorithm_properties(config) -> dict[str, dict]:
+    return applicable_properties(config, load("config.schema.json")) if isinstance(config, dict) else {}
+
+
+def _default_conflicts(config, resolved, profile):
+    out = []
+    for name, prop in _algorithm_properties(config).items():
+        engines = prop.get("x-specfmt-engine-defaults")
+        if engines and name not in config and len({render(v) for v in engines.values()}) > 1:
+            readings = ", ".join(f"{engine} reads {render(v)}" for engine, v in engines.items())
+            out.append(finding("hazard.default_conflict", CONFIG, pointer(name), f"{name} absent: {readings}",
+                               profile=profile, expected=engines))
+    return out
+
+
+def _aux_fields(config) -> list[str]:
+    return [name for name, prop in _algorithm_properties(config).items() if prop.get("x-specfmt-aux-layer-ids")]
+
+
+def _aux_layer_ids(config, resolved, profile):
+    out = []
+    verifier_layers = resolved.get("speculators_config", {}).get("verifier", {}).get("num_hidden_layers")
+    for name in _aux_fields(config):
+        ids = resolved.get(name)
+        if ids is None:
+            out.append(finding("hazard.aux_layer_ids_implicit", CONFIG, pointer(name),
+                               f"{name} absent or null: engines fall back to [2, N // 2, N - 3] of the verifier "
+                               "(vllm#50170: acceptance 1.2% instead of 58.9%)", profile=profile))
+            continue
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            continue
+        if any(b <= a for a, b in zip(ids, ids[1:])):
+            out.append(finding("hazard.aux_layer_ids_order", CONFIG, pointer(name),
+                               mismatch("aux layer ids not strictly increasing; vLLM sorts and deduplicates them",
+                                        sorted(set(ids)), ids), profile=profile, expected=sorted(set(ids)),
+                               found=ids))
+        if isinstance(verifier_layers, int):
+            for i, layer in enumerate(ids):
+                if layer > verifier_layers:
+                    out.append(finding("config.aux_layer_range", CONFIG, pointer(name, i),
+                                       mismatch("aux layer id past the verifier's last layer",
+                                                f"<= {verifier_layers}", layer), profile=profile,
+                                       expected=verifier_layers, found=layer))
+    return out
+
+
+def _exclusive(config, resolved, profile):
+    out = []
+    for name, prop in _algorithm_properties(config).items():
+        other = prop.get("x-specfmt-excludes")
+        if other and resolved.get(name) is True and resolved.get(other) is True:
+            out.append(finding("config.exclusive", CONFIG, pointer(name),
+                               mismatch(f"{name} and {other} exclude each other", "at most one true", [other, name]),
+                               profile=profile))
+    return out
+
+
+def _verifier_binding(config, resolved, profile):
+    verifier = resolved.get("speculators_config", {}).get("verifier", {})
+    layer = resolved.get("transformer_layer_config")
+    if not isinstance(verifier, dict) or not isinstance(layer, dict):
+        return []
+    model_type = resolved.get("speculators_model_type")
+    pairs = [("vocab_size", "/transformer_layer_config/vocab_size", layer.get("vocab_size"))]
+    target = resolved.get("target_hidden_size")
+    if model_type == "mtp":
+        pairs += [("hidden_size", "/transformer_layer_config/hidden_size", layer.get("hidden_size")),
+                  ("num_hidden_layers", "/transformer_layer_config/num_hidden_layers", layer.get("num_hidden_layers"))]
+    elif "target_hidden_size" in resolved:
+        where = "/target_hidden_size" if target is not None else "/transformer_layer_config/hidden_size"
+        pairs.append(("hidden_size", where, target if target is not None else layer.get("hidden_size")))
+    out = []
+    for key, where, draft_value in pairs:
+        value = verifier.get(key)
+        if isinstance(value, int) and isinstance(draft_value, int) and value != draft_value:
+            out.append(finding("config.verifier_mismatch", CONFIG, where,
+                               mismatch(f"disagrees with speculators_config.verifier.{key}", value, draft_value),
+                               profile=profile, expected=value, found=draft_value))
+    return out
+
+
+def _consistency(config, resolved, profile):
+    out = []
+
+    def add(ptr: str, subject: str, expected: Any, found: Any) -> None:
+        out.append(finding("config.consistency", CONFIG, ptr, mismatch(subject, expected, found), profile=profile,
+                           expected=expected, found=found))
+
+    lo, hi = resolved.get("prompt_lookup_min"), resolved.get("prompt_lookup_max")
+    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+        add("/prompt_lookup_max", "prompt_lookup_max below prompt_lookup_min", f">= {lo}", hi)
+    top_k, n_predict = resolved.get("top_k_tokens_per_head"), resolved.get("n_predict")
+    if isinstance(top_k, list) and isinstance(n_predict, int) and len(top_k) != n_predict:
+        add("/top_k_tokens_per_head", "one entry per head", n_predict, len(top_k))
+    if (resolved.get("speculators_model_type") == "dspark" and resolved.get("enable_confidence_head") is True
+            and resolved.get("confidence_head_with_markov") is True and resolved.get("markov_rank") == 0):
+        add("/confidence_head_with_markov", "confidence_head_with_markov needs markov_rank > 0", False, True)
+    return out

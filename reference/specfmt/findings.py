@@ -1,0 +1,117 @@
+"""Findings: every problem the validator reports, with a stable code, a place and a severity.
+
+Spec: spec/index.md#GEN-FINDINGS
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from specfmt.schemas import CODES
+
+PROFILES = ("strict", "compat")
+
+
+def pointer(*parts: str | int) -> str:
+    """An RFC 6901 JSON Pointer from unescaped reference tokens."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def render(value: Any) -> str:
+    """A value as it appears in messages: compact JSON."""
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One problem: `file#pointer: message [code]`.
+
+    Spec: spec/index.md#GEN-FINDINGS
+    """
+
+    file: str
+    pointer: str
+    code: str
+    message: str
+    severity: str = "error"
+    expected: Any = field(default=None, compare=False)
+    found: Any = field(default=None, compare=False)
+    spec: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.file}#{self.pointer}: {self.message} [{self.code}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def finding(code: str, file: str, ptr: str, message: str, *, profile: str,
+            expected: Any = None, found: Any = None) -> Finding:
+    """Build a finding; its severity follows the code's kind and the profile.
+
+    A code of kind `hazard` is a warning under compat and an error under strict.
+    """
+    entry = CODES[code]  # KeyError here is a bug: every code is declared in codes.json
+    severity = "warning" if entry["kind"] == "hazard" and profile == "compat" else "error"
+    return Finding(file=file, pointer=ptr, code=code, message=message, severity=severity,
+                   expected=expected, found=found, spec=entry["spec"])
+
+
+def mismatch(subject: str, expected: Any, found: Any, note: str = "") -> str:
+    """The message template: `<subject> <problem>; expected <X>, found <Y>`."""
+    extra = f" (= {note})" if note else ""
+    return f"{subject}; expected {render(expected)}{extra}, found {render(found)}"
+
+
+@dataclass
+class Report:
+    """Every finding for one checkpoint under one profile, sorted."""
+
+    path: str
+    profile: str
+    findings: list[Finding]
+    algorithm: str | None = None
+    symbols: dict[str, Any] = field(default_factory=dict)
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def codes(self) -> set[tuple[str, str]]:
+        """The (code, pointer) pairs, which is what tests compare."""
+        return {(f.code, f.pointer) for f in self.findings}
+
+    def summary(self) -> str:
+        verdict = "valid" if self.ok else "invalid"
+        return (f"{self.path}: {verdict} under {self.profile} "
+                f"({len(self.errors)} errors, {len(self.warnings)} warnings)")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "profile": self.profile,
+            "valid": self.ok,
+            "algorithm": self.algorithm,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+class ValidationError(Exception):
+    """Raised with every finding at once, never only the first."""
+
+    def __init__(self, findings: list[Finding]):
+        self.findings = findings
+        super().__init__("\n".join(str(f) for f in findings))

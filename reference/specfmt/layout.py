@@ -1,0 +1,206 @@
+"""Layout binding: the tensors a config implies, from its layout document, against the tensors found.
+
+Spec: spec/layout.md#LAY-BIND
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from specfmt import expr
+from specfmt.findings import Finding, finding, mismatch, pointer
+from specfmt.safetensors_header import DTYPES, TensorInfo
+from specfmt.schemas import SAFETENSORS, layout
+
+MAX_LOOP = 100_000  # a config claiming more layers or heads than this is refused, not expanded
+
+
+@dataclass
+class Expected:
+    """One concrete tensor the layout document implies for this config."""
+
+    name: str
+    role: str
+    dtype: str
+    shape: list[int] | None
+    shape_text: list[str]
+    active: bool
+    required: bool
+    bindings: dict[str, int]
+    entry: dict = field(repr=False)
+
+
+@dataclass
+class Binding:
+    findings: list[Finding]
+    symbols: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
+def _loops(loops: list[dict], scope: dict, config: dict):
+    """Every assignment of the loop variables, outer loop first."""
+    if not loops:
+        yield {}
+        return
+    first, rest = loops[0], loops[1:]
+    start = expr.evaluate(first.get("from", "0"), scope, config)
+    stop = expr.evaluate(first["to"], scope, config)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop)):
+        raise expr.ExprError(f"loop {first['var']}: bounds {start!r}..{stop!r} are not integers")
+    if stop - start > MAX_LOOP:
+        raise expr.ExprError(f"loop {first['var']}: {stop - start} iterations exceed {MAX_LOOP}")
+    for value in range(start, stop):
+        for inner in _loops(rest, {**scope, first["var"]: value}, config):
+            yield {first["var"]: value, **inner}
+
+
+def expand(algorithm: str, config: dict) -> tuple[dict[str, Any], list[Expected], list[str]]:
+    """The symbols, the concrete expected tensors and the expression errors for `config`."""
+    doc = layout(algorithm)
+    symbols: dict[str, Any] = {}
+    errors: list[str] = []
+    for name, symbol in doc["symbols"].items():
+        try:
+            symbols[name] = expr.evaluate(symbol["expr"], symbols, config)
+        except expr.ExprError as e:
+            symbols[name] = None
+            errors.append(f"symbol {name} = {symbol['expr']}: {e}")
+    expected: list[Expected] = []
+    for entry in doc["tensors"]:
+        try:
+            for bindings in _loops(entry.get("for", []), symbols, config):
+                expected.append(_instantiate(entry, {**symbols, **bindings}, bindings, config))
+        except expr.ExprError as e:
+            errors.append(f"tensor {entry['name']}: {e}")
+    return symbols, expected, errors
+
+
+def _instantiate(entry: dict, scope: dict, bindings: dict, config: dict) -> Expected:
+    for param, text in entry["params"].items():
+        scope[param] = expr.evaluate(text, scope, config)
+    active = expr.evaluate(entry.get("when", "true"), scope, config)
+    if not isinstance(active, bool):
+        raise expr.ExprError(f"condition {entry['when']!r} is {active!r}, not a boolean")
+    shape = [expr.evaluate(text, scope, config) for text in entry["shape"]] if active else None
+    if shape is not None and not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise expr.ExprError(f"shape {entry['shape']} evaluates to {shape}")
+    return Expected(name=entry["name"].format(**bindings), role=entry["role"], dtype=entry["dtype"], shape=shape,
+                    shape_text=entry["shape"], active=active,
+                    required=entry.get("presence", "required") == "required", bindings=bindings, entry=entry)
+
+
+def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_file: str, profile: str,
+         config_ok: bool) -> Binding:
+    """Compare the tensors `config` implies with the tensors `found`; collect every finding."""
+    symbols, expected, errors = expand(algorithm, config)
+    out: list[Finding] = []
+    if errors and config_ok:
+        out += [finding("layout.expression", "config.json", "", message, profile=profile) for message in errors]
+    by_name: dict[str, list[Expected]] = defaultdict(list)
+    for e in expected:
+        by_name[e.name].append(e)
+    rows: list[dict[str, Any]] = []
+    missing_layers: dict[str, set[int]] = defaultdict(set)
+    layer_members: dict[tuple[str, int], list[Expected]] = defaultdict(list)
+    for name, candidates in by_name.items():
+        active = [e for e in candidates if e.active]
+        tensor = found.get(name)
+        if active:
+            e = active[0]
+            for loop in e.entry.get("for", []):
+                if "layers_of" in loop:
+                    layer_members[(loop["layers_of"], e.bindings[loop["var"]])].append(e)
+            rows.append(_row(e, tensor))
+            out += _check_present(e, tensor, profile) if tensor else []
+        elif tensor is not None:
+            entry = candidates[0].entry
+            code = entry.get("forbidden_code", "layout.forbidden")
+            out.append(finding(code, tensor.file, pointer(name),
+                               f"{name} is present but its condition {entry['when']!r} is false",
+                               profile=profile, expected="absent", found=list(tensor.shape)))
+            rows.append(_row(candidates[0], tensor, status="forbidden"))
+    for (layers_of, index), members in layer_members.items():
+        if all(m.name not in found for m in members if m.required):
+            missing_layers[layers_of].add(index)
+    for layers_of, indices in missing_layers.items():
+        out.append(finding("hazard.layers_missing", "config.json", layers_of,
+                           mismatch(f"layers {sorted(indices)} have no tensors", "every layer stored",
+                                    f"layers {sorted(indices)} absent"), profile=profile, found=sorted(indices)))
+    in_missing_layer = {m.name for (lo, i), ms in layer_members.items() if i in missing_layers.get(lo, ())
+                        for m in ms}
+    for name, candidates in by_name.items():
+        e = next((c for c in candidates if c.active), None)
+        if e and e.required and name not in found and name not in in_missing_layer:
+            code = e.entry.get("missing_code", "layout.missing")
+            out.append(finding(code, weights_file, pointer(name), f"required tensor {name} is absent",
+                               profile=profile, expected=e.shape, found=None))
+    out += _unexpected(algorithm, found, by_name, profile)
+    out += _dtype_consistency(config, found, profile)
+    for name in sorted(set(found) - set(by_name)):
+        rows.append({"name": name, "role": "", "dtype": "", "expected": None, "found": list(found[name].shape),
+                     "found_dtype": found[name].dtype, "status": "unexpected"})
+    return Binding(out, symbols, rows)
+
+
+def _row(e: Expected, tensor: TensorInfo | None, status: str | None = None) -> dict[str, Any]:
+    if status is None:
+        if tensor is None:
+            status = "missing" if e.required else "absent (optional)"
+        elif list(tensor.shape) != e.shape or DTYPES[tensor.dtype]["class"] != e.dtype:
+            status = "mismatch"
+        else:
+            status = "ok"
+    return {"name": e.name, "role": e.role, "dtype": e.dtype, "expected": e.shape,
+            "found": list(tensor.shape) if tensor else None, "found_dtype": tensor.dtype if tensor else None,
+            "status": status}
+
+
+def _check_present(e: Expected, tensor: TensorInfo, profile: str) -> list[Finding]:
+    out = []
+    if list(tensor.shape) != e.shape:
+        code = e.entry.get("shape_code", "layout.shape")
+        note = "[" + ", ".join(e.shape_text) + "]"
+        out.append(finding(code, tensor.file, pointer(e.name, "shape"),
+                           mismatch(f"{e.name} shape", e.shape, list(tensor.shape), note),
+                           profile=profile, expected=e.shape, found=list(tensor.shape)))
+    if DTYPES[tensor.dtype]["class"] != e.dtype:
+        allowed = sorted(d for d, info in DTYPES.items() if info["class"] == e.dtype)
+        out.append(finding("layout.dtype", tensor.file, pointer(e.name, "dtype"),
+                           mismatch(f"{e.name} dtype outside class {e.dtype}", allowed, tensor.dtype),
+                           profile=profile, expected=allowed, found=tensor.dtype))
+    return out
+
+
+def _unexpected(algorithm: str, found: dict[str, TensorInfo], by_name: dict, profile: str) -> list[Finding]:
+    forbidden = {f["name"]: f for f in layout(algorithm).get("forbidden", [])}
+    out = []
+    for name in sorted(set(found) - set(by_name)):
+        tensor = found[name]
+        if name in forbidden:
+            out.append(finding(forbidden[name]["code"], tensor.file, pointer(name),
+                               f"{name} must not be stored: {forbidden[name]['description']}", profile=profile,
+                               expected="absent", found=list(tensor.shape)))
+        else:
+            out.append(finding("layout.unexpected", tensor.file, pointer(name),
+                               f"{name} matches no tensor of the {algorithm} layout", profile=profile,
+                               expected="absent", found=list(tensor.shape)))
+    return out
+
+
+def _dtype_consistency(config: dict, found: dict[str, TensorInfo], profile: str) -> list[Finding]:
+    """Floating-point tensors are stored in the config's declared dtype.
+
+    Spec: spec/hazards.md#hazard.dtype_mismatch
+    """
+    declared = config.get("dtype", config.get("torch_dtype"))
+    want = SAFETENSORS["config_dtypes"].get(declared) if isinstance(declared, str) else None
+    if want is None:
+        return []
+    return [finding("hazard.dtype_mismatch", t.file, pointer(t.name, "dtype"),
+                    mismatch(f"{t.name} dtype differs from the config's dtype {declared!r}", want, t.dtype),
+                    profile=profile, expected=want, found=t.dtype)
+            for t in sorted(found.values(), key=lambda t: t.name)
+            if DTYPES[t.dtype]["class"] == "float" and t.dtype != want]
+

@@ -1,0 +1,152 @@
+"""A bounded safetensors header parser of our own: it reads 8 bytes plus the header, never the data.
+
+Spec: spec/layout.md#SFT-HEADER, spec/layout.md#SFT-OFFSETS
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass
+
+from specfmt.findings import Finding, finding, mismatch, pointer
+from specfmt.schemas import SAFETENSORS
+
+DTYPES: dict[str, dict] = SAFETENSORS["dtypes"]
+HEADER_MAX_BYTES: int = SAFETENSORS["header_max_bytes"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as its header describes it; `start` and `end` are absolute file offsets."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: str
+    start: int
+    end: int
+
+
+class DuplicateKeyError(ValueError):
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(key)
+
+
+def reject_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """json object_pairs_hook that refuses a repeated key (json.loads would keep the last)."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKeyError(key)
+        obj[key] = value
+    return obj
+
+
+def _is_uint(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def read_header(path: str, file: str, profile: str) -> tuple[list[TensorInfo], list[Finding]]:
+    """Parse the header of the safetensors file at `path`, reported as `file`.
+
+    Returns the well-formed tensor entries and every finding; a malformed entry is reported and
+    left out, so later checks see only what could be read.
+    """
+    def err(code: str, ptr: str, message: str, **kw) -> Finding:
+        return finding(code, file, ptr, message, profile=profile, **kw)
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                return [], [err("header.truncated", "", mismatch("file too short for the header length",
+                                                                     ">= 8 bytes", f"{size} bytes"))]
+            (length,) = struct.unpack("<Q", prefix)
+            if length > HEADER_MAX_BYTES:
+                return [], [err("header.length", "", mismatch("header length over the bound",
+                                                                  f"<= {HEADER_MAX_BYTES}", length))]
+            if 8 + length > size:
+                return [], [err("header.length", "", mismatch("header length past the end of the file",
+                                                                  f"<= {size - 8}", length))]
+            raw = f.read(length)
+    except OSError as e:
+        return [], [err("header.truncated", "", f"cannot read the file: {e.strerror}")]
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=reject_duplicates)
+    except DuplicateKeyError as e:
+        return [], [err("header.duplicate", pointer(e.key), f"tensor {e.key!r} appears twice in the header")]
+    except (UnicodeDecodeError, ValueError) as e:
+        return [], [err("header.json", "", f"header is not UTF-8 JSON: {e}")]
+    if not isinstance(header, dict):
+        return [], [err("header.json", "", mismatch("header is not an object", "object", type(header).__name__))]
+    return _entries(header, file, size, 8 + length, err)
+
+
+def _entries(header: dict, file: str, size: int, data_start: int, err) -> tuple[list[TensorInfo], list[Finding]]:
+    findings: list[Finding] = []
+    tensors: list[TensorInfo] = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not (isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values())):
+                findings.append(err("header.metadata", pointer(name), "__metadata__ must map strings to strings"))
+            continue
+        info, problems = _entry(name, entry, file, data_start, err)
+        findings += problems
+        if info is not None:
+            tensors.append(info)
+    findings += _check_offsets(tensors, size, data_start, err)
+    return tensors, findings
+
+
+def _entry(name: str, entry: object, file: str, data_start: int, err) -> tuple[TensorInfo | None, list[Finding]]:
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+        return None, [err("header.entry", pointer(name), "entry must be an object with dtype, shape, data_offsets")]
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
+        return None, [err("header.entry", pointer(name, "shape"),
+                          mismatch("shape", "a list of non-negative integers", shape))]
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_uint(o) for o in offsets)
+            and offsets[0] <= offsets[1]):
+        return None, [err("header.offsets", pointer(name, "data_offsets"),
+                          mismatch("data_offsets", "[begin, end] with 0 <= begin <= end", offsets))]
+    if dtype not in DTYPES:
+        return None, [err("header.dtype", pointer(name, "dtype"),
+                          mismatch("dtype outside the safetensors profile", sorted(DTYPES), dtype))]
+    nbytes = math.prod(shape) * DTYPES[dtype]["bytes"]
+    problems = []
+    if offsets[1] - offsets[0] != nbytes:
+        problems.append(err("header.size", pointer(name, "data_offsets"),
+                            mismatch("byte range does not match shape and dtype", nbytes, offsets[1] - offsets[0],
+                                     f"{shape} x {DTYPES[dtype]['bytes']} bytes")))
+    info = TensorInfo(name, dtype, tuple(shape), file, data_start + offsets[0], data_start + offsets[1])
+    return info, problems
+
+
+def _check_offsets(tensors: list[TensorInfo], size: int, data_start: int, err) -> list[Finding]:
+    """The byte buffer is covered exactly: sorted ranges, no overlap, no gap, no tail.
+
+    Spec: spec/layout.md#SFT-OFFSETS
+    """
+    findings = []
+    cursor = data_start
+    for t in sorted(tensors, key=lambda t: (t.start, t.end)):
+        here = pointer(t.name, "data_offsets")
+        if t.start > cursor:
+            findings.append(err("header.offsets", here, mismatch("gap before the tensor's bytes",
+                                                                 cursor - data_start, t.start - data_start)))
+        elif t.start < cursor:
+            findings.append(err("header.offsets", here, mismatch("byte range overlaps the previous tensor",
+                                                                 cursor - data_start, t.start - data_start)))
+        cursor = max(cursor, t.end)
+    if cursor > size:
+        findings.append(err("header.truncated", "", mismatch("file ends before the data the header describes",
+                                                             f"{cursor} bytes", f"{size} bytes")))
+    elif cursor < size:
+        findings.append(err("header.offsets", "", mismatch("bytes after the last tensor",
+                                                           f"{cursor} bytes", f"{size} bytes")))
+    return findings

@@ -1,0 +1,85 @@
+"""Access to the schema documents under schemas/ (shipped in the package as specfmt/_schemas).
+
+Every fact the validator uses (fields, defaults, tensor names, shapes, dtypes, codes) is read from
+these files; nothing here restates one.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+VERSION = "1.0"
+SCHEMA_DIR = Path(__file__).resolve().parent / "_schemas"
+BASE_URI = "https://specfmt.dev/schemas/"
+
+
+def version_dir(version: str = VERSION) -> Path:
+    return SCHEMA_DIR / f"v{version}"
+
+
+@cache
+def load(name: str, version: str = VERSION) -> dict[str, Any]:
+    """A schema document by its file name relative to schemas/v<version>/."""
+    with open(version_dir(version) / name, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def schema_names(version: str = VERSION) -> list[str]:
+    root = version_dir(version)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.json"))
+
+
+CODES: dict[str, dict[str, str]] = load("codes.json")["codes"]
+SAFETENSORS: dict[str, Any] = load("safetensors.json")
+
+
+@cache
+def registry():
+    """A referencing registry holding every schema of every version under its $id."""
+    from referencing import Registry, Resource
+
+    resources = []
+    for path in sorted(SCHEMA_DIR.rglob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if "$id" in doc:
+            resources.append((doc["$id"], Resource.from_contents(doc)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def config_validator(profile: str):
+    """A draft 2020-12 validator for config.json under `profile` (strict or compat)."""
+    from jsonschema import Draft202012Validator
+
+    name = "config.strict.schema.json" if profile == "strict" else "config.schema.json"
+    return Draft202012Validator(load(name), registry=registry())
+
+
+@cache
+def layout(algorithm: str) -> dict[str, Any]:
+    """The layout document of `algorithm` with fragment includes expanded.
+
+    Each expanded entry carries `params`: the fragment parameters bound to expressions of the
+    including document, evaluated per loop instance by the binder.
+    """
+    doc = load(f"layouts/{algorithm}.json")
+    tensors = []
+    for entry in doc["tensors"]:
+        if "include" not in entry:
+            tensors.append(dict(entry, params={}))
+            continue
+        fragment = load(f"layouts/_{entry['include']}.json")
+        for sub in fragment["tensors"]:
+            when = [w for w in (entry.get("when"), sub.get("when")) if w]
+            expanded = dict(sub, name=entry["prefix"] + sub["name"], role=entry["role_prefix"] + sub["role"],
+                            params=entry["with"])
+            expanded.pop("when", None)
+            if when:
+                expanded["when"] = " and ".join(f"({w})" for w in when)
+            if "for" in entry:
+                expanded["for"] = entry["for"]
+            tensors.append(expanded)
+    return dict(doc, tensors=tensors)

@@ -1,0 +1,172 @@
+"""validate(path, profile) -> Report: every finding for one checkpoint directory.
+
+Reads config.json and the safetensors headers only; tensor data is read only with scan_values.
+Spec: spec/index.md#GEN-VALIDATOR
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from specfmt import config_checks, layout, values
+from specfmt.findings import PROFILES, Finding, Report, finding, mismatch, pointer
+from specfmt.safetensors_header import DuplicateKeyError, TensorInfo, read_header, reject_duplicates
+from specfmt.schemas import SAFETENSORS, schema_names
+
+CONFIG = "config.json"
+SINGLE = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+SHARD_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors$")
+ALGORITHMS = {n.removeprefix("layouts/").removesuffix(".json") for n in schema_names()
+              if n.startswith("layouts/") and not n.startswith("layouts/_")}
+
+
+def validate(path: str | Path, profile: str = "compat", scan_values: bool = False) -> Report:
+    """Validate the checkpoint directory at `path` under `profile` ("strict" or "compat").
+
+    Spec: spec/index.md#GEN-VALIDATOR
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+    root = Path(path)
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        return Report(str(path), profile, [finding("io.not_found", str(path), "", f"checkpoint path {what}",
+                                                   profile=profile)])
+    config, findings = read_json(root / CONFIG, CONFIG, "config", profile)
+    resolved: dict[str, Any] = {}
+    if config is not None:
+        findings += config_checks.schema_findings(config, profile)
+    if isinstance(config, dict):
+        resolved = config_checks.resolve(config)
+        findings += config_checks.semantic_findings(config, resolved, profile)
+    config_ok = not any(f.severity == "error" for f in findings)
+    algorithm = resolved.get("speculators_model_type")
+    algorithm = algorithm if algorithm in ALGORITHMS else None
+    found, weights_file, weight_findings = read_weights(root, profile, needs_weights=algorithm != "ngram")
+    findings += weight_findings
+    report = Report(str(path), profile, [], algorithm=algorithm)
+    if algorithm is not None:
+        binding = layout.bind(algorithm, resolved, found, weights_file, profile, config_ok)
+        findings += binding.findings
+        report.symbols, report.tensors = binding.symbols, binding.rows
+        if scan_values:
+            findings += values.scan(root, found, binding.symbols, profile)
+    report.findings = sorted(set(_fold_required(findings)))
+    return report
+
+
+def _fold_required(findings: list[Finding]) -> list[Finding]:
+    """Where the schema already reports `config.required` at a pointer, a hazard about the same
+    absent field is not reported again (strict only: compat requires none of those fields).
+
+    Spec: spec/index.md#GEN-FINDINGS
+    """
+    required = {f.pointer for f in findings if f.code == "config.required"}
+    return [f for f in findings if not (f.code.startswith("hazard.") and f.file == CONFIG and f.pointer in required)]
+
+
+def read_json(path: Path, file: str, prefix: str, profile: str) -> tuple[Any, list[Finding]]:
+    """A bounded, strict JSON read: size bound, UTF-8, no repeated keys. Codes `<prefix>.*`."""
+    def err(code: str, message: str, ptr: str = "") -> tuple[None, list[Finding]]:
+        return None, [finding(f"{prefix}.{code}", file, ptr, message, profile=profile)]
+
+    bound = SAFETENSORS["config_max_bytes"]
+    if not path.is_file():
+        return err("missing" if prefix == "config" else "json", f"{file} is absent")
+    if path.stat().st_size > bound:
+        return err("too_large" if prefix == "config" else "json",
+                   mismatch(f"{file} too large", f"<= {bound} bytes", f"{path.stat().st_size} bytes"))
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return err("encoding" if prefix == "config" else "json", f"{file} is not UTF-8: byte {e.start}")
+    try:
+        return json.loads(text, object_pairs_hook=reject_duplicates), []
+    except DuplicateKeyError as e:
+        return err("duplicate_key" if prefix == "config" else "json", f"key {e.key!r} appears twice")
+    except (ValueError, RecursionError) as e:
+        return err("json", f"{file} is not JSON: {e}")
+
+
+def read_weights(root: Path, profile: str, needs_weights: bool = True
+                 ) -> tuple[dict[str, TensorInfo], str, list[Finding]]:
+    """The tensors of the checkpoint, from a single file or a sharded index; pickles are refused.
+
+    Spec: spec/layout.md#SFT-FILES
+    """
+    if (root / INDEX).exists():
+        found, findings = _read_sharded(root, profile)
+        return found, INDEX, findings
+    if (root / SINGLE).is_file():
+        tensors, findings = read_header(str(root / SINGLE), SINGLE, profile)
+        found, dup = _collect(tensors, profile)
+        return found, SINGLE, findings + dup
+    pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        return {}, pickles[0], [finding("weights.pickle", pickles[0], "",
+                                        f"only pickle weights {pickles}: refused, never unpickled; convert them to "
+                                        "safetensors", profile=profile, found=pickles)]
+    if not needs_weights:
+        return {}, SINGLE, []
+    others = sorted(p.name for p in root.glob("*.safetensors"))
+    hint = f"; found {others}" if others else ""
+    return {}, SINGLE, [finding("weights.missing", SINGLE, "", f"neither {SINGLE} nor {INDEX} is present{hint}",
+                                profile=profile)]
+
+
+def _collect(tensors: list[TensorInfo], profile: str) -> tuple[dict[str, TensorInfo], list[Finding]]:
+    found: dict[str, TensorInfo] = {}
+    findings = []
+    for t in tensors:
+        if t.name in found:
+            findings.append(finding("index.mismatch", t.file, pointer(t.name),
+                                    f"tensor {t.name} is stored in both {found[t.name].file} and {t.file}",
+                                    profile=profile))
+        else:
+            found[t.name] = t
+    return found, findings
+
+
+def _read_sharded(root: Path, profile: str) -> tuple[dict[str, TensorInfo], list[Finding]]:
+    index, findings = read_json(root / INDEX, INDEX, "index", profile)
+    if index is None:
+        return {}, findings
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        return {}, [finding("index.json", INDEX, "/weight_map", "weight_map must map tensor names to shard files",
+                            profile=profile)]
+    tensors: list[TensorInfo] = []
+    for shard in sorted(set(weight_map.values())):
+        if not SHARD_NAME.match(shard) or shard.startswith(".."):
+            findings.append(finding("index.path", INDEX, "/weight_map",
+                                    mismatch("shard name", "a file name in the checkpoint directory", shard),
+                                    profile=profile, found=shard))
+        elif not (root / shard).is_file():
+            findings.append(finding("index.missing_shard", INDEX, "/weight_map",
+                                    f"shard {shard} named by the index is absent", profile=profile, found=shard))
+        else:
+            shard_tensors, shard_findings = read_header(str(root / shard), shard, profile)
+            tensors += shard_tensors
+            findings += shard_findings
+    found, dup = _collect(tensors, profile)
+    findings += dup
+    readable = {t.file for t in tensors}
+    for name, shard in sorted(weight_map.items()):
+        where = found.get(name)
+        if where is None and shard in readable:
+            findings.append(finding("index.mismatch", INDEX, pointer("weight_map", name),
+                                    f"the index places {name} in {shard}, whose header lacks it", profile=profile))
+        elif where is not None and where.file != shard:
+            findings.append(finding("index.mismatch", INDEX, pointer("weight_map", name),
+                                    mismatch(f"{name} shard", shard, where.file), profile=profile))
+    for name in sorted(set(found) - set(weight_map)):
+        findings.append(finding("index.mismatch", found[name].file, pointer(name),
+                                f"{name} is stored in {found[name].file} but absent from the index",
+                                profile=profile))
+    return found, findings

@@ -1,0 +1,2 @@
+def generate(compat, strict):
+    return "# placeholder\n"

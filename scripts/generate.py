@@ -1,0 +1,57 @@
+"""Regenerate every derived file from schemas/, or with --check fail when one is stale.
+
+Derived files: schemas/v1.0/config.strict.schema.json (gen_strict), reference/specfmt/models.py
+(gen_models) and the generated blocks in spec/*.md (gen_spec).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import gen_models  # noqa: E402
+import gen_spec  # noqa: E402
+import gen_strict  # noqa: E402
+
+SCHEMAS = ROOT / "schemas" / "v1.0"
+
+
+def outputs() -> dict[Path, str]:
+    compat = json.loads((SCHEMAS / "config.schema.json").read_text(encoding="utf-8"))
+    strict = gen_strict.strict_schema(compat)
+    files = {SCHEMAS / "config.strict.schema.json": json.dumps(strict, indent=2) + "\n"}
+    files[ROOT / "reference" / "specfmt" / "models.py"] = gen_models.generate(compat, strict)
+    files.update(gen_spec.generate(ROOT))
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail when a generated file is stale")
+    args = parser.parse_args()
+    stale = []
+    for path, text in outputs().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current == text:
+            continue
+        if args.check:
+            stale.append(path)
+            diff = difflib.unified_diff(current.splitlines(), text.splitlines(), str(path), "regenerated", lineterm="")
+            print("\n".join(list(diff)[:40]))
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print(f"stale generated files (run make generate): {[str(p.relative_to(ROOT)) for p in stale]}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
