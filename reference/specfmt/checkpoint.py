@@ -37,7 +37,7 @@ def _shards(tensors: dict, max_shard_bytes: int | None) -> list[dict]:
 
 
 def _write(config: dict, tensors: dict, directory: Path, max_shard_bytes: int | None) -> None:
-    from safetensors.torch import save_file
+    from specfmt.safetensors_file import write_tensors
 
     (directory / CONFIG).write_text(dump_config(config), encoding="utf-8")
     tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
@@ -45,12 +45,12 @@ def _write(config: dict, tensors: dict, directory: Path, max_shard_bytes: int | 
         return
     shards = _shards(tensors, max_shard_bytes)
     if len(shards) == 1:
-        save_file(tensors, str(directory / SINGLE), metadata={"format": "pt"})
+        write_tensors(directory / SINGLE, tensors, {"format": "pt"})
         return
     weight_map = {}
     for i, shard in enumerate(shards, start=1):
         file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(directory / file), metadata={"format": "pt"})
+        write_tensors(directory / file, shard, {"format": "pt"})
         weight_map.update(dict.fromkeys(shard, file))
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}

@@ -50,11 +50,12 @@ def _is_uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def read_header(path: str, file: str, profile: str) -> tuple[list[TensorInfo], list[Finding]]:
+def read_header(path: str, file: str, profile: str) -> tuple[list[TensorInfo] | None, list[Finding]]:
     """Parse the header of the safetensors file at `path`, reported as `file`.
 
     Returns the well-formed tensor entries and every finding; a malformed entry is reported and
-    left out, so later checks see only what could be read.
+    left out, so later checks see only what could be read. The entries are None when the header
+    itself cannot be read.
     """
     def err(code: str, ptr: str, message: str, **kw) -> Finding:
         return finding(code, file, ptr, message, profile=profile, **kw)
@@ -64,26 +65,26 @@ def read_header(path: str, file: str, profile: str) -> tuple[list[TensorInfo], l
         with open(path, "rb") as f:
             prefix = f.read(8)
             if len(prefix) < 8:
-                return [], [err("header.truncated", "", mismatch("file too short for the header length",
+                return None, [err("header.truncated", "", mismatch("file too short for the header length",
                                                                      ">= 8 bytes", f"{size} bytes"))]
             (length,) = struct.unpack("<Q", prefix)
             if length > HEADER_MAX_BYTES:
-                return [], [err("header.length", "", mismatch("header length over the bound",
+                return None, [err("header.length", "", mismatch("header length over the bound",
                                                                   f"<= {HEADER_MAX_BYTES}", length))]
             if 8 + length > size:
-                return [], [err("header.length", "", mismatch("header length past the end of the file",
+                return None, [err("header.length", "", mismatch("header length past the end of the file",
                                                                   f"<= {size - 8}", length))]
             raw = f.read(length)
     except OSError as e:
-        return [], [err("header.truncated", "", f"cannot read the file: {e.strerror}")]
+        return None, [err("header.truncated", "", f"cannot read the file: {e.strerror}")]
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=reject_duplicates)
     except DuplicateKeyError as e:
-        return [], [err("header.duplicate", pointer(e.key), f"tensor {e.key!r} appears twice in the header")]
+        return None, [err("header.duplicate", pointer(e.key), f"tensor {e.key!r} appears twice in the header")]
     except (UnicodeDecodeError, ValueError) as e:
-        return [], [err("header.json", "", f"header is not UTF-8 JSON: {e}")]
+        return None, [err("header.json", "", f"header is not UTF-8 JSON: {e}")]
     if not isinstance(header, dict):
-        return [], [err("header.json", "", mismatch("header is not an object", "object", type(header).__name__))]
+        return None, [err("header.json", "", mismatch("header is not an object", "object", type(header).__name__))]
     return _entries(header, file, size, 8 + length, err)
 
 

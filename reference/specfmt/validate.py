@@ -50,7 +50,8 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
     found, weights_file, weight_findings = read_weights(root, profile, needs_weights=algorithm != "ngram")
     findings += weight_findings
     report = Report(str(path), profile, [], algorithm=algorithm)
-    if algorithm is not None:
+    # Binding runs only on a complete tensor list; otherwise every unread tensor would be "missing".
+    if algorithm is not None and found is not None:
         binding = layout.bind(algorithm, resolved, found, weights_file, profile, config_ok)
         findings += binding.findings
         report.symbols, report.tensors = binding.symbols, binding.rows
@@ -95,8 +96,10 @@ def read_json(path: Path, file: str, prefix: str, profile: str) -> tuple[Any, li
 
 
 def read_weights(root: Path, profile: str, needs_weights: bool = True
-                 ) -> tuple[dict[str, TensorInfo], str, list[Finding]]:
+                 ) -> tuple[dict[str, TensorInfo] | None, str, list[Finding]]:
     """The tensors of the checkpoint, from a single file or a sharded index; pickles are refused.
+
+    The tensor map is None when some weights file or header could not be read at all.
 
     Spec: spec/layout.md#SFT-FILES
     """
@@ -105,18 +108,20 @@ def read_weights(root: Path, profile: str, needs_weights: bool = True
         return found, INDEX, findings
     if (root / SINGLE).is_file():
         tensors, findings = read_header(str(root / SINGLE), SINGLE, profile)
+        if tensors is None:
+            return None, SINGLE, findings
         found, dup = _collect(tensors, profile)
         return found, SINGLE, findings + dup
     pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
-        return {}, pickles[0], [finding("weights.pickle", pickles[0], "",
+        return None, pickles[0], [finding("weights.pickle", pickles[0], "",
                                         f"only pickle weights {pickles}: refused, never unpickled; convert them to "
                                         "safetensors", profile=profile, found=pickles)]
     if not needs_weights:
         return {}, SINGLE, []
     others = sorted(p.name for p in root.glob("*.safetensors"))
     hint = f"; found {others}" if others else ""
-    return {}, SINGLE, [finding("weights.missing", SINGLE, "", f"neither {SINGLE} nor {INDEX} is present{hint}",
+    return None, SINGLE, [finding("weights.missing", SINGLE, "", f"neither {SINGLE} nor {INDEX} is present{hint}",
                                 profile=profile)]
 
 
@@ -133,26 +138,30 @@ def _collect(tensors: list[TensorInfo], profile: str) -> tuple[dict[str, TensorI
     return found, findings
 
 
-def _read_sharded(root: Path, profile: str) -> tuple[dict[str, TensorInfo], list[Finding]]:
+def _read_sharded(root: Path, profile: str) -> tuple[dict[str, TensorInfo] | None, list[Finding]]:
     index, findings = read_json(root / INDEX, INDEX, "index", profile)
     if index is None:
-        return {}, findings
+        return None, findings
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        return {}, [finding("index.json", INDEX, "/weight_map", "weight_map must map tensor names to shard files",
+        return None, [finding("index.json", INDEX, "/weight_map", "weight_map must map tensor names to shard files",
                             profile=profile)]
     tensors: list[TensorInfo] = []
+    complete = True
     for shard in sorted(set(weight_map.values())):
         if not SHARD_NAME.match(shard) or shard.startswith(".."):
+            complete = False
             findings.append(finding("index.path", INDEX, "/weight_map",
                                     mismatch("shard name", "a file name in the checkpoint directory", shard),
                                     profile=profile, found=shard))
         elif not (root / shard).is_file():
+            complete = False
             findings.append(finding("index.missing_shard", INDEX, "/weight_map",
                                     f"shard {shard} named by the index is absent", profile=profile, found=shard))
         else:
             shard_tensors, shard_findings = read_header(str(root / shard), shard, profile)
-            tensors += shard_tensors
+            complete = complete and shard_tensors is not None
+            tensors += shard_tensors or []
             findings += shard_findings
     found, dup = _collect(tensors, profile)
     findings += dup
@@ -169,4 +178,4 @@ def _read_sharded(root: Path, profile: str) -> tuple[dict[str, TensorInfo], list
         findings.append(finding("index.mismatch", found[name].file, pointer(name),
                                 f"{name} is stored in {found[name].file} but absent from the index",
                                 profile=profile))
-    return found, findings
+    return (found if complete else None), findings

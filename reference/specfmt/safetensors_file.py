@@ -1,6 +1,9 @@
-"""Header-only safetensors files: a real header, data left as a sparse hole of zeros.
+"""Writing safetensors files: from torch tensors, or header-only with the data left as a sparse hole.
 
-Used to build fixtures from tensor manifests and full-size benchmark files without writing weights.
+Our own writer rather than safetensors.torch.save_file: it needs no numpy, and its output is a pure
+function of the tensors (sorted names, contiguous data, header padded to 8 bytes), which is what makes
+save -> load -> save byte-identical. Files it writes load with safetensors.safe_open.
+Spec: spec/layout.md#SFT-HEADER
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 from pathlib import Path
 
 from specfmt.safetensors_header import DTYPES
@@ -38,6 +42,24 @@ def write_sparse(path: str | Path, entries: list[tuple[str, str, list[int]]]) ->
         f.write(head)
         f.truncate(len(head) + data_bytes(entries))
     return path
+
+
+TORCH_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3",
+                "float8_e5m2": "F8_E5M2", "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+                "uint8": "U8", "bool": "BOOL"}
+
+
+def write_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
+    """Write `tensors` (name -> CPU torch tensor) in name order."""
+    if sys.byteorder != "little":
+        raise NotImplementedError("safetensors data is little-endian; this writer runs on little-endian hosts only")
+    names = sorted(tensors)
+    entries = [(n, TORCH_DTYPES[str(tensors[n].dtype).removeprefix("torch.")], list(tensors[n].shape)) for n in names]
+    with open(path, "wb") as f:
+        f.write(header_bytes(entries, metadata))
+        for n in names:
+            f.write(bytes(tensors[n].detach().cpu().contiguous().clone().untyped_storage()))
+    return Path(path)
 
 
 def read_manifest(path: str | Path) -> list[tuple[str, str, list[int]]]:

@@ -1,0 +1,147 @@
+"""Tiny strict checkpoints for every algorithm, with tensors generated from the layout documents.
+
+VARIANTS holds one small strict config per case; together they switch on every conditional tensor
+of every layout document (test_layouts_are_fully_covered checks that).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import torch
+
+from specfmt.layout import expand
+from specfmt.safetensors_file import read_manifest, write_sparse
+
+CORPUS = Path(__file__).parent / "corpus" / "speculators"
+H, V, V_D, N_VERIFIER = 32, 128, 40, 6
+
+LLAMA = {"model_type": "llama", "hidden_size": H, "intermediate_size": 96, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "head_dim": 8, "num_hidden_layers": 1, "vocab_size": V, "rms_norm_eps": 1e-6,
+         "attention_bias": False, "max_position_embeddings": 256}
+
+
+def layer(**changes) -> dict:
+    cfg = dict(LLAMA, **changes)
+    if cfg["model_type"] == "qwen2":
+        cfg.pop("attention_bias")
+        cfg.pop("head_dim")
+    return cfg
+
+
+def envelope(algorithm: str, **fields) -> dict:
+    return {
+        "speculators_model_type": algorithm,
+        "speculators_format_version": "1.0",
+        "dtype": "float32",
+        "speculators_config": {
+            "algorithm": algorithm,
+            "default_proposal_method": "greedy",
+            "proposal_methods": [{"proposal_type": "greedy", "speculative_tokens": 3, "verifier_accept_k": 1,
+                                  "accept_tolerance": 0.0}],
+            "verifier": {"name_or_path": "local/verifier", "architectures": ["LlamaForCausalLM"], "hidden_size": H,
+                         "num_hidden_layers": N_VERIFIER, "vocab_size": V},
+        },
+        **fields,
+    }
+
+
+def eagle3_fields(**changes) -> dict:
+    fields = {"transformer_layer_config": layer(), "draft_vocab_size": V_D, "norm_before_residual": True,
+              "norm_before_fc": False, "fc_norm": False, "norm_output": False, "target_hidden_size": None,
+              "eagle_aux_hidden_state_layer_ids": [1, 3, 5]}
+    fields.update(changes)
+    return fields
+
+
+def dflash_fields(**changes) -> dict:
+    fields = {"transformer_layer_config": layer(model_type="qwen3", num_hidden_layers=2), "draft_vocab_size": V_D,
+              "block_size": 4, "target_hidden_size": None, "aux_hidden_state_layer_ids": [1, 3, 5],
+              "mask_token_id": 5, "sliding_window_non_causal": False, "sample_from_anchor": False}
+    fields.update(changes)
+    return fields
+
+
+def dspark_fields(**changes) -> dict:
+    fields = dflash_fields(sample_from_anchor=True, markov_rank=16, markov_head_type="vanilla",
+                           enable_confidence_head=True, confidence_head_with_markov=True)
+    fields.update(changes)
+    return fields
+
+
+VARIANTS: dict[str, dict] = {
+    "eagle3": envelope("eagle3", **eagle3_fields()),
+    "eagle3_qwen3_2l_fullvocab_normfc": envelope("eagle3", **eagle3_fields(
+        transformer_layer_config=layer(model_type="qwen3", num_hidden_layers=2, attention_bias=True),
+        draft_vocab_size=V, norm_before_fc=True, norm_output=True)),
+    "eagle3_fcnorm_4aux": envelope("eagle3", **eagle3_fields(fc_norm=True, eagle_aux_hidden_state_layer_ids=[0, 2, 4, 6])),
+    "peagle": envelope("peagle", mask_token_id=7, **eagle3_fields()),
+    "eagle": envelope("eagle", transformer_layer_config=layer(), layernorms=False, fusion_bias=False),
+    "eagle_hass_norms": envelope("eagle", transformer_layer_config=layer(), layernorms=True, fusion_bias=True),
+    "independent": envelope("independent", transformer_layer_config=layer(num_hidden_layers=2)),
+    "independent_qwen2_tied": envelope("independent", transformer_layer_config=layer(
+        model_type="qwen2", num_hidden_layers=2, tie_word_embeddings=True)),
+    "mtp": envelope("mtp", transformer_layer_config=layer(model_type="qwen3", num_hidden_layers=N_VERIFIER),
+                    num_nextn_predict_layers=1),
+    "dflash": envelope("dflash", **dflash_fields()),
+    "dspark": envelope("dspark", **dspark_fields()),
+    "dspark_gated": envelope("dspark", **dspark_fields(markov_head_type="gated")),
+    "dspark_rnn": envelope("dspark", **dspark_fields(markov_head_type="rnn")),
+    "dspark_conf_nomarkov": envelope("dspark", **dspark_fields(confidence_head_with_markov=False)),
+    "medusa": envelope("medusa", medusa_num_heads=3, medusa_num_layers=1, medusa_fc_bias=True,
+                       original_lm_head=False),
+    "medusa_shared_head": envelope("medusa", medusa_num_heads=2, medusa_num_layers=2, medusa_fc_bias=False,
+                                   original_lm_head=True),
+    "mlp_speculator": envelope("mlp_speculator", n_predict=3, inner_dim=16, tie_weights=False, scale_input=False,
+                               top_k_tokens_per_head=[4, 3, 2], n_candidates=5),
+    "ngram": envelope("ngram", prompt_lookup_min=1, prompt_lookup_max=3),
+}
+
+
+def config_of(variant: str) -> dict:
+    return copy.deepcopy(VARIANTS[variant])
+
+
+def tensors_for(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Every active tensor of the config's layout, small random floats and a valid vocab mapping."""
+    from specfmt.config_checks import resolve
+
+    resolved = resolve(config)
+    symbols, expected, errors = expand(resolved["speculators_model_type"], resolved)
+    assert not errors, errors
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for e in expected:
+        if not e.active or e.name in out:
+            continue
+        if e.dtype == "float":
+            out[e.name] = torch.randn(e.shape, generator=g) * 0.02
+        elif e.name == "d2t":
+            ids = torch.sort(torch.randperm(symbols["V"], generator=g)[: e.shape[0]]).values
+            out[e.name] = ids - torch.arange(e.shape[0])  # offsets: target_id = draft_id + d2t[draft_id]
+        elif e.name == "t2d":
+            out[e.name] = torch.zeros(e.shape, dtype=torch.bool)
+    if "t2d" in out:
+        out["t2d"][torch.arange(out["d2t"].numel()) + out["d2t"]] = True
+    return out
+
+
+def write_variant(variant: str, path: Path, **save_kwargs) -> Path:
+    from specfmt import save
+
+    config = config_of(variant)
+    return save(config, tensors_for(config), path, **save_kwargs)
+
+
+def corpus_names() -> list[str]:
+    return sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
+
+
+def corpus_checkpoint(name: str, dest: Path) -> Path:
+    """A header-only fixture of a corpus checkpoint: its config.json and a sparse safetensors file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CORPUS / name / "config.json", dest / "config.json")
+    write_sparse(dest / "model.safetensors", read_manifest(CORPUS / name / "tensors.tsv"))
+    return dest

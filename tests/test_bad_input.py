@@ -1,0 +1,222 @@
+"""Bad input yields findings and exit code 1, never a traceback, and never runs code."""
+
+import json
+import pickle
+import struct
+import subprocess
+import sys
+
+import pytest
+from builders import write_variant
+
+from specfmt import validate
+from specfmt.cli import main
+
+
+def write_raw(path, header, data_len, declared_len=None, file_len=None):
+    """A safetensors file with a hand-made header (bytes or object) and zero data."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    length = len(raw) if declared_len is None else declared_len
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", length) + raw + b"\0" * data_len)
+        if file_len is not None:
+            f.truncate(file_len)
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    """A clean strict eagle3 checkpoint to break."""
+    return write_variant("eagle3", tmp_path / "ckpt")
+
+
+def codes(path, profile="compat"):
+    return validate(path, profile).codes()
+
+
+def one_tensor_header(**entry):
+    return {"fc.weight": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], **entry}}
+
+
+def test_a_missing_directory_is_a_finding_not_an_exception(tmp_path):
+    assert codes(tmp_path / "nope") == {("io.not_found", "")}
+
+
+def test_a_file_instead_of_a_directory_is_reported(tmp_path):
+    (tmp_path / "f").write_text("x")
+    assert codes(tmp_path / "f") == {("io.not_found", "")}
+
+
+def test_non_json_config_is_reported(ckpt):
+    (ckpt / "config.json").write_text("{not json")
+    assert ("config.json", "") in codes(ckpt)
+
+
+def test_non_utf8_config_is_reported(ckpt):
+    (ckpt / "config.json").write_bytes(b'{"a": "\xff\xfe"}')
+    assert ("config.encoding", "") in codes(ckpt)
+
+
+def test_config_of_the_wrong_json_type_is_reported(ckpt):
+    (ckpt / "config.json").write_text("[1, 2, 3]")
+    assert ("config.type", "") in codes(ckpt)
+
+
+def test_config_with_a_repeated_key_is_reported(ckpt):
+    (ckpt / "config.json").write_text('{"dtype": "float32", "dtype": "float16"}')
+    assert ("config.duplicate_key", "") in codes(ckpt)
+
+
+def test_deeply_nested_config_is_reported_not_a_recursion_crash(ckpt):
+    (ckpt / "config.json").write_text("[" * 100000 + "]" * 100000)
+    assert ("config.json", "") in codes(ckpt)
+
+
+def test_oversized_config_is_refused_before_reading(ckpt):
+    with open(ckpt / "config.json", "wb") as f:
+        f.truncate(17 * 1024 * 1024)
+    assert ("config.too_large", "") in codes(ckpt)
+
+
+def test_header_length_larger_than_the_file_is_reported(ckpt):
+    write_raw(ckpt / "model.safetensors", one_tensor_header(), 8, declared_len=10_000)
+    assert ("header.length", "") in codes(ckpt)
+
+
+def test_header_length_over_the_bound_is_refused_without_reading(ckpt):
+    write_raw(ckpt / "model.safetensors", one_tensor_header(), 8, declared_len=1 << 40)
+    report = validate(ckpt)
+    assert ("header.length", "") in report.codes()
+    assert "over the bound" in next(f.message for f in report.findings if f.code == "header.length")
+
+
+def test_overlapping_offsets_are_reported(ckpt):
+    header = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+              "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}
+    write_raw(ckpt / "model.safetensors", header, 12)
+    assert ("header.offsets", "/b/data_offsets") in codes(ckpt)
+
+
+def test_gapped_offsets_are_reported(ckpt):
+    header = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+              "b": {"dtype": "F32", "shape": [2], "data_offsets": [12, 20]}}
+    write_raw(ckpt / "model.safetensors", header, 20)
+    assert ("header.offsets", "/b/data_offsets") in codes(ckpt)
+
+
+def test_a_truncated_file_is_reported(ckpt):
+    write_raw(ckpt / "model.safetensors", one_tensor_header(), 3)
+    assert ("header.truncated", "") in codes(ckpt)
+
+
+def test_a_file_shorter_than_eight_bytes_is_reported(ckpt):
+    (ckpt / "model.safetensors").write_bytes(b"\x01\x02")
+    assert ("header.truncated", "") in codes(ckpt)
+
+
+def test_an_unknown_dtype_is_reported(ckpt):
+    write_raw(ckpt / "model.safetensors", one_tensor_header(dtype="F7"), 8)
+    assert ("header.dtype", "/fc.weight/dtype") in codes(ckpt)
+
+
+def test_a_byte_range_that_disagrees_with_the_shape_is_reported(ckpt):
+    write_raw(ckpt / "model.safetensors", one_tensor_header(shape=[3]), 8)
+    assert ("header.size", "/fc.weight/data_offsets") in codes(ckpt)
+
+
+def test_a_duplicate_tensor_is_reported(ckpt):
+    raw = (b'{"fc.weight": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},'
+           b' "fc.weight": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}')
+    write_raw(ckpt / "model.safetensors", raw, 16)
+    assert ("header.duplicate", "/fc.weight") in codes(ckpt)
+
+
+def test_a_header_that_is_not_an_object_is_reported(ckpt):
+    write_raw(ckpt / "model.safetensors", b"[1, 2]", 0)
+    assert ("header.json", "") in codes(ckpt)
+
+
+def test_a_malformed_entry_is_reported(ckpt):
+    write_raw(ckpt / "model.safetensors", {"fc.weight": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}, 0)
+    assert ("header.entry", "/fc.weight/shape") in codes(ckpt)
+
+
+@pytest.fixture
+def sharded(tmp_path):
+    return write_variant("eagle3", tmp_path / "sharded", max_shard_bytes=20_000)
+
+
+def test_a_sharded_checkpoint_validates_clean(sharded):
+    assert (sharded / "model.safetensors.index.json").exists()
+    assert len(list(sharded.glob("model-*-of-*.safetensors"))) > 1
+    assert codes(sharded, "strict") == set()
+
+
+def test_a_shard_index_that_is_not_json_is_reported(sharded):
+    (sharded / "model.safetensors.index.json").write_text("{")
+    assert ("index.json", "") in codes(sharded)
+
+
+def test_a_missing_shard_is_reported(sharded):
+    shard = sorted(sharded.glob("model-*.safetensors"))[0]
+    shard.unlink()
+    assert ("index.missing_shard", "/weight_map") in codes(sharded)
+
+
+def test_an_index_that_misplaces_a_tensor_is_reported(sharded):
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    name = next(n for n, s in index["weight_map"].items() if s == shards[0])
+    index["weight_map"][name] = shards[1]
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert ("index.mismatch", f"/weight_map/{name}") in codes(sharded)
+
+
+def test_an_index_naming_a_shard_outside_the_directory_is_refused(sharded):
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    index["weight_map"]["fc.weight"] = "../../etc/passwd.safetensors"
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert ("index.path", "/weight_map") in codes(sharded)
+
+
+class Exploit:
+    """Unpickling this would create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_weights_are_refused_and_never_unpickled(ckpt, tmp_path):
+    marker = tmp_path / "pwned"
+    (ckpt / "model.safetensors").unlink()
+    (ckpt / "pytorch_model.bin").write_bytes(pickle.dumps(Exploit(str(marker))))
+    assert codes(ckpt) == {("weights.pickle", "")}
+    assert not marker.exists()
+
+
+def test_a_checkpoint_without_weights_is_reported(ckpt):
+    (ckpt / "model.safetensors").unlink()
+    assert codes(ckpt) == {("weights.missing", "")}
+
+
+@pytest.mark.parametrize("breakage", ["missing-dir", "bad-json", "bad-header"])
+def test_the_cli_exits_1_with_findings_and_no_traceback(tmp_path, breakage):
+    path = write_variant("eagle3", tmp_path / "ckpt")
+    if breakage == "missing-dir":
+        path = tmp_path / "nope"
+    elif breakage == "bad-json":
+        (path / "config.json").write_bytes(b"\xff")
+    else:
+        write_raw(path / "model.safetensors", b"{{{{", 0)
+    proc = subprocess.run([sys.executable, "-m", "specfmt.cli", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "error:" in proc.stdout
+
+
+def test_the_cli_exits_2_on_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--profile", "lenient", "x"])
+    assert exit_info.value.code == 2
