@@ -1,6 +1,6 @@
 """save and load: strict checkpoints written atomically, read back without code execution.
 
-Spec: spec/layout.md#SFT-FILES
+Spec: spec/layout.md#SFT-1
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def applicable_properties(obj: dict, schema: dict) -> dict[str, dict]:
 def resolve(config: dict) -> dict:
     """A copy of `config` with every schema default filled in (constants, then expressions).
 
-    Spec: spec/config.md#CFG-DEFAULTS
+    Spec: spec/config.md#CFG-11
     """
     resolved = copy.deepcopy(config)
     _fill(resolved, load("config.schema.json"))

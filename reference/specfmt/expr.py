@@ -1,6 +1,6 @@
 """The layout expression language: a hand-written parser and evaluator, never `eval`.
 
-Spec: spec/layout.md#LAY-EXPR
+Spec: spec/layout.md#LAY-2
 
 Grammar (lowest precedence first)::
 

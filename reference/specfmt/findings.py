@@ -1,6 +1,6 @@
 """Findings: every problem the validator reports, with a stable code, a place and a severity.
 
-Spec: spec/index.md#GEN-FINDINGS
+Spec: spec/index.md#GEN-4
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def render(value: Any) -> str:
 class Finding:
     """One problem: `file#pointer: message [code]`.
 
-    Spec: spec/index.md#GEN-FINDINGS
+    Spec: spec/index.md#GEN-4
     """
 
     file: str

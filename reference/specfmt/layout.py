@@ -1,6 +1,6 @@
 """Layout binding: the tensors a config implies, from its layout document, against the tensors found.
 
-Spec: spec/layout.md#LAY-BIND
+Spec: spec/layout.md#LAY-3
 """
 
 from __future__ import annotations
@@ -124,6 +124,11 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
     for (layers_of, index), members in layer_members.items():
         if all(m.name not in found for m in members if m.required):
             missing_layers[layers_of].add(index)
+    for layers_of, indices in list(missing_layers.items()):
+        # Only trailing layers may be absent (the converter keeps a prefix); any other gap is an error.
+        stored = {i for lo, i in layer_members if lo == layers_of}
+        if indices != {i for i in stored if i >= min(indices)}:
+            del missing_layers[layers_of]
     for layers_of, indices in missing_layers.items():
         out.append(finding("hazard.layers_missing", "config.json", layers_of,
                            mismatch(f"layers {sorted(indices)} have no tensors", "every layer stored",

@@ -3,7 +3,7 @@
 Our own writer rather than safetensors.torch.save_file: it needs no numpy, and its output is a pure
 function of the tensors (sorted names, contiguous data, header padded to 8 bytes), which is what makes
 save -> load -> save byte-identical. Files it writes load with safetensors.safe_open.
-Spec: spec/layout.md#SFT-HEADER
+Spec: spec/layout.md#SFT-2
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A bounded safetensors header parser of our own: it reads 8 bytes plus the header, never the data.
 
-Spec: spec/layout.md#SFT-HEADER, spec/layout.md#SFT-OFFSETS
+Spec: spec/layout.md#SFT-2, spec/layout.md#SFT-4
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def _entry(name: str, entry: object, file: str, data_start: int, err) -> tuple[T
 def _check_offsets(tensors: list[TensorInfo], size: int, data_start: int, err) -> list[Finding]:
     """The byte buffer is covered exactly: sorted ranges, no overlap, no gap, no tail.
 
-    Spec: spec/layout.md#SFT-OFFSETS
+    Spec: spec/layout.md#SFT-4
     """
     findings = []
     cursor = data_start

@@ -1,7 +1,7 @@
 """validate(path, profile) -> Report: every finding for one checkpoint directory.
 
 Reads config.json and the safetensors headers only; tensor data is read only with scan_values.
-Spec: spec/index.md#GEN-VALIDATOR
+Spec: spec/index.md#GEN-5
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ALGORITHMS = {n.removeprefix("layouts/").removesuffix(".json") for n in schema_n
 def validate(path: str | Path, profile: str = "compat", scan_values: bool = False) -> Report:
     """Validate the checkpoint directory at `path` under `profile` ("strict" or "compat").
 
-    Spec: spec/index.md#GEN-VALIDATOR
+    Spec: spec/index.md#GEN-5
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
@@ -65,7 +65,7 @@ def _fold_required(findings: list[Finding]) -> list[Finding]:
     """Where the schema already reports `config.required` at a pointer, a hazard about the same
     absent field is not reported again (strict only: compat requires none of those fields).
 
-    Spec: spec/index.md#GEN-FINDINGS
+    Spec: spec/index.md#GEN-4
     """
     required = {f.pointer for f in findings if f.code == "config.required"}
     return [f for f in findings if not (f.code.startswith("hazard.") and f.file == CONFIG and f.pointer in required)]
@@ -101,7 +101,7 @@ def read_weights(root: Path, profile: str, needs_weights: bool = True
 
     The tensor map is None when some weights file or header could not be read at all.
 
-    Spec: spec/layout.md#SFT-FILES
+    Spec: spec/layout.md#SFT-1
     """
     if (root / INDEX).exists():
         found, findings = _read_sharded(root, profile)
