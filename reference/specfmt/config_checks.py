@@ -6,13 +6,14 @@ Spec: spec/config.md, spec/hazards.md
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from specfmt import expr
 from specfmt.findings import Finding, finding, mismatch, pointer, render
-from specfmt.schemas import config_validator, load
+from specfmt.schemas import ALGORITHMS, config_validator, layout, load
 
 CONFIG = "config.json"
 REMOVED_PROPOSAL_TYPES = ("sampling", "static_tree", "dynamic_tree")
@@ -140,7 +141,7 @@ def _fill(obj: dict, schema: dict) -> None:
 def semantic_findings(config: dict, resolved: dict, profile: str) -> list[Finding]:
     """Rules the schema cannot express. Each check reads only values the schema has typed."""
     checks = (_algorithm, _default_proposal, _proposal_types, _layer_model_type, _default_conflicts,
-              _aux_layer_ids, _exclusive, _verifier_binding, _consistency)
+              _aux_layer_ids, _exclusive, _verifier_facts, _verifier_binding, _consistency)
     out: list[Finding] = []
     for check in checks:
         out += check(config, resolved, profile)
@@ -245,6 +246,19 @@ def _exclusive(config, resolved, profile):
                                mismatch(f"{name} and {other} exclude each other", "at most one true", [other, name]),
                                profile=profile))
     return out
+
+
+def _verifier_facts(config, resolved, profile):
+    """The verifier facts the algorithm's layout derives shapes from are required (CFG-8)."""
+    model_type = resolved.get("speculators_model_type")
+    verifier = resolved.get("speculators_config", {}).get("verifier")
+    if model_type not in ALGORITHMS or not isinstance(verifier, dict):
+        return []
+    exprs = " ".join(symbol["expr"] for symbol in layout(model_type)["symbols"].values())
+    needed = sorted(set(re.findall(r"speculators_config\.verifier\.([a-z_]+)", exprs)))
+    return [finding("config.required", CONFIG, pointer("speculators_config", "verifier", key),
+                    f"{key!r} is required: the {model_type} layout derives tensor shapes from it", profile=profile,
+                    expected=key) for key in needed if key not in verifier]
 
 
 def _verifier_binding(config, resolved, profile):

@@ -7,6 +7,7 @@ these files; nothing here restates one.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ def schema_names(version: str = VERSION) -> list[str]:
 
 
 CODES: dict[str, dict[str, str]] = load("codes.json")["codes"]
+ALGORITHMS: frozenset[str] = frozenset(n.removeprefix("layouts/").removesuffix(".json") for n in schema_names()
+                                       if n.startswith("layouts/") and not n.startswith("layouts/_"))
 SAFETENSORS: dict[str, Any] = load("safetensors.json")
 
 
@@ -49,13 +52,32 @@ def registry():
     return Registry().with_resources(resources)
 
 
+def _ecma_regex(pattern: str) -> str:
+    """JSON Schema patterns are ECMA-262 regexes; there `$` matches only at the end of the input, while
+    Python's `$` also matches before a final newline. Anchor with `\\Z` instead."""
+    return re.sub(r"(?<!\\)\$$", r"\\Z", pattern)
+
+
+def _pattern(validator, pattern, instance, schema):
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not re.search(_ecma_regex(pattern), instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def validator_class():
+    """Draft 2020-12 with ECMA-262 `pattern` semantics, so verdicts match other languages' validators."""
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
 @cache
 def config_validator(profile: str):
     """A draft 2020-12 validator for config.json under `profile` (strict or compat)."""
-    from jsonschema import Draft202012Validator
-
     name = "config.strict.schema.json" if profile == "strict" else "config.schema.json"
-    return Draft202012Validator(load(name), registry=registry())
+    return validator_class()(load(name), registry=registry())
 
 
 @cache

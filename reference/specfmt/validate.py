@@ -14,15 +14,13 @@ from typing import Any
 from specfmt import config_checks, layout, values
 from specfmt.findings import PROFILES, Finding, Report, finding, mismatch, pointer
 from specfmt.safetensors_header import DuplicateKeyError, TensorInfo, read_header, reject_duplicates
-from specfmt.schemas import SAFETENSORS, schema_names
+from specfmt.schemas import ALGORITHMS, SAFETENSORS
 
 CONFIG = "config.json"
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 SHARD_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors$")
-ALGORITHMS = {n.removeprefix("layouts/").removesuffix(".json") for n in schema_names()
-              if n.startswith("layouts/") and not n.startswith("layouts/_")}
 
 
 def validate(path: str | Path, profile: str = "compat", scan_values: bool = False) -> Report:
@@ -57,8 +55,16 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
         report.symbols, report.tensors = binding.symbols, binding.rows
         if scan_values:
             findings += values.scan(root, found, binding.symbols, profile)
-    report.findings = sorted(set(_fold_required(findings)))
+    report.findings = _unique(_fold_required(findings))
     return report
+
+
+def _unique(findings: list[Finding]) -> list[Finding]:
+    """One finding per (file, pointer, code), the first reported; sorted."""
+    seen: dict[tuple[str, str, str], Finding] = {}
+    for f in findings:
+        seen.setdefault((f.file, f.pointer, f.code), f)
+    return sorted(seen.values())
 
 
 def _fold_required(findings: list[Finding]) -> list[Finding]:
