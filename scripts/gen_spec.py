@@ -101,7 +101,8 @@ def tensor_table(layouts: Path, algorithm: str) -> str:
     doc = json.loads((layouts / f"{algorithm}.json").read_text(encoding="utf-8"))
     rows = ["| Tensor | Role | Dtype | Shape | Present | Description |", "|---|---|---|---|---|---|"]
     for entry in doc["tensors"]:
-        loops = ", ".join(f"`{loop['var']}` in [{loop.get('from', '0')}, {loop['to']})" for loop in entry.get("for", []))
+        loops = ", ".join(f"`{loop['var']}` in [{loop.get('from', '0')}, {loop['to']})"
+                          for loop in entry.get("for", []))
         if "include" in entry:
             fragment = json.loads((layouts / f"_{entry['include']}.json").read_text(encoding="utf-8"))
             bound = ", ".join(f"{k} = `{v}`" for k, v in entry["with"].items())
@@ -142,7 +143,8 @@ def codes_table(codes: dict, kind: str) -> str:
     severity = "warning (compat), error (strict)" if kind == "hazard" else "error"
     for code, entry in codes.items():
         if entry["kind"] == kind:
-            rows.append(f"| `{code}` | {severity} | {_cell(entry['summary'])} | [{entry['spec'].removeprefix('spec/')}]({entry['spec'].removeprefix('spec/')}) |")
+            link = entry["spec"].removeprefix("spec/")
+            rows.append(f"| `{code}` | {severity} | {_cell(entry['summary'])} | [{link}]({link}) |")
     return "\n".join(rows) + "\n"
 
 

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import torch
-
 from specfmt.layout import expand
 from specfmt.safetensors_file import read_manifest, write_sparse
 
@@ -76,7 +75,8 @@ VARIANTS: dict[str, dict] = {
     "eagle3_qwen3_2l_fullvocab_normfc": envelope("eagle3", **eagle3_fields(
         transformer_layer_config=layer(model_type="qwen3", num_hidden_layers=2, attention_bias=True),
         draft_vocab_size=V, norm_before_fc=True, norm_output=True)),
-    "eagle3_fcnorm_4aux": envelope("eagle3", **eagle3_fields(fc_norm=True, eagle_aux_hidden_state_layer_ids=[0, 2, 4, 6])),
+    "eagle3_fcnorm_4aux": envelope("eagle3", **eagle3_fields(
+        fc_norm=True, eagle_aux_hidden_state_layer_ids=[0, 2, 4, 6])),
     "peagle": envelope("peagle", mask_token_id=7, **eagle3_fields()),
     "eagle": envelope("eagle", transformer_layer_config=layer(), layernorms=False, fusion_bias=False),
     "eagle_hass_norms": envelope("eagle", transformer_layer_config=layer(), layernorms=True, fusion_bias=True),

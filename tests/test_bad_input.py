@@ -8,7 +8,6 @@ import sys
 
 import pytest
 from builders import write_variant
-
 from specfmt import validate
 from specfmt.cli import main
 

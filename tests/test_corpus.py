@@ -8,7 +8,6 @@ import json
 
 import pytest
 from builders import corpus_checkpoint, corpus_names
-
 from specfmt import validate
 
 STRAY = ("hazard.stray_verifier_tensor", "/verifier_lm_head.weight")

@@ -52,7 +52,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{_shape(r['found'])} {r['found_dtype'] or ''}".strip(), r["status"]) for r in report.tensors]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print()
     _print_report(report, "text")
     return 0 if report.ok else 1

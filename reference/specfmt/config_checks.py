@@ -222,7 +222,7 @@ def _aux_layer_ids(config, resolved, profile):
             continue
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             continue
-        if any(b <= a for a, b in zip(ids, ids[1:])):
+        if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
             out.append(finding("hazard.aux_layer_ids_order", CONFIG, pointer(name),
                                mismatch("aux layer ids not strictly increasing; vLLM sorts and deduplicates them",
                                         sorted(set(ids)), ids), profile=profile, expected=sorted(set(ids)),
