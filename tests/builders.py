@@ -78,17 +78,30 @@ VARIANTS: dict[str, dict] = {
     "eagle3_fcnorm_4aux": envelope("eagle3", **eagle3_fields(
         fc_norm=True, eagle_aux_hidden_state_layer_ids=[0, 2, 4, 6])),
     "peagle": envelope("peagle", mask_token_id=7, **eagle3_fields()),
+    "peagle_qwen3_2l_bias_normfc": envelope("peagle", mask_token_id=7, **eagle3_fields(
+        transformer_layer_config=layer(model_type="qwen3", num_hidden_layers=2, attention_bias=True),
+        norm_before_fc=True)),
+    "peagle_fcnorm": envelope("peagle", mask_token_id=7, **eagle3_fields(fc_norm=True)),
     "eagle": envelope("eagle", transformer_layer_config=layer(), layernorms=False, fusion_bias=False),
+    "eagle_qwen3_bias": envelope("eagle", transformer_layer_config=layer(model_type="qwen3", attention_bias=True),
+                                 layernorms=False, fusion_bias=False),
     "eagle_hass_norms": envelope("eagle", transformer_layer_config=layer(), layernorms=True, fusion_bias=True),
     "independent": envelope("independent", transformer_layer_config=layer(num_hidden_layers=2)),
     "independent_qwen2_tied": envelope("independent", transformer_layer_config=layer(
         model_type="qwen2", num_hidden_layers=2, tie_word_embeddings=True)),
+    "independent_qwen3_bias": envelope("independent", transformer_layer_config=layer(
+        model_type="qwen3", num_hidden_layers=2, attention_bias=True)),
     "mtp": envelope("mtp", transformer_layer_config=layer(model_type="qwen3", num_hidden_layers=N_VERIFIER),
                     num_nextn_predict_layers=1),
+    "mtp_qwen3_bias": envelope("mtp", transformer_layer_config=layer(
+        model_type="qwen3", num_hidden_layers=N_VERIFIER, attention_bias=True), num_nextn_predict_layers=1),
     "dflash": envelope("dflash", **dflash_fields()),
+    "dflash_bias": envelope("dflash", **dflash_fields(transformer_layer_config=layer(
+        model_type="qwen3", num_hidden_layers=2, attention_bias=True))),
     "dspark": envelope("dspark", **dspark_fields()),
     "dspark_gated": envelope("dspark", **dspark_fields(markov_head_type="gated")),
-    "dspark_rnn": envelope("dspark", **dspark_fields(markov_head_type="rnn")),
+    "dspark_rnn_bias": envelope("dspark", **dspark_fields(markov_head_type="rnn", transformer_layer_config=layer(
+        model_type="qwen3", num_hidden_layers=2, attention_bias=True))),
     "dspark_conf_nomarkov": envelope("dspark", **dspark_fields(confidence_head_with_markov=False)),
     "medusa": envelope("medusa", medusa_num_heads=3, medusa_num_layers=1, medusa_fc_bias=True,
                        original_lm_head=False),

@@ -117,9 +117,11 @@ def resolve(config: dict) -> dict:
 
 def _fill(obj: dict, schema: dict) -> None:
     props = applicable_properties(obj, schema)
-    for name, prop in props.items():
-        if name not in obj and "default" in prop:
-            obj[name] = copy.deepcopy(prop["default"])
+    while missing := [n for n, p in props.items() if n not in obj and "default" in p]:
+        # A filled default (model_type) can select a dispatch branch with defaults of its own.
+        for name in missing:
+            obj[name] = copy.deepcopy(props[name]["default"])
+        props = applicable_properties(obj, schema)
     for name, prop in props.items():
         if name not in obj and "x-specfmt-default" in prop:
             try:
@@ -138,6 +140,15 @@ def _fill(obj: dict, schema: dict) -> None:
 
 # --- semantic checks and hazards -------------------------------------------------------------------
 
+def get(obj: Any, *path: str) -> Any:
+    """The value at `path`, or None where any level is absent or not an object."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
 def semantic_findings(config: dict, resolved: dict, profile: str) -> list[Finding]:
     """Rules the schema cannot express. Each check reads only values the schema has typed."""
     checks = (_algorithm, _default_proposal, _proposal_types, _layer_model_type, _default_conflicts,
@@ -149,8 +160,7 @@ def semantic_findings(config: dict, resolved: dict, profile: str) -> list[Findin
 
 
 def _algorithm(config, resolved, profile):
-    sc = resolved.get("speculators_config", {})
-    alg, model_type = sc.get("algorithm"), resolved.get("speculators_model_type")
+    alg, model_type = get(resolved, "speculators_config", "algorithm"), resolved.get("speculators_model_type")
     if isinstance(alg, str) and isinstance(model_type, str) and alg != model_type:
         return [finding("config.algorithm_mismatch", CONFIG, "/speculators_config/algorithm",
                         mismatch("algorithm differs from speculators_model_type", model_type, alg),
@@ -159,12 +169,12 @@ def _algorithm(config, resolved, profile):
 
 
 def _methods(resolved) -> list[dict]:
-    methods = resolved.get("speculators_config", {}).get("proposal_methods", [])
+    methods = get(resolved, "speculators_config", "proposal_methods")
     return [m for m in methods if isinstance(m, dict)] if isinstance(methods, list) else []
 
 
 def _default_proposal(config, resolved, profile):
-    default = resolved.get("speculators_config", {}).get("default_proposal_method")
+    default = get(resolved, "speculators_config", "default_proposal_method")
     present = [m.get("proposal_type") for m in _methods(resolved)]
     if isinstance(default, str) and present and default not in present:
         return [finding("config.default_proposal_method", CONFIG, "/speculators_config/default_proposal_method",
@@ -212,10 +222,12 @@ def _aux_fields(config) -> list[str]:
 
 def _aux_layer_ids(config, resolved, profile):
     out = []
-    verifier_layers = resolved.get("speculators_config", {}).get("verifier", {}).get("num_hidden_layers")
+    verifier_layers = get(resolved, "speculators_config", "verifier", "num_hidden_layers")
+    nullable = {name for name, prop in _algorithm_properties(config).items()
+                if {"type": "null"} in prop.get("anyOf", [])}
     for name in _aux_fields(config):
         ids = resolved.get(name)
-        if ids is None:
+        if ids is None and name in nullable:
             out.append(finding("hazard.aux_layer_ids_implicit", CONFIG, pointer(name),
                                f"{name} absent or null: engines fall back to [2, N // 2, N - 3] of the verifier "
                                "(vllm#50170: acceptance 1.2% instead of 58.9%)", profile=profile))
@@ -251,8 +263,8 @@ def _exclusive(config, resolved, profile):
 def _verifier_facts(config, resolved, profile):
     """The verifier facts the algorithm's layout derives shapes from are required (CFG-8)."""
     model_type = resolved.get("speculators_model_type")
-    verifier = resolved.get("speculators_config", {}).get("verifier")
-    if model_type not in ALGORITHMS or not isinstance(verifier, dict):
+    verifier = get(resolved, "speculators_config", "verifier")
+    if not isinstance(model_type, str) or model_type not in ALGORITHMS or not isinstance(verifier, dict):
         return []
     exprs = " ".join(symbol["expr"] for symbol in layout(model_type)["symbols"].values())
     needed = sorted(set(re.findall(r"speculators_config\.verifier\.([a-z_]+)", exprs)))
@@ -262,7 +274,7 @@ def _verifier_facts(config, resolved, profile):
 
 
 def _verifier_binding(config, resolved, profile):
-    verifier = resolved.get("speculators_config", {}).get("verifier", {})
+    verifier = get(resolved, "speculators_config", "verifier")
     layer = resolved.get("transformer_layer_config")
     if not isinstance(verifier, dict) or not isinstance(layer, dict):
         return []
@@ -292,6 +304,13 @@ def _consistency(config, resolved, profile):
         out.append(finding("config.consistency", CONFIG, ptr, mismatch(subject, expected, found), profile=profile,
                            expected=expected, found=found))
 
+    layer = resolved.get("transformer_layer_config")
+    vocab = layer.get("vocab_size") if isinstance(layer, dict) else None
+    if isinstance(vocab, int):
+        for key, bound in (("draft_vocab_size", vocab), ("mask_token_id", vocab - 1)):
+            value = resolved.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > bound:
+                add(pointer(key), f"{key} past the verifier vocabulary", f"<= {bound}", value)
     lo, hi = resolved.get("prompt_lookup_min"), resolved.get("prompt_lookup_max")
     if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
         add("/prompt_lookup_max", "prompt_lookup_max below prompt_lookup_min", f">= {lo}", hi)

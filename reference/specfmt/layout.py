@@ -125,9 +125,10 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
         if all(m.name not in found for m in members if m.required):
             missing_layers[layers_of].add(index)
     for layers_of, indices in list(missing_layers.items()):
-        # Only trailing layers may be absent (the converter keeps a prefix); any other gap is an error.
+        # Only trailing layers after at least one stored layer may be absent (the converter keeps a
+        # prefix); any other gap is an error, reported tensor by tensor.
         stored = {i for lo, i in layer_members if lo == layers_of}
-        if indices != {i for i in stored if i >= min(indices)}:
+        if min(indices) == 0 or indices != {i for i in stored if i >= min(indices)}:
             del missing_layers[layers_of]
     for layers_of, indices in missing_layers.items():
         out.append(finding("hazard.layers_missing", "config.json", layers_of,
@@ -141,7 +142,8 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
             code = e.entry.get("missing_code", "layout.missing")
             out.append(finding(code, weights_file, pointer(name), f"required tensor {name} is absent",
                                profile=profile, expected=e.shape, found=None))
-    out += _unexpected(algorithm, found, by_name, profile)
+    if not errors:  # with an unevaluated entry, a stored tensor may be expected after all
+        out += _unexpected(algorithm, found, by_name, profile)
     out += _dtype_consistency(config, found, profile)
     for name in sorted(set(found) - set(by_name)):
         rows.append({"name": name, "role": "", "dtype": "", "expected": None, "found": list(found[name].shape),

@@ -111,7 +111,7 @@ class SpeculatorsConfig(_Model):
 class LayerConfigLlama(_Model):
     """Llama-family decoder keys."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default=None, description="Decoder family. Absent means qwen3 to speculators >= 0.7 and llama to older readers (a hazard).")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
     hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
     intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
     num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
@@ -133,7 +133,7 @@ class LayerConfigLlama(_Model):
 class LayerConfigQwen2(_Model):
     """Qwen2-family decoder keys. q/k/v always carry a bias, o_proj never."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default=None, description="Decoder family. Absent means qwen3 to speculators >= 0.7 and llama to older readers (a hazard).")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
     hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
     intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
     num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
@@ -153,7 +153,7 @@ class LayerConfigQwen2(_Model):
 class LayerConfigQwen3(_Model):
     """Qwen3-family decoder keys. Attention has per-head q_norm and k_norm."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default=None, description="Decoder family. Absent means qwen3 to speculators >= 0.7 and llama to older readers (a hazard).")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
     hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
     intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
     num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
@@ -174,7 +174,7 @@ class LayerConfigQwen3(_Model):
 class LayerConfig(_Model):
     """The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default=None, description="Decoder family. Absent means qwen3 to speculators >= 0.7 and llama to older readers (a hazard).")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
     hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
     intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
     num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
@@ -439,7 +439,7 @@ class SpeculatorsConfigStrict(_Model):
 class LayerConfigLlamaStrict(_Model):
     """Llama-family decoder keys."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent means qwen3 to speculators >= 0.7 and llama to older readers (a hazard).")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
     hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
     intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
     num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
@@ -461,7 +461,7 @@ class LayerConfigLlamaStrict(_Model):
 class LayerConfigQwen2Strict(_Model):
     """Qwen2-family decoder keys. q/k/v always carry a bias, o_proj never."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent means qwen3 to speculators >= 0.7 and llama to older readers (a hazard).")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
     hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
     intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
     num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
@@ -481,7 +481,7 @@ class LayerConfigQwen2Strict(_Model):
 class LayerConfigQwen3Strict(_Model):
     """Qwen3-family decoder keys. Attention has per-head q_norm and k_norm."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent means qwen3 to speculators >= 0.7 and llama to older readers (a hazard).")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
     hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
     intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
     num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")

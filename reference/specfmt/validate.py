@@ -44,7 +44,7 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
         findings += config_checks.semantic_findings(config, resolved, profile)
     config_ok = not any(f.severity == "error" for f in findings)
     algorithm = resolved.get("speculators_model_type")
-    algorithm = algorithm if algorithm in ALGORITHMS else None
+    algorithm = algorithm if isinstance(algorithm, str) and algorithm in ALGORITHMS else None
     found, weights_file, weight_findings = read_weights(root, profile, needs_weights=algorithm != "ngram")
     findings += weight_findings
     report = Report(str(path), profile, [], algorithm=algorithm)
