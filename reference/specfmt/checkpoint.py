@@ -70,6 +70,9 @@ def save(config: dict[str, Any], tensors: dict[str, Any], path: str | os.PathLik
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; the checkpoint gets the usual mode
     try:
         _write(config, tensors, staging, max_shard_bytes)
         report = validate(staging, "strict")

@@ -83,6 +83,17 @@ def _deref(node: Any) -> Any:
     return node
 
 
+def _matches(condition: dict, obj: Any) -> bool:
+    """Whether `obj` meets an `if` condition. Dispatch conditions test one key against a const and are
+    decided directly; any other condition goes to jsonschema."""
+    props = condition.get("properties", {})
+    if set(condition) <= {"type", "required", "properties"} and len(props) == 1:
+        (key, prop), = props.items()
+        if set(prop) == {"const"} and isinstance(prop["const"], str) and condition.get("required") == [key]:
+            return isinstance(obj, dict) and obj.get(key) == prop["const"]
+    return Draft202012Validator(condition).is_valid(obj)
+
+
 def applicable_properties(obj: dict, schema: dict) -> dict[str, dict]:
     """The property schemas that apply to `obj`: its own, those of allOf members, and those of each
     if/then branch whose condition `obj` meets. Later entries refine earlier ones key by key."""
@@ -97,8 +108,7 @@ def applicable_properties(obj: dict, schema: dict) -> dict[str, dict]:
     add(schema.get("properties", {}))
     for member in schema.get("allOf", []):
         if "if" in member:
-            condition = _deref(member["if"])
-            if Draft202012Validator(condition).is_valid(obj):
+            if _matches(_deref(member["if"]), obj):
                 add(applicable_properties(obj, member["then"]))
         else:
             add(applicable_properties(obj, member))
@@ -151,11 +161,14 @@ def get(obj: Any, *path: str) -> Any:
 
 def semantic_findings(config: dict, resolved: dict, profile: str) -> list[Finding]:
     """Rules the schema cannot express. Each check reads only values the schema has typed."""
-    checks = (_algorithm, _default_proposal, _proposal_types, _layer_model_type, _default_conflicts,
-              _aux_layer_ids, _exclusive, _verifier_facts, _verifier_binding, _consistency)
+    checks = (_algorithm, _default_proposal, _proposal_types, _layer_model_type, _verifier_facts,
+              _verifier_binding, _consistency)
     out: list[Finding] = []
     for check in checks:
         out += check(config, resolved, profile)
+    props = applicable_properties(config, load("config.schema.json"))  # the algorithm's fields, once
+    for check in (_default_conflicts, _aux_layer_ids, _exclusive):
+        out += check(config, resolved, profile, props)
     return out
 
 
@@ -201,13 +214,9 @@ def _layer_model_type(config, resolved, profile):
     return []
 
 
-def _algorithm_properties(config) -> dict[str, dict]:
-    return applicable_properties(config, load("config.schema.json")) if isinstance(config, dict) else {}
-
-
-def _default_conflicts(config, resolved, profile):
+def _default_conflicts(config, resolved, profile, props):
     out = []
-    for name, prop in _algorithm_properties(config).items():
+    for name, prop in props.items():
         engines = prop.get("x-specfmt-engine-defaults")
         if engines and name not in config and len({render(v) for v in engines.values()}) > 1:
             readings = ", ".join(f"{engine} reads {render(v)}" for engine, v in engines.items())
@@ -216,16 +225,11 @@ def _default_conflicts(config, resolved, profile):
     return out
 
 
-def _aux_fields(config) -> list[str]:
-    return [name for name, prop in _algorithm_properties(config).items() if prop.get("x-specfmt-aux-layer-ids")]
-
-
-def _aux_layer_ids(config, resolved, profile):
+def _aux_layer_ids(config, resolved, profile, props):
     out = []
     verifier_layers = get(resolved, "speculators_config", "verifier", "num_hidden_layers")
-    nullable = {name for name, prop in _algorithm_properties(config).items()
-                if {"type": "null"} in prop.get("anyOf", [])}
-    for name in _aux_fields(config):
+    nullable = {name for name, prop in props.items() if {"type": "null"} in prop.get("anyOf", [])}
+    for name in [name for name, prop in props.items() if prop.get("x-specfmt-aux-layer-ids")]:
         ids = resolved.get(name)
         if ids is None and name in nullable:
             out.append(finding("hazard.aux_layer_ids_implicit", CONFIG, pointer(name),
@@ -249,9 +253,9 @@ def _aux_layer_ids(config, resolved, profile):
     return out
 
 
-def _exclusive(config, resolved, profile):
+def _exclusive(config, resolved, profile, props):
     out = []
-    for name, prop in _algorithm_properties(config).items():
+    for name, prop in props.items():
         other = prop.get("x-specfmt-excludes")
         if other and resolved.get(name) is True and resolved.get(other) is True:
             out.append(finding("config.exclusive", CONFIG, pointer(name),

@@ -5,6 +5,7 @@ Spec: spec/hazards.md#hazard.nonfinite, spec/hazards.md#hazard.vocab_mapping
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,16 @@ from specfmt.safetensors_header import DTYPES, TensorInfo
 CHUNK_BYTES = 64 << 20
 
 
+def _torch():
+    """torch, imported only when values are scanned (validation proper never needs it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # numpy is not used
+        import torch
+    return torch
+
+
 def _torch_dtype(dtype: str):
-    import torch
+    torch = _torch()
 
     return {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
             "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
@@ -24,7 +33,7 @@ def _torch_dtype(dtype: str):
 
 def read_tensor(root: Path, t: TensorInfo):
     """One tensor's data as a flat torch tensor (little-endian, as safetensors stores it)."""
-    import torch
+    torch = _torch()
 
     with open(root / t.file, "rb") as f:
         f.seek(t.start)
@@ -35,7 +44,7 @@ def read_tensor(root: Path, t: TensorInfo):
 
 
 def _nonfinite_count(root: Path, t: TensorInfo) -> int:
-    import torch
+    torch = _torch()
 
     width = DTYPES[t.dtype]["bytes"]
     step = max(width, CHUNK_BYTES - CHUNK_BYTES % width)
@@ -67,7 +76,7 @@ def scan(root: Path, found: dict[str, TensorInfo], symbols: dict[str, Any], prof
 
 
 def _vocab_mapping(root: Path, found: dict[str, TensorInfo], symbols: dict[str, Any], profile: str) -> list[Finding]:
-    import torch
+    torch = _torch()
 
     d2t_info, t2d_info, V = found.get("d2t"), found.get("t2d"), symbols.get("V")
     if d2t_info is None or d2t_info.dtype != "I64" or not isinstance(V, int):
