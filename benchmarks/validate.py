@@ -23,7 +23,7 @@ from specfmt.layout import expand
 from specfmt.safetensors_file import write_sparse
 from specfmt.validate import read_weights
 
-H, V, V_D, I, HEADS, KV, HEAD_DIM, N = 8192, 128256, 32000, 28672, 64, 8, 128, 80
+H, V, V_D, INTER, HEADS, KV, HEAD_DIM, N = 8192, 128256, 32000, 28672, 64, 8, 128, 80
 REPEATS = 200
 
 
@@ -37,7 +37,7 @@ def config() -> dict:
             "verifier": {"name_or_path": "meta-llama/Llama-3.3-70B-Instruct", "architectures": ["LlamaForCausalLM"],
                          "hidden_size": H, "num_hidden_layers": N, "vocab_size": V}},
         "transformer_layer_config": {
-            "model_type": "llama", "hidden_size": H, "intermediate_size": I, "num_attention_heads": HEADS,
+            "model_type": "llama", "hidden_size": H, "intermediate_size": INTER, "num_attention_heads": HEADS,
             "num_key_value_heads": KV, "head_dim": HEAD_DIM, "num_hidden_layers": 1, "vocab_size": V,
             "rms_norm_eps": 1e-5, "attention_bias": False, "max_position_embeddings": 131072,
             "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0}},
@@ -98,7 +98,8 @@ def main() -> None:
         size = weights.stat().st_size
         print(f"checkpoint: eagle3 draft for Llama-3.3-70B, {size / 1e9:.2f} GB of weights (sparse), "
               f"header {length} bytes")
-        print(f"bytes read by validate (read syscalls): {read} (config.json {len((path / 'config.json').read_bytes())} + "
+        config_bytes = len((path / "config.json").read_bytes())
+        print(f"bytes read by validate (read syscalls): {read} (config.json {config_bytes} + "
               f"header {8 + length}); under 1 MB: {read is not None and read < 1 << 20}")
         print(f"median validate(strict):        {t_validate * 1e3:.3f} ms")
         print(f"  of which reading the header:  {t_weights * 1e3:.3f} ms")

@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from builders import config_of, tensors_for  # noqa: E402
-
 from specfmt import save  # noqa: E402
 from specfmt.safetensors_file import write_tensors  # noqa: E402
 

@@ -5,7 +5,6 @@ import json
 import pytest
 from builders import corpus_checkpoint, write_variant
 from jsonschema import Draft202012Validator
-
 from specfmt.cli import main
 from specfmt.schemas import load
 
