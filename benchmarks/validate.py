@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from specfmt import validate
-from specfmt.config_checks import resolve
+from specfmt.defaults import resolve
 from specfmt.layout import expand
 from specfmt.safetensors_file import write_sparse
 from specfmt.validate import read_weights

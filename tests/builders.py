@@ -119,7 +119,7 @@ def config_of(variant: str) -> dict:
 
 def tensors_for(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
     """Every active tensor of the config's layout, small random floats and a valid vocab mapping."""
-    from specfmt.config_checks import resolve
+    from specfmt.defaults import resolve
 
     resolved = resolve(config)
     symbols, expected, errors = expand(resolved["speculators_model_type"], resolved)

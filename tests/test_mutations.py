@@ -16,7 +16,7 @@ import pytest
 from builders import VARIANTS, config_of
 from jsonschema import Draft202012Validator
 from specfmt import validate
-from specfmt.config_checks import resolve
+from specfmt.defaults import resolve
 from specfmt.findings import pointer
 from specfmt.layout import expand
 from specfmt.safetensors_file import write_sparse

@@ -101,54 +101,56 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
     by_name: dict[str, list[Expected]] = defaultdict(list)
     for e in expected:
         by_name[e.name].append(e)
+    active = {name: next((c for c in cs if c.active), None) for name, cs in by_name.items()}
     rows: list[dict[str, Any]] = []
-    missing_layers: dict[str, set[int]] = defaultdict(set)
-    layer_members: dict[tuple[str, int], list[Expected]] = defaultdict(list)
-    for name, candidates in by_name.items():
-        active = [e for e in candidates if e.active]
+    for name, e in active.items():
         tensor = found.get(name)
-        if active:
-            e = active[0]
-            for loop in e.entry.get("for", []):
-                if "layers_of" in loop:
-                    layer_members[(loop["layers_of"], e.bindings[loop["var"]])].append(e)
+        if e is not None:
             rows.append(_row(e, tensor))
             out += _check_present(e, tensor, profile) if tensor else []
         elif tensor is not None:
-            entry = candidates[0].entry
-            code = entry.get("forbidden_code", "layout.forbidden")
-            out.append(finding(code, tensor.file, pointer(name),
+            entry = by_name[name][0].entry
+            out.append(finding(entry.get("forbidden_code", "layout.forbidden"), tensor.file, pointer(name),
                                f"{name} is present but its condition {entry['when']!r} is false",
                                profile=profile, expected="absent", found=list(tensor.shape)))
-            rows.append(_row(candidates[0], tensor, status="forbidden"))
-    for (layers_of, index), members in layer_members.items():
-        if all(m.name not in found for m in members if m.required):
-            missing_layers[layers_of].add(index)
-    for layers_of, indices in list(missing_layers.items()):
-        # Only trailing layers after at least one stored layer may be absent (the converter keeps a
-        # prefix); any other gap is an error, reported tensor by tensor.
-        stored = {i for lo, i in layer_members if lo == layers_of}
-        if min(indices) == 0 or indices != {i for i in stored if i >= min(indices)}:
-            del missing_layers[layers_of]
-    for layers_of, indices in missing_layers.items():
-        out.append(finding("hazard.layers_missing", "config.json", layers_of,
-                           mismatch(f"layers {sorted(indices)} have no tensors", "every layer stored",
-                                    f"layers {sorted(indices)} absent"), profile=profile, found=sorted(indices)))
-    in_missing_layer = {m.name for (lo, i), ms in layer_members.items() if i in missing_layers.get(lo, ())
-                        for m in ms}
-    for name, candidates in by_name.items():
-        e = next((c for c in candidates if c.active), None)
-        if e and e.required and name not in found and name not in in_missing_layer:
-            code = e.entry.get("missing_code", "layout.missing")
-            out.append(finding(code, weights_file, pointer(name), f"required tensor {name} is absent",
-                               profile=profile, expected=e.shape, found=None))
+            rows.append(_row(by_name[name][0], tensor, status="forbidden"))
+    layer_findings, collapsed = _missing_layers([e for e in active.values() if e], found, profile)
+    out += layer_findings
+    for name, e in active.items():
+        if e and e.required and name not in found and name not in collapsed:
+            out.append(finding(e.entry.get("missing_code", "layout.missing"), weights_file, pointer(name),
+                               f"required tensor {name} is absent", profile=profile, expected=e.shape, found=None))
     if not errors:  # with an unevaluated entry, a stored tensor may be expected after all
         out += _unexpected(algorithm, found, by_name, profile)
     out += _dtype_consistency(config, found, profile)
-    for name in sorted(set(found) - set(by_name)):
-        rows.append({"name": name, "role": "", "dtype": "", "expected": None, "found": list(found[name].shape),
-                     "found_dtype": found[name].dtype, "status": "unexpected"})
+    rows += [{"name": name, "role": "", "dtype": "", "expected": None, "found": list(found[name].shape),
+              "found_dtype": found[name].dtype, "status": "unexpected"} for name in sorted(set(found) - set(by_name))]
     return Binding(out, symbols, rows)
+
+
+def _missing_layers(active: list[Expected], found: dict[str, TensorInfo], profile: str
+                    ) -> tuple[list[Finding], set[str]]:
+    """One hazard.layers_missing per layer count whose trailing layers are all absent, and the
+    names it covers. Only trailing layers after at least one stored layer qualify (the EAGLE-3
+    converter keeps a prefix); any other gap is reported tensor by tensor.
+
+    Spec: spec/layout.md#LAY-4
+    """
+    members: dict[str, dict[int, list[Expected]]] = defaultdict(lambda: defaultdict(list))
+    for e in active:
+        for loop in e.entry.get("for", []):
+            if "layers_of" in loop:
+                members[loop["layers_of"]][e.bindings[loop["var"]]].append(e)
+    out, collapsed = [], set()
+    for layers_of, layers in members.items():
+        absent = {i for i, es in layers.items() if all(m.name not in found for m in es if m.required)}
+        if not absent or min(absent) == 0 or absent != {i for i in layers if i >= min(absent)}:
+            continue
+        out.append(finding("hazard.layers_missing", "config.json", layers_of,
+                           mismatch(f"layers {sorted(absent)} have no tensors", "every layer stored",
+                                    f"layers {sorted(absent)} absent"), profile=profile, found=sorted(absent)))
+        collapsed |= {m.name for i in absent for m in layers[i]}
+    return out, collapsed
 
 
 def _row(e: Expected, tensor: TensorInfo | None, status: str | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from specfmt import config_checks, layout, values
+from specfmt.defaults import resolve
 from specfmt.findings import PROFILES, Finding, Report, finding, mismatch, pointer
 from specfmt.safetensors_header import DuplicateKeyError, TensorInfo, read_header, reject_duplicates
 from specfmt.schemas import ALGORITHMS, SAFETENSORS
@@ -40,7 +41,7 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
     if config is not None:
         findings += config_checks.schema_findings(config, profile)
     if isinstance(config, dict):
-        resolved = config_checks.resolve(config)
+        resolved = resolve(config)
         findings += config_checks.semantic_findings(config, resolved, profile)
     config_ok = not any(f.severity == "error" for f in findings)
     algorithm = resolved.get("speculators_model_type")
