@@ -30,49 +30,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Strict, StrictBool, Tag,
-                      TypeAdapter)
+from pydantic import BeforeValidator, Discriminator, Field, Strict, StrictBool, Tag, TypeAdapter
 
-
-def _json_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b
-
-
-def _member(*values: Any):
-    def check(value: Any) -> Any:
-        if not any(_json_equal(value, v) for v in values):
-            raise ValueError(f"expected one of {list(values)!r}")
-        return value
-    return BeforeValidator(check)
-
-
-def _integral(value: Any) -> Any:
-    """JSON Schema counts 5.0 as an integer."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _forbidden(value: Any) -> Any:
-    raise ValueError("forbidden under this profile")
-
-
-def _tag(key: str, tags: tuple[str, ...], absent: str | None = None):
-    def pick(value: Any) -> str | None:
-        found = value.get(key, ...) if isinstance(value, dict) else getattr(value, key, ...)
-        if found is ...:
-            return absent
-        return found if isinstance(found, str) and found in tags else None
-    return pick
-
-
-Forbidden = Annotated[Any, BeforeValidator(_forbidden)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
+from specfmt.model_support import Forbidden, Model, integral, member, tag
 '''
 
 
@@ -163,14 +123,14 @@ class Generator:
         if "const" in prop or "enum" in prop:
             values = [prop["const"]] if "const" in prop else prop["enum"]
             args = ", ".join(repr(v) for v in values)
-            return f"Annotated[Literal[{args}], _member({args})]"
+            return f"Annotated[Literal[{args}], member({args})]"
         kind = prop.get("type")
         if isinstance(kind, list):
             return " | ".join(self.type_of({**prop, "type": k}, name) for k in kind)
         bounds = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt"}
         constraints = [f"{bounds[k]}={prop[k]!r}" for k in bounds if k in prop]
         if kind == "integer":
-            return f"Annotated[int, BeforeValidator(_integral), Strict(), Field({', '.join(constraints)})]"
+            return f"Annotated[int, BeforeValidator(integral), Strict(), Field({', '.join(constraints)})]"
         if kind == "number":
             return f"Annotated[float, Strict(), Field({', '.join(constraints)})]"
         if kind == "string":
@@ -206,14 +166,14 @@ class Generator:
         if spec.dispatch_key not in spec.required:
             absent = "__absent__"
             members.append(f"Annotated[{self.emit(spec, spec.name + self.suffix)}, Tag('__absent__')]")
-        pick = f"_tag({spec.dispatch_key!r}, {tuple(tags)!r}, {absent!r})"
+        pick = f"tag({spec.dispatch_key!r}, {tuple(tags)!r}, {absent!r})"
         return f"Annotated[Union[{', '.join(members)}], Discriminator({pick})]"
 
     def emit(self, spec: Spec, class_name: str) -> str:
         if class_name in self.classes:
             return class_name
         self.classes[class_name] = ""  # reserve: nested types are emitted first
-        lines = [f"class {class_name}(_Model):"]
+        lines = [f"class {class_name}(Model):"]
         doc = (spec.description or spec.name).replace('"""', "'")
         lines.append(f'    """{doc}"""')
         lines.append("")

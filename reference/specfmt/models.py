@@ -9,691 +9,651 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Strict, StrictBool, Tag,
-                      TypeAdapter)
+from pydantic import BeforeValidator, Discriminator, Field, Strict, StrictBool, Tag, TypeAdapter
+
+from specfmt.model_support import Forbidden, Model, integral, member, tag
 
 
-def _json_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b
-
-
-def _member(*values: Any):
-    def check(value: Any) -> Any:
-        if not any(_json_equal(value, v) for v in values):
-            raise ValueError(f"expected one of {list(values)!r}")
-        return value
-    return BeforeValidator(check)
-
-
-def _integral(value: Any) -> Any:
-    """JSON Schema counts 5.0 as an integer."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _forbidden(value: Any) -> Any:
-    raise ValueError("forbidden under this profile")
-
-
-def _tag(key: str, tags: tuple[str, ...], absent: str | None = None):
-    def pick(value: Any) -> str | None:
-        found = value.get(key, ...) if isinstance(value, dict) else getattr(value, key, ...)
-        if found is ...:
-            return absent
-        return found if isinstance(found, str) and found in tags else None
-    return pick
-
-
-Forbidden = Annotated[Any, BeforeValidator(_forbidden)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-
-
-class ProposalMethodGreedy(_Model):
+class ProposalMethodGreedy(Model):
     """A chain of speculative_tokens draft tokens, verified greedily (spec/verification.md)."""
 
-    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], _member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
-    speculative_tokens: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=5, description="Draft tokens per verifier step (K).")
-    verifier_accept_k: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=1, description="A draft token is accepted when it is among the verifier's top verifier_accept_k tokens.")
+    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
+    speculative_tokens: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Draft tokens per verifier step (K).")
+    verifier_accept_k: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=1, description="A draft token is accepted when it is among the verifier's top verifier_accept_k tokens.")
     accept_tolerance: Annotated[float, Strict(), Field(ge=0)] = Field(default=0.0, description="With verifier_accept_k > 1: the largest log-probability gap to the verifier's top-1 token that is still accepted.")
 
 
-class ProposalMethodSampling(_Model):
+class ProposalMethodSampling(Model):
     """A chain of speculative_tokens sampled draft tokens, verified by rejection sampling."""
 
-    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], _member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
-    speculative_tokens: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=5, description="Draft tokens per verifier step (K).")
+    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
+    speculative_tokens: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Draft tokens per verifier step (K).")
     accept_lenience: Annotated[float, Strict(), Field(ge=0, le=1)] = Field(default=1.0, description="Multiplier on the verifier probability in the accept test; 1.0 is lossless.")
 
 
-class ProposalMethodStaticTree(_Model):
+class ProposalMethodStaticTree(Model):
     """A static tree of draft tokens (EAGLE-1). Defined for completeness; tree verification comes in a later version."""
 
-    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], _member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
-    initial_branching_factor: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=4, description="Tokens taken at the first draft step.")
-    branching_factor: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=2, description="Children per node after the first step.")
-    depth: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=5, description="Tree depth.")
+    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
+    initial_branching_factor: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=4, description="Tokens taken at the first draft step.")
+    branching_factor: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=2, description="Children per node after the first step.")
+    depth: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Tree depth.")
 
 
-class ProposalMethodDynamicTree(_Model):
+class ProposalMethodDynamicTree(Model):
     """A dynamic tree of draft tokens (EAGLE-2). Defined for completeness; tree verification comes in a later version."""
 
-    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], _member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
-    speculative_tokens: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=48, description="Tree nodes kept after pruning.")
-    expansion_factor: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=10, description="Tokens expanded per step.")
-    depth: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=6, description="Tree depth.")
+    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
+    speculative_tokens: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=48, description="Tree nodes kept after pruning.")
+    expansion_factor: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=10, description="Tokens expanded per step.")
+    depth: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=6, description="Tree depth.")
 
 
-class Verifier(_Model):
+class Verifier(Model):
     """The verifier the draft was trained for (CFG-8)."""
 
     name_or_path: Annotated[str, Strict(), Field()] | None = Field(description="Hub id or path of the verifier; null when unknown.")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(description="The verifier's architectures, copied from its config.json.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="The verifier's hidden size.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="The verifier's number of decoder layers N; aux layer ids lie in [0, N].")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="The verifier's vocabulary size V.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="The verifier's hidden size.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="The verifier's number of decoder layers N; aux layer ids lie in [0, N].")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="The verifier's vocabulary size V.")
 
 
-class SpeculatorsConfig(_Model):
+class SpeculatorsConfig(Model):
     """The envelope: algorithm, proposal methods and verifier binding."""
 
     algorithm: Annotated[str, Strict(), Field()] = Field(description="Algorithm name; MUST equal speculators_model_type.")
-    proposal_methods: Annotated[list[Annotated[Union[Annotated[ProposalMethodGreedy, Tag('greedy')], Annotated[ProposalMethodSampling, Tag('sampling')], Annotated[ProposalMethodStaticTree, Tag('static_tree')], Annotated[ProposalMethodDynamicTree, Tag('dynamic_tree')]], Discriminator(_tag('proposal_type', ('greedy', 'sampling', 'static_tree', 'dynamic_tree'), None))]], Strict(), Field(min_length=1)] = Field(description="Proposal methods the draft was trained for. Readers that support one method use the first entry.")
+    proposal_methods: Annotated[list[Annotated[Union[Annotated[ProposalMethodGreedy, Tag('greedy')], Annotated[ProposalMethodSampling, Tag('sampling')], Annotated[ProposalMethodStaticTree, Tag('static_tree')], Annotated[ProposalMethodDynamicTree, Tag('dynamic_tree')]], Discriminator(tag('proposal_type', ('greedy', 'sampling', 'static_tree', 'dynamic_tree'), None))]], Strict(), Field(min_length=1)] = Field(description="Proposal methods the draft was trained for. Readers that support one method use the first entry.")
     default_proposal_method: Annotated[str, Strict(), Field()] = Field(description="The proposal_type of one entry of proposal_methods.")
     verifier: Verifier = Field(description="The verifier the draft was trained for (CFG-8).")
 
 
-class LayerConfigLlama(_Model):
+class LayerConfigLlama(Model):
     """Llama-family decoder keys."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
-    intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
-    num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
+    intermediate_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
+    num_attention_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
     rms_norm_eps: Annotated[float, Strict(), Field(gt=0)] = Field(default=1e-06, description="RMSNorm epsilon.")
-    hidden_act: Annotated[Literal['silu'], _member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
+    hidden_act: Annotated[Literal['silu'], member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
     tie_word_embeddings: StrictBool = Field(default=False, description="lm_head shares the embedding matrix.")
     rope_theta: Annotated[float, Strict(), Field(gt=0)] = Field(default=10000.0, description="RoPE base (transformers 4 key).")
     rope_scaling: Annotated[dict[str, Any], Strict()] | None = Field(default=None, description="RoPE scaling (transformers 4 key); null or an object with rope_type.")
     rope_parameters: Annotated[dict[str, Any], Strict()] = Field(default=None, description="RoPE base and scaling (transformers 5 key); takes precedence over rope_theta and rope_scaling.")
-    max_position_embeddings: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
-    num_key_value_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Key/value heads n_kv.")
-    head_dim: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Per-head width d.")
+    max_position_embeddings: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
+    num_key_value_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Key/value heads n_kv.")
+    head_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Per-head width d.")
     attention_bias: StrictBool = Field(default=False, description="q/k/v/o projections carry a bias.")
-    mlp_bias: Annotated[Literal[False], _member(False)] = Field(default=False, description="MLP projections carry a bias; v1.0 defines false only.")
+    mlp_bias: Annotated[Literal[False], member(False)] = Field(default=False, description="MLP projections carry a bias; v1.0 defines false only.")
 
 
-class LayerConfigQwen2(_Model):
+class LayerConfigQwen2(Model):
     """Qwen2-family decoder keys. q/k/v always carry a bias, o_proj never."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
-    intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
-    num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
+    intermediate_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
+    num_attention_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
     rms_norm_eps: Annotated[float, Strict(), Field(gt=0)] = Field(default=1e-06, description="RMSNorm epsilon.")
-    hidden_act: Annotated[Literal['silu'], _member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
+    hidden_act: Annotated[Literal['silu'], member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
     tie_word_embeddings: StrictBool = Field(default=False, description="lm_head shares the embedding matrix.")
     rope_theta: Annotated[float, Strict(), Field(gt=0)] = Field(default=10000.0, description="RoPE base (transformers 4 key).")
     rope_scaling: Annotated[dict[str, Any], Strict()] | None = Field(default=None, description="RoPE scaling (transformers 4 key); null or an object with rope_type.")
     rope_parameters: Annotated[dict[str, Any], Strict()] = Field(default=None, description="RoPE base and scaling (transformers 5 key); takes precedence over rope_theta and rope_scaling.")
-    max_position_embeddings: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
-    num_key_value_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=32, description="Key/value heads n_kv.")
-    head_dim: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Per-head width d; Qwen2 always uses hidden_size // num_attention_heads.")
+    max_position_embeddings: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
+    num_key_value_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32, description="Key/value heads n_kv.")
+    head_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Per-head width d; Qwen2 always uses hidden_size // num_attention_heads.")
 
 
-class LayerConfigQwen3(_Model):
+class LayerConfigQwen3(Model):
     """Qwen3-family decoder keys. Attention has per-head q_norm and k_norm."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
-    intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
-    num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
+    intermediate_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
+    num_attention_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
     rms_norm_eps: Annotated[float, Strict(), Field(gt=0)] = Field(default=1e-06, description="RMSNorm epsilon.")
-    hidden_act: Annotated[Literal['silu'], _member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
+    hidden_act: Annotated[Literal['silu'], member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
     tie_word_embeddings: StrictBool = Field(default=False, description="lm_head shares the embedding matrix.")
     rope_theta: Annotated[float, Strict(), Field(gt=0)] = Field(default=10000.0, description="RoPE base (transformers 4 key).")
     rope_scaling: Annotated[dict[str, Any], Strict()] | None = Field(default=None, description="RoPE scaling (transformers 4 key); null or an object with rope_type.")
     rope_parameters: Annotated[dict[str, Any], Strict()] = Field(default=None, description="RoPE base and scaling (transformers 5 key); takes precedence over rope_theta and rope_scaling.")
-    max_position_embeddings: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
-    num_key_value_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=32, description="Key/value heads n_kv.")
-    head_dim: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=128, description="Per-head width d.")
+    max_position_embeddings: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
+    num_key_value_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32, description="Key/value heads n_kv.")
+    head_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=128, description="Per-head width d.")
     attention_bias: StrictBool = Field(default=False, description="q/k/v/o projections carry a bias.")
 
 
-class LayerConfig(_Model):
+class LayerConfig(Model):
     """The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
-    intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
-    num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], member('llama', 'qwen2', 'qwen3')] = Field(default='qwen3', description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
+    intermediate_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
+    num_attention_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
     rms_norm_eps: Annotated[float, Strict(), Field(gt=0)] = Field(default=1e-06, description="RMSNorm epsilon.")
-    hidden_act: Annotated[Literal['silu'], _member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
+    hidden_act: Annotated[Literal['silu'], member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
     tie_word_embeddings: StrictBool = Field(default=False, description="lm_head shares the embedding matrix.")
     rope_theta: Annotated[float, Strict(), Field(gt=0)] = Field(default=10000.0, description="RoPE base (transformers 4 key).")
     rope_scaling: Annotated[dict[str, Any], Strict()] | None = Field(default=None, description="RoPE scaling (transformers 4 key); null or an object with rope_type.")
     rope_parameters: Annotated[dict[str, Any], Strict()] = Field(default=None, description="RoPE base and scaling (transformers 5 key); takes precedence over rope_theta and rope_scaling.")
-    max_position_embeddings: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
+    max_position_embeddings: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
 
 
-class ConfigEagle3(_Model):
+class ConfigEagle3(Model):
     """EAGLE-3 (spec/algorithms/eagle3.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
-    draft_vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
+    draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
     norm_before_residual: StrictBool = Field(default=False, description="For eagle3 the engines' defaults for an absent key differ.")
     norm_before_fc: StrictBool = Field(default=False, description="One RMSNorm (input_norm) over the concatenated aux states before fc.")
     fc_norm: StrictBool = Field(default=False, description="One RMSNorm per aux chunk (fc_norm.{a}) before fc. Excludes norm_before_fc.")
     norm_output: StrictBool = Field(default=False, description="The hidden state fed to the next draft step is taken after the final norm.")
-    target_hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engine's default, a hazard.")
+    target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
+    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engine's default, a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
 
 
-class ConfigEagle(_Model):
+class ConfigEagle(Model):
     """EAGLE-1/2 and HASS, the speculators v0.1-v0.6 layout (spec/algorithms/eagle.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder layer's config; vocab_size is the verifier's vocabulary.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder layer's config; vocab_size is the verifier's vocabulary.")
     transformer_layer_architecture: Annotated[str, Strict(), Field()] = Field(default='auto', description="Decoder layer class name, or auto.")
     layernorms: StrictBool = Field(default=False, description="HASS-with-norms variant: embedding_layernorm, pre_lm_head_layernorm and transformer.input_layernorm are present.")
     fusion_bias: StrictBool = Field(default=False, description="fusion_fc carries a bias (HASS).")
 
 
-class ConfigIndependent(_Model):
+class ConfigIndependent(Model):
     """A standalone draft language model (spec/algorithms/independent.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft model's own config; vocab_size MUST equal the verifier's.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft model's own config; vocab_size MUST equal the verifier's.")
 
 
-class ConfigMtp(_Model):
+class ConfigMtp(Model):
     """Multi-token prediction layer (spec/algorithms/mtp.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The verifier's text config; num_hidden_layers is the verifier depth, not the draft's.")
-    num_nextn_predict_layers: Annotated[Literal[1], _member(1)] = Field(default=1, description="MTP layers in the file; v1.0 defines 1.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The verifier's text config; num_hidden_layers is the verifier depth, not the draft's.")
+    num_nextn_predict_layers: Annotated[Literal[1], member(1)] = Field(default=1, description="MTP layers in the file; v1.0 defines 1.")
 
 
-class ConfigPeagle(_Model):
+class ConfigPeagle(Model):
     """P-EAGLE, parallel EAGLE-3 drafting (spec/algorithms/peagle.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
-    draft_vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
+    draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
     norm_before_residual: StrictBool = Field(default=False, description="The residual of layer 0 is taken after hidden_norm instead of before it.")
     norm_before_fc: StrictBool = Field(default=False, description="One RMSNorm (input_norm) over the concatenated aux states before fc.")
     fc_norm: StrictBool = Field(default=False, description="One RMSNorm per aux chunk (fc_norm.{a}) before fc. Excludes norm_before_fc.")
     norm_output: StrictBool = Field(default=False, description="The hidden state fed to the next draft step is taken after the final norm.")
-    target_hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engine's default, a hazard.")
+    target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
+    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engine's default, a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
-    mask_token_id: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Token id whose embedding fills draft depths >= 1.")
-    num_depths: Annotated[int, BeforeValidator(_integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
+    mask_token_id: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Token id whose embedding fills draft depths >= 1.")
+    num_depths: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     down_sample_ratio: Annotated[float, Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     down_sample_ratio_min: Annotated[float, Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
 
 
-class ConfigDflash(_Model):
+class ConfigDflash(Model):
     """DFlash block drafting (spec/algorithms/dflash.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
-    draft_vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
-    block_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=8, description="Slots per drafted block B.")
-    target_hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids (no eagle_ prefix); the fc input width is their count times H_t.")
-    mask_token_id: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Token id of the block's mask slots.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
+    draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
+    block_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=8, description="Slots per drafted block B.")
+    target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
+    aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids (no eagle_ prefix); the fc input width is their count times H_t.")
+    mask_token_id: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Token id of the block's mask slots.")
     sliding_window_non_causal: StrictBool = Field(default=False, description="For dflash the engines' defaults for an absent key differ.")
-    max_anchors: Annotated[int, BeforeValidator(_integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
+    max_anchors: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     sample_from_anchor: StrictBool = Field(default=False, description="false: slot 0 holds the anchor and B-1 slots predict; true: all B slots predict.")
 
 
-class ConfigDspark(_Model):
+class ConfigDspark(Model):
     """DSpark: DFlash with a Markov head and a confidence head (spec/algorithms/dspark.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
-    draft_vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
-    block_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=8, description="Slots per drafted block B.")
-    target_hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids (no eagle_ prefix); the fc input width is their count times H_t.")
-    mask_token_id: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Token id of the block's mask slots.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
+    draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
+    block_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=8, description="Slots per drafted block B.")
+    target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
+    aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids (no eagle_ prefix); the fc input width is their count times H_t.")
+    mask_token_id: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Token id of the block's mask slots.")
     sliding_window_non_causal: StrictBool = Field(default=False, description="Sliding-window layers attend bidirectionally within the block.")
-    max_anchors: Annotated[int, BeforeValidator(_integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
+    max_anchors: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     sample_from_anchor: StrictBool = Field(default=True, description="For dspark the default is true, and the engines' defaults for an absent key differ.")
-    markov_rank: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(default=256, description="Rank r of the Markov head; 0 disables it.")
-    markov_head_type: Annotated[Literal['vanilla', 'gated', 'rnn'], _member('vanilla', 'gated', 'rnn')] = Field(default='vanilla', description="Markov head variant.")
+    markov_rank: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(default=256, description="Rank r of the Markov head; 0 disables it.")
+    markov_head_type: Annotated[Literal['vanilla', 'gated', 'rnn'], member('vanilla', 'gated', 'rnn')] = Field(default='vanilla', description="Markov head variant.")
     enable_confidence_head: StrictBool = Field(default=True, description="The file has a confidence head (unused for correctness).")
     confidence_head_with_markov: StrictBool = Field(default=True, description="The confidence head also reads the Markov state; requires markov_rank > 0.")
 
 
-class ConfigMedusa(_Model):
+class ConfigMedusa(Model):
     """Medusa heads (spec/algorithms/medusa.md). H and V come from the verifier binding, which must state them (CFG-8)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    medusa_num_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Number of heads K; head k predicts token t+k+2.")
-    medusa_num_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Residual blocks per head.")
+    medusa_num_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Number of heads K; head k predicts token t+k+2.")
+    medusa_num_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Residual blocks per head.")
     medusa_fc_bias: StrictBool = Field(description="Residual-block projections carry a bias.")
     original_lm_head: StrictBool = Field(description="All heads reuse the verifier lm_head; the file has no per-head output matrix.")
 
 
-class ConfigMlpSpeculator(_Model):
+class ConfigMlpSpeculator(Model):
     """IBM MLP speculator (spec/algorithms/mlp_speculator.md). H and V come from the verifier binding, which must state them (CFG-8)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    n_predict: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Number of heads K.")
-    inner_dim: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Inner width D; 0 means D = H.")
+    n_predict: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Number of heads K.")
+    inner_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Inner width D; 0 means D = H.")
     tie_weights: StrictBool = Field(description="Heads share weights; every name is still stored.")
     scale_input: StrictBool = Field(description="The input state passes a parameter-free norm scaled by 1/sqrt(2).")
-    top_k_tokens_per_head: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)]], Strict(), Field()] = Field(default=None, description="Tree branching per head; one entry per head.")
-    n_candidates: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=5, description="Candidate sequences kept from the tree.")
+    top_k_tokens_per_head: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)]], Strict(), Field()] = Field(default=None, description="Tree branching per head; one entry per head.")
+    n_candidates: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Candidate sequences kept from the tree.")
 
 
-class ConfigNgram(_Model):
+class ConfigNgram(Model):
     """Prompt-lookup n-gram proposer; no weights (spec/algorithms/ngram.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
     speculators_format_version: Annotated[str, Strict(), Field(pattern='^1\\.[0-9]+$')] = Field(default=None, description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfig = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    prompt_lookup_min: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Smallest n-gram matched.")
-    prompt_lookup_max: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Largest n-gram matched; at least prompt_lookup_min.")
+    prompt_lookup_min: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Smallest n-gram matched.")
+    prompt_lookup_max: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Largest n-gram matched; at least prompt_lookup_min.")
 
 
-class ProposalMethodGreedyStrict(_Model):
+class ProposalMethodGreedyStrict(Model):
     """A chain of speculative_tokens draft tokens, verified greedily (spec/verification.md)."""
 
-    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], _member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
-    speculative_tokens: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Draft tokens per verifier step (K).")
-    verifier_accept_k: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="A draft token is accepted when it is among the verifier's top verifier_accept_k tokens.")
+    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
+    speculative_tokens: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft tokens per verifier step (K).")
+    verifier_accept_k: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="A draft token is accepted when it is among the verifier's top verifier_accept_k tokens.")
     accept_tolerance: Annotated[float, Strict(), Field(ge=0)] = Field(description="With verifier_accept_k > 1: the largest log-probability gap to the verifier's top-1 token that is still accepted.")
 
 
-class ProposalMethodSamplingStrict(_Model):
+class ProposalMethodSamplingStrict(Model):
     """A chain of speculative_tokens sampled draft tokens, verified by rejection sampling."""
 
-    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], _member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
-    speculative_tokens: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Draft tokens per verifier step (K).")
+    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
+    speculative_tokens: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft tokens per verifier step (K).")
     accept_lenience: Annotated[float, Strict(), Field(ge=0, le=1)] = Field(description="Multiplier on the verifier probability in the accept test; 1.0 is lossless.")
 
 
-class ProposalMethodStaticTreeStrict(_Model):
+class ProposalMethodStaticTreeStrict(Model):
     """A static tree of draft tokens (EAGLE-1). Defined for completeness; tree verification comes in a later version."""
 
-    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], _member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
-    initial_branching_factor: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Tokens taken at the first draft step.")
-    branching_factor: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Children per node after the first step.")
-    depth: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Tree depth.")
+    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
+    initial_branching_factor: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Tokens taken at the first draft step.")
+    branching_factor: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Children per node after the first step.")
+    depth: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Tree depth.")
 
 
-class ProposalMethodDynamicTreeStrict(_Model):
+class ProposalMethodDynamicTreeStrict(Model):
     """A dynamic tree of draft tokens (EAGLE-2). Defined for completeness; tree verification comes in a later version."""
 
-    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], _member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
-    speculative_tokens: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Tree nodes kept after pruning.")
-    expansion_factor: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Tokens expanded per step.")
-    depth: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Tree depth.")
+    proposal_type: Annotated[Literal['greedy', 'sampling', 'static_tree', 'dynamic_tree'], member('greedy', 'sampling', 'static_tree', 'dynamic_tree')] = Field(description="The kind of proposal.")
+    speculative_tokens: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Tree nodes kept after pruning.")
+    expansion_factor: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Tokens expanded per step.")
+    depth: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Tree depth.")
 
 
-class VerifierStrict(_Model):
+class VerifierStrict(Model):
     """The verifier the draft was trained for (CFG-8)."""
 
     name_or_path: Annotated[str, Strict(), Field()] | None = Field(description="Hub id or path of the verifier; null when unknown.")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(description="The verifier's architectures, copied from its config.json.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="The verifier's hidden size.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="The verifier's number of decoder layers N; aux layer ids lie in [0, N].")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="The verifier's vocabulary size V.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="The verifier's hidden size.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="The verifier's number of decoder layers N; aux layer ids lie in [0, N].")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="The verifier's vocabulary size V.")
 
 
-class SpeculatorsConfigStrict(_Model):
+class SpeculatorsConfigStrict(Model):
     """The envelope: algorithm, proposal methods and verifier binding."""
 
     algorithm: Annotated[str, Strict(), Field()] = Field(description="Algorithm name; MUST equal speculators_model_type.")
-    proposal_methods: Annotated[list[Annotated[Union[Annotated[ProposalMethodGreedyStrict, Tag('greedy')], Annotated[ProposalMethodSamplingStrict, Tag('sampling')], Annotated[ProposalMethodStaticTreeStrict, Tag('static_tree')], Annotated[ProposalMethodDynamicTreeStrict, Tag('dynamic_tree')]], Discriminator(_tag('proposal_type', ('greedy', 'sampling', 'static_tree', 'dynamic_tree'), None))]], Strict(), Field(min_length=1)] = Field(description="Proposal methods the draft was trained for. Readers that support one method use the first entry.")
+    proposal_methods: Annotated[list[Annotated[Union[Annotated[ProposalMethodGreedyStrict, Tag('greedy')], Annotated[ProposalMethodSamplingStrict, Tag('sampling')], Annotated[ProposalMethodStaticTreeStrict, Tag('static_tree')], Annotated[ProposalMethodDynamicTreeStrict, Tag('dynamic_tree')]], Discriminator(tag('proposal_type', ('greedy', 'sampling', 'static_tree', 'dynamic_tree'), None))]], Strict(), Field(min_length=1)] = Field(description="Proposal methods the draft was trained for. Readers that support one method use the first entry.")
     default_proposal_method: Annotated[str, Strict(), Field()] = Field(description="The proposal_type of one entry of proposal_methods.")
     verifier: VerifierStrict = Field(description="The verifier the draft was trained for (CFG-8).")
 
 
-class LayerConfigLlamaStrict(_Model):
+class LayerConfigLlamaStrict(Model):
     """Llama-family decoder keys."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
-    intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
-    num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
+    intermediate_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
+    num_attention_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
     rms_norm_eps: Annotated[float, Strict(), Field(gt=0)] = Field(description="RMSNorm epsilon.")
-    hidden_act: Annotated[Literal['silu'], _member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
+    hidden_act: Annotated[Literal['silu'], member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
     tie_word_embeddings: StrictBool = Field(default=False, description="lm_head shares the embedding matrix.")
     rope_theta: Annotated[float, Strict(), Field(gt=0)] = Field(default=10000.0, description="RoPE base (transformers 4 key).")
     rope_scaling: Annotated[dict[str, Any], Strict()] | None = Field(default=None, description="RoPE scaling (transformers 4 key); null or an object with rope_type.")
     rope_parameters: Annotated[dict[str, Any], Strict()] = Field(default=None, description="RoPE base and scaling (transformers 5 key); takes precedence over rope_theta and rope_scaling.")
-    max_position_embeddings: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
-    num_key_value_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Key/value heads n_kv.")
-    head_dim: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Per-head width d.")
+    max_position_embeddings: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
+    num_key_value_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Key/value heads n_kv.")
+    head_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Per-head width d.")
     attention_bias: StrictBool = Field(description="q/k/v/o projections carry a bias.")
-    mlp_bias: Annotated[Literal[False], _member(False)] = Field(default=False, description="MLP projections carry a bias; v1.0 defines false only.")
+    mlp_bias: Annotated[Literal[False], member(False)] = Field(default=False, description="MLP projections carry a bias; v1.0 defines false only.")
 
 
-class LayerConfigQwen2Strict(_Model):
+class LayerConfigQwen2Strict(Model):
     """Qwen2-family decoder keys. q/k/v always carry a bias, o_proj never."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
-    intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
-    num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
+    intermediate_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
+    num_attention_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
     rms_norm_eps: Annotated[float, Strict(), Field(gt=0)] = Field(description="RMSNorm epsilon.")
-    hidden_act: Annotated[Literal['silu'], _member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
+    hidden_act: Annotated[Literal['silu'], member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
     tie_word_embeddings: StrictBool = Field(default=False, description="lm_head shares the embedding matrix.")
     rope_theta: Annotated[float, Strict(), Field(gt=0)] = Field(default=10000.0, description="RoPE base (transformers 4 key).")
     rope_scaling: Annotated[dict[str, Any], Strict()] | None = Field(default=None, description="RoPE scaling (transformers 4 key); null or an object with rope_type.")
     rope_parameters: Annotated[dict[str, Any], Strict()] = Field(default=None, description="RoPE base and scaling (transformers 5 key); takes precedence over rope_theta and rope_scaling.")
-    max_position_embeddings: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
-    num_key_value_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Key/value heads n_kv.")
-    head_dim: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Per-head width d; Qwen2 always uses hidden_size // num_attention_heads.")
+    max_position_embeddings: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
+    num_key_value_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Key/value heads n_kv.")
+    head_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Per-head width d; Qwen2 always uses hidden_size // num_attention_heads.")
 
 
-class LayerConfigQwen3Strict(_Model):
+class LayerConfigQwen3Strict(Model):
     """Qwen3-family decoder keys. Attention has per-head q_norm and k_norm."""
 
-    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], _member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
-    hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
-    intermediate_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
-    num_attention_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
-    num_hidden_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
-    vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
+    model_type: Annotated[Literal['llama', 'qwen2', 'qwen3'], member('llama', 'qwen2', 'qwen3')] = Field(description="Decoder family. Absent reads as qwen3 (speculators >= 0.7); older readers read llama, so absence is a hazard.")
+    hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Hidden size H.")
+    intermediate_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="MLP width I.")
+    num_attention_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Query heads n_h.")
+    num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Decoder layers L.")
+    vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Vocabulary size V; MUST equal the verifier's vocabulary size.")
     rms_norm_eps: Annotated[float, Strict(), Field(gt=0)] = Field(description="RMSNorm epsilon.")
-    hidden_act: Annotated[Literal['silu'], _member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
+    hidden_act: Annotated[Literal['silu'], member('silu')] = Field(default='silu', description="MLP activation; v1.0 defines silu only.")
     tie_word_embeddings: StrictBool = Field(default=False, description="lm_head shares the embedding matrix.")
     rope_theta: Annotated[float, Strict(), Field(gt=0)] = Field(default=10000.0, description="RoPE base (transformers 4 key).")
     rope_scaling: Annotated[dict[str, Any], Strict()] | None = Field(default=None, description="RoPE scaling (transformers 4 key); null or an object with rope_type.")
     rope_parameters: Annotated[dict[str, Any], Strict()] = Field(default=None, description="RoPE base and scaling (transformers 5 key); takes precedence over rope_theta and rope_scaling.")
-    max_position_embeddings: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
-    num_key_value_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Key/value heads n_kv.")
-    head_dim: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Per-head width d.")
+    max_position_embeddings: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=None, description="Longest supported position.")
+    num_key_value_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Key/value heads n_kv.")
+    head_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Per-head width d.")
     attention_bias: StrictBool = Field(description="q/k/v/o projections carry a bias.")
 
 
-class ConfigEagle3Strict(_Model):
+class ConfigEagle3Strict(Model):
     """EAGLE-3 (spec/algorithms/eagle3.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
-    draft_vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
+    draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
     norm_before_residual: StrictBool = Field(description="For eagle3 the engines' defaults for an absent key differ.")
     norm_before_fc: StrictBool = Field(description="One RMSNorm (input_norm) over the concatenated aux states before fc.")
     fc_norm: StrictBool = Field(description="One RMSNorm per aux chunk (fc_norm.{a}) before fc. Excludes norm_before_fc.")
     norm_output: StrictBool = Field(description="The hidden state fed to the next draft step is taken after the final norm.")
-    target_hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engine's default, a hazard.")
+    target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
+    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engine's default, a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
 
 
-class ConfigEagleStrict(_Model):
+class ConfigEagleStrict(Model):
     """EAGLE-1/2 and HASS, the speculators v0.1-v0.6 layout (spec/algorithms/eagle.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder layer's config; vocab_size is the verifier's vocabulary.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder layer's config; vocab_size is the verifier's vocabulary.")
     transformer_layer_architecture: Annotated[str, Strict(), Field()] = Field(default='auto', description="Decoder layer class name, or auto.")
     layernorms: StrictBool = Field(description="HASS-with-norms variant: embedding_layernorm, pre_lm_head_layernorm and transformer.input_layernorm are present.")
     fusion_bias: StrictBool = Field(description="fusion_fc carries a bias (HASS).")
 
 
-class ConfigIndependentStrict(_Model):
+class ConfigIndependentStrict(Model):
     """A standalone draft language model (spec/algorithms/independent.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft model's own config; vocab_size MUST equal the verifier's.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft model's own config; vocab_size MUST equal the verifier's.")
 
 
-class ConfigMtpStrict(_Model):
+class ConfigMtpStrict(Model):
     """Multi-token prediction layer (spec/algorithms/mtp.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The verifier's text config; num_hidden_layers is the verifier depth, not the draft's.")
-    num_nextn_predict_layers: Annotated[Literal[1], _member(1)] = Field(description="MTP layers in the file; v1.0 defines 1.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The verifier's text config; num_hidden_layers is the verifier depth, not the draft's.")
+    num_nextn_predict_layers: Annotated[Literal[1], member(1)] = Field(description="MTP layers in the file; v1.0 defines 1.")
 
 
-class ConfigPeagleStrict(_Model):
+class ConfigPeagleStrict(Model):
     """P-EAGLE, parallel EAGLE-3 drafting (spec/algorithms/peagle.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
-    draft_vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
+    draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
     norm_before_residual: StrictBool = Field(description="The residual of layer 0 is taken after hidden_norm instead of before it.")
     norm_before_fc: StrictBool = Field(description="One RMSNorm (input_norm) over the concatenated aux states before fc.")
     fc_norm: StrictBool = Field(description="One RMSNorm per aux chunk (fc_norm.{a}) before fc. Excludes norm_before_fc.")
     norm_output: StrictBool = Field(description="The hidden state fed to the next draft step is taken after the final norm.")
-    target_hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engine's default, a hazard.")
+    target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
+    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engine's default, a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
-    mask_token_id: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Token id whose embedding fills draft depths >= 1.")
-    num_depths: Annotated[int, BeforeValidator(_integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
+    mask_token_id: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Token id whose embedding fills draft depths >= 1.")
+    num_depths: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     down_sample_ratio: Annotated[float, Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     down_sample_ratio_min: Annotated[float, Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
 
 
-class ConfigDflashStrict(_Model):
+class ConfigDflashStrict(Model):
     """DFlash block drafting (spec/algorithms/dflash.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
-    draft_vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
-    block_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Slots per drafted block B.")
-    target_hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids (no eagle_ prefix); the fc input width is their count times H_t.")
-    mask_token_id: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Token id of the block's mask slots.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
+    draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
+    block_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Slots per drafted block B.")
+    target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
+    aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids (no eagle_ prefix); the fc input width is their count times H_t.")
+    mask_token_id: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Token id of the block's mask slots.")
     sliding_window_non_causal: StrictBool = Field(description="For dflash the engines' defaults for an absent key differ.")
-    max_anchors: Annotated[int, BeforeValidator(_integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
+    max_anchors: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     sample_from_anchor: StrictBool = Field(description="false: slot 0 holds the anchor and B-1 slots predict; true: all B slots predict.")
 
 
-class ConfigDsparkStrict(_Model):
+class ConfigDsparkStrict(Model):
     """DSpark: DFlash with a Markov head and a confidence head (spec/algorithms/dspark.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(_tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
-    draft_vocab_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
-    block_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Slots per drafted block B.")
-    target_hidden_size: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids (no eagle_ prefix); the fc input width is their count times H_t.")
-    mask_token_id: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Token id of the block's mask slots.")
+    transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
+    draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
+    block_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Slots per drafted block B.")
+    target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
+    aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids (no eagle_ prefix); the fc input width is their count times H_t.")
+    mask_token_id: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Token id of the block's mask slots.")
     sliding_window_non_causal: StrictBool = Field(description="Sliding-window layers attend bidirectionally within the block.")
-    max_anchors: Annotated[int, BeforeValidator(_integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
+    max_anchors: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     sample_from_anchor: StrictBool = Field(description="For dspark the default is true, and the engines' defaults for an absent key differ.")
-    markov_rank: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Rank r of the Markov head; 0 disables it.")
-    markov_head_type: Annotated[Literal['vanilla', 'gated', 'rnn'], _member('vanilla', 'gated', 'rnn')] = Field(description="Markov head variant.")
+    markov_rank: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Rank r of the Markov head; 0 disables it.")
+    markov_head_type: Annotated[Literal['vanilla', 'gated', 'rnn'], member('vanilla', 'gated', 'rnn')] = Field(description="Markov head variant.")
     enable_confidence_head: StrictBool = Field(description="The file has a confidence head (unused for correctness).")
     confidence_head_with_markov: StrictBool = Field(description="The confidence head also reads the Markov state; requires markov_rank > 0.")
 
 
-class ConfigMedusaStrict(_Model):
+class ConfigMedusaStrict(Model):
     """Medusa heads (spec/algorithms/medusa.md). H and V come from the verifier binding, which must state them (CFG-8)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    medusa_num_heads: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Number of heads K; head k predicts token t+k+2.")
-    medusa_num_layers: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Residual blocks per head.")
+    medusa_num_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Number of heads K; head k predicts token t+k+2.")
+    medusa_num_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Residual blocks per head.")
     medusa_fc_bias: StrictBool = Field(description="Residual-block projections carry a bias.")
     original_lm_head: StrictBool = Field(description="All heads reuse the verifier lm_head; the file has no per-head output matrix.")
 
 
-class ConfigMlpSpeculatorStrict(_Model):
+class ConfigMlpSpeculatorStrict(Model):
     """IBM MLP speculator (spec/algorithms/mlp_speculator.md). H and V come from the verifier binding, which must state them (CFG-8)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    n_predict: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Number of heads K.")
-    inner_dim: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0)] = Field(description="Inner width D; 0 means D = H.")
+    n_predict: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Number of heads K.")
+    inner_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Inner width D; 0 means D = H.")
     tie_weights: StrictBool = Field(description="Heads share weights; every name is still stored.")
     scale_input: StrictBool = Field(description="The input state passes a parameter-free norm scaled by 1/sqrt(2).")
-    top_k_tokens_per_head: Annotated[list[Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)]], Strict(), Field()] = Field(default=None, description="Tree branching per head; one entry per head.")
-    n_candidates: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(default=5, description="Candidate sequences kept from the tree.")
+    top_k_tokens_per_head: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)]], Strict(), Field()] = Field(default=None, description="Tree branching per head; one entry per head.")
+    n_candidates: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Candidate sequences kept from the tree.")
 
 
-class ConfigNgramStrict(_Model):
+class ConfigNgramStrict(Model):
     """Prompt-lookup n-gram proposer; no weights (spec/algorithms/ngram.md)."""
 
-    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], _member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
-    speculators_format_version: Annotated[Literal['1.0'], _member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
+    speculators_model_type: Annotated[Literal['eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'], member('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram')] = Field(description="The algorithm of the draft. Readers dispatch on this key; there is no top-level model_type.")
+    speculators_format_version: Annotated[Literal['1.0'], member('1.0')] = Field(description="The specfmt version the checkpoint declares. Absent in checkpoints written by the speculators library.")
     speculators_version: Annotated[str, Strict(), Field()] = Field(default=None, description="Version of the library that wrote the file. Informational.")
     speculators_config: SpeculatorsConfigStrict = Field(description="The envelope: algorithm, proposal methods and verifier binding.")
-    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
-    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], _member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
+    dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(description="Floating-point dtype of the stored weights (transformers 5 key).")
+    torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
-    prompt_lookup_min: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Smallest n-gram matched.")
-    prompt_lookup_max: Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1)] = Field(description="Largest n-gram matched; at least prompt_lookup_min.")
+    prompt_lookup_min: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Smallest n-gram matched.")
+    prompt_lookup_max: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Largest n-gram matched; at least prompt_lookup_min.")
 
 
-ConfigDocument = Annotated[Union[Annotated[ConfigEagle3, Tag('eagle3')], Annotated[ConfigEagle, Tag('eagle')], Annotated[ConfigIndependent, Tag('independent')], Annotated[ConfigMtp, Tag('mtp')], Annotated[ConfigPeagle, Tag('peagle')], Annotated[ConfigDflash, Tag('dflash')], Annotated[ConfigDspark, Tag('dspark')], Annotated[ConfigMedusa, Tag('medusa')], Annotated[ConfigMlpSpeculator, Tag('mlp_speculator')], Annotated[ConfigNgram, Tag('ngram')]], Discriminator(_tag('speculators_model_type', ('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'), None))]
+ConfigDocument = Annotated[Union[Annotated[ConfigEagle3, Tag('eagle3')], Annotated[ConfigEagle, Tag('eagle')], Annotated[ConfigIndependent, Tag('independent')], Annotated[ConfigMtp, Tag('mtp')], Annotated[ConfigPeagle, Tag('peagle')], Annotated[ConfigDflash, Tag('dflash')], Annotated[ConfigDspark, Tag('dspark')], Annotated[ConfigMedusa, Tag('medusa')], Annotated[ConfigMlpSpeculator, Tag('mlp_speculator')], Annotated[ConfigNgram, Tag('ngram')]], Discriminator(tag('speculators_model_type', ('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'), None))]
 COMPAT = TypeAdapter(ConfigDocument)
 
-ConfigStrictDocument = Annotated[Union[Annotated[ConfigEagle3Strict, Tag('eagle3')], Annotated[ConfigEagleStrict, Tag('eagle')], Annotated[ConfigIndependentStrict, Tag('independent')], Annotated[ConfigMtpStrict, Tag('mtp')], Annotated[ConfigPeagleStrict, Tag('peagle')], Annotated[ConfigDflashStrict, Tag('dflash')], Annotated[ConfigDsparkStrict, Tag('dspark')], Annotated[ConfigMedusaStrict, Tag('medusa')], Annotated[ConfigMlpSpeculatorStrict, Tag('mlp_speculator')], Annotated[ConfigNgramStrict, Tag('ngram')]], Discriminator(_tag('speculators_model_type', ('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'), None))]
+ConfigStrictDocument = Annotated[Union[Annotated[ConfigEagle3Strict, Tag('eagle3')], Annotated[ConfigEagleStrict, Tag('eagle')], Annotated[ConfigIndependentStrict, Tag('independent')], Annotated[ConfigMtpStrict, Tag('mtp')], Annotated[ConfigPeagleStrict, Tag('peagle')], Annotated[ConfigDflashStrict, Tag('dflash')], Annotated[ConfigDsparkStrict, Tag('dspark')], Annotated[ConfigMedusaStrict, Tag('medusa')], Annotated[ConfigMlpSpeculatorStrict, Tag('mlp_speculator')], Annotated[ConfigNgramStrict, Tag('ngram')]], Discriminator(tag('speculators_model_type', ('eagle3', 'eagle', 'independent', 'mtp', 'peagle', 'dflash', 'dspark', 'medusa', 'mlp_speculator', 'ngram'), None))]
 STRICT = TypeAdapter(ConfigStrictDocument)
