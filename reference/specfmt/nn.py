@@ -1,0 +1,136 @@
+"""Plain-torch building blocks shared by the verifier and the drafts: RMSNorm, RoPE, GQA attention
+with a KV cache that rolls back, SwiGLU, and the llama/qwen2/qwen3 decoder layer.
+
+Weights arrive as dicts keyed by role (the `role` of the layout documents, without the layer
+prefix): `w["q_proj"]`, `w["q_norm"]`, ... On-disk names never appear here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm computed in float32, returned in the input dtype."""
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
+
+
+def silu_mlp(x: torch.Tensor, w: dict) -> torch.Tensor:
+    return F.linear(F.silu(F.linear(x, w["gate_proj"])) * F.linear(x, w["up_proj"]), w["down_proj"])
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """The decoder facts the math needs, resolved from a transformer_layer_config."""
+
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    eps: float
+    rope_theta: float
+    rope_scaling: dict | None
+    family: str
+
+    @staticmethod
+    def from_config(cfg: dict) -> LayerConfig:
+        """`cfg` is a transformer_layer_config with defaults resolved (specfmt.defaults.resolve)."""
+        rope = dict(cfg.get("rope_parameters") or {})
+        theta = rope.pop("rope_theta", cfg.get("rope_theta", 10000.0))
+        scaling = rope if rope.get("rope_type", "default") != "default" else cfg.get("rope_scaling")
+        if scaling and scaling.get("rope_type", scaling.get("type", "default")) == "default":
+            scaling = None
+        return LayerConfig(cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
+                           cfg["head_dim"], cfg["rms_norm_eps"], float(theta), scaling, cfg["model_type"])
+
+
+def rope_inv_freq(cfg: LayerConfig) -> torch.Tensor:
+    """Inverse frequencies, with llama3 scaling when configured. Spec: spec/algorithms/eagle3.md"""
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim))
+    s = cfg.rope_scaling
+    if not s:
+        return inv
+    kind = s.get("rope_type", s.get("type"))
+    if kind != "llama3":
+        raise NotImplementedError(f"rope_type {kind!r} is not implemented")
+    factor, low, high = s["factor"], s.get("low_freq_factor", 1.0), s.get("high_freq_factor", 4.0)
+    old = s.get("original_max_position_embeddings", 8192)
+    wavelen = 2 * math.pi / inv
+    low_wavelen, high_wavelen = old / low, old / high
+    scaled = torch.where(wavelen > low_wavelen, inv / factor, inv)
+    smooth = (old / wavelen - low) / (high - low)
+    mid = (1 - smooth) * scaled / factor + smooth * scaled
+    is_mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return torch.where(is_mid, mid, scaled)
+
+
+def rope(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE. x: [heads, T, d]; positions: [T]."""
+    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]  # [T, d/2]
+    cos = torch.cat([angles.cos(), angles.cos()], -1).to(x.dtype)
+    sin = torch.cat([angles.sin(), angles.sin()], -1).to(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
+    return x * cos + rotated * sin
+
+
+class KVCache:
+    """Keys and values of one attention layer; `truncate` rolls back rejected positions."""
+
+    def __init__(self):
+        self.k: torch.Tensor | None = None  # [n_kv, T, d]
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[1]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k = k if self.k is None else torch.cat([self.k, k], 1)
+        self.v = v if self.v is None else torch.cat([self.v, v], 1)
+        return self.k, self.v
+
+    def truncate(self, length: int) -> None:
+        if self.k is not None:
+            self.k, self.v = self.k[:, :length], self.v[:, :length]
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """GQA attention. q: [n_h, T, d]; k, v: [n_kv, S, d]; mask: bool [T, S] (True = attend)."""
+    groups = q.shape[0] // k.shape[0]
+    k, v = k.repeat_interleave(groups, 0), v.repeat_interleave(groups, 0)  # [n_kv, S, d] -> [n_h, S, d]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def causal_mask(t: int, past: int, device) -> torch.Tensor:
+    """Row i (position past + i) attends to every position <= past + i."""
+    return torch.ones(t, past + t, dtype=torch.bool, device=device).tril(past)
+
+
+def decoder_layer(x: torch.Tensor, w: dict, cfg: LayerConfig, positions: torch.Tensor, inv_freq: torch.Tensor,
+                  cache: KVCache, mask: torch.Tensor | None, attn_in: torch.Tensor | None = None,
+                  residual: torch.Tensor | None = None) -> torch.Tensor:
+    """One pre-norm decoder layer over rows x: [T, H]. `attn_in` replaces input_layernorm(x) as the
+    attention input and `residual` replaces x as the residual (EAGLE-3's first layer)."""
+    h = attn_in if attn_in is not None else rms_norm(x, w["input_layernorm"], cfg.eps)
+    x = x if residual is None else residual
+    x = x + self_attention(h, w, cfg, positions, inv_freq, cache, mask)
+    return x + silu_mlp(rms_norm(x, w["post_attention_layernorm"], cfg.eps), w)
+
+
+def self_attention(h: torch.Tensor, w: dict, cfg: LayerConfig, positions: torch.Tensor, inv_freq: torch.Tensor,
+                   cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
+    t = h.shape[0]
+    q = F.linear(h, w["q_proj"], w.get("q_proj_bias")).view(t, cfg.num_heads, cfg.head_dim).transpose(0, 1)
+    k = F.linear(h, w["k_proj"], w.get("k_proj_bias")).view(t, cfg.num_kv_heads, cfg.head_dim).transpose(0, 1)
+    v = F.linear(h, w["v_proj"], w.get("v_proj_bias")).view(t, cfg.num_kv_heads, cfg.head_dim).transpose(0, 1)
+    if "q_norm" in w:  # qwen3: per-head RMSNorm over d
+        q, k = rms_norm(q, w["q_norm"], cfg.eps), rms_norm(k, w["k_norm"], cfg.eps)
+    q, k = rope(q, positions, inv_freq), rope(k, positions, inv_freq)
+    k, v = cache.append(k, v)
+    o = attention(q, k, v, mask)  # [n_h, T, d]
+    return F.linear(o.transpose(0, 1).reshape(t, cfg.num_heads * cfg.head_dim), w["o_proj"], w.get("o_proj_bias"))

@@ -1,0 +1,88 @@
+"""A minimal llama/qwen2/qwen3 verifier in plain torch, with a KV cache that rolls back and aux
+hidden states exactly as D3 pins them.
+
+It loads an ordinary Hugging Face checkpoint directory (config.json plus model.safetensors or a
+sharded index). Its tensors are bound through the `independent` layout document, which declares
+exactly the Hugging Face causal-LM names.
+Spec: spec/config.md#CFG-9
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from specfmt import nn
+from specfmt.defaults import resolve
+from specfmt.weights import bind_roles
+
+
+@dataclass
+class Output:
+    """One forward pass over T new positions."""
+
+    logits: torch.Tensor  # [T, V]
+    aux: torch.Tensor  # [T, A*H]: hidden_states[k] for each requested id k, concatenated in order
+    last: torch.Tensor  # [T, H]: hidden_states[N], the last decoder output before the final norm
+    normed: torch.Tensor  # [T, H]: after the final norm, what the LM head reads
+
+
+class Verifier:
+    def __init__(self, config: dict, tensors: dict[str, torch.Tensor], device: str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        wrapped = resolve({"speculators_model_type": "independent", "transformer_layer_config": config})
+        self.config = wrapped["transformer_layer_config"]
+        tensors = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in tensors.items()}
+        self.w = bind_roles("independent", wrapped, tensors)
+        self.cfg = nn.LayerConfig.from_config(self.config)
+        self.inv_freq = nn.rope_inv_freq(self.cfg).to(device)
+        self.num_layers = self.config["num_hidden_layers"]
+        self.vocab_size = self.config["vocab_size"]
+        self.caches = [nn.KVCache() for _ in range(self.num_layers)]
+        self.device, self.dtype = device, dtype
+
+    @staticmethod
+    def from_pretrained(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Verifier:
+        from specfmt.checkpoint import load
+
+        config, tensors = load(path)
+        return Verifier(config, tensors, device, dtype)
+
+    def __len__(self) -> int:
+        return len(self.caches[0])
+
+    @property
+    def embed_tokens(self) -> torch.Tensor:
+        return self.w["embed_tokens"]
+
+    @property
+    def lm_head(self) -> torch.Tensor:
+        return self.w.get("lm_head", self.w["embed_tokens"])  # tied when lm_head is absent
+
+    def truncate(self, length: int) -> None:
+        """Drop cached positions >= length (rejected drafts)."""
+        for cache in self.caches:
+            cache.truncate(length)
+
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, aux_ids: tuple[int, ...] = ()) -> Output:
+        """Run `tokens` ([T]) after the cached positions; capture hidden_states[k] for k in aux_ids."""
+        past, t = len(self), tokens.numel()
+        positions = torch.arange(past, past + t, device=self.device)
+        mask = nn.causal_mask(t, past, self.device)
+        x = F.embedding(tokens.to(self.device), self.embed_tokens)  # [T] -> [T, H]
+        states = {0: x}
+        for i in range(self.num_layers):
+            x = nn.decoder_layer(x, self.w["layer"][i], self.cfg, positions, self.inv_freq, self.caches[i], mask)
+            states[i + 1] = x
+        normed = nn.rms_norm(x, self.w["norm"], self.cfg.eps)
+        aux = torch.cat([states[k] for k in aux_ids], -1) if aux_ids else x[:, :0]  # [T, A*H]
+        return Output(F.linear(normed, self.lm_head), aux, x, normed)
+
+
+def load_hf_config(path: str | Path) -> dict:
+    return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
