@@ -158,3 +158,32 @@ def corpus_checkpoint(name: str, dest: Path) -> Path:
     shutil.copy(CORPUS / name / "config.json", dest / "config.json")
     write_sparse(dest / "model.safetensors", read_manifest(CORPUS / name / "tensors.tsv"))
     return dest
+
+
+VERIFIER_CONFIG = {"model_type": "llama", "hidden_size": H, "intermediate_size": 64, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "head_dim": 8, "num_hidden_layers": N_VERIFIER, "vocab_size": V,
+                   "rms_norm_eps": 1e-6, "max_position_embeddings": 512, "rope_theta": 10000.0,
+                   "tie_word_embeddings": False, "architectures": ["LlamaForCausalLM"]}
+
+
+def verifier_for(seed: int = 0, dtype=torch.float32, scale: float = 1.0):
+    """A tiny random llama verifier (H 32, V 128, 6 layers) matching every builder variant."""
+    from specfmt.verifier import Verifier
+
+    wrapped = {"speculators_model_type": "independent", "transformer_layer_config": VERIFIER_CONFIG,
+               "speculators_config": VARIANTS["independent"]["speculators_config"]}
+    tensors = {name: t * scale * 10 if t.is_floating_point() else t for name, t in tensors_for(wrapped, seed).items()}
+    return Verifier(dict(VERIFIER_CONFIG), tensors, dtype=dtype)
+
+
+def draft_for(variant: str, verifier, seed: int = 1):
+    """A random draft of `variant` bound to `verifier`."""
+    from specfmt.algorithms import BUILDERS
+    from specfmt.defaults import resolve
+    from specfmt.weights import bind_roles
+
+    resolved = resolve(config_of(variant))
+    algorithm = resolved["speculators_model_type"]
+    tensors = {k: (v.to(verifier.dtype) * 10 if v.is_floating_point() else v) for k, v in
+               tensors_for(resolved, seed).items()}
+    return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier)

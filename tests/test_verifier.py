@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from specfmt.verifier import Verifier
 
 transformers = pytest.importorskip("transformers")

@@ -1,0 +1,85 @@
+"""EAGLE-3 draft: fc over verifier aux states, a first layer reading [embedding, hidden], optional
+plain layers, a reduced-vocabulary head mapped through d2t.
+
+Spec: spec/algorithms/eagle3.md (forward computation, ALG-EAGLE3-*)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from specfmt import nn
+from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.verifier import Verifier
+
+
+def default_aux_ids(num_layers: int) -> tuple[int, ...]:
+    """The engines' fallback when a compat checkpoint gives no ids: [2, N // 2, N - 3]."""
+    return (2, num_layers // 2, num_layers - 3)
+
+
+class Eagle3:
+    def __init__(self, config: dict, w: dict, verifier: Verifier):
+        layer_cfg = config["transformer_layer_config"]
+        self.cfg = nn.LayerConfig.from_config(layer_cfg)
+        self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
+        self.w = w
+        self.embed = w.get("embed_tokens", verifier.embed_tokens)
+        ids = config["eagle_aux_hidden_state_layer_ids"]
+        self.aux_ids = tuple(ids) if ids is not None else default_aux_ids(verifier.num_layers)
+        self.norm_before_residual = config["norm_before_residual"]
+        self.norm_before_fc, self.fc_norm, self.norm_output = config["norm_before_fc"], config["fc_norm"], \
+            config["norm_output"]
+        self.layers = [w["layer0"]] + [w["layer"][i] for i in range(1, layer_cfg["num_hidden_layers"])
+                                       if i in w.get("layer", {})]  # a compat file may keep only a prefix
+        self.caches = [nn.KVCache() for _ in self.layers]
+        self.targets = torch.arange(w["d2t"].numel()) + w["d2t"] if "d2t" in w else None
+        self.vocab_size = verifier.vocab_size
+        self.rows = 0  # draft rows computed from verified features; later rows are speculative
+
+    def combine(self, aux: torch.Tensor) -> torch.Tensor:
+        """[T, A*H_t] -> [T, H]."""
+        eps = self.cfg.eps
+        if self.norm_before_fc:
+            aux = nn.rms_norm(aux, self.w["input_norm"], eps)
+        if self.fc_norm:
+            chunks = aux.chunk(len(self.w["fc_norm"]), -1)  # [T, A*H_t] -> A x [T, H_t]
+            aux = torch.cat([nn.rms_norm(c, self.w["fc_norm"][a], eps) for a, c in enumerate(chunks)], -1)
+        return F.linear(aux, self.w["fc"])
+
+    def forward_rows(self, tokens: torch.Tensor, g: torch.Tensor, positions: torch.Tensor):
+        """Rows (token, hidden) at `positions` -> (logits [T, V_d], hidden fed to the next row [T, H])."""
+        eps, layer0 = self.cfg.eps, self.w["layer0"]
+        mask = nn.causal_mask(tokens.numel(), len(self.caches[0]), tokens.device)
+        e = nn.rms_norm(F.embedding(tokens, self.embed), layer0["input_layernorm"], eps)
+        gn = nn.rms_norm(g, layer0["hidden_norm"], eps)
+        attn_in = torch.cat([e, gn], -1)  # [T, H], [T, H] -> [T, 2H], embedding first
+        residual = gn if self.norm_before_residual else g
+        h = nn.decoder_layer(g, layer0, self.cfg, positions, self.inv_freq, self.caches[0], mask, attn_in, residual)
+        for layer, cache in zip(self.layers[1:], self.caches[1:], strict=True):
+            h = nn.decoder_layer(h, layer, self.cfg, positions, self.inv_freq, cache, mask)
+        z = nn.rms_norm(h, self.w["norm"], eps)
+        return F.linear(z, self.w["lm_head"]), (z if self.norm_output else h)
+
+    def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
+        n = len(ctx.tokens) - 1  # positions the verifier has run
+        for cache in self.caches:
+            cache.truncate(self.rows)  # forget the speculative rows of the last proposal
+        new = torch.arange(self.rows, n)
+        tokens = torch.tensor(ctx.tokens)
+        logits, g = self.forward_rows(tokens[new + 1], self.combine(ctx.aux[new]), new)  # row t reads x[t+1]
+        self.rows = n
+        ids, probs = [], []
+        for s in range(k):
+            draft_id, q = pick(logits[-1])
+            ids.append(draft_id)
+            probs.append(q)
+            if s + 1 < k:
+                token = draft_id if self.targets is None else int(self.targets[draft_id])
+                logits, g = self.forward_rows(torch.tensor([token]), g[-1:], torch.tensor([n + s]))
+        return to_target(ids, probs, self.targets, self.vocab_size)
+
+
+def build(config: dict, w: dict, verifier: Verifier) -> Eagle3:
+    return Eagle3(config, w, verifier)

@@ -1,0 +1,83 @@
+"""generate(): speculative decoding with a verifier and a draft, with per-step statistics.
+
+Spec: spec/verification.md#VER-LOOP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from specfmt.proposal import Context, Draft, Proposal
+from specfmt.verifier import Verifier
+
+
+@dataclass
+class Stats:
+    """Accepted draft tokens per verifier step."""
+
+    k: int
+    accepted: list[int] = field(default_factory=list)
+
+    @property
+    def tau(self) -> float:
+        """Mean tokens committed per verifier step (accepted drafts plus the verifier's own)."""
+        return sum(a + 1 for a in self.accepted) / max(len(self.accepted), 1)
+
+    @property
+    def acceptance_by_position(self) -> list[float]:
+        """Fraction of steps whose draft token at position j was accepted."""
+        steps = max(len(self.accepted), 1)
+        return [sum(a > j for a in self.accepted) / steps for j in range(self.k)]
+
+    def to_json(self) -> dict:
+        return {"k": self.k, "steps": len(self.accepted), "accepted_per_step": self.accepted, "tau": self.tau,
+                "acceptance_by_position": self.acceptance_by_position}
+
+
+@dataclass
+class Generation:
+    tokens: list[int]
+    stats: Stats
+
+
+@torch.inference_mode()
+def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_tokens: int, proposal: Proposal,
+             seed: int = 0, eos_token_id: int | None = None) -> Generation:
+    """Decode up to `max_new_tokens` tokens after `prompt_ids`, K = proposal.speculative_tokens per step.
+
+    Each step: the draft proposes K tokens; the verifier runs the pending token and the K drafts in
+    one pass; the proposal method accepts a prefix and picks the next token; the verifier's cache is
+    rolled back to the committed length. Spec: spec/verification.md#VER-LOOP
+    """
+    generator = torch.Generator().manual_seed(seed)
+    out = verifier.forward(torch.tensor(prompt_ids), draft.aux_ids)
+    ctx = Context(list(prompt_ids), out.aux, out.last, out.normed)
+    ctx.tokens.append(proposal.next_token(out.logits[-1], generator))
+    stats = Stats(proposal.speculative_tokens)
+    while len(ctx.tokens) - len(prompt_ids) < max_new_tokens and ctx.tokens[-1] != eos_token_id:
+        drafted = draft.propose(ctx, proposal.speculative_tokens, proposal.picker(generator))
+        out = verifier.forward(torch.cat([torch.tensor(ctx.tokens[-1:]), drafted.tokens]), draft.aux_ids)
+        verdict = proposal.verify(drafted, out.logits, generator)
+        n = verdict.accepted
+        verifier.truncate(len(ctx.tokens) + n)  # keep the pending token and the n accepted drafts
+        ctx.commit(out, n + 1, drafted.tokens[:n].tolist() + [verdict.next_token])
+        stats.accepted.append(n)
+    new = ctx.tokens[len(prompt_ids):]
+    if eos_token_id in new:
+        new = new[:new.index(eos_token_id) + 1]
+    return Generation(new[:max_new_tokens], stats)
+
+
+@torch.inference_mode()
+def generate_plain(verifier: Verifier, prompt_ids: list[int], max_new_tokens: int, proposal: Proposal,
+                   seed: int = 0, eos_token_id: int | None = None) -> list[int]:
+    """The verifier alone, one token per forward pass: the reference speculative decoding must equal."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = verifier.forward(torch.tensor(prompt_ids)).logits[-1]
+    tokens: list[int] = []
+    while len(tokens) < max_new_tokens and (not tokens or tokens[-1] != eos_token_id):
+        tokens.append(proposal.next_token(logits, generator))
+        logits = verifier.forward(torch.tensor(tokens[-1:])).logits[-1]
+    return tokens

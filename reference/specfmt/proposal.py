@@ -1,0 +1,118 @@
+"""What drafts and the generate loop share: the context a draft sees, the proposal it returns, and
+the proposal method (greedy, top-k, sampling) that picks tokens and verifies them.
+
+Randomness enters here, from a torch.Generator, as uniforms handed to the pure functions of
+specfmt.verification.
+Spec: spec/verification.md
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from specfmt.verification import Verdict, process_logits, sample, verify_greedy, verify_sampling, verify_top_k
+
+
+@dataclass
+class Context:
+    """The committed sequence. `tokens[-1]` is the pending token: chosen, not yet run by the
+    verifier. The verifier features cover positions 0..len(tokens)-2."""
+
+    tokens: list[int]
+    aux: torch.Tensor  # [n, A*H_t] verifier aux states (spec/config.md#CFG-9)
+    last: torch.Tensor  # [n, H] verifier last decoder output, before the final norm (aux id N)
+    normed: torch.Tensor  # [n, H] verifier final hidden state, after the final norm
+
+    def commit(self, out, rows: int, tokens: list[int]) -> None:
+        """Keep the first `rows` rows of a verifier output and append the committed tokens."""
+        self.aux = torch.cat([self.aux, out.aux[:rows]])
+        self.last = torch.cat([self.last, out.last[:rows]])
+        self.normed = torch.cat([self.normed, out.normed[:rows]])
+        self.tokens += tokens
+
+
+@dataclass
+class Drafted:
+    """K proposed tokens in verifier ids, and the distributions they were drawn from over the
+    verifier vocabulary (None: greedy, a one-hot q)."""
+
+    tokens: torch.Tensor  # [K]
+    q: torch.Tensor | None = None  # [K, V]
+
+
+class Draft(Protocol):
+    aux_ids: tuple[int, ...]  # verifier hidden states the draft reads, in the D3 convention
+
+    def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
+        """Propose k tokens after ctx.tokens; discard any state of earlier, rejected proposals."""
+
+
+@dataclass
+class Picker:
+    """Chooses a draft token from draft logits: argmax (temperature 0) or a draw."""
+
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    generator: torch.Generator | None = None
+
+    def __call__(self, logits: torch.Tensor) -> tuple[int, torch.Tensor | None]:
+        """logits: [V_draft] -> (draft id, its distribution or None when greedy)."""
+        if self.temperature == 0:
+            return int(logits.argmax()), None
+        probs = process_logits(logits, self.temperature, self.top_k, self.top_p)
+        return sample(probs, float(torch.rand((), generator=self.generator))), probs
+
+
+@dataclass
+class Proposal:
+    """A proposal method with its runtime settings. Spec: spec/config.md#CFG-7"""
+
+    kind: str = "greedy"  # greedy | sampling
+    speculative_tokens: int = 3
+    verifier_accept_k: int = 1
+    accept_tolerance: float = 0.0
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def picker(self, generator: torch.Generator) -> Picker:
+        if self.kind == "greedy":
+            return Picker()
+        return Picker(self.temperature, self.top_k, self.top_p, generator)
+
+    def next_token(self, logits: torch.Tensor, generator: torch.Generator) -> int:
+        """The verifier's own choice from one row of logits (plain decoding, and after prefill)."""
+        if self.kind == "greedy":
+            return int(logits.argmax())
+        probs = process_logits(logits, self.temperature, self.top_k, self.top_p)
+        return sample(probs, float(torch.rand((), generator=generator)))
+
+    def verify(self, drafted: Drafted, logits: torch.Tensor, generator: torch.Generator) -> Verdict:
+        """logits: [K+1, V] of the verifier over the pending token and the K drafts."""
+        if self.kind == "greedy" and self.verifier_accept_k == 1:
+            return verify_greedy(drafted.tokens, logits)
+        if self.kind == "greedy":
+            return verify_top_k(drafted.tokens, logits, self.verifier_accept_k, self.accept_tolerance)
+        p = process_logits(logits, self.temperature, self.top_k, self.top_p)
+        k = drafted.tokens.numel()
+        q = drafted.q if drafted.q is not None else torch.nn.functional.one_hot(drafted.tokens, p.shape[-1]).float()
+        uniforms = torch.rand(k + 1, generator=generator, dtype=torch.float64)
+        return verify_sampling(drafted.tokens, q, p, uniforms[:k], float(uniforms[k]))
+
+
+def to_target(draft_ids: list[int], probs: list[torch.Tensor | None], targets: torch.Tensor | None,
+              vocab_size: int) -> Drafted:
+    """Map draft-vocabulary ids and distributions to verifier ids through `targets`
+    (= arange(V_d) + d2t, spec/algorithms/eagle3.md#ALG-EAGLE3-8); None means the same vocabulary."""
+    ids = torch.tensor(draft_ids, dtype=torch.long)
+    tokens = ids if targets is None else targets[ids]
+    if any(p is None for p in probs):
+        return Drafted(tokens)
+    q = torch.stack(probs)  # [K, V_d]
+    if targets is not None:
+        q = torch.zeros(len(probs), vocab_size, dtype=q.dtype).index_copy_(1, targets, q)  # [K, V_d] -> [K, V]
+    return Drafted(tokens, q)
