@@ -36,7 +36,8 @@ class Verifier:
                  dtype: torch.dtype = torch.float32):
         wrapped = resolve({"speculators_model_type": "independent", "transformer_layer_config": config})
         self.config = wrapped["transformer_layer_config"]
-        tensors = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in tensors.items()}
+        tensors = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+                   for k, v in tensors.items()}
         self.w = bind_roles("independent", wrapped, tensors)
         self.cfg = nn.LayerConfig.from_config(self.config)
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(device)
