@@ -1,6 +1,6 @@
 """generate(): speculative decoding with a verifier and a draft, with per-step statistics.
 
-Spec: spec/verification.md#VER-LOOP
+Spec: spec/verification.md#VRF-6
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_to
 
     Each step: the draft proposes K tokens; the verifier runs the pending token and the K drafts in
     one pass; the proposal method accepts a prefix and picks the next token; the verifier's cache is
-    rolled back to the committed length. Spec: spec/verification.md#VER-LOOP
+    rolled back to the committed length. Spec: spec/verification.md#VRF-6
     """
     generator = torch.Generator().manual_seed(seed)
     out = verifier.forward(torch.tensor(prompt_ids), draft.aux_ids)

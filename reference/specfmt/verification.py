@@ -21,7 +21,7 @@ class Verdict:
 
 def sample(probs: torch.Tensor, u: float) -> int:
     """Inverse-CDF draw: the smallest index i with cdf[i] > u * cdf[-1]. A zero-probability index is
-    never returned. Spec: spec/verification.md#VER-SAMPLE"""
+    never returned. Spec: spec/verification.md#VRF-2"""
     cdf = torch.cumsum(probs.double(), 0)
     index = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])], dtype=torch.float64), right=True))
     return min(index, probs.numel() - 1)
@@ -30,7 +30,7 @@ def sample(probs: torch.Tensor, u: float) -> int:
 def verify_greedy(draft_tokens: torch.Tensor, target_logits: torch.Tensor) -> Verdict:
     """Accept the longest prefix equal to the target's argmax; ties break to the lowest id.
 
-    draft_tokens: [K]; target_logits: [K+1, V]. Spec: spec/verification.md#VER-GREEDY
+    draft_tokens: [K]; target_logits: [K+1, V]. Spec: spec/verification.md#VRF-3
     """
     best = target_logits.argmax(-1)  # first maximal index on ties
     n = 0
@@ -43,7 +43,7 @@ def verify_top_k(draft_tokens: torch.Tensor, target_logits: torch.Tensor, accept
                  tolerance: float) -> Verdict:
     """The speculators rule (`verifier_accept_k`, `accept_tolerance`): draft token x at row i is
     accepted when it is among the target's top `accept_k` tokens and log p(top-1) - log p(x) <=
-    tolerance. Lossy when accept_k > 1. Spec: spec/verification.md#VER-TOPK
+    tolerance. Lossy when accept_k > 1. Spec: spec/verification.md#VRF-4
     """
     logp = torch.log_softmax(target_logits.double(), -1)
     best = logp.argmax(-1)
@@ -66,7 +66,7 @@ def verify_sampling(draft_tokens: torch.Tensor, q: torch.Tensor, p: torch.Tensor
     correction or the bonus token. Row i accepts x iff uniforms[i] * q[i, x] < p[i, x] (so q = 0
     accepts whenever p > 0, and a tie rejects). On the first rejection the next token is drawn from
     max(p - q, 0), normalized (from p if that is all zero); if all K are accepted it is drawn from
-    p[K]. Spec: spec/verification.md#VER-SAMPLING
+    p[K]. Spec: spec/verification.md#VRF-5
     """
     for i in range(draft_tokens.numel()):
         x = int(draft_tokens[i])
@@ -78,7 +78,7 @@ def verify_sampling(draft_tokens: torch.Tensor, q: torch.Tensor, p: torch.Tensor
 
 def process_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """The sampling distribution of rows of logits: temperature, then top-k, then top-p, then
-    softmax, in float32. Spec: spec/verification.md#VER-PROCESS"""
+    softmax, in float32. Spec: spec/verification.md#VRF-1"""
     x = logits.float() / temperature
     if top_k > 0 and top_k < x.shape[-1]:
         kth = torch.topk(x, top_k, -1).values[..., -1:]
