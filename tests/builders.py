@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from specfmt.layout import expand
 from specfmt.safetensors_file import read_manifest, write_sparse
+from specfmt.synthetic import random_tensors
 
 CORPUS = Path(__file__).parent / "corpus" / "speculators"
 H, V, V_D, N_VERIFIER = 32, 128, 40, 6
@@ -118,27 +118,8 @@ def config_of(variant: str) -> dict:
 
 
 def tensors_for(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Every active tensor of the config's layout, small random floats and a valid vocab mapping."""
-    from specfmt.defaults import resolve
-
-    resolved = resolve(config)
-    symbols, expected, errors = expand(resolved["speculators_model_type"], resolved)
-    assert not errors, errors
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for e in expected:
-        if not e.active or e.name in out:
-            continue
-        if e.dtype == "float":
-            out[e.name] = torch.randn(e.shape, generator=g) * 0.02
-        elif e.name == "d2t":
-            ids = torch.sort(torch.randperm(symbols["V"], generator=g)[: e.shape[0]]).values
-            out[e.name] = ids - torch.arange(e.shape[0])  # offsets: target_id = draft_id + d2t[draft_id]
-        elif e.name == "t2d":
-            out[e.name] = torch.zeros(e.shape, dtype=torch.bool)
-    if "t2d" in out:
-        out["t2d"][torch.arange(out["d2t"].numel()) + out["d2t"]] = True
-    return out
+    """Every active tensor of the config's layout: small random floats and a valid vocab mapping."""
+    return random_tensors(config, seed)
 
 
 def write_variant(variant: str, path: Path, **save_kwargs) -> Path:
@@ -187,3 +168,34 @@ def draft_for(variant: str, verifier, seed: int = 1):
     tensors = {k: (v.to(verifier.dtype) * 10 if v.is_floating_point() else v) for k, v in
                tensors_for(resolved, seed).items()}
     return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier)
+
+
+def write_verifier(path: Path, seed: int = 0, tokenizer: bool = False) -> Path:
+    """A Hugging Face checkpoint directory of the tiny verifier (and a word-level tokenizer.json)."""
+    import json
+
+    from specfmt.safetensors_file import write_tensors
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(VERIFIER_CONFIG, indent=2) + "\n")
+    verifier = verifier_for(seed)
+    names = {"embed_tokens": "model.embed_tokens.weight", "norm": "model.norm.weight", "lm_head": "lm_head.weight"}
+    tensors = {file_name: verifier.w[role] for role, file_name in names.items()}
+    for i, layer in verifier.w["layer"].items():
+        for role, t in layer.items():
+            tensors[f"model.layers.{i}." + LAYER_FILE_NAMES[role]] = t
+    write_tensors(path / "model.safetensors", tensors, {"format": "pt"})
+    if tokenizer:
+        from tokenizers import Tokenizer, models, pre_tokenizers
+
+        tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(V)}, unk_token="w0"))
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        tok.save(str(path / "tokenizer.json"))
+    return path
+
+
+LAYER_FILE_NAMES = {"input_layernorm": "input_layernorm.weight", "post_attention_layernorm":
+                    "post_attention_layernorm.weight", "q_proj": "self_attn.q_proj.weight",
+                    "k_proj": "self_attn.k_proj.weight", "v_proj": "self_attn.v_proj.weight",
+                    "o_proj": "self_attn.o_proj.weight", "gate_proj": "mlp.gate_proj.weight",
+                    "up_proj": "mlp.up_proj.weight", "down_proj": "mlp.down_proj.weight"}

@@ -1,4 +1,4 @@
-"""The specfmt command line: validate, inspect, schema.
+"""The specfmt command line: validate, inspect, schema, generate.
 
 Exit codes: 0 no error (warnings are printed), 1 at least one error, 2 usage error.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from specfmt.findings import PROFILES, Report
 from specfmt.schemas import load, schema_names, version_dir
@@ -77,6 +78,64 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokenizer(verifier_dir: str):
+    """The verifier's tokenizer.json through the optional `tokenizers` package, or None."""
+    path = Path(verifier_dir) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    return Tokenizer.from_file(str(path))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from specfmt.findings import ValidationError
+    from specfmt.generate import generate
+    from specfmt.runtime import default_proposal, load_draft, pick_dtype
+    from specfmt.verifier import Verifier
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("specfmt generate: --device cuda but torch sees no GPU", file=sys.stderr)
+        return 2
+    tokenizer = _tokenizer(args.verifier)
+    if args.prompt is not None and tokenizer is None:
+        print("specfmt generate: --prompt needs tokenizer.json in the verifier directory and the `tokenizers` "
+              "package (pip install specfmt[text]); use --prompt-ids", file=sys.stderr)
+        return 2
+    prompt = tokenizer.encode(args.prompt).ids if args.prompt is not None else args.prompt_ids
+    verifier = Verifier.from_pretrained(args.verifier, args.device, pick_dtype(args.dtype))
+    try:
+        draft, config = load_draft(args.draft, verifier)
+    except ValidationError as e:
+        for f in e.findings:
+            print(f)
+        return 1
+    proposal = default_proposal(config)
+    if args.proposal is not None:
+        proposal.kind = args.proposal
+    if proposal.kind == "sampling":
+        proposal.temperature = args.temperature
+    if args.k is not None:
+        proposal.speculative_tokens = args.k
+    result = generate(verifier, draft, prompt, args.max_new_tokens, proposal, args.seed)
+    text = tokenizer.decode(result.tokens) if tokenizer is not None else None
+    stats = result.stats.to_json()
+    if args.format == "json":
+        print(json.dumps({"prompt_ids": prompt, "tokens": result.tokens, "text": text, "proposal": proposal.kind,
+                          "lossy": proposal.kind == "greedy" and proposal.verifier_accept_k > 1, "stats": stats}))
+        return 0
+    print(text if text is not None else " ".join(map(str, result.tokens)))
+    print(f"--\nsteps {stats['steps']}, k {stats['k']}, tau {stats['tau']:.3f}, "
+          f"acceptance by position {[round(a, 3) for a in stats['acceptance_by_position']]}")
+    if proposal.kind == "greedy" and proposal.verifier_accept_k > 1:
+        print("note: verifier_accept_k > 1 is lossy (spec/verification.md#VRF-4)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specfmt", description="The specfmt draft-checkpoint standard.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?")
     s.add_argument("--path", action="store_true", help="print the file path instead of the content")
     s.set_defaults(func=cmd_schema)
+    g = sub.add_parser("generate", help="speculative decoding with the reference runtime")
+    g.add_argument("--verifier", required=True, help="Hugging Face checkpoint directory of the verifier")
+    g.add_argument("--draft", required=True, help="specfmt checkpoint directory of the draft")
+    prompt = g.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="text, encoded with the verifier's tokenizer.json")
+    prompt.add_argument("--prompt-ids", type=int, nargs="+", help="token ids")
+    g.add_argument("--proposal", choices=("greedy", "sampling"), help="default: the checkpoint's default method")
+    g.add_argument("--k", type=int, help="draft tokens per step (default: the method's speculative_tokens)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling only")
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    g.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16"), default="float32")
+    g.add_argument("--format", choices=("text", "json"), default="text")
+    g.set_defaults(func=cmd_generate)
     return parser
 
 
