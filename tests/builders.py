@@ -7,6 +7,7 @@ of every layout document (test_layouts_are_fully_covered checks that).
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 from pathlib import Path
 
@@ -147,6 +148,9 @@ VERIFIER_CONFIG = {"model_type": "llama", "hidden_size": H, "intermediate_size":
                    "tie_word_embeddings": False, "architectures": ["LlamaForCausalLM"]}
 
 
+DEVICE = os.environ.get("SPECFMT_TEST_DEVICE", "cpu")  # scripts/gpu_check.sh runs the runtime tests on cuda
+
+
 def verifier_for(seed: int = 0, dtype=torch.float32, scale: float = 1.0):
     """A tiny random llama verifier (H 32, V 128, 6 layers) matching every builder variant."""
     from specfmt.verifier import Verifier
@@ -154,7 +158,7 @@ def verifier_for(seed: int = 0, dtype=torch.float32, scale: float = 1.0):
     wrapped = {"speculators_model_type": "independent", "transformer_layer_config": VERIFIER_CONFIG,
                "speculators_config": VARIANTS["independent"]["speculators_config"]}
     tensors = {name: t * scale * 10 if t.is_floating_point() else t for name, t in tensors_for(wrapped, seed).items()}
-    return Verifier(dict(VERIFIER_CONFIG), tensors, dtype=dtype)
+    return Verifier(dict(VERIFIER_CONFIG), tensors, device=DEVICE, dtype=dtype)
 
 
 def draft_for(variant: str, verifier, seed: int = 1):
@@ -165,7 +169,7 @@ def draft_for(variant: str, verifier, seed: int = 1):
 
     resolved = resolve(config_of(variant))
     algorithm = resolved["speculators_model_type"]
-    tensors = {k: (v.to(verifier.dtype) * 10 if v.is_floating_point() else v) for k, v in
+    tensors = {k: (v.to(verifier.dtype) * 10 if v.is_floating_point() else v).to(verifier.device) for k, v in
                tensors_for(resolved, seed).items()}
     return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier)
 

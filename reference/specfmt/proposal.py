@@ -99,7 +99,8 @@ class Proposal:
             return verify_top_k(drafted.tokens, logits, self.verifier_accept_k, self.accept_tolerance)
         p = process_logits(logits, self.temperature, self.top_k, self.top_p)
         k = drafted.tokens.numel()
-        q = drafted.q if drafted.q is not None else torch.nn.functional.one_hot(drafted.tokens, p.shape[-1]).float()
+        q = (drafted.q if drafted.q is not None
+             else torch.nn.functional.one_hot(drafted.tokens, p.shape[-1]).float()).to(p.device)
         uniforms = torch.rand(k + 1, generator=generator, dtype=torch.float64)
         return verify_sampling(drafted.tokens, q, p, uniforms[:k], float(uniforms[k]))
 
@@ -114,5 +115,6 @@ def to_target(draft_ids: list[int], probs: list[torch.Tensor | None], targets: t
         return Drafted(tokens)
     q = torch.stack(probs)  # [K, V_d]
     if targets is not None:
-        q = torch.zeros(len(probs), vocab_size, dtype=q.dtype).index_copy_(1, targets, q)  # [K, V_d] -> [K, V]
+        q = torch.zeros(len(probs), vocab_size, dtype=q.dtype, device=q.device).index_copy_(
+            1, targets.to(q.device), q)  # [K, V_d] -> [K, V]
     return Drafted(tokens, q)

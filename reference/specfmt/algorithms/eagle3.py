@@ -34,7 +34,7 @@ class Eagle3:
         self.layers = [w["layer0"]] + [w["layer"][i] for i in range(1, layer_cfg["num_hidden_layers"])
                                        if i in w.get("layer", {})]  # a compat file may keep only a prefix
         self.caches = [nn.KVCache() for _ in self.layers]
-        self.targets = torch.arange(w["d2t"].numel()) + w["d2t"] if "d2t" in w else None
+        self.targets = (torch.arange(w["d2t"].numel()) + w["d2t"].cpu()) if "d2t" in w else None  # ids on the host
         self.vocab_size = verifier.vocab_size
         self.rows = 0  # draft rows computed from verified features; later rows are speculative
 
@@ -66,8 +66,9 @@ class Eagle3:
         n = len(ctx.tokens) - 1  # positions the verifier has run
         for cache in self.caches:
             cache.truncate(self.rows)  # forget the speculative rows of the last proposal
-        new = torch.arange(self.rows, n)
-        tokens = torch.tensor(ctx.tokens)
+        device = self.embed.device
+        new = torch.arange(self.rows, n, device=device)
+        tokens = torch.tensor(ctx.tokens, device=device)
         logits, g = self.forward_rows(tokens[new + 1], self.combine(ctx.aux[new]), new)  # row t reads x[t+1]
         self.rows = n
         ids, probs = [], []
@@ -77,7 +78,8 @@ class Eagle3:
             probs.append(q)
             if s + 1 < k:
                 token = draft_id if self.targets is None else int(self.targets[draft_id])
-                logits, g = self.forward_rows(torch.tensor([token]), g[-1:], torch.tensor([n + s]))
+                logits, g = self.forward_rows(torch.tensor([token], device=device), g[-1:],
+                                              torch.tensor([n + s], device=device))
         return to_target(ids, probs, self.targets, self.vocab_size)
 
 
