@@ -24,6 +24,7 @@ import statistics
 import time
 
 import torch
+
 from specfmt.algorithms import eagle3
 from specfmt.defaults import resolve
 from specfmt.generate import generate, generate_plain

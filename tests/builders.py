@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import torch
+
 from specfmt.safetensors_file import read_manifest, write_sparse
 from specfmt.synthetic import random_tensors
 

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from builders import VARIANTS
 from documents import base_documents, document_set
 from specfmt.schemas import config_validator

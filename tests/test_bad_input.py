@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from builders import write_variant
 from specfmt import validate
 from specfmt.cli import main

@@ -3,8 +3,9 @@
 import json
 
 import pytest
-from builders import corpus_checkpoint, write_variant
 from jsonschema import Draft202012Validator
+
+from builders import corpus_checkpoint, write_variant
 from specfmt.cli import main
 from specfmt.schemas import load
 

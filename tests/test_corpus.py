@@ -7,6 +7,7 @@ tensor manifest, so these tests need no network and no speculators install.
 import json
 
 import pytest
+
 from builders import corpus_checkpoint, corpus_names
 from specfmt import validate
 

@@ -1,6 +1,7 @@
 """The layout expression language: parsed by hand, never eval'd."""
 
 import pytest
+
 from specfmt.expr import ExprError, evaluate
 
 CONFIG = {"hidden_size": 32, "ids": [1, 3, 5], "none": None, "flag": True, "kind": "qwen3",

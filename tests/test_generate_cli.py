@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from builders import verifier_for, write_variant, write_verifier
 from specfmt.cli import main
 from specfmt.generate import generate_plain

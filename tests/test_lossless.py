@@ -7,6 +7,7 @@ both pick token 0: steps where every draft token is accepted).
 """
 
 import pytest
+
 from builders import VARIANTS, draft_for, verifier_for
 from specfmt.generate import generate, generate_plain
 from specfmt.proposal import Proposal

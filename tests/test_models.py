@@ -1,8 +1,9 @@
 """The generated pydantic models accept exactly what the JSON Schemas accept."""
 
 import pytest
-from documents import document_set
 from pydantic import ValidationError
+
+from documents import document_set
 from specfmt import models
 from specfmt.schemas import config_validator
 

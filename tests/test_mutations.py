@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
-from builders import VARIANTS, config_of
 from jsonschema import Draft202012Validator
+
+from builders import VARIANTS, config_of
 from specfmt import validate
 from specfmt.defaults import resolve
 from specfmt.findings import pointer

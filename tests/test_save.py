@@ -5,8 +5,9 @@ import json
 
 import pytest
 import torch
-from builders import VARIANTS, config_of, tensors_for, write_variant
 from safetensors import safe_open
+
+from builders import VARIANTS, config_of, tensors_for, write_variant
 from specfmt import ValidationError, load, save, validate
 
 WEIGHTED = [v for v in VARIANTS if v != "ngram"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+
 from specfmt.schemas import CODES, layout, load, schema_names
 
 ROOT = Path(__file__).resolve().parent.parent

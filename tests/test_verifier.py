@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from specfmt.verifier import Verifier
 
 transformers = pytest.importorskip("transformers")
