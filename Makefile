@@ -5,7 +5,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test test-slow check lint generate bench clean
+INTEROP := .venv-interop
+INTEROP_STAMP := $(INTEROP)/.installed
+
+.PHONY: demo test test-slow check lint generate bench interop clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,5 +44,20 @@ generate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
 
+# The speculators library (0.9.0) beside specfmt, torch pinned through the constraints file. speculators
+# is installed without its dependencies and those it imports are added by name, so pip never pulls the
+# CUDA torchvision/torchaudio it lists (the draft models do not use them).
+$(INTEROP_STAMP): pyproject.toml constraints.txt
+	test -x $(INTEROP)/bin/python || $(PY) -m venv $(INTEROP)
+	$(INTEROP)/bin/python -m pip install --quiet --upgrade pip
+	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt --no-deps speculators==0.9.0 hs-connectors==0.9.0
+	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt 'transformers>=5,<=5.19.0' 'datasets>=4,<=5.1.0' \
+	  openai loguru pydantic-settings 'tqdm<=4.70.1' rich click typer psutil httpx aiohttp protobuf
+	touch $(INTEROP_STAMP)
+
+interop: $(INTEROP_STAMP)
+	$(INTEROP)/bin/python -m pytest -q -m interop tests/interop
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache
+	rm -rf $(VENV) $(INTEROP) node_modules .pytest_cache

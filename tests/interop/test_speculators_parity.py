@@ -1,0 +1,56 @@
+"""Parity with the speculators library (pip speculators==0.9.0, `make interop` only): the same
+checkpoint gives the same EAGLE-3 draft logits, in float32, in speculators and in specfmt.
+
+speculators runs its first training-time step (ttt_steps=1, eager attention) over rows that pair
+each aux hidden state with the embedding of the following token; the reference runtime runs the same
+rows through Eagle3.forward_rows at the same RoPE positions (speculators counts from 1).
+"""
+
+import json
+import os
+
+import pytest
+import torch
+from builders import write_variant, write_verifier
+
+from specfmt.algorithms import eagle3
+from specfmt.defaults import resolve
+from specfmt.verifier import Verifier
+from specfmt.weights import bind_roles
+
+speculators_eagle3 = pytest.importorskip("speculators.models.eagle3")
+pytestmark = pytest.mark.interop
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+EAGLE3_VARIANTS = ["eagle3", "eagle3_qwen3_2l_fullvocab_normfc", "eagle3_fcnorm_4aux"]
+ROWS = 12
+
+
+def speculators_model(path):
+    config = speculators_eagle3.Eagle3SpeculatorConfig.from_pretrained(str(path))
+    config.transformer_layer_config._attn_implementation = "eager"  # the CPU path; flex attention needs compile
+    return speculators_eagle3.Eagle3DraftModel.from_pretrained(str(path), config=config).eval()
+
+
+@pytest.mark.parametrize("variant", EAGLE3_VARIANTS)
+def test_eagle3_draft_logits_match_speculators_within_1e_5(variant, tmp_path):
+    verifier_dir = write_verifier(tmp_path / "verifier")
+    path = write_variant(variant, tmp_path / "draft")
+    config = json.loads((path / "config.json").read_text())
+    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)  # speculators loads it
+    (path / "config.json").write_text(json.dumps(config))
+    theirs = speculators_model(path)
+    captured = {}
+    theirs.lm_head.register_forward_hook(lambda module, args, out: captured.setdefault("logits", out))
+
+    resolved = resolve(config)
+    state = {k: v.float() for k, v in theirs.state_dict().items() if not k.startswith("verifier_")}
+    ours = eagle3.build(resolved, bind_roles("eagle3", resolved, state), Verifier.from_pretrained(verifier_dir))
+
+    g = torch.Generator().manual_seed(0)
+    aux = torch.randn(ROWS, len(ours.aux_ids) * 32, generator=g)
+    ids = torch.randint(0, 128, (ROWS,), generator=g)
+    with torch.no_grad():
+        theirs(aux[None], ids[None], torch.zeros(1, ROWS, dtype=torch.long), ttt_steps=1)
+        logits, _ = ours.forward_rows(ids, ours.combine(aux), torch.arange(1, ROWS + 1))
+    assert (logits - captured["logits"][0]).abs().max() < 1e-5
