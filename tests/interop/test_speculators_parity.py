@@ -11,8 +11,8 @@ import os
 
 import pytest
 import torch
-from builders import write_variant, write_verifier
 
+from builders import write_variant, write_verifier
 from specfmt.algorithms import eagle3
 from specfmt.defaults import resolve
 from specfmt.verifier import Verifier
