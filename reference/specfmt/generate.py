@@ -58,7 +58,7 @@ def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_to
     stats = Stats(proposal.speculative_tokens)
     while len(ctx.tokens) - len(prompt_ids) < max_new_tokens and ctx.tokens[-1] != eos_token_id:
         drafted = draft.propose(ctx, proposal.speculative_tokens, proposal.picker(generator))
-        out = verifier.forward(torch.cat([torch.tensor(ctx.tokens[-1:]), drafted.tokens]), draft.aux_ids)
+        out = verifier.forward(torch.cat([torch.tensor(ctx.tokens[-1:]), drafted.tokens.cpu()]), draft.aux_ids)
         verdict = proposal.verify(drafted, out.logits, generator)
         n = verdict.accepted
         verifier.truncate(len(ctx.tokens) + n)  # keep the pending token and the n accepted drafts

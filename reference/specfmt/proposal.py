@@ -110,7 +110,7 @@ def to_target(draft_ids: list[int], probs: list[torch.Tensor | None], targets: t
     """Map draft-vocabulary ids and distributions to verifier ids through `targets`
     (= arange(V_d) + d2t, spec/algorithms/eagle3.md#ALG-EAGLE3-8); None means the same vocabulary."""
     ids = torch.tensor(draft_ids, dtype=torch.long)
-    tokens = ids if targets is None else targets[ids]
+    tokens = ids if targets is None else targets.cpu()[ids]  # token ids live on the host
     if any(p is None for p in probs):
         return Drafted(tokens)
     q = torch.stack(probs)  # [K, V_d]

@@ -26,6 +26,13 @@ class Eagle3:
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
         self.w = w
         self.embed = w.get("embed_tokens", verifier.embed_tokens)
+        h_t = config["target_hidden_size"] or layer_cfg["hidden_size"]
+        if "embed_tokens" not in w and h_t != layer_cfg["hidden_size"]:  # ALG-EAGLE3-9
+            raise ValueError(f"embed_tokens is absent and the verifier's embedding is {h_t} wide, "
+                             f"not {layer_cfg['hidden_size']}")
+        if config["draft_vocab_size"] > layer_cfg["vocab_size"]:  # ALG-EAGLE3-5
+            raise ValueError(f"draft_vocab_size {config['draft_vocab_size']} exceeds vocab_size "
+                             f"{layer_cfg['vocab_size']}")
         ids = config["eagle_aux_hidden_state_layer_ids"]
         self.aux_ids = tuple(ids) if ids is not None else default_aux_ids(verifier.num_layers)
         self.norm_before_residual = config["norm_before_residual"]
@@ -64,6 +71,7 @@ class Eagle3:
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         n = len(ctx.tokens) - 1  # positions the verifier has run
+        self.rows = min(self.rows, n - 1)  # row n-1 is always recomputed: its logits give the first proposal
         for cache in self.caches:
             cache.truncate(self.rows)  # forget the speculative rows of the last proposal
         device = self.embed.device

@@ -1,5 +1,61 @@
-"""peagle draft (in progress). Spec: spec/algorithms/peagle.md"""
+"""P-EAGLE draft: the EAGLE-3 network run once over its context rows plus K-1 depth rows, each depth
+row carrying mask_token_id and the learned state mask_hidden instead of a real token and verifier state.
+
+The EAGLE-3 math (combine, row, d2t) is reused from eagle3.Eagle3; only the row set differs.
+Spec: spec/algorithms/peagle.md (forward computation, ALG-PEAGLE-*)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from specfmt.algorithms.eagle3 import Eagle3
+from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.verifier import Verifier
 
 
-def build(config, w, verifier):
-    raise NotImplementedError("the peagle runtime module is not written yet")
+class PEagle:
+    def __init__(self, config: dict, w: dict, verifier: Verifier):
+        m = config["mask_token_id"]
+        if not 0 <= m < verifier.vocab_size:  # validation does not check m < V
+            raise ValueError(f"mask_token_id must lie in [0, {verifier.vocab_size}); found {m}")
+        self.eagle = Eagle3(config, w, verifier)
+        self.aux_ids, self.w, self.targets = self.eagle.aux_ids, w, self.eagle.targets
+        self.mask_token_id = m
+        self.device = verifier.device
+
+    @property
+    def rows(self) -> int:
+        """Context rows cached by the inner draft; setting 0 starts a new sequence."""
+        return self.eagle.rows
+
+    @rows.setter
+    def rows(self, value: int) -> None:
+        self.eagle.rows = value
+
+    def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
+        """All k proposals from one pass: new context rows, then k-1 depth rows.
+        Spec: spec/algorithms/peagle.md#ALG-PEAGLE-4"""
+        eagle, n = self.eagle, len(ctx.tokens) - 1  # n: positions the verifier has run
+        eagle.rows = min(eagle.rows, n - 1)  # row n-1 (depth 0) is in every pass: its logits are read
+        for cache in eagle.caches:
+            cache.truncate(eagle.rows)  # drop the depth rows of the last pass (ALG-PEAGLE-5)
+        new = torch.arange(eagle.rows, n, device=self.device)
+        depth = torch.arange(n, n + k - 1, device=self.device)  # depth s = 1..k-1 sits at position n-1+s
+        tokens = torch.tensor(ctx.tokens, device=self.device)
+        mask_tokens = torch.full((k - 1,), self.mask_token_id, device=self.device)
+        mask_state = eagle.combine(self.w["mask_hidden"].view(1, -1))  # [1, 1, A*H_t] -> [1, A*H_t] -> [1, H]
+        g = torch.cat([eagle.combine(ctx.aux[new]), mask_state.expand(k - 1, -1)])  # [T, H], [k-1, H] -> [T+k-1, H]
+        # Rows are in position order, so forward_rows' causal mask is "attend up to your own position".
+        logits, _ = eagle.forward_rows(torch.cat([tokens[new + 1], mask_tokens]), g, torch.cat([new, depth]))
+        eagle.rows = n  # only the context rows are verified; the depth rows go at the next truncate
+        ids, probs = [], []
+        for row in logits[-k:]:  # row n-1 (depth 0) predicts position n+1, depth row s position n+s+1
+            draft_id, q = pick(row)  # no row reads an earlier pick (ALG-PEAGLE-6)
+            ids.append(draft_id)
+            probs.append(q)
+        return to_target(ids, probs, self.targets, self.eagle.vocab_size)
+
+
+def build(config: dict, w: dict, verifier: Verifier) -> PEagle:
+    return PEagle(config, w, verifier)
