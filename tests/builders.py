@@ -107,7 +107,7 @@ VARIANTS: dict[str, dict] = {
     "dspark_conf_nomarkov": envelope("dspark", **dspark_fields(confidence_head_with_markov=False)),
     "medusa": envelope("medusa", medusa_num_heads=3, medusa_num_layers=1, medusa_fc_bias=True,
                        original_lm_head=False),
-    "medusa_shared_head": envelope("medusa", medusa_num_heads=2, medusa_num_layers=2, medusa_fc_bias=False,
+    "medusa_shared_head": envelope("medusa", medusa_num_heads=3, medusa_num_layers=2, medusa_fc_bias=False,
                                    original_lm_head=True),
     "mlp_speculator": envelope("mlp_speculator", n_predict=3, inner_dim=16, tie_weights=False, scale_input=False,
                                top_k_tokens_per_head=[4, 3, 2], n_candidates=5),

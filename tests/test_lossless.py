@@ -23,12 +23,15 @@ def zero_heads(draft, verifier) -> None:
     stack = [draft.w] if hasattr(draft, "w") else []
     while stack:
         node = stack.pop()
+        heads = [k for k in ("lm_head", "lm_heads", "head", "markov_w2") if k in node]
+        if node is getattr(draft, "w", None) and "embed_tokens" in node and "lm_head" not in node:
+            heads.append("embed_tokens")  # a tied independent draft reads its embedding as its head
         for key, value in node.items():
-            if isinstance(value, dict):
-                stack.append(value)
-            elif key in ("lm_head", "lm_heads", "head", "markov_w2"):
+            if key in heads:
                 for t in value.values() if isinstance(value, dict) else [value]:
                     t.zero_()
+            elif isinstance(value, dict):
+                stack.append(value)
     if getattr(draft, "targets", None) is not None:
         draft.targets.copy_(draft.targets - draft.targets[0])  # draft id 0 maps to verifier id 0
 

@@ -52,6 +52,8 @@ def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_to
     rolled back to the committed length. Spec: spec/verification.md#VRF-6
     """
     generator = torch.Generator().manual_seed(seed)
+    verifier.truncate(0)
+    draft.reset()
     out = verifier.forward(torch.tensor(prompt_ids), draft.aux_ids)
     ctx = Context(list(prompt_ids), out.aux, out.last, out.normed)
     ctx.tokens.append(proposal.next_token(out.logits[-1], generator))
@@ -75,6 +77,7 @@ def generate_plain(verifier: Verifier, prompt_ids: list[int], max_new_tokens: in
                    seed: int = 0, eos_token_id: int | None = None) -> list[int]:
     """The verifier alone, one token per forward pass: the reference speculative decoding must equal."""
     generator = torch.Generator().manual_seed(seed)
+    verifier.truncate(0)
     logits = verifier.forward(torch.tensor(prompt_ids)).logits[-1]
     tokens: list[int] = []
     while len(tokens) < max_new_tokens and (not tokens or tokens[-1] != eos_token_id):

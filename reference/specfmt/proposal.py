@@ -47,7 +47,11 @@ class Draft(Protocol):
     aux_ids: tuple[int, ...]  # verifier hidden states the draft reads, in the D3 convention
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
-        """Propose k tokens after ctx.tokens; discard any state of earlier, rejected proposals."""
+        """Propose at most k tokens after ctx.tokens (a model-based draft proposes exactly k; n-gram
+        lookup may find fewer); discard any state of earlier, rejected proposals."""
+
+    def reset(self) -> None:
+        """Forget the sequence: the next propose may see an unrelated context."""
 
 
 @dataclass

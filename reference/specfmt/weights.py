@@ -24,7 +24,8 @@ def bind_roles(algorithm: str, config: dict, tensors: dict[str, Any]) -> dict[st
         if not e.active:
             continue
         if e.name not in tensors:
-            if e.required:
+            in_layers = any("layers_of" in loop for loop in e.entry.get("for", []))
+            if e.required and not in_layers:  # trailing layers may be absent (hazard.layers_missing)
                 raise KeyError(f"required tensor {e.name} is absent")
             continue
         scope, _, leaf = e.role.partition(".")

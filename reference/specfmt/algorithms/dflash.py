@@ -121,6 +121,10 @@ class DFlash:
             cache.truncate(n)  # block keys never outlive the pass (ALG-DFLASH-8)
         return nn.rms_norm(e, self.w["norm"], self.cfg.eps)
 
+    def reset(self) -> None:
+        """Start a new sequence: the next propose rebuilds every cached row."""
+        self.rows = 0
+
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """k proposals read from the first k predicting slots of one block pass.
         Spec: spec/algorithms/dflash.md#ALG-DFLASH-7"""

@@ -66,6 +66,10 @@ class DSpark:
         features = torch.cat([hid, emb]) if self.confidence_reads_markov else hid  # [H], [r] -> [H+r]
         return torch.sigmoid(F.linear(features, self.w["confidence"], self.w["confidence_bias"]))[0]  # [1] -> []
 
+    def reset(self) -> None:
+        """Start a new sequence: the next propose rebuilds every cached row."""
+        self.rows = 0
+
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """k proposals from one block pass, read out in order, each slot conditioned on the previous pick.
         Spec: spec/algorithms/dspark.md#ALG-DSPARK-4"""

@@ -1,5 +1,89 @@
-"""eagle draft (in progress). Spec: spec/algorithms/eagle.md"""
+"""EAGLE-1/2 and HASS draft: fusion_fc over [embedding, verifier feature], one decoder layer, the
+verifier's own embedding and LM head; the decoder output is fed back as the next feature.
+
+Spec: spec/algorithms/eagle.md (forward computation, ALG-EAGLE-*)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from specfmt import nn
+from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.verifier import Verifier
 
 
-def build(config, w, verifier):
-    raise NotImplementedError("the eagle runtime module is not written yet")
+def check(config: dict, verifier: Verifier) -> None:
+    """The checks a runtime owes beyond validation. Spec: spec/algorithms/eagle.md#ALG-EAGLE-1"""
+    layer_cfg = config["transformer_layer_config"]
+    if layer_cfg["num_hidden_layers"] != 1:
+        raise ValueError(f"eagle has exactly one decoder layer; found num_hidden_layers "
+                         f"{layer_cfg['num_hidden_layers']}")
+    if config["transformer_layer_architecture"] not in ("LlamaDecoderLayer", "auto"):
+        raise ValueError(f"transformer_layer_architecture {config['transformer_layer_architecture']!r} "
+                         "is not LlamaDecoderLayer or auto")
+    # ALG-EAGLE-3: validation does not compare H with the verifier for this type.
+    if layer_cfg["hidden_size"] != verifier.config["hidden_size"]:
+        raise ValueError(f"draft hidden_size {layer_cfg['hidden_size']} differs from the verifier's "
+                         f"{verifier.config['hidden_size']}")
+    if layer_cfg["vocab_size"] != verifier.vocab_size:
+        raise ValueError(f"draft vocab_size {layer_cfg['vocab_size']} differs from the verifier's "
+                         f"{verifier.vocab_size}")
+
+
+class Eagle:
+    aux_ids: tuple[int, ...] = ()  # reads ctx.normed, the state after the verifier's final norm
+    targets = None  # no draft vocabulary
+
+    def __init__(self, config: dict, w: dict, verifier: Verifier):
+        check(config, verifier)
+        self.cfg = nn.LayerConfig.from_config(config["transformer_layer_config"])
+        self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
+        self.w = w
+        self.layernorms = config["layernorms"]
+        self.verifier = verifier  # E and W_out are the verifier's (ALG-EAGLE-5)
+        self.cache = nn.KVCache()
+        self.rows = 0  # draft rows computed from verified features; later rows are speculative
+
+    def forward_rows(self, tokens: torch.Tensor, f: torch.Tensor, positions: torch.Tensor):
+        """Rows (token, feature) at `positions` -> (logits [T, V], fed-back feature hs [T, H])."""
+        eps = self.cfg.eps
+        e = F.embedding(tokens, self.verifier.embed_tokens)  # [T] -> [T, H]
+        if self.layernorms:
+            e = nn.rms_norm(e, self.w["embedding_layernorm"], eps)
+        z = F.linear(torch.cat([e, f], -1), self.w["fusion_fc"], self.w.get("fusion_fc_bias"))  # [T, 2H] -> [T, H]
+        # Without layernorms the layer's input norm is the identity, so attention reads z itself.
+        attn_in = None if self.layernorms else z
+        mask = nn.causal_mask(tokens.numel(), len(self.cache), tokens.device)
+        hs = nn.decoder_layer(z, self.w["layer"], self.cfg, positions, self.inv_freq, self.cache, mask, attn_in)
+        o = nn.rms_norm(hs, self.w["pre_lm_head_layernorm"], eps) if self.layernorms else hs
+        return F.linear(o, self.verifier.lm_head), hs
+
+    def reset(self) -> None:
+        """Start a new sequence: the next propose rebuilds every cached row."""
+        self.rows = 0
+
+    def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
+        """Catch-up rows over new verified features, then k - 1 speculative rows.
+        Spec: spec/algorithms/eagle.md#ALG-EAGLE-6"""
+        n = len(ctx.tokens) - 1  # positions the verifier has run
+        self.cache.truncate(self.rows)  # forget the speculative rows of the last proposal
+        device = self.verifier.device
+        new = torch.arange(self.rows, n, device=device)
+        tokens = torch.tensor(ctx.tokens, device=device)
+        logits, f = self.forward_rows(tokens[new + 1], ctx.normed[new], new)  # row t reads x[t+1]
+        self.rows = n
+        ids, probs = [], []
+        for s in range(k):
+            draft_id, q = pick(logits[-1])
+            ids.append(draft_id)
+            probs.append(q)
+            if s + 1 < k:
+                logits, f = self.forward_rows(torch.tensor([draft_id], device=device), f[-1:],
+                                              torch.tensor([n + s], device=device))
+        return to_target(ids, probs, None, self.verifier.vocab_size)
+
+
+def build(config: dict, w: dict, verifier: Verifier) -> Eagle:
+    return Eagle(config, w, verifier)

@@ -69,6 +69,10 @@ class Eagle3:
         z = nn.rms_norm(h, self.w["norm"], eps)
         return F.linear(z, self.w["lm_head"]), (z if self.norm_output else h)
 
+    def reset(self) -> None:
+        """Start a new sequence: the next propose rebuilds every cached row."""
+        self.rows = 0
+
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         n = len(ctx.tokens) - 1  # positions the verifier has run
         self.rows = min(self.rows, n - 1)  # row n-1 is always recomputed: its logits give the first proposal

@@ -1,5 +1,82 @@
-"""independent draft (in progress). Spec: spec/algorithms/independent.md"""
+"""Independent draft: a standalone causal LM sharing the verifier's vocabulary, run by the same
+plain-torch model as the verifier and decoded autoregressively.
+
+Spec: spec/algorithms/independent.md (forward computation, ALG-INDEPENDENT-*)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from specfmt.layout import expand
+from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.verifier import Verifier
 
 
-def build(config, w, verifier):
-    raise NotImplementedError("the independent runtime module is not written yet")
+def stored_prefix(config: dict, w: dict) -> dict:
+    """The layer config with num_hidden_layers cut to the stored prefix of layers: a compat file may
+    keep only leading layers (hazard.layers_missing). Spec: spec/algorithms/independent.md#ALG-INDEPENDENT-4"""
+    layer_cfg = dict(config["transformer_layer_config"])
+    stored = 0
+    while stored in w.get("layer", {}):
+        stored += 1
+    layer_cfg["num_hidden_layers"] = min(layer_cfg["num_hidden_layers"], stored)
+    return layer_cfg
+
+
+def tensors_by_name(config: dict, w: dict) -> dict[str, torch.Tensor]:
+    """Invert specfmt.weights.bind_roles through the independent layout document, so that the
+    Verifier binds the same tensors again; no on-disk name is written here."""
+    _, expected, errors = expand("independent", config)
+    if errors:
+        raise ValueError(f"layout of independent does not evaluate on this config: {errors}")
+    tensors = {}
+    for e in expected:
+        scope, _, leaf = e.role.partition(".")
+        node = w.get(scope)
+        for key in [*e.bindings.values()] + ([leaf] if leaf else []):
+            node = node.get(key) if isinstance(node, dict) else None
+        if e.active and node is not None:
+            tensors[e.name] = node
+    return tensors
+
+
+class Independent:
+    aux_ids: tuple[int, ...] = ()  # reads token ids only (ALG-INDEPENDENT-5)
+    targets = None  # the verifier's vocabulary
+
+    def __init__(self, config: dict, w: dict, verifier: Verifier):
+        layer_cfg = stored_prefix(config, w)
+        if layer_cfg["model_type"] not in ("llama", "qwen2", "qwen3"):  # ALG-INDEPENDENT-1
+            raise ValueError(f"independent model_type {layer_cfg['model_type']!r} is not llama, qwen2 or qwen3")
+        if layer_cfg["vocab_size"] != verifier.vocab_size:  # ALG-INDEPENDENT-2
+            raise ValueError(f"draft vocab_size {layer_cfg['vocab_size']} differs from the verifier's "
+                             f"{verifier.vocab_size}")
+        wrapped = {**config, "transformer_layer_config": layer_cfg}
+        self.lm = Verifier(layer_cfg, tensors_by_name(wrapped, w), verifier.device, verifier.dtype)
+        self.w = self.lm.w  # the draft's roles: lm_head present unless tied
+        self.vocab_size = verifier.vocab_size
+        self.rows = 0  # committed tokens in the draft's KV cache; later entries are speculative
+
+    def reset(self) -> None:
+        """Start a new sequence: the next propose rebuilds every cached row."""
+        self.rows = 0
+
+    def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
+        """Feed the committed tokens the cache lacks (including the pending x[n]), then decode k tokens.
+        Spec: spec/algorithms/independent.md#ALG-INDEPENDENT-5"""
+        self.lm.truncate(self.rows)  # forget the proposals of the last round
+        logits = self.lm.forward(torch.tensor(ctx.tokens[self.rows:])).logits[-1]  # predicts position n+1
+        self.rows = len(ctx.tokens)
+        ids, probs = [], []
+        for s in range(k):
+            draft_id, q = pick(logits)
+            ids.append(draft_id)
+            probs.append(q)
+            if s + 1 < k:
+                logits = self.lm.forward(torch.tensor([draft_id])).logits[-1]
+        return to_target(ids, probs, None, self.vocab_size)
+
+
+def build(config: dict, w: dict, verifier: Verifier) -> Independent:
+    return Independent(config, w, verifier)

@@ -1,5 +1,66 @@
-"""medusa draft (in progress). Spec: spec/algorithms/medusa.md"""
+"""Medusa draft: independent heads of residual SiLU blocks on the verifier's final-normed state;
+head j predicts the token j + 2 positions after that state.
+
+Spec: spec/algorithms/medusa.md (forward computation, ALG-MEDUSA-*)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.verifier import Verifier
 
 
-def build(config, w, verifier):
-    raise NotImplementedError("the medusa runtime module is not written yet")
+class Medusa:
+    aux_ids: tuple[int, ...] = ()  # reads ctx.normed, the state the verifier's LM head reads
+    targets = None  # the verifier's vocabulary
+
+    def __init__(self, config: dict, w: dict, verifier: Verifier):
+        self.w = w
+        self.num_heads, self.num_layers = config["medusa_num_heads"], config["medusa_num_layers"]
+        self.original_lm_head = config["original_lm_head"]
+        self.verifier = verifier
+        self.check_shapes()
+
+    def check_shapes(self) -> None:
+        """Spec: spec/algorithms/medusa.md#ALG-MEDUSA-4"""
+        h, v = self.verifier.config["hidden_size"], self.verifier.vocab_size
+        for j in range(self.num_heads):
+            for r in range(self.num_layers):
+                if tuple(self.w["block"][j][r].shape) != (h, h):
+                    raise ValueError(f"medusa block {j}.{r} has shape {list(self.w['block'][j][r].shape)}; "
+                                     f"expected {[h, h]} (the verifier's hidden size)")
+            if not self.original_lm_head and tuple(self.w["lm_head"][j].shape) != (v, h):
+                raise ValueError(f"medusa lm_head {j} has shape {list(self.w['lm_head'][j].shape)}; "
+                                 f"expected {[v, h]}")
+
+    def head(self, j: int, g: torch.Tensor) -> torch.Tensor:
+        """Head j (the spec's k) on state g: [H] -> logits [V]."""
+        v = g
+        for r in range(self.num_layers):
+            bias = self.w["block_bias"][j][r] if "block_bias" in self.w else None
+            v = v + F.silu(F.linear(v, self.w["block"][j][r], bias))  # [H] -> [H]
+        w_out = self.verifier.lm_head if self.original_lm_head else self.w["lm_head"][j]
+        return F.linear(v, w_out)  # [H] -> [V]
+
+    def reset(self) -> None:
+        """Nothing to forget: each proposal reads only the context."""
+
+    def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
+        """Heads 0..k-1 on the state at position n-1; no head reads a drafted token.
+        Spec: spec/algorithms/medusa.md#ALG-MEDUSA-5"""
+        if k > self.num_heads:  # ALG-MEDUSA-2
+            raise ValueError(f"medusa cannot propose {k} tokens with {self.num_heads} heads")
+        g = ctx.normed[-1]  # the state whose logits chose the pending token x[n]
+        ids, probs = [], []
+        for j in range(k):
+            draft_id, q = pick(self.head(j, g))  # predicts position n+1+j
+            ids.append(draft_id)
+            probs.append(q)
+        return to_target(ids, probs, None, self.verifier.vocab_size)
+
+
+def build(config: dict, w: dict, verifier: Verifier) -> Medusa:
+    return Medusa(config, w, verifier)

@@ -1,5 +1,80 @@
-"""mtp draft (in progress). Spec: spec/algorithms/mtp.md"""
+"""MTP draft: one multi-token-prediction layer of the verifier's family, applied once per step; the
+verifier's embedding and LM head; the output of final_layernorm is fed back.
+
+Spec: spec/algorithms/mtp.md (forward computation, ALG-MTP-*)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from specfmt import nn
+from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.verifier import Verifier
+
+DENSE_FAMILIES = ("qwen3", "qwen2", "llama")
 
 
-def build(config, w, verifier):
-    raise NotImplementedError("the mtp runtime module is not written yet")
+def check(config: dict, verifier: Verifier) -> None:
+    """The layer config must be the verifier's own. Spec: spec/algorithms/mtp.md#ALG-MTP-2"""
+    layer_cfg = config["transformer_layer_config"]
+    if layer_cfg["model_type"] not in DENSE_FAMILIES:
+        raise ValueError(f"mtp model_type {layer_cfg['model_type']!r} is not one of {DENSE_FAMILIES}")
+    for key in ("hidden_size", "num_hidden_layers", "vocab_size"):
+        if layer_cfg[key] != verifier.config[key]:
+            raise ValueError(f"mtp transformer_layer_config.{key} {layer_cfg[key]} differs from the "
+                             f"verifier's {verifier.config[key]}")
+
+
+class Mtp:
+    aux_ids: tuple[int, ...] = ()  # reads ctx.last, the verifier state before its final norm (aux id N)
+    targets = None  # no draft vocabulary
+
+    def __init__(self, config: dict, w: dict, verifier: Verifier):
+        check(config, verifier)
+        self.cfg = nn.LayerConfig.from_config(config["transformer_layer_config"])
+        self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
+        self.w = w
+        self.verifier = verifier  # E and W_out are the verifier's (ALG-MTP-3)
+        self.cache = nn.KVCache()
+        self.rows = 0  # draft rows computed from verified states; later rows are speculative
+
+    def forward_rows(self, tokens: torch.Tensor, h: torch.Tensor, positions: torch.Tensor):
+        """Rows (token, state) at `positions` -> (logits [T, V], fed-back state h2 [T, H])."""
+        m, eps = self.w["mtp"], self.cfg.eps
+        e = nn.rms_norm(F.embedding(tokens, self.verifier.embed_tokens), m["token_layernorm"], eps)  # [T] -> [T, H]
+        hn = nn.rms_norm(h, m["hidden_layernorm"], eps)
+        u = F.linear(torch.cat([e, hn], -1), m["input_proj"])  # [T, H], [T, H] -> [T, 2H] -> [T, H]
+        mask = nn.causal_mask(tokens.numel(), len(self.cache), tokens.device)
+        h2 = nn.rms_norm(nn.decoder_layer(u, m, self.cfg, positions, self.inv_freq, self.cache, mask),
+                         m["final_layernorm"], eps)
+        return F.linear(h2, self.verifier.lm_head), h2
+
+    def reset(self) -> None:
+        """Start a new sequence: the next propose rebuilds every cached row."""
+        self.rows = 0
+
+    def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
+        """Catch-up rows over new verified states, then k - 1 speculative rows through the same layer.
+        Spec: spec/algorithms/mtp.md#ALG-MTP-5"""
+        n = len(ctx.tokens) - 1  # positions the verifier has run
+        self.cache.truncate(self.rows)  # forget the speculative rows of the last proposal
+        device = self.verifier.device
+        new = torch.arange(self.rows, n, device=device)
+        tokens = torch.tensor(ctx.tokens, device=device)
+        logits, h = self.forward_rows(tokens[new + 1], ctx.last[new], new)  # row t reads x[t+1]
+        self.rows = n
+        ids, probs = [], []
+        for s in range(k):
+            draft_id, q = pick(logits[-1])
+            ids.append(draft_id)
+            probs.append(q)
+            if s + 1 < k:
+                logits, h = self.forward_rows(torch.tensor([draft_id], device=device), h[-1:],
+                                              torch.tensor([n + s], device=device))
+        return to_target(ids, probs, None, self.verifier.vocab_size)
+
+
+def build(config: dict, w: dict, verifier: Verifier) -> Mtp:
+    return Mtp(config, w, verifier)

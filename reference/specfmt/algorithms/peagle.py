@@ -33,6 +33,10 @@ class PEagle:
     def rows(self, value: int) -> None:
         self.eagle.rows = value
 
+    def reset(self) -> None:
+        """Start a new sequence: the next propose rebuilds every cached row."""
+        self.rows = 0
+
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """All k proposals from one pass: new context rows, then k-1 depth rows.
         Spec: spec/algorithms/peagle.md#ALG-PEAGLE-4"""
