@@ -119,16 +119,16 @@ def config_of(variant: str) -> dict:
     return copy.deepcopy(VARIANTS[variant])
 
 
-def tensors_for(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+def tensors_for(config: dict, seed: int = 0, std: float = 0.02) -> dict[str, torch.Tensor]:
     """Every active tensor of the config's layout: small random floats and a valid vocab mapping."""
-    return random_tensors(config, seed)
+    return random_tensors(config, seed, std)
 
 
-def write_variant(variant: str, path: Path, **save_kwargs) -> Path:
+def write_variant(variant: str, path: Path, std: float = 0.02, **save_kwargs) -> Path:
     from specfmt import save
 
     config = config_of(variant)
-    return save(config, tensors_for(config), path, **save_kwargs)
+    return save(config, tensors_for(config, std=std), path, **save_kwargs)
 
 
 def corpus_names() -> list[str]:

@@ -24,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EAGLE3_VARIANTS = ["eagle3", "eagle3_qwen3_2l_fullvocab_normfc", "eagle3_fcnorm_4aux"]
 ROWS = 12
+STD = 0.3  # weights large enough that logits are O(1): a 1e-5 bound then has teeth
 
 
 def speculators_model(path):
@@ -35,7 +36,7 @@ def speculators_model(path):
 @pytest.mark.parametrize("variant", EAGLE3_VARIANTS)
 def test_eagle3_draft_logits_match_speculators_within_1e_5(variant, tmp_path):
     verifier_dir = write_verifier(tmp_path / "verifier")
-    path = write_variant(variant, tmp_path / "draft")
+    path = write_variant(variant, tmp_path / "draft", std=STD)
     config = json.loads((path / "config.json").read_text())
     config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)  # speculators loads it
     (path / "config.json").write_text(json.dumps(config))
@@ -53,4 +54,73 @@ def test_eagle3_draft_logits_match_speculators_within_1e_5(variant, tmp_path):
     with torch.no_grad():
         theirs(aux[None], ids[None], torch.zeros(1, ROWS, dtype=torch.long), ttt_steps=1)
         logits, _ = ours.forward_rows(ids, ours.combine(aux), torch.arange(1, ROWS + 1))
+    assert captured["logits"].abs().max() > 0.5
     assert (logits - captured["logits"][0]).abs().max() < 1e-5
+
+
+MTP_VARIANTS = ["mtp", "mtp_qwen3_bias"]
+
+
+@pytest.mark.parametrize("variant", MTP_VARIANTS)
+def test_mtp_first_step_logits_match_speculators_within_1e_5(variant, tmp_path):
+    from speculators.models.mtp import MTPDraftModel
+
+    from specfmt.algorithms import mtp
+
+    verifier_dir = write_verifier(tmp_path / "verifier")
+    path = write_variant(variant, tmp_path / "draft", std=STD)
+    config = json.loads((path / "config.json").read_text())
+    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)
+    (path / "config.json").write_text(json.dumps(config))
+    theirs = MTPDraftModel.from_pretrained(str(path)).eval()
+
+    verifier = Verifier.from_pretrained(verifier_dir)
+    resolved = resolve(config)
+    state = {k: v.float() for k, v in theirs.state_dict().items() if k.startswith("mtp_layers.")}
+    ours = mtp.build(resolved, bind_roles("mtp", resolved, state), verifier)
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 128, (1, ROWS), generator=g)
+    hidden = torch.randn(1, ROWS, 32, generator=g)
+    with torch.no_grad():
+        their_logits = theirs(ids, hidden)[0][0][0]  # first step: rows t pair hidden[t] with ids[t+1]
+        rows = their_logits.shape[0]
+        logits, _ = ours.forward_rows(ids[0, 1:rows + 1], hidden[0, :rows], torch.arange(rows))
+    assert their_logits.abs().max() > 0.5
+    assert (logits - their_logits).abs().max() < 1e-5
+
+
+DFLASH_VARIANTS = ["dflash", "dflash_bias"]
+
+
+@pytest.mark.parametrize("variant", DFLASH_VARIANTS)
+def test_dflash_block_logits_match_speculators_within_1e_5(variant, tmp_path):
+    from speculators.models.dflash import DFlashDraftModel
+
+    from specfmt.algorithms import dflash
+    from specfmt.proposal import Context
+
+    verifier_dir = write_verifier(tmp_path / "verifier")
+    path = write_variant(variant, tmp_path / "draft", std=STD)
+    config = json.loads((path / "config.json").read_text())
+    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)
+    (path / "config.json").write_text(json.dumps(config))
+    theirs = DFlashDraftModel.from_pretrained(str(path)).eval()
+    resolved = resolve(config)
+    state = {k: v.float() for k, v in theirs.state_dict().items() if not k.startswith("verifier_")}
+    ours = dflash.build(resolved, bind_roles("dflash", resolved, state), Verifier.from_pretrained(verifier_dir))
+
+    block = resolved["block_size"]
+    anchor = ROWS - block - 1  # the loss mask allows only it (speculators never anchors in the last B)
+    g = torch.Generator().manual_seed(0)
+    aux = torch.randn(1, ROWS, len(ours.aux_ids) * 32, generator=g)
+    ids = torch.randint(0, 128, (1, ROWS), generator=g)
+    loss_mask = torch.zeros(1, ROWS, dtype=torch.long)
+    loss_mask[0, anchor] = 1
+    with torch.no_grad():
+        _, their_logits, *_ = theirs._backbone_forward(aux, ids, loss_mask, torch.zeros(1, ROWS, 32),
+                                                      torch.zeros(1, ROWS, dtype=torch.long), max_anchors=1)
+        ctx = Context(ids[0, :anchor + 1].tolist(), aux[0, :anchor], aux[0, :anchor, :0], aux[0, :anchor, :0])
+        logits = torch.nn.functional.linear(ours.block_states(ctx), ours.w["lm_head"])  # [B, H] -> [B, V_d]
+    assert their_logits.abs().max() > 0.5
+    assert (logits - their_logits[0]).abs().max() < 1e-5
