@@ -2,6 +2,8 @@
 
 - eagle3-clean: a strict EAGLE-3 draft (llama layer, reduced vocabulary), random weights.
 - eagle3-broken: the same draft as a careless converter would write it; `make demo` shows its findings.
+- tiny-verifier: a random llama verifier (Hugging Face layout, 6 layers, hidden 32, vocab 128) with a
+  word-level tokenizer.json (w0 ... w127), for `specfmt generate`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from builders import config_of, tensors_for  # noqa: E402
+from builders import config_of, tensors_for, write_verifier  # noqa: E402
 from specfmt import save  # noqa: E402
 from specfmt.safetensors_file import write_tensors  # noqa: E402
 
@@ -39,6 +41,8 @@ def main() -> None:
     del tensors["d2t"]                                    # reduced vocabulary without its mapping
     tensors["verifier_lm_head.weight"] = torch.full((128, 32), float("nan"))  # training-only, NaN
     write_tensors(broken / "model.safetensors", tensors, {"format": "pt"})
+    shutil.rmtree(examples / "tiny-verifier", ignore_errors=True)
+    write_verifier(examples / "tiny-verifier", tokenizer=True)
 
 
 if __name__ == "__main__":

@@ -30,4 +30,4 @@ def test_the_broken_example_shows_each_of_its_defects():
 def test_the_demo_runs_and_reports_every_step_as_expected():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "demo: 4/4 steps behaved as expected" in proc.stdout
+    assert "demo: 5/5 steps behaved as expected" in proc.stdout
