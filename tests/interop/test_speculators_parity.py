@@ -1,9 +1,13 @@
 """Parity with the speculators library (pip speculators==0.9.0, `make interop` only): the same
-checkpoint gives the same EAGLE-3 draft logits, in float32, in speculators and in specfmt.
+checkpoint gives the same draft logits, in float32, within 1e-5, in speculators and in specfmt, for
+eagle3, peagle, dflash and mtp.
 
-speculators runs its first training-time step (ttt_steps=1, eager attention) over rows that pair
-each aux hidden state with the embedding of the following token; the reference runtime runs the same
-rows through Eagle3.forward_rows at the same RoPE positions (speculators counts from 1).
+speculators only exposes its training forward passes, so each test fixes what training randomizes:
+EAGLE-3 runs its first training-time step (ttt_steps=1) over rows that pair each aux state with the
+next token's embedding; P-EAGLE gets one fixed chain of depths instead of sampled ones; DFlash gets a
+loss mask that admits one anchor; MTP compares its first teacher-forced step. Gotchas: torch is pinned
+through the constraints file, speculators is installed without torchvision/torchaudio, attention is
+eager (flex attention needs torch.compile), and P-EAGLE needs the eager loss (fused losses need Triton).
 """
 
 import json
@@ -124,3 +128,48 @@ def test_dflash_block_logits_match_speculators_within_1e_5(variant, tmp_path):
         logits = torch.nn.functional.linear(ours.block_states(ctx), ours.w["lm_head"])  # [B, H] -> [B, V_d]
     assert their_logits.abs().max() > 0.5
     assert (logits - their_logits[0]).abs().max() < 1e-5
+
+
+PEAGLE_VARIANTS = ["peagle", "peagle_qwen3_2l_bias_normfc"]
+
+
+@pytest.mark.parametrize("variant", PEAGLE_VARIANTS)
+def test_peagle_parallel_pass_logits_match_speculators_within_1e_5(variant, tmp_path, monkeypatch):
+    from speculators.losses import resolve_loss_config
+    from speculators.models import peagle as speculators_peagle
+    from speculators.models.peagle import core as speculators_peagle_core
+
+    from specfmt.algorithms import peagle
+
+    verifier_dir = write_verifier(tmp_path / "verifier")
+    path = write_variant(variant, tmp_path / "draft", std=STD)
+    config = json.loads((path / "config.json").read_text())
+    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)
+    (path / "config.json").write_text(json.dumps(config))
+    spec_config = speculators_peagle.PEagleSpeculatorConfig.from_pretrained(str(path))
+    spec_config.transformer_layer_config._attn_implementation = "eager"
+    theirs = speculators_peagle.PEagleDraftModel.from_pretrained(str(path), config=spec_config).eval()
+    resolved = resolve(config)
+    state = {k: v.float() for k, v in theirs.state_dict().items() if not k.startswith("verifier_")}
+    ours = peagle.build(resolved, bind_roles("peagle", resolved, state), Verifier.from_pretrained(verifier_dir))
+
+    k = 4
+    context = ROWS - k  # rows 0..context-1 are verified; the chain hangs off the last of them
+    anchors = torch.cat([torch.arange(context), torch.full((k - 1,), context - 1)])
+    depths = torch.cat([torch.zeros(context, dtype=torch.long), torch.arange(1, k)])
+    # speculators samples (anchor, depth) pairs at random for training; fix them to one inference pass
+    monkeypatch.setattr(speculators_peagle_core, "generate_cod_sample_indices", lambda **_: (anchors, depths))
+    captured = {}
+    theirs.lm_head.register_forward_hook(lambda module, args, out: captured.setdefault("logits", out))
+
+    g = torch.Generator().manual_seed(0)
+    aux = torch.randn(ROWS, len(ours.aux_ids) * 32, generator=g)
+    row_tokens = torch.randint(0, 128, (ROWS,), generator=g)  # row t carries x[t+1], as speculators' data
+    with torch.no_grad():
+        theirs(aux[None], row_tokens[None], torch.zeros(1, ROWS, dtype=torch.long),
+               verifier_last_hidden_states=torch.zeros(1, ROWS, 32),
+               loss_config=resolve_loss_config("kl_div", implementation="eager"))  # fused losses need Triton
+        logits = ours.forward_pass(row_tokens[:context], aux[:context], 0, k)
+    their_logits = captured["logits"][0][context - 1:]  # the last context row, then the depth rows
+    assert their_logits.abs().max() > 0.5
+    assert (logits - their_logits).abs().max() < 1e-5

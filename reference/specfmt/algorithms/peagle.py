@@ -37,6 +37,19 @@ class PEagle:
         """Start a new sequence: the next propose rebuilds every cached row."""
         self.rows = 0
 
+    def forward_pass(self, row_tokens: torch.Tensor, aux: torch.Tensor, start: int, k: int) -> torch.Tensor:
+        """Context rows start..start+T-1 (token x[t+1], verified aux state) and k-1 depth rows after them,
+        in one pass -> logits of the last context row and the depth rows: [k, V_d].
+        Spec: spec/algorithms/peagle.md#ALG-PEAGLE-4"""
+        eagle, t = self.eagle, row_tokens.numel()
+        positions = torch.arange(start, start + t + k - 1, device=self.device)  # depth s sits at n-1+s
+        mask_tokens = torch.full((k - 1,), self.mask_token_id, device=self.device)
+        mask_state = eagle.combine(self.w["mask_hidden"].view(1, -1))  # [1, 1, A*H_t] -> [1, A*H_t] -> [1, H]
+        g = torch.cat([eagle.combine(aux), mask_state.expand(k - 1, -1)])  # [T, H], [k-1, H] -> [T+k-1, H]
+        # Rows are in position order, so forward_rows' causal mask is "attend up to your own position".
+        logits, _ = eagle.forward_rows(torch.cat([row_tokens, mask_tokens]), g, positions)
+        return logits[-k:]
+
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """All k proposals from one pass: new context rows, then k-1 depth rows.
         Spec: spec/algorithms/peagle.md#ALG-PEAGLE-4"""
@@ -45,16 +58,11 @@ class PEagle:
         for cache in eagle.caches:
             cache.truncate(eagle.rows)  # drop the depth rows of the last pass (ALG-PEAGLE-5)
         new = torch.arange(eagle.rows, n, device=self.device)
-        depth = torch.arange(n, n + k - 1, device=self.device)  # depth s = 1..k-1 sits at position n-1+s
         tokens = torch.tensor(ctx.tokens, device=self.device)
-        mask_tokens = torch.full((k - 1,), self.mask_token_id, device=self.device)
-        mask_state = eagle.combine(self.w["mask_hidden"].view(1, -1))  # [1, 1, A*H_t] -> [1, A*H_t] -> [1, H]
-        g = torch.cat([eagle.combine(ctx.aux[new]), mask_state.expand(k - 1, -1)])  # [T, H], [k-1, H] -> [T+k-1, H]
-        # Rows are in position order, so forward_rows' causal mask is "attend up to your own position".
-        logits, _ = eagle.forward_rows(torch.cat([tokens[new + 1], mask_tokens]), g, torch.cat([new, depth]))
+        logits = self.forward_pass(tokens[new + 1], ctx.aux[new], eagle.rows, k)
         eagle.rows = n  # only the context rows are verified; the depth rows go at the next truncate
         ids, probs = [], []
-        for row in logits[-k:]:  # row n-1 (depth 0) predicts position n+1, depth row s position n+s+1
+        for row in logits:  # row n-1 (depth 0) predicts position n+1, depth row s position n+s+1
             draft_id, q = pick(row)  # no row reads an earlier pick (ALG-PEAGLE-6)
             ids.append(draft_id)
             probs.append(q)
