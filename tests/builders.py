@@ -77,6 +77,8 @@ VARIANTS: dict[str, dict] = {
     "eagle3_qwen3_2l_fullvocab_normfc": envelope("eagle3", **eagle3_fields(
         transformer_layer_config=layer(model_type="qwen3", num_hidden_layers=2, attention_bias=True),
         draft_vocab_size=V, norm_before_fc=True, norm_output=True)),
+    "eagle3_llama_2l_residual_before_norm": envelope("eagle3", **eagle3_fields(
+        transformer_layer_config=layer(num_hidden_layers=2), norm_before_residual=False)),
     "eagle3_fcnorm_4aux": envelope("eagle3", **eagle3_fields(
         fc_norm=True, eagle_aux_hidden_state_layer_ids=[0, 2, 4, 6])),
     "peagle": envelope("peagle", mask_token_id=7, **eagle3_fields()),

@@ -73,3 +73,13 @@ def test_truncate_rolls_back_rejected_positions(tmp_path):
     fresh = Verifier.from_pretrained(tmp_path)
     assert len(verifier) == 12
     assert (rolled - fresh.forward(ids).logits[8:]).abs().max() < 1e-5
+
+
+def test_a_sharded_checkpoint_loads_like_a_single_file(tmp_path):
+    model = hf_model("llama3-rope", tmp_path / "single")
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    ids = torch.arange(10)
+    single = Verifier.from_pretrained(tmp_path / "single").forward(ids).logits
+    sharded = Verifier.from_pretrained(tmp_path / "sharded").forward(ids).logits
+    assert torch.equal(single, sharded)

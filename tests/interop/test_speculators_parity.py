@@ -26,7 +26,8 @@ speculators_eagle3 = pytest.importorskip("speculators.models.eagle3")
 pytestmark = pytest.mark.interop
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-EAGLE3_VARIANTS = ["eagle3", "eagle3_qwen3_2l_fullvocab_normfc", "eagle3_fcnorm_4aux"]
+EAGLE3_VARIANTS = ["eagle3", "eagle3_llama_2l_residual_before_norm", "eagle3_qwen3_2l_fullvocab_normfc",
+                   "eagle3_fcnorm_4aux"]
 ROWS = 12
 STD = 0.3  # weights large enough that logits are O(1): a 1e-5 bound then has teeth
 
