@@ -122,3 +122,21 @@ def to_target(draft_ids: list[int], probs: list[torch.Tensor | None], targets: t
         q = torch.zeros(len(probs), vocab_size, dtype=q.dtype, device=q.device).index_copy_(
             1, targets.to(q.device), q)  # [K, V_d] -> [K, V]
     return Drafted(tokens, q)
+
+
+def draft_chain(forward_rows, pick: Picker, logits: torch.Tensor, state: torch.Tensor, position: int, k: int,
+                targets: torch.Tensor | None, vocab_size: int) -> Drafted:
+    """The k proposals of a state-recurrent draft (EAGLE-3, EAGLE, MTP). `logits` and `state` are the
+    outputs of the last verified row; each further row reads the previous pick and the state it fed back.
+    `forward_rows(tokens, state, positions) -> (logits, state)`; `position` is the first free one."""
+    device = state.device
+    ids, probs = [], []
+    for s in range(k):
+        draft_id, q = pick(logits[-1])
+        ids.append(draft_id)
+        probs.append(q)
+        if s + 1 < k:
+            token = draft_id if targets is None else int(targets[draft_id])
+            logits, state = forward_rows(torch.tensor([token], device=device), state[-1:],
+                                         torch.tensor([position + s], device=device))
+    return to_target(ids, probs, targets, vocab_size)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from specfmt import nn
-from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.proposal import Context, Drafted, Picker, draft_chain
 from specfmt.verifier import Verifier
 
 
@@ -68,21 +68,14 @@ class Eagle:
         """Catch-up rows over new verified features, then k - 1 speculative rows.
         Spec: spec/algorithms/eagle.md#ALG-EAGLE-6"""
         n = len(ctx.tokens) - 1  # positions the verifier has run
+        self.rows = min(self.rows, n - 1)  # row n-1 is always recomputed: its logits give the first proposal
         self.cache.truncate(self.rows)  # forget the speculative rows of the last proposal
         device = self.verifier.device
         new = torch.arange(self.rows, n, device=device)
         tokens = torch.tensor(ctx.tokens, device=device)
         logits, f = self.forward_rows(tokens[new + 1], ctx.normed[new], new)  # row t reads x[t+1]
         self.rows = n
-        ids, probs = [], []
-        for s in range(k):
-            draft_id, q = pick(logits[-1])
-            ids.append(draft_id)
-            probs.append(q)
-            if s + 1 < k:
-                logits, f = self.forward_rows(torch.tensor([draft_id], device=device), f[-1:],
-                                              torch.tensor([n + s], device=device))
-        return to_target(ids, probs, None, self.verifier.vocab_size)
+        return draft_chain(self.forward_rows, pick, logits, f, n, k, None, self.verifier.vocab_size)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Eagle:

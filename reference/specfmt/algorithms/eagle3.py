@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from specfmt import nn
-from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.proposal import Context, Drafted, Picker, draft_chain
 from specfmt.verifier import Verifier
 
 
@@ -83,16 +83,7 @@ class Eagle3:
         tokens = torch.tensor(ctx.tokens, device=device)
         logits, g = self.forward_rows(tokens[new + 1], self.combine(ctx.aux[new]), new)  # row t reads x[t+1]
         self.rows = n
-        ids, probs = [], []
-        for s in range(k):
-            draft_id, q = pick(logits[-1])
-            ids.append(draft_id)
-            probs.append(q)
-            if s + 1 < k:
-                token = draft_id if self.targets is None else int(self.targets[draft_id])
-                logits, g = self.forward_rows(torch.tensor([token], device=device), g[-1:],
-                                              torch.tensor([n + s], device=device))
-        return to_target(ids, probs, self.targets, self.vocab_size)
+        return draft_chain(self.forward_rows, pick, logits, g, n, k, self.targets, self.vocab_size)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Eagle3:
