@@ -54,7 +54,7 @@ def envelope(algorithm: str, **fields) -> dict:
 def build(device: str, agreeing: bool):
     verifier_config = layer_config(LAYERS)
     tensors = random_tensors(envelope("independent", transformer_layer_config=verifier_config), seed=0, std=0.05)
-    verifier = Verifier(verifier_config, tensors, device)
+    verifier = Verifier.from_tensors(verifier_config, tensors, device)
     draft_config = resolve(envelope("eagle3", transformer_layer_config=layer_config(1), draft_vocab_size=V,
                                     eagle_aux_hidden_state_layer_ids=[2, 4, 7], norm_before_residual=True))
     draft_tensors = {k: v.to(device) for k, v in random_tensors(draft_config, seed=1, std=0.05).items()}

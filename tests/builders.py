@@ -161,7 +161,7 @@ def verifier_for(seed: int = 0, dtype=torch.float32, scale: float = 1.0):
     wrapped = {"speculators_model_type": "independent", "transformer_layer_config": VERIFIER_CONFIG,
                "speculators_config": VARIANTS["independent"]["speculators_config"]}
     tensors = {name: t * scale * 10 if t.is_floating_point() else t for name, t in tensors_for(wrapped, seed).items()}
-    return Verifier(dict(VERIFIER_CONFIG), tensors, device=DEVICE, dtype=dtype)
+    return Verifier.from_tensors(dict(VERIFIER_CONFIG), tensors, device=DEVICE, dtype=dtype)
 
 
 def draft_for(variant: str, verifier, seed: int = 1):

@@ -31,14 +31,17 @@ class Output:
     normed: torch.Tensor  # [T, H]: after the final norm, what the LM head reads
 
 
+def resolve_layer_config(config: dict) -> dict:
+    """A Hugging Face decoder config with the schema defaults of its family filled in."""
+    return resolve({"speculators_model_type": "independent", "transformer_layer_config": config})[
+        "transformer_layer_config"]
+
+
 class Verifier:
-    def __init__(self, config: dict, tensors: dict[str, torch.Tensor], device: str = "cpu",
-                 dtype: torch.dtype = torch.float32):
-        wrapped = resolve({"speculators_model_type": "independent", "transformer_layer_config": config})
-        self.config = wrapped["transformer_layer_config"]
-        tensors = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
-                   for k, v in tensors.items()}
-        self.w = bind_roles("independent", wrapped, tensors)
+    def __init__(self, config: dict, w: dict, device: str = "cpu", dtype: torch.dtype = torch.float32):
+        """`config`: a llama/qwen2/qwen3 config with defaults resolved; `w`: its tensors by role, already
+        on `device` in `dtype` (see from_tensors)."""
+        self.config, self.w = config, w
         self.cfg = nn.LayerConfig.from_config(self.config)
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(device)
         self.num_layers = self.config["num_hidden_layers"]
@@ -47,11 +50,22 @@ class Verifier:
         self.device, self.dtype = device, dtype
 
     @staticmethod
+    def from_tensors(config: dict, tensors: dict[str, torch.Tensor], device: str = "cpu",
+                     dtype: torch.dtype = torch.float32) -> Verifier:
+        """Bind Hugging Face causal-LM tensors (on-disk names) through the `independent` layout."""
+        config = resolve_layer_config(config)
+        tensors = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+                   for k, v in tensors.items()}
+        w = bind_roles("independent", {"speculators_model_type": "independent", "transformer_layer_config": config},
+                       tensors)
+        return Verifier(config, w, device, dtype)
+
+    @staticmethod
     def from_pretrained(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Verifier:
         from specfmt.checkpoint import load
 
         config, tensors = load(path)
-        return Verifier(config, tensors, device, dtype)
+        return Verifier.from_tensors(config, tensors, device, dtype)
 
     def __len__(self) -> int:
         return len(self.caches[0])

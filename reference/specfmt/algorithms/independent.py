@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from specfmt.layout import expand
 from specfmt.proposal import Context, Drafted, Picker, to_target
 from specfmt.verifier import Verifier
 
@@ -24,23 +23,6 @@ def stored_prefix(config: dict, w: dict) -> dict:
     return layer_cfg
 
 
-def tensors_by_name(config: dict, w: dict) -> dict[str, torch.Tensor]:
-    """Invert specfmt.weights.bind_roles through the independent layout document, so that the
-    Verifier binds the same tensors again; no on-disk name is written here."""
-    _, expected, errors = expand("independent", config)
-    if errors:
-        raise ValueError(f"layout of independent does not evaluate on this config: {errors}")
-    tensors = {}
-    for e in expected:
-        scope, _, leaf = e.role.partition(".")
-        node = w.get(scope)
-        for key in [*e.bindings.values()] + ([leaf] if leaf else []):
-            node = node.get(key) if isinstance(node, dict) else None
-        if e.active and node is not None:
-            tensors[e.name] = node
-    return tensors
-
-
 class Independent:
     aux_ids: tuple[int, ...] = ()  # reads token ids only (ALG-INDEPENDENT-5)
     targets = None  # the verifier's vocabulary
@@ -52,8 +34,7 @@ class Independent:
         if layer_cfg["vocab_size"] != verifier.vocab_size:  # ALG-INDEPENDENT-2
             raise ValueError(f"draft vocab_size {layer_cfg['vocab_size']} differs from the verifier's "
                              f"{verifier.vocab_size}")
-        wrapped = {**config, "transformer_layer_config": layer_cfg}
-        self.lm = Verifier(layer_cfg, tensors_by_name(wrapped, w), verifier.device, verifier.dtype)
+        self.lm = Verifier(layer_cfg, w, verifier.device, verifier.dtype)  # the same model, its own weights
         self.w = self.lm.w  # the draft's roles: lm_head present unless tied
         self.vocab_size = verifier.vocab_size
         self.rows = 0  # committed tokens in the draft's KV cache; later entries are speculative
