@@ -88,3 +88,11 @@ def test_implicit_aux_layer_ids_warn_under_compat(tmp_path):
     config["eagle_aux_hidden_state_layer_ids"] = None
     (path / "config.json").write_text(json.dumps(config))
     assert validate(path, "compat").codes() == {("hazard.aux_layer_ids_implicit", "/eagle_aux_hidden_state_layer_ids")}
+
+
+def test_validating_a_config_alone_reports_its_config_findings_only(tmp_path):
+    from specfmt import validate_config
+
+    config = json.loads((corpus_checkpoint("head--mtp_qwen3", tmp_path / "c") / "config.json").read_text())
+    assert validate_config(config, "compat").codes() == set()  # the stray tensor needs the weights to be seen
+    assert validate_config(config, "strict").codes() == STRICT_COMMON

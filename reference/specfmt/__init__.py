@@ -4,9 +4,9 @@ Validation reads config.json and the safetensors headers only (torch is not impo
 """
 
 from specfmt.findings import Finding, Report, ValidationError
-from specfmt.validate import validate
+from specfmt.validate import validate, validate_config
 
-__all__ = ["Finding", "Report", "ValidationError", "validate", "save", "load"]
+__all__ = ["Finding", "Report", "ValidationError", "validate", "validate_config", "save", "load"]
 
 
 def save(config, tensors, path, **kwargs):

@@ -68,6 +68,19 @@ def _unique(findings: list[Finding]) -> list[Finding]:
     return sorted(seen.values())
 
 
+def validate_config(config: Any, profile: str = "compat") -> Report:
+    """Validate a config.json document alone: schema findings and the semantic checks that need no
+    tensors. Spec: spec/config.md"""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+    findings = config_checks.schema_findings(config, profile)
+    if isinstance(config, dict):
+        findings += config_checks.semantic_findings(config, resolve(config), profile)
+    model_type = config.get("speculators_model_type") if isinstance(config, dict) else None
+    return Report(CONFIG, profile, _unique(_fold_required(findings)),
+                  algorithm=model_type if isinstance(model_type, str) and model_type in ALGORITHMS else None)
+
+
 def _fold_required(findings: list[Finding]) -> list[Finding]:
     """Where the schema already reports `config.required` at a pointer, a hazard about the same
     absent field is not reported again (strict only: compat requires none of those fields).
