@@ -3,8 +3,15 @@
 Validation reads config.json and the safetensors headers only (torch is not imported for it).
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from specfmt.findings import Finding, Report, ValidationError
 from specfmt.validate import validate, validate_config
+
+try:
+    __version__ = version("specfmt")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["Finding", "Report", "ValidationError", "validate", "validate_config", "save", "load"]
 
