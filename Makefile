@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 INTEROP := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 
-.PHONY: demo test test-slow check lint generate bench interop clean
+.PHONY: demo test test-slow check lint generate bench interop conformance clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,10 +33,16 @@ test-slow: $(STAMP) $(NODE_STAMP)
 # Drift checks (generated files must match their sources) and lint.
 check: $(STAMP)
 	$(BIN)/python scripts/generate.py --check
-	$(BIN)/ruff check reference tests scripts benchmarks
+	$(BIN)/python -m conformance.generators --check
+	$(BIN)/ruff check reference tests scripts benchmarks conformance
 
 lint: $(STAMP)
-	$(BIN)/ruff check reference tests scripts benchmarks
+	$(BIN)/ruff check reference tests scripts benchmarks conformance
+
+# The conformance suite against the reference adapter, with reports under test-output/conformance.
+conformance: $(STAMP)
+	$(BIN)/specfmt-conformance run --adapter "$(BIN)/python conformance/adapters/reference/adapter.py" \
+	  --report test-output/conformance
 
 generate: $(STAMP)
 	$(BIN)/python scripts/generate.py

@@ -1,0 +1,223 @@
+"""Byte-level bad input, one rule each: malformed safetensors headers, shard indexes, pickle or
+absent weights and unreadable config.json files. Every case starts from tiny_config(), whose two
+tensors T0 and T1 are 1024 bytes each, so that only the broken rule is reported."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+from conformance.generators.ckpt import CheckpointCase, header, tiny_config, weights, write_config, write_raw
+from conformance.generators.common import dump
+from specfmt import save
+from specfmt.safetensors_file import write_tensors
+from specfmt.schemas import SAFETENSORS
+
+T0, T1 = "blocks.0.layers.0.weight", "blocks.0.layers.1.weight"
+N = 16 * 16 * 4
+GOOD = [(T0, "F32", [16, 16], [0, N]), (T1, "F32", [16, 16], [N, 2 * N])]
+EXTRA = "extra.weight"  # an entry outside the layout; a malformed one is dropped, so nothing else is reported
+SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+INDEX = "model.safetensors.index.json"
+
+
+def _single(write):
+    """A build: tiny_config's config.json, and model.safetensors written by `write(path)`."""
+    def build(path: Path) -> None:
+        write(write_config(path, tiny_config()) / "model.safetensors")
+    return build
+
+
+def _raw(header_value, data_len: int, declared_len: int | None = None):
+    return _single(lambda f: write_raw(f, header_value, data_len, declared_len))
+
+
+def _with_extra(entry) -> dict:
+    return {**header(GOOD), EXTRA: entry}
+
+
+def _duplicate_header() -> bytes:
+    entry = {"dtype": "F32", "shape": [16, 16]}
+    first, second = dict(entry, data_offsets=[0, N]), dict(entry, data_offsets=[N, 2 * N])
+    return f'{{"{T0}": {json.dumps(first)}, "{T0}": {json.dumps(second)}}}'.encode()
+
+
+# (id, description, targeted code, build)
+HEADER_CASES = [
+    ("length-past-end", "the header length runs past the end of the file", "header.length",
+     _raw(header(GOOD), 2 * N, declared_len=10_000)),
+    ("length-over-bound", "the header length is one over header_max_bytes", "header.length",
+     _raw(header(GOOD), 2 * N, declared_len=SAFETENSORS["header_max_bytes"] + 1)),
+    ("truncated-prefix", "the file is two bytes long, shorter than the length prefix", "header.truncated",
+     _single(lambda f: f.write_bytes(b"\x01\x02"))),
+    ("truncated-data", "the file ends four bytes before the data the header describes", "header.truncated",
+     _raw(header(GOOD), 2 * N - 4)),
+    ("json-not-json", "the header is not JSON", "header.json", _raw(b"{{{{", 0)),
+    ("json-not-object", "the header is a JSON array", "header.json", _raw(b"[1, 2]", 0)),
+    ("json-not-utf8", "the header is not UTF-8", "header.json", _raw(b'{"\xff": 1}', 0)),
+    ("duplicate", "the header names a tensor twice", "header.duplicate", _raw(_duplicate_header(), 2 * N)),
+    ("metadata-not-strings", "__metadata__ maps a key to a number", "header.metadata",
+     _raw({**header(GOOD), "__metadata__": {"format": "pt", "step": 1}}, 2 * N)),
+    ("entry-not-object", "a tensor entry is a string", "header.entry", _raw(_with_extra("F32"), 2 * N)),
+    ("entry-missing-offsets", "a tensor entry lacks data_offsets", "header.entry",
+     _raw(_with_extra({"dtype": "F32", "shape": [0]}), 2 * N)),
+    ("entry-negative-dim", "a tensor shape has a negative dimension", "header.entry",
+     _raw(_with_extra({"dtype": "F32", "shape": [-1], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+    ("dtype-unknown", "a tensor has the dtype F7, which does not exist", "header.dtype",
+     _raw(_with_extra({"dtype": "F7", "shape": [0], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+    ("dtype-outside-profile", "a tensor has the safetensors dtype C64, outside the profile", "header.dtype",
+     _raw(_with_extra({"dtype": "C64", "shape": [0], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+    ("size-mismatch", "a tensor's byte range is four bytes longer than its shape", "header.size",
+     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], [N, 2 * N + 4])]), 2 * N + 4)),
+    ("offsets-gap", "four bytes lie between two tensors", "header.offsets",
+     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], [N + 4, 2 * N + 4])]), 2 * N + 4)),
+    ("offsets-overlap", "two tensors share four bytes", "header.offsets",
+     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], [N - 4, 2 * N - 4])]), 2 * N - 4)),
+    ("offsets-reversed", "a tensor's data_offsets end before they begin", "header.offsets",
+     _raw(_with_extra({"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}), 2 * N)),
+    ("offsets-trailing-bytes", "eight bytes follow the last tensor", "header.offsets", _raw(header(GOOD), 2 * N + 8)),
+    ("offsets-unsorted", "tensors listed in the header out of offset order (valid: SFT-4 sorts by begin)", None,
+     _raw(header([(T0, "F32", [16, 16], [N, 2 * N]), (T1, "F32", [16, 16], [0, N])]), 2 * N)),
+]
+
+
+def header_cases() -> list[CheckpointCase]:
+    """Malformed safetensors headers (SFT-2 to SFT-4)."""
+    return [CheckpointCase(f"ckpt.header.{case_id}", description, "compat", build, code,
+                           () if code else ("spec/layout.md#SFT-4",))
+            for case_id, description, code, build in HEADER_CASES]
+
+
+def _sharded(edit):
+    """A build: tiny_config saved in two shards of one tensor each, then `edit(path, index)` applied;
+    the edited index (or the document `edit` returns instead) is written back."""
+    def build(path: Path) -> None:
+        config = tiny_config()
+        save(config, weights(config), path, max_shard_bytes=N)
+        index = json.loads((path / INDEX).read_text(encoding="utf-8"))
+        replacement = edit(path, index)
+        (path / INDEX).write_text(dump(index if replacement is None else replacement), encoding="utf-8")
+    return build
+
+
+def _restack(path: Path, index: dict, shards: dict[str, list[str]], weight_map: dict[str, str]) -> None:
+    """Rewrite the shards to hold the named tensors (taken from the saved ones) and set weight_map."""
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for shard in SHARDS:
+        tensors.update(load_file(str(path / shard)))
+        (path / shard).unlink()
+    for shard, names in shards.items():
+        write_tensors(path / shard, {n: tensors[n] for n in names}, {"format": "pt"})
+    index["weight_map"] = weight_map
+
+
+def _set(path: Path, index: dict, name: str, shard: str) -> None:
+    index["weight_map"][name] = shard
+
+
+INDEX_CASES = [
+    ("json-not-object", "the index is a JSON array", "index.json", lambda p, i: [i]),
+    ("json-weight-map-values", "weight_map maps a tensor to a number", "index.json",
+     lambda p, i: _set(p, i, T0, 1)),
+    ("path-parent", "weight_map names a shard in the parent directory", "index.path",
+     lambda p, i: _set(p, i, T1, "../" + SHARDS[1])),
+    ("missing-shard", "a shard named by the index is absent", "index.missing_shard",
+     lambda p, i: (p / SHARDS[1]).unlink()),
+    ("mismatch-swapped", "weight_map swaps the shards of the two tensors", "index.mismatch",
+     lambda p, i: i.update(weight_map={T0: SHARDS[1], T1: SHARDS[0]})),
+    ("mismatch-unlisted", "a shard stores a tensor that weight_map does not list", "index.mismatch",
+     lambda p, i: _restack(p, i, {SHARDS[0]: [T0, T1]}, {T0: SHARDS[0]})),
+    ("mismatch-stored-twice", "two shards store the same tensor", "index.mismatch",
+     lambda p, i: _restack(p, i, {SHARDS[0]: [T0, T1], SHARDS[1]: [T1]}, {T0: SHARDS[0], T1: SHARDS[1]})),
+]
+
+
+def _index_not_json(path: Path) -> None:
+    _sharded(lambda p, i: None)(path)
+    (path / INDEX).write_text("{", encoding="utf-8")
+
+
+def index_cases() -> list[CheckpointCase]:
+    """Broken shard indexes (SFT-5)."""
+    cases = [CheckpointCase("ckpt.index.json-not-json", "model.safetensors.index.json is not JSON", "compat",
+                            _index_not_json, "index.json")]
+    cases += [CheckpointCase(f"ckpt.index.{case_id}", description, "compat", _sharded(edit), code)
+              for case_id, description, code, edit in INDEX_CASES]
+    return cases
+
+
+def _pickle_only(path: Path) -> None:
+    write_config(path, tiny_config())
+    # A harmless pickle (a dict of floats): the validator must refuse it without opening it.
+    (path / "pytorch_model.bin").write_bytes(pickle.dumps({T0: [0.0, 0.0]}, protocol=2))
+
+
+def _index_and_stale_single(path: Path) -> None:
+    _sharded(lambda p, i: None)(path)
+    write_raw(path / "model.safetensors", b"{{{{", 0)  # ignored: the index wins (SFT-1)
+
+
+def _other_name(path: Path) -> None:
+    config = tiny_config()
+    write_tensors(write_config(path, config) / "weights.safetensors", weights(config), {"format": "pt"})
+
+
+def weights_cases() -> list[CheckpointCase]:
+    """Which weights files are read (SFT-1): pickles refused, absence reported, the index preferred."""
+    return [
+        CheckpointCase("ckpt.weights.pickle", "only a pytorch_model.bin pickle (harmless) holds the weights", "compat",
+                       _pickle_only, "weights.pickle"),
+        CheckpointCase("ckpt.weights.missing", "config.json alone, for an algorithm with tensors", "compat",
+                       lambda p: write_config(p, tiny_config()), "weights.missing"),
+        CheckpointCase("ckpt.weights.missing-other-name", "the weights are in weights.safetensors, a name no reader "
+                       "looks for", "compat", _other_name, "weights.missing"),
+        CheckpointCase("ckpt.weights.index-preferred", "an index with its shards beside a broken model.safetensors "
+                       "(valid: the index wins)", "strict", _index_and_stale_single, None, ("spec/layout.md#SFT-1",)),
+    ]
+
+
+def _not_a_directory(path: Path) -> None:
+    path.write_text("a file where the checkpoint directory should be\n", encoding="utf-8")
+
+
+def io_cases() -> list[CheckpointCase]:
+    """A checkpoint path that does not exist or is not a directory (GEN-3)."""
+    return [CheckpointCase("ckpt.io.absent", "the checkpoint directory does not exist", "compat", lambda p: None,
+                           "io.not_found"),
+            CheckpointCase("ckpt.io.not-a-directory", "the checkpoint path is a file", "compat", _not_a_directory,
+                           "io.not_found")]
+
+
+def _config_bytes(data: bytes):
+    def build(path: Path) -> None:
+        config = tiny_config()
+        path.mkdir(parents=True)
+        (path / "config.json").write_bytes(data)
+        write_tensors(path / "model.safetensors", weights(config), {"format": "pt"})
+    return build
+
+
+def _duplicate_key_config() -> bytes:
+    return dump(tiny_config()).replace("{", '{\n  "dtype": "float16",', 1).encode()
+
+
+def config_file_cases() -> list[CheckpointCase]:
+    """config.json that cannot be read as a config (CFG-1, CFG-2)."""
+    rows = [("missing", "model.safetensors without config.json", "config.missing", None),
+            ("not-json", "config.json is not JSON", "config.json", b"{not json"),
+            ("not-utf8", "config.json is not UTF-8", "config.encoding", b'{"a": "\xff\xfe"}'),
+            ("duplicate-key", "config.json repeats the key dtype", "config.duplicate_key", _duplicate_key_config()),
+            ("not-object", "config.json is a JSON array", "config.type", b"[1, 2, 3]")]
+    cases = []
+    for case_id, description, code, data in rows:
+        build = _config_bytes(data) if data is not None else _weights_only
+        cases.append(CheckpointCase(f"ckpt.config.{case_id}", description, "compat", build, code))
+    return cases
+
+
+def _weights_only(path: Path) -> None:
+    path.mkdir(parents=True)
+    write_tensors(path / "model.safetensors", weights(tiny_config()), {"format": "pt"})

@@ -1,0 +1,74 @@
+"""The suite on disk: which generators write which files, and the manifest that lists them.
+
+SCHEMA_FILES and CHECKPOINT_CASES are the explicit lists of generators; nothing registers itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from conformance.generators import ckpt_bytes, ckpt_clean, ckpt_layout, schema_level, schema_rules
+from conformance.generators.ckpt import write_case
+from conformance.generators.common import CHECKPOINT_DIR, SCHEMA_DIR, write_json
+from specfmt.schemas import VERSION
+
+SCHEMA_FILES = {
+    "variants.json": [schema_level.variants],
+    "required.json": [schema_level.required],
+    "keywords.json": [schema_level.keywords],
+    "rules.json": [schema_rules.listed_rules, schema_rules.verifier_facts, schema_rules.exclusive,
+                   schema_rules.aux_layer_ids],
+    "hazards.json": [schema_rules.default_conflicts, schema_rules.removed_proposal_types,
+                     schema_rules.layer_model_type],
+    "corpus.json": [schema_level.corpus],
+}
+
+CHECKPOINT_CASES = [
+    ckpt_clean.clean_variants,
+    ckpt_clean.clean_sharded,
+    ckpt_clean.corpus,
+    ckpt_bytes.header_cases,
+    ckpt_bytes.index_cases,
+    ckpt_bytes.weights_cases,
+    ckpt_bytes.config_file_cases,
+    ckpt_bytes.io_cases,
+    ckpt_layout.layout_cases,
+]
+
+DATA_DIRS = ("cases", "fixtures")  # every file under these is listed in the manifest
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def data_files(suite: Path) -> list[Path]:
+    """Every file the manifest must list, relative to the suite root."""
+    return sorted(p.relative_to(suite) for top in DATA_DIRS if (suite / top).is_dir()
+                  for p in (suite / top).rglob("*") if p.is_file())
+
+
+def write_schema_level(suite: Path) -> list[dict]:
+    entries = []
+    for name, generators in SCHEMA_FILES.items():
+        groups = [g for generate in generators for g in generate()]
+        rel = SCHEMA_DIR / name
+        write_json(suite / rel, groups)
+        entries += [{"id": f"{g['id']}/{t['id']}", "level": "schema", "path": rel.as_posix(), "since": g["since"]}
+                    for g in groups for t in g["tests"]]
+    return entries
+
+
+def write_suite(suite: Path, suite_version: str) -> dict:
+    """Write both levels and manifest.json under `suite` (removing old cases first); the manifest."""
+    for level_dir in (SCHEMA_DIR, CHECKPOINT_DIR):
+        if (suite / level_dir).exists():
+            shutil.rmtree(suite / level_dir)
+    cases = write_schema_level(suite)
+    cases += [write_case(case, suite) for generate in CHECKPOINT_CASES for case in generate()]
+    manifest = {"suite_version": suite_version, "format_version": VERSION, "cases": cases,
+                "files": {p.as_posix(): sha256(suite / p) for p in data_files(suite)}}
+    write_json(suite / "manifest.json", manifest)
+    return manifest
