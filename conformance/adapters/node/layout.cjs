@@ -1,0 +1,140 @@
+// Layout binding: symbols, loops, fragments, presence, shapes and dtypes. Spec: layout.md#LAY-1..LAY-6
+"use strict";
+
+const { layout, safetensors } = require("./schemas.cjs");
+const { evalExpr, ExprError } = require("./expr.cjs");
+
+const MAX_LOOP = 100000;
+const esc = (s) => String(s).replace(/~/g, "~0").replace(/\//g, "~1");
+
+function evalInt(expr, scope, config) {
+  const v = evalExpr(expr, scope, config);
+  if (!Number.isInteger(v)) throw new ExprError(`${expr} is not an integer`);
+  return v;
+}
+
+function evalBool(expr, scope, config) {
+  if (expr === undefined) return true;
+  const v = evalExpr(expr, scope, config);
+  if (typeof v !== "boolean") throw new ExprError(`${expr} is not a boolean`);
+  return v;
+}
+
+// Expand nested loops, outer first, calling fn(scope, layers) per iteration; layers: [{pointer, value}].
+function expandLoops(loops, scope, config, fn, layers = []) {
+  if (!loops || loops.length === 0) return fn(scope, layers);
+  const [loop, ...rest] = loops;
+  const from = loop.from === undefined ? 0 : evalInt(loop.from, scope, config);
+  const to = evalInt(loop.to, scope, config);
+  if (to - from > MAX_LOOP) throw new ExprError(`loop ${loop.var} runs past ${MAX_LOOP} iterations`);
+  for (let v = from; v < to; v++) {
+    const inner = { ...scope, [loop.var]: v };
+    const more = loop.layers_of ? [...layers, { pointer: loop.layers_of, value: v }] : layers;
+    expandLoops(rest, inner, config, fn, more);
+  }
+}
+
+const fill = (template, scope) => template.replace(/\{([a-z])\}/g, (_, v) => String(scope[v]));
+
+/** Every tensor instance of a layout document: {name, entry, scope, active, layers}. */
+function instances(doc, config) {
+  const scope = {};
+  for (const [name, symbol] of Object.entries(doc.symbols || {})) scope[name] = evalExpr(symbol.expr, scope, config);
+  const out = [];
+  for (const entry of doc.tensors) {
+    expandLoops(entry.for, scope, config, (s, layers) => {
+      const active = evalBool(entry.when, s, config);
+      if (!entry.include) { out.push({ name: fill(entry.name, s), entry, scope: s, active, layers }); return; }
+      const fragment = layout(`_${entry.include}`);
+      const inner = { ...s };
+      for (const [param, expr] of Object.entries(entry.with)) inner[param] = evalExpr(expr, s, config);
+      for (const t of fragment.tensors) {
+        const on = active && evalBool(t.when, inner, config);
+        out.push({ name: fill(entry.prefix, s) + t.name, entry: t, scope: inner, active: on, layers });
+      }
+    });
+  }
+  return out;
+}
+
+/** Bind stored tensors ({name: {dtype, shape, file}}) to the layout of the config's algorithm. */
+function bind(algorithm, config, tensors, schemaErrors, out) {
+  const doc = layout(algorithm);
+  if (!doc) return;
+  let all;
+  try {
+    all = instances(doc, config);
+  } catch (err) {
+    if (!(err instanceof ExprError)) throw err;
+    if (!schemaErrors) out.push({ code: "layout.expression", pointer: "", file: "config.json" });
+    return;
+  }
+  const byName = new Map();
+  for (const inst of all) (byName.get(inst.name) || byName.set(inst.name, []).get(inst.name)).push(inst);
+  const missing = [];
+  const wantDtype = safetensors.config_dtypes[config.dtype ?? config.torch_dtype];
+  for (const [name, insts] of byName) {
+    const inst = insts.find((i) => i.active);
+    const t = tensors[name];
+    if (!inst) {
+      if (t) out.push({ code: insts[0].entry.forbidden_code || "layout.forbidden", pointer: `/${esc(name)}`, file: t.file });
+      continue;
+    }
+    if (!t) {
+      if ((inst.entry.presence || "required") === "required") missing.push(inst);
+      continue;
+    }
+    checkTensor(name, inst, t, config, wantDtype, schemaErrors, out);
+  }
+  reportMissing(missing, all, tensors, out);
+  const forbidden = new Map((doc.forbidden || []).map((f) => [f.name, f.code]));
+  for (const [name, t] of Object.entries(tensors)) {
+    if (byName.has(name)) continue;
+    out.push({ code: forbidden.get(name) || "layout.unexpected", pointer: `/${esc(name)}`, file: t.file });
+  }
+}
+
+// LAY-5, LAY-6 and hazard.dtype_mismatch for one stored tensor.
+function checkTensor(name, inst, t, config, wantDtype, schemaErrors, out) {
+  const at = `/${esc(name)}`;
+  let shape;
+  try {
+    shape = inst.entry.shape.map((e) => evalInt(e, inst.scope, config));
+  } catch (err) {
+    if (!(err instanceof ExprError)) throw err;
+    if (!schemaErrors) out.push({ code: "layout.expression", pointer: "", file: "config.json" });
+    shape = null;
+  }
+  if (shape && JSON.stringify(shape) !== JSON.stringify(t.shape)) out.push({ code: inst.entry.shape_code || "layout.shape", pointer: `${at}/shape`, file: t.file });
+  const cls = safetensors.dtypes[t.dtype].class;
+  if (cls !== inst.entry.dtype) out.push({ code: "layout.dtype", pointer: `${at}/dtype`, file: t.file });
+  else if (cls === "float" && wantDtype && t.dtype !== wantDtype) out.push({ code: "hazard.dtype_mismatch", pointer: `${at}/dtype`, file: t.file });
+}
+
+// LAY-4: missing tensors, with whole trailing layers collapsed into hazard.layers_missing.
+function reportMissing(missing, all, tensors, out) {
+  const missingSet = new Set(missing);
+  const collapsed = new Set();
+  const pointers = new Set(all.flatMap((i) => i.layers.map((l) => l.pointer)));
+  for (const pointer of pointers) {
+    const layerOf = (i) => i.layers.find((l) => l.pointer === pointer)?.value;
+    const values = [...new Set(all.map(layerOf).filter((v) => v !== undefined))].sort((a, b) => a - b);
+    const required = (v) => all.filter((i) => layerOf(i) === v && i.active && (i.entry.presence || "required") === "required");
+    let m = values.length;
+    while (m > 0 && required(values[m - 1]).every((i) => missingSet.has(i) && !tensors[i.name])) m--;
+    if (m === values.length) continue;
+    for (const v of values.slice(m)) for (const i of required(v)) collapsed.add(i);
+    out.push({ code: "hazard.layers_missing", pointer, file: "config.json" });
+  }
+  for (const inst of missing) {
+    if (!collapsed.has(inst)) out.push({ code: inst.entry.missing_code || "layout.missing", pointer: `/${esc(inst.name)}`, file: "model.safetensors" });
+  }
+}
+
+/** Does the algorithm's layout declare any tensor? (ngram does not.) */
+function hasTensors(algorithm) {
+  const doc = layout(algorithm);
+  return doc === null || doc.tensors.length > 0;
+}
+
+module.exports = { bind, hasTensors };
