@@ -50,6 +50,7 @@ generate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/conformance.py
 
 # The speculators library (0.9.0) beside specfmt, torch pinned through the constraints file. speculators
 # is installed without its dependencies and those it imports are added by name, so pip never pulls the

@@ -29,7 +29,9 @@ from conformance.generators.suite import write_suite  # noqa: E402
 MANIFEST = json.loads((SUITE / "manifest.json").read_text(encoding="utf-8"))
 GROUP_FILES = sorted({c["path"] for c in MANIFEST["cases"] if c["level"] == "schema"})
 CHECKPOINT_CASES = [c["path"] for c in MANIFEST["cases"] if c["level"] == "checkpoint"]
-SUITE_DATA = ("cases", "manifest.json", "SUITE_VERSION")
+NUMERICS_CASES = [c["path"] for c in MANIFEST["cases"] if c["level"] == "numerics"]
+SUITE_DATA = ("cases", "fixtures", "manifest.json", "SUITE_VERSION")
+ONE_GOLDEN = "cases/numerics/1.0/num.verifier-forward.aux-1-3-5/expected.safetensors"
 ONE_TENSOR_FILE = "cases/checkpoint/1.0/ckpt.clean.eagle3/checkpoint/model.safetensors"
 
 
@@ -161,7 +163,7 @@ def test_the_whole_conformance_directory_is_under_5_mb():
 
 def test_every_spec_anchor_names_a_rule_that_exists():
     anchors = {a for rel in GROUP_FILES for g in read(rel) for a in g["spec"]}
-    anchors |= {a for rel in CHECKPOINT_CASES for a in read(f"{rel}/case.json")["spec"]}
+    anchors |= {a for rel in CHECKPOINT_CASES + NUMERICS_CASES for a in read(f"{rel}/case.json")["spec"]}
     for anchor in sorted(anchors):
         page, _, rule = anchor.partition("#")
         text = (REPO / page).read_text(encoding="utf-8")
@@ -193,3 +195,33 @@ def test_the_reference_reproduces_every_checkpoint_verdict(rel):
     assert verdict(report) == stated(case)
     files = {(f.code, f.pointer, "." if f.file == str(checkpoint) else f.file) for f in report.findings}
     assert files == {(f["code"], f["pointer"], f["file"]) for f in case["findings"]}
+
+
+def test_every_numerics_case_states_its_tolerance_and_its_distance_from_a_tie():
+    operations = {read(f"{rel}/case.json")["operation"] for rel in NUMERICS_CASES}
+    assert operations == {"verifier_forward", "propose", "draft_forward", "verify_greedy", "verify_sampling",
+                          "generate"}
+    for rel in NUMERICS_CASES:
+        case = read(f"{rel}/case.json")
+        for rule in case["outputs"].values():
+            assert rule == {"compare": "exact"} or {"rtol", "atol"} <= rule.keys(), (rel, rule)
+        margin = case["golden"].get("min_top2_margin", case["golden"].get("min_uniform_margin"))
+        assert margin is not None and margin >= 1e-3, rel
+
+
+def _scale_golden(path: Path, factor: float) -> None:
+    from safetensors.torch import load
+
+    from specfmt.safetensors_file import write_tensors
+
+    raw = path.read_bytes()
+    tensors = load(raw)  # from bytes: a memory map of the file would break when it is rewritten
+    tensors["logits"] = tensors["logits"] * factor
+    write_tensors(path, tensors, json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"])
+
+
+@pytest.mark.parametrize("factor, stale", [(1 + 1e-6, False), (1 + 1e-2, True)])
+def test_check_compares_numerics_goldens_within_the_case_tolerance(suite_copy, fresh, factor, stale):
+    _scale_golden(suite_copy / ONE_GOLDEN, factor)
+    problems = [p for p in compare(suite_copy, *fresh) if "sha256" not in p]
+    assert bool(problems) == stale, problems

@@ -1,5 +1,5 @@
-"""python -m conformance.generators [--check] [--root DIR]: write the schema- and checkpoint-level
-cases and manifest.json, or check that the committed ones are what the generators produce."""
+"""python -m conformance.generators [--check] [--root DIR]: write the cases of every level, the shared
+fixtures and manifest.json, or check that the committed ones are what the generators produce."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = write_suite(args.root, version)
     levels = [c["level"] for c in manifest["cases"]]
     print(f"wrote {args.root}: {levels.count('schema')} schema tests, {levels.count('checkpoint')} checkpoint cases, "
+          f"{levels.count('numerics')} numerics cases, "
           f"{len(manifest['files'])} files")
     return 0
 

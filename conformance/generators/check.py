@@ -3,8 +3,11 @@
 JSON files compare as parsed values (the deliberately malformed ones as bytes). A safetensors file
 compares by its parsed header, then tensor by tensor by its values: exactly, since these levels
 carry no tolerance; a file whose header does not parse (the byte-level cases) compares byte for
-byte, as does any other file. The committed manifest must list every data file with its sha256,
-and agree with the regenerated one apart from the hashes (the comparison above checks content).
+byte, as does any other file. A numerics case's safetensors files are goldens computed in float32,
+so their float tensors compare within the case's tolerance (its `outputs` rule; FLOAT32 for
+inputs) and their integer tensors exactly. The committed manifest must list every data file with
+its sha256, and agree with the regenerated one apart from the hashes (the comparison above checks
+content).
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ import struct
 import tempfile
 from pathlib import Path
 
+import torch
+from safetensors.torch import load as load_safetensors
+
 from conformance.generators.common import dump
+from conformance.generators.numerics import FLOAT32, NUMERICS_DIR
 from conformance.generators.suite import data_files, sha256, write_suite
 
 
@@ -91,9 +98,32 @@ def compare_safetensors(name: str, committed: bytes, fresh: bytes) -> list[str]:
     return problems
 
 
-def compare_file(name: str, committed: bytes, fresh: bytes) -> list[str]:
+def compare_golden(name: str, committed: bytes, fresh: bytes, rules: dict) -> list[str]:
+    """A numerics case's tensors: headers exactly, floats within the tolerance of `rules`, integers exactly."""
+    old, new = parse_safetensors(committed), parse_safetensors(fresh)
+    if old is None or new is None or old[0] != new[0]:
+        return [f"{name}: header differs or does not parse"]
+    a, b = load_safetensors(committed), load_safetensors(fresh)
+    problems = []
+    for tensor in sorted(a):
+        rule = rules.get(tensor, FLOAT32)
+        x, y = a[tensor], b[tensor]
+        if not x.is_floating_point() or rule["compare"] == "exact":
+            ok = torch.equal(x, y)
+        else:  # |fresh - committed| <= atol + rtol * |committed|, as the runner grades
+            ok = bool(torch.isclose(y.double(), x.double(), rtol=rule["rtol"], atol=rule["atol"], equal_nan=True).all())
+        if not ok:
+            problems.append(f"{name}: tensor {tensor} differs beyond the case's tolerance")
+    return problems
+
+
+def compare_file(name: str, committed: bytes, fresh: bytes, suite: Path | None = None) -> list[str]:
     if name.endswith(".json"):
         return compare_json(name, committed, fresh)
+    if name.endswith(".safetensors") and name.startswith(NUMERICS_DIR.as_posix() + "/") and suite is not None:
+        case = json.loads((suite / name).parent.joinpath("case.json").read_text(encoding="utf-8"))
+        rules = case["outputs"] if name.endswith("/" + case["expected"]) else {}
+        return compare_golden(name, committed, fresh, rules)
     if name.endswith(".safetensors"):
         return compare_safetensors(name, committed, fresh)
     return [] if committed == fresh else [f"{name}: bytes differ"]
@@ -124,7 +154,7 @@ def compare(suite: Path, fresh_root: Path, fresh_manifest: dict) -> list[str]:
     problems = [f"{p}: not generated (stale file)" for p in sorted(committed - fresh)]
     problems += [f"{p}: generated but not committed" for p in sorted(fresh - committed)]
     for rel in sorted(committed & fresh):
-        problems += compare_file(rel.as_posix(), (suite / rel).read_bytes(), (fresh_root / rel).read_bytes())
+        problems += compare_file(rel.as_posix(), (suite / rel).read_bytes(), (fresh_root / rel).read_bytes(), suite)
     return problems + verify_manifest(suite, fresh_manifest)
 
 

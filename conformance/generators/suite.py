@@ -1,6 +1,7 @@
 """The suite on disk: which generators write which files, and the manifest that lists them.
 
-SCHEMA_FILES and CHECKPOINT_CASES are the explicit lists of generators; nothing registers itself.
+SCHEMA_FILES, CHECKPOINT_CASES and NUMERICS_CASES are the explicit lists of generators; nothing
+registers itself. Numerics cases read the shared fixtures (num_fixtures), which are written first.
 """
 
 from __future__ import annotations
@@ -9,7 +10,16 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from conformance.generators import ckpt_bytes, ckpt_clean, ckpt_layout, schema_level, schema_rules
+from conformance.generators import (
+    ckpt_bytes,
+    ckpt_clean,
+    ckpt_layout,
+    num_fixtures,
+    num_verify,
+    numerics,
+    schema_level,
+    schema_rules,
+)
 from conformance.generators.ckpt import write_case
 from conformance.generators.common import CHECKPOINT_DIR, SCHEMA_DIR, write_json
 from specfmt.schemas import VERSION
@@ -37,6 +47,11 @@ CHECKPOINT_CASES = [
     ckpt_layout.layout_cases,
 ]
 
+NUMERICS_CASES = [
+    numerics.model_cases,  # verifier_forward, propose, draft_forward, generate: (suite) -> cases
+    lambda suite: num_verify.verify_cases(),  # verify_greedy, verify_sampling: no checkpoint
+]
+
 DATA_DIRS = ("cases", "fixtures")  # every file under these is listed in the manifest
 
 
@@ -62,12 +77,14 @@ def write_schema_level(suite: Path) -> list[dict]:
 
 
 def write_suite(suite: Path, suite_version: str) -> dict:
-    """Write both levels and manifest.json under `suite` (removing old cases first); the manifest."""
-    for level_dir in (SCHEMA_DIR, CHECKPOINT_DIR):
+    """Write every level, the shared fixtures and manifest.json under `suite` (old ones removed first)."""
+    for level_dir in (SCHEMA_DIR, CHECKPOINT_DIR, numerics.NUMERICS_DIR, num_fixtures.FIXTURES):
         if (suite / level_dir).exists():
             shutil.rmtree(suite / level_dir)
     cases = write_schema_level(suite)
     cases += [write_case(case, suite) for generate in CHECKPOINT_CASES for case in generate()]
+    num_fixtures.write_fixtures(suite)
+    cases += [numerics.write_numerics_case(case, suite) for generate in NUMERICS_CASES for case in generate(suite)]
     manifest = {"suite_version": suite_version, "format_version": VERSION, "cases": cases,
                 "files": {p.as_posix(): sha256(suite / p) for p in data_files(suite)}}
     write_json(suite / "manifest.json", manifest)

@@ -56,9 +56,10 @@ def run_checkpoint(session: Session, case: Case, keep_loaded: bool) -> Outcome:
     return status, detail, {}
 
 
-def model_pair(case: Case) -> tuple[Path, Path]:
-    return (case.resolve(case.doc["checkpoint"], fallback_to_root=True),
-            case.resolve(case.doc["verifier"], fallback_to_root=True))
+def model_pair(case: Case) -> tuple[Path | None, Path | None]:
+    """The draft checkpoint and verifier directories; None where case.json names none (verification rules)."""
+    return tuple(None if case.doc[key] is None else case.resolve(case.doc[key], fallback_to_root=True)
+                 for key in ("checkpoint", "verifier"))
 
 
 def run_numerics(session: Session, case: Case, keep_loaded: bool) -> Outcome:

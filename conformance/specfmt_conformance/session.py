@@ -24,7 +24,7 @@ class Session:
         self.hello: dict | None = None
         self.restarts = 0
         self._broken: str | None = None
-        self._loaded: tuple[tuple[Path, Path], str] | None = None
+        self._loaded: tuple[tuple[Path | None, Path | None], str] | None = None
 
     def open(self) -> dict:
         """Start the adapter and shake hands; the hello answer fixes `supports` for the run."""
@@ -63,13 +63,15 @@ class Session:
     def take_stderr(self) -> str:
         return self.adapter.take_stderr() if self.adapter is not None else ""
 
-    def load(self, checkpoint: Path, verifier: Path) -> str:
-        """A handle for the pair, reusing the loaded one when it is the same pair."""
+    def load(self, checkpoint: Path | None, verifier: Path | None) -> str:
+        """A handle for the pair, reusing the loaded one when it is the same pair; None is sent as null
+        (a verification rule needs no model)."""
         key = (checkpoint, verifier)
         if self._loaded and self._loaded[0] == key:
             return self._loaded[1]
         self.unload()
-        answer = self.request("load", checkpoint_dir=str(checkpoint), verifier_dir=str(verifier),
+        answer = self.request("load", checkpoint_dir=checkpoint and str(checkpoint),
+                              verifier_dir=verifier and str(verifier),
                               options=dict(LOAD_OPTIONS))
         handle = answer.get("handle")
         if not isinstance(handle, str):

@@ -81,7 +81,8 @@ class Case:
         if self.level == "checkpoint":
             return [self.resolve(self.doc["checkpoint"])]
         if self.level == "numerics":
-            return [self.resolve(self.doc[key], fallback_to_root=True) for key in ("checkpoint", "verifier")]
+            return [self.resolve(self.doc[key], fallback_to_root=True) for key in ("checkpoint", "verifier")
+                    if self.doc[key] is not None]
         return []
 
 

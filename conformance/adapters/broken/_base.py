@@ -5,6 +5,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "reference"))
 
-from adapter import handle, serve  # noqa: E402
+from adapter import HANDLES, OPERATIONS, handle, serve, verdict, with_operations  # noqa: E402
 
-__all__ = ["handle", "serve"]
+__all__ = ["HANDLES", "OPERATIONS", "handle", "serve", "verdict", "with_operations"]

@@ -1,0 +1,179 @@
+"""Numerics-level cases: what one case is and how it is written, and the cases that run the tiny
+verifier and drafts of num_fixtures (verifier_forward, propose, draft_forward, generate).
+
+Goldens are computed by the reference runtime in float32 on CPU. Near ties are refused: every token
+a case compares is chosen with a top-2 logit margin of at least MIN_TOP2_MARGIN, and the case
+records the smallest margin it saw as golden.min_top2_margin.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from conformance.generators.common import slug, write_json
+from conformance.generators.num_fixtures import DRAFTS, VERIFIER, draft_path
+from specfmt.generate import generate, generate_plain
+from specfmt.proposal import Context, Proposal
+from specfmt.runtime import load_draft
+from specfmt.safetensors_file import write_tensors
+from specfmt.schemas import VERSION, layout
+from specfmt.verifier import Verifier
+
+NUMERICS_DIR = Path("cases") / "numerics" / VERSION
+MIN_TOP2_MARGIN = 1e-3  # logits (log space): far above fp32 noise, so token ids compare exactly
+EXACT = {"compare": "exact"}
+FLOAT32 = {"compare": "allclose", "rtol": 1e-4, "atol": 1e-5}  # logits and hidden states, fp32 golden
+GENERATOR = "specfmt reference runtime, float32, cpu"
+SEEDS = range(200)  # candidate inputs a generator tries, in order, until one has no near tie
+
+
+@dataclass
+class NumericsCase:
+    id: str
+    description: str
+    spec: list[str]
+    operation: str
+    checkpoint: str | None
+    verifier: str | None
+    params: dict
+    inputs: dict[str, torch.Tensor]
+    expected: dict[str, torch.Tensor]
+    outputs: dict[str, dict]
+    golden: dict = field(default_factory=dict)
+
+
+def write_numerics_case(case: NumericsCase, suite: Path) -> dict:
+    """case.json, inputs.safetensors and expected.safetensors under `suite`; its manifest entry."""
+    rel = NUMERICS_DIR / case.id
+    case_dir = suite / rel
+    if case_dir.exists():
+        shutil.rmtree(case_dir)
+    case_dir.mkdir(parents=True)
+    meta = {"generator": GENERATOR, "case_id": case.id}
+    write_tensors(case_dir / "inputs.safetensors", case.inputs, meta)
+    write_tensors(case_dir / "expected.safetensors", case.expected, meta)
+    write_json(case_dir / "case.json", {
+        "id": case.id, "description": case.description, "since": "1.0", "spec": case.spec,
+        "operation": case.operation, "checkpoint": case.checkpoint, "verifier": case.verifier,
+        "params": case.params, "inputs": "inputs.safetensors", "expected": "expected.safetensors",
+        "outputs": case.outputs, "golden": {"generator": GENERATOR, "device": "cpu", "dtype": "float32",
+                                            **case.golden}})
+    return {"id": case.id, "level": "numerics", "path": rel.as_posix(), "since": "1.0"}
+
+
+def top2_margin(logits: torch.Tensor) -> float:
+    """The smallest gap between the two largest logits over the rows of `logits` ([..., V])."""
+    top = torch.topk(logits.float(), 2, -1).values
+    return float((top[..., 0] - top[..., 1]).min())
+
+
+class Recorder:
+    """A greedy picker that keeps the logits of every proposal row (draft_forward's output)."""
+
+    def __init__(self):
+        self.rows: list[torch.Tensor] = []
+
+    def __call__(self, logits: torch.Tensor) -> tuple[int, None]:
+        self.rows.append(logits.float().clone())
+        return int(logits.argmax()), None
+
+
+def models(suite: Path, algorithm: str):
+    verifier = Verifier.from_pretrained(suite / VERIFIER)
+    return verifier, load_draft(suite / draft_path(algorithm), verifier)[0]
+
+
+def prompt(seed: int, length: int) -> torch.Tensor:
+    """Seeded prompt tokens; the second half repeats the first, so n-gram lookup finds a match."""
+    half = torch.randint(0, 64, (length - length // 2,), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([half, half[:length // 2]])
+
+
+def verifier_forward_cases(suite: Path) -> list[NumericsCase]:
+    cases = []
+    for aux_ids in ([1, 3, 5], [0, 6]):
+        verifier = Verifier.from_pretrained(suite / VERIFIER)
+        for seed in SEEDS:
+            tokens = prompt(seed, 8)
+            verifier.truncate(0)
+            out = verifier.forward(tokens, tuple(aux_ids))
+            if top2_margin(out.logits) >= MIN_TOP2_MARGIN:
+                break
+        name = "-".join(map(str, aux_ids))
+        cases.append(NumericsCase(
+            f"num.verifier-forward.aux-{name}", f"verifier logits and hidden states {aux_ids} over 8 tokens",
+            ["spec/config.md#CFG-9"], "verifier_forward", None, VERIFIER, {"aux_ids": aux_ids},
+            {"token_ids": tokens}, {"logits": out.logits, "aux": out.aux}, {"logits": FLOAT32, "aux": FLOAT32},
+            {"min_top2_margin": top2_margin(out.logits)}))
+    return cases
+
+
+def context(verifier: Verifier, draft, tokens: torch.Tensor) -> tuple[Context, dict, float]:
+    """The verifier run over all but the last token, which is its greedy choice: the draft's input."""
+    verifier.truncate(0)
+    out = verifier.forward(tokens, draft.aux_ids)
+    pending = int(out.logits[-1].argmax())
+    inputs = {"token_ids": torch.cat([tokens, torch.tensor([pending])]), "aux": out.aux, "last": out.last,
+              "normed": out.normed}
+    return Context(inputs["token_ids"].tolist(), out.aux, out.last, out.normed), inputs, top2_margin(out.logits[-1])
+
+
+def proposal_cases(suite: Path, algorithm: str, k: int = 3) -> list[NumericsCase]:
+    """propose and draft_forward from one prefix with no near tie in any proposal row."""
+    verifier, draft = models(suite, algorithm)
+    for seed in SEEDS:
+        ctx, inputs, pending_margin = context(verifier, draft, prompt(seed, 6))
+        draft.reset()
+        recorder = Recorder()
+        drafted = draft.propose(ctx, k, recorder)
+        margins = [top2_margin(row) for row in recorder.rows] + [pending_margin]
+        if min(margins) >= MIN_TOP2_MARGIN and drafted.tokens.numel() > 0:
+            break
+    if algorithm == "eagle3":  # the case must catch an implementation that ignores d2t
+        ids = torch.stack([row.argmax() for row in recorder.rows])
+        assert bool((draft.targets[ids] != ids).any()), "the eagle3 proposal needs a draft id with a d2t offset"
+    spec = [layout(algorithm)["spec"]]
+    golden = {"min_top2_margin": min(margins)}
+    cases = [NumericsCase(
+        f"num.propose.{slug(algorithm)}-k{k}", f"greedy chain of {k} {algorithm} draft tokens, in verifier ids",
+        spec, "propose", draft_path(algorithm), VERIFIER, {"k": k}, inputs, {"draft_tokens": drafted.tokens},
+        {"draft_tokens": EXACT}, golden)]
+    if recorder.rows:
+        cases.append(NumericsCase(
+            f"num.draft-forward.{slug(algorithm)}-k{k}", f"the {algorithm} draft logits of each of {k} greedy rows",
+            spec, "draft_forward", draft_path(algorithm), VERIFIER, {"k": k}, inputs,
+            {"draft_logits": torch.stack(recorder.rows)}, {"draft_logits": FLOAT32}, golden))
+    return cases
+
+
+def generate_case(suite: Path, algorithm: str, max_new_tokens: int = 12, k: int = 3) -> NumericsCase:
+    """Greedy speculative decoding; the verifier's margin is checked at every generated token."""
+    verifier, draft = models(suite, algorithm)
+    proposal = Proposal("greedy", k)
+    for seed in SEEDS:
+        prompt_ids = prompt(seed, 6)
+        tokens = generate_plain(verifier, prompt_ids.tolist(), max_new_tokens, proposal)
+        verifier.truncate(0)
+        logits = verifier.forward(torch.tensor(prompt_ids.tolist() + tokens[:-1])).logits[len(prompt_ids) - 1:]
+        if top2_margin(logits) >= MIN_TOP2_MARGIN:
+            break
+    result = generate(verifier, draft, prompt_ids.tolist(), max_new_tokens, proposal)
+    assert result.tokens == tokens, f"{algorithm}: speculative decoding differs from the verifier alone"
+    return NumericsCase(
+        f"num.generate.{slug(algorithm)}-n{max_new_tokens}-k{k}",
+        f"{max_new_tokens} tokens of greedy speculative decoding with the {algorithm} draft, K {k}",
+        ["spec/verification.md#VRF-6", "spec/verification.md#VRF-3"], "generate", draft_path(algorithm), VERIFIER,
+        {"max_new_tokens": max_new_tokens, "k": k}, {"prompt_ids": prompt_ids},
+        {"tokens": torch.tensor(result.tokens)}, {"tokens": EXACT},
+        {"min_top2_margin": top2_margin(logits), "accepted_per_step": result.stats.accepted})
+
+
+def model_cases(suite: Path) -> list[NumericsCase]:
+    cases = verifier_forward_cases(suite)
+    for algorithm in DRAFTS:
+        cases += proposal_cases(suite, algorithm)
+    return cases + [generate_case(suite, algorithm) for algorithm in DRAFTS]
