@@ -17,7 +17,7 @@ import torch
 from conformance.generators.common import slug, write_json
 from conformance.generators.num_fixtures import DRAFTS, VERIFIER, draft_path
 from specfmt.generate import generate, generate_plain
-from specfmt.proposal import Context, Proposal
+from specfmt.proposal import Context, Proposal, RecordingPicker
 from specfmt.runtime import load_draft
 from specfmt.safetensors_file import write_tensors
 from specfmt.schemas import VERSION, layout
@@ -71,17 +71,6 @@ def top2_margin(logits: torch.Tensor) -> float:
     return float((top[..., 0] - top[..., 1]).min())
 
 
-class Recorder:
-    """A greedy picker that keeps the logits of every proposal row (draft_forward's output)."""
-
-    def __init__(self):
-        self.rows: list[torch.Tensor] = []
-
-    def __call__(self, logits: torch.Tensor) -> tuple[int, None]:
-        self.rows.append(logits.float().clone())
-        return int(logits.argmax()), None
-
-
 def models(suite: Path, algorithm: str):
     verifier = Verifier.from_pretrained(suite / VERIFIER)
     return verifier, load_draft(suite / draft_path(algorithm), verifier)[0]
@@ -128,7 +117,7 @@ def proposal_cases(suite: Path, algorithm: str, k: int = 3) -> list[NumericsCase
     for seed in SEEDS:
         ctx, inputs, pending_margin = context(verifier, draft, prompt(seed, 6))
         draft.reset()
-        recorder = Recorder()
+        recorder = RecordingPicker()
         drafted = draft.propose(ctx, k, recorder)
         margins = [top2_margin(row) for row in recorder.rows] + [pending_margin]
         if min(margins) >= MIN_TOP2_MARGIN and drafted.tokens.numel() > 0:

@@ -140,3 +140,32 @@ def draft_chain(forward_rows, pick: Picker, logits: torch.Tensor, state: torch.T
             logits, state = forward_rows(torch.tensor([token], device=device), state[-1:],
                                          torch.tensor([position + s], device=device))
     return to_target(ids, probs, targets, vocab_size)
+
+
+def propose_recurrent(draft, features, ctx: Context, k: int, pick: Picker) -> Drafted:
+    """Catch-up rows over the newly verified positions, then the chain of k proposals (EAGLE-3, EAGLE,
+    MTP). `draft` has `rows` (rows computed from verified states), `caches`, `forward_rows`, `targets`
+    and `vocab_size`; `features(positions)` is the state each catch-up row starts from.
+    Spec: spec/verification.md#VRF-6"""
+    n = len(ctx.tokens) - 1  # positions the verifier has run
+    draft.rows = min(draft.rows, n - 1)  # row n-1 is always recomputed: its logits give the first proposal
+    for cache in draft.caches:
+        cache.truncate(draft.rows)  # forget the speculative rows of the last proposal
+    new = torch.arange(draft.rows, n)
+    state = features(new)
+    new = new.to(state.device)
+    logits, state = draft.forward_rows(torch.tensor(ctx.tokens, device=state.device)[new + 1], state, new)
+    draft.rows = n  # row t reads x[t+1]; rows 0..n-1 now rest on verified states
+    return draft_chain(draft.forward_rows, pick, logits, state, n, k, draft.targets, draft.vocab_size)
+
+
+class RecordingPicker(Picker):
+    """A greedy picker that keeps the logits of every row it picks from (the draft_forward output)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[torch.Tensor] = []
+
+    def __call__(self, logits: torch.Tensor) -> tuple[int, None]:
+        self.rows.append(logits.float().clone())
+        return int(logits.argmax()), None

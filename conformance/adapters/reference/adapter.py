@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 import specfmt
 from specfmt import validate, validate_config
 from specfmt.generate import generate
-from specfmt.proposal import Context, Draft, Picker, Proposal
+from specfmt.proposal import Context, Draft, Picker, Proposal, RecordingPicker
 from specfmt.runtime import load_draft
 from specfmt.safetensors_file import write_tensors
 from specfmt.verification import verify_greedy, verify_sampling
@@ -43,17 +43,6 @@ class Model:
 HANDLES: dict[str, Model] = {}
 
 
-class Recorder:
-    """A greedy picker that keeps the draft logits of every proposal row."""
-
-    def __init__(self):
-        self.rows: list[torch.Tensor] = []
-
-    def __call__(self, logits: torch.Tensor) -> tuple[int, None]:
-        self.rows.append(logits.float().clone())
-        return int(logits.argmax()), None
-
-
 def context(x: Tensors) -> Context:
     return Context(x["token_ids"].tolist(), x["aux"], x["last"], x["normed"])
 
@@ -71,7 +60,7 @@ def propose(model: Model, params: dict, x: Tensors) -> Tensors:
 
 def draft_forward(model: Model, params: dict, x: Tensors) -> Tensors:
     model.draft.reset()
-    recorder = Recorder()
+    recorder = RecordingPicker()
     model.draft.propose(context(x), params["k"], recorder)
     return {"draft_logits": torch.stack(recorder.rows)}
 

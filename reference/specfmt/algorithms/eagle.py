@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from specfmt import nn
-from specfmt.proposal import Context, Drafted, Picker, draft_chain
+from specfmt.proposal import Context, Drafted, Picker, propose_recurrent
 from specfmt.verifier import Verifier
 
 
@@ -34,7 +34,6 @@ def check(config: dict, verifier: Verifier) -> None:
 
 class Eagle:
     aux_ids: tuple[int, ...] = ()  # reads ctx.normed, the state after the verifier's final norm
-    targets = None  # no draft vocabulary
 
     def __init__(self, config: dict, w: dict, verifier: Verifier):
         check(config, verifier)
@@ -43,7 +42,8 @@ class Eagle:
         self.w = w
         self.layernorms = config["layernorms"]
         self.verifier = verifier  # E and W_out are the verifier's (ALG-EAGLE-5)
-        self.cache = nn.KVCache()
+        self.caches = [nn.KVCache()]
+        self.targets, self.vocab_size = None, verifier.vocab_size  # no draft vocabulary
         self.rows = 0  # draft rows computed from verified features; later rows are speculative
 
     def forward_rows(self, tokens: torch.Tensor, f: torch.Tensor, positions: torch.Tensor):
@@ -55,8 +55,8 @@ class Eagle:
         z = F.linear(torch.cat([e, f], -1), self.w["fusion_fc"], self.w.get("fusion_fc_bias"))  # [T, 2H] -> [T, H]
         # Without layernorms the layer's input norm is the identity, so attention reads z itself.
         attn_in = None if self.layernorms else z
-        mask = nn.causal_mask(tokens.numel(), len(self.cache), tokens.device)
-        hs = nn.decoder_layer(z, self.w["layer"], self.cfg, positions, self.inv_freq, self.cache, mask, attn_in)
+        mask = nn.causal_mask(tokens.numel(), len(self.caches[0]), tokens.device)
+        hs = nn.decoder_layer(z, self.w["layer"], self.cfg, positions, self.inv_freq, self.caches[0], mask, attn_in)
         o = nn.rms_norm(hs, self.w["pre_lm_head_layernorm"], eps) if self.layernorms else hs
         return F.linear(o, self.verifier.lm_head), hs
 
@@ -65,17 +65,9 @@ class Eagle:
         self.rows = 0
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
-        """Catch-up rows over new verified features, then k - 1 speculative rows.
+        """Catch-up rows over new verified states, then k - 1 speculative rows.
         Spec: spec/algorithms/eagle.md#ALG-EAGLE-6"""
-        n = len(ctx.tokens) - 1  # positions the verifier has run
-        self.rows = min(self.rows, n - 1)  # row n-1 is always recomputed: its logits give the first proposal
-        self.cache.truncate(self.rows)  # forget the speculative rows of the last proposal
-        device = self.verifier.device
-        new = torch.arange(self.rows, n, device=device)
-        tokens = torch.tensor(ctx.tokens, device=device)
-        logits, f = self.forward_rows(tokens[new + 1], ctx.normed[new], new)  # row t reads x[t+1]
-        self.rows = n
-        return draft_chain(self.forward_rows, pick, logits, f, n, k, None, self.verifier.vocab_size)
+        return propose_recurrent(self, lambda rows: ctx.normed[rows.to(ctx.normed.device)], ctx, k, pick)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Eagle:

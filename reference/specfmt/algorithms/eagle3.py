@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from specfmt import nn
-from specfmt.proposal import Context, Drafted, Picker, draft_chain
+from specfmt.proposal import Context, Drafted, Picker, propose_recurrent
 from specfmt.verifier import Verifier
 
 
@@ -74,16 +74,8 @@ class Eagle3:
         self.rows = 0
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
-        n = len(ctx.tokens) - 1  # positions the verifier has run
-        self.rows = min(self.rows, n - 1)  # row n-1 is always recomputed: its logits give the first proposal
-        for cache in self.caches:
-            cache.truncate(self.rows)  # forget the speculative rows of the last proposal
-        device = self.embed.device
-        new = torch.arange(self.rows, n, device=device)
-        tokens = torch.tensor(ctx.tokens, device=device)
-        logits, g = self.forward_rows(tokens[new + 1], self.combine(ctx.aux[new]), new)  # row t reads x[t+1]
-        self.rows = n
-        return draft_chain(self.forward_rows, pick, logits, g, n, k, self.targets, self.vocab_size)
+        """Catch-up rows from verified aux states, then k - 1 speculative rows. Spec: spec/algorithms/eagle3.md"""
+        return propose_recurrent(self, lambda rows: self.combine(ctx.aux[rows.to(ctx.aux.device)]), ctx, k, pick)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Eagle3:

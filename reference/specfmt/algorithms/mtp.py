@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from specfmt import nn
-from specfmt.proposal import Context, Drafted, Picker, draft_chain
+from specfmt.proposal import Context, Drafted, Picker, propose_recurrent
 from specfmt.verifier import Verifier
 
 DENSE_FAMILIES = ("qwen3", "qwen2", "llama")
@@ -29,7 +29,6 @@ def check(config: dict, verifier: Verifier) -> None:
 
 class Mtp:
     aux_ids: tuple[int, ...] = ()  # reads ctx.last, the verifier state before its final norm (aux id N)
-    targets = None  # no draft vocabulary
 
     def __init__(self, config: dict, w: dict, verifier: Verifier):
         check(config, verifier)
@@ -37,7 +36,8 @@ class Mtp:
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
         self.w = w
         self.verifier = verifier  # E and W_out are the verifier's (ALG-MTP-3)
-        self.cache = nn.KVCache()
+        self.caches = [nn.KVCache()]
+        self.targets, self.vocab_size = None, verifier.vocab_size  # no draft vocabulary
         self.rows = 0  # draft rows computed from verified states; later rows are speculative
 
     def forward_rows(self, tokens: torch.Tensor, h: torch.Tensor, positions: torch.Tensor):
@@ -46,8 +46,8 @@ class Mtp:
         e = nn.rms_norm(F.embedding(tokens, self.verifier.embed_tokens), m["token_layernorm"], eps)  # [T] -> [T, H]
         hn = nn.rms_norm(h, m["hidden_layernorm"], eps)
         u = F.linear(torch.cat([e, hn], -1), m["input_proj"])  # [T, H], [T, H] -> [T, 2H] -> [T, H]
-        mask = nn.causal_mask(tokens.numel(), len(self.cache), tokens.device)
-        h2 = nn.rms_norm(nn.decoder_layer(u, m, self.cfg, positions, self.inv_freq, self.cache, mask),
+        mask = nn.causal_mask(tokens.numel(), len(self.caches[0]), tokens.device)
+        h2 = nn.rms_norm(nn.decoder_layer(u, m, self.cfg, positions, self.inv_freq, self.caches[0], mask),
                          m["final_layernorm"], eps)
         return F.linear(h2, self.verifier.lm_head), h2
 
@@ -56,17 +56,9 @@ class Mtp:
         self.rows = 0
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
-        """Catch-up rows over new verified states, then k - 1 speculative rows through the same layer.
+        """Catch-up rows over new verified states, then k - 1 speculative rows.
         Spec: spec/algorithms/mtp.md#ALG-MTP-5"""
-        n = len(ctx.tokens) - 1  # positions the verifier has run
-        self.rows = min(self.rows, n - 1)  # row n-1 is always recomputed: its logits give the first proposal
-        self.cache.truncate(self.rows)  # forget the speculative rows of the last proposal
-        device = self.verifier.device
-        new = torch.arange(self.rows, n, device=device)
-        tokens = torch.tensor(ctx.tokens, device=device)
-        logits, h = self.forward_rows(tokens[new + 1], ctx.last[new], new)  # row t reads x[t+1]
-        self.rows = n
-        return draft_chain(self.forward_rows, pick, logits, h, n, k, None, self.verifier.vocab_size)
+        return propose_recurrent(self, lambda rows: ctx.last[rows.to(ctx.last.device)], ctx, k, pick)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Mtp:
