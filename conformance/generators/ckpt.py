@@ -8,7 +8,6 @@ profile; the generator refuses a case whose targeted code the reference does not
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from conformance.generators.common import CHECKPOINT, CHECKPOINT_DIR, anchors, builders, expected, write_json
+from conformance.generators.common import CHECKPOINT, CHECKPOINT_DIR, anchors, builders, expected, fresh_dir, write_json
 from specfmt import validate
 from specfmt.defaults import resolve
 from specfmt.layout import expand
@@ -40,10 +39,7 @@ class CheckpointCase:
 def write_case(case: CheckpointCase, suite: Path) -> dict:
     """Build the case under `suite`, validate it with the reference and write case.json; its manifest entry."""
     rel = CHECKPOINT_DIR / case.id
-    case_dir = suite / rel
-    if case_dir.exists():
-        shutil.rmtree(case_dir)
-    case_dir.mkdir(parents=True)
+    case_dir = fresh_dir(suite / rel)
     case.build(case_dir / CHECKPOINT)
     report = validate(case_dir / CHECKPOINT, case.profile)
     codes = sorted({f.code for f in report.findings})

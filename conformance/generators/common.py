@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ sys.path.insert(0, str(REPO / "tests"))
 import builders  # noqa: E402  (tests/builders.py: VARIANTS, corpus_checkpoint, random_tensors)
 
 __all__ = ["builders"]
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty directory at `path`, whatever was there before."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
 
 
 def dump(value: Any) -> str:

@@ -8,13 +8,12 @@ records the smallest margin it saw as golden.min_top2_margin.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from conformance.generators.common import slug, write_json
+from conformance.generators.common import fresh_dir, slug, write_json
 from conformance.generators.num_fixtures import DRAFTS, VERIFIER, draft_path
 from specfmt.generate import generate, generate_plain
 from specfmt.proposal import Context, Proposal, RecordingPicker
@@ -49,10 +48,7 @@ class NumericsCase:
 def write_numerics_case(case: NumericsCase, suite: Path) -> dict:
     """case.json, inputs.safetensors and expected.safetensors under `suite`; its manifest entry."""
     rel = NUMERICS_DIR / case.id
-    case_dir = suite / rel
-    if case_dir.exists():
-        shutil.rmtree(case_dir)
-    case_dir.mkdir(parents=True)
+    case_dir = fresh_dir(suite / rel)
     meta = {"generator": GENERATOR, "case_id": case.id}
     write_tensors(case_dir / "inputs.safetensors", case.inputs, meta)
     write_tensors(case_dir / "expected.safetensors", case.expected, meta)

@@ -32,6 +32,17 @@ ROWS = 12
 STD = 0.3  # weights large enough that logits are O(1): a 1e-5 bound then has teeth
 
 
+def checkpoint_pair(variant: str, tmp_path):
+    """A draft of `variant` (O(1) logits) and a verifier, with the draft naming the verifier's local path,
+    which speculators loads: (draft path, draft config, verifier path)."""
+    verifier_dir = write_verifier(tmp_path / "verifier")
+    path = write_variant(variant, tmp_path / "draft", std=STD)
+    config = json.loads((path / "config.json").read_text())
+    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)
+    (path / "config.json").write_text(json.dumps(config))
+    return path, config, verifier_dir
+
+
 def speculators_model(path):
     config = speculators_eagle3.Eagle3SpeculatorConfig.from_pretrained(str(path))
     config.transformer_layer_config._attn_implementation = "eager"  # the CPU path; flex attention needs compile
@@ -40,11 +51,7 @@ def speculators_model(path):
 
 @pytest.mark.parametrize("variant", EAGLE3_VARIANTS)
 def test_eagle3_draft_logits_match_speculators_within_1e_5(variant, tmp_path):
-    verifier_dir = write_verifier(tmp_path / "verifier")
-    path = write_variant(variant, tmp_path / "draft", std=STD)
-    config = json.loads((path / "config.json").read_text())
-    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)  # speculators loads it
-    (path / "config.json").write_text(json.dumps(config))
+    path, config, verifier_dir = checkpoint_pair(variant, tmp_path)
     theirs = speculators_model(path)
     captured = {}
     theirs.lm_head.register_forward_hook(lambda module, args, out: captured.setdefault("logits", out))
@@ -72,11 +79,7 @@ def test_mtp_first_step_logits_match_speculators_within_1e_5(variant, tmp_path):
 
     from specfmt.algorithms import mtp
 
-    verifier_dir = write_verifier(tmp_path / "verifier")
-    path = write_variant(variant, tmp_path / "draft", std=STD)
-    config = json.loads((path / "config.json").read_text())
-    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)
-    (path / "config.json").write_text(json.dumps(config))
+    path, config, verifier_dir = checkpoint_pair(variant, tmp_path)
     theirs = MTPDraftModel.from_pretrained(str(path)).eval()
 
     verifier = Verifier.from_pretrained(verifier_dir)
@@ -105,11 +108,7 @@ def test_dflash_block_logits_match_speculators_within_1e_5(variant, tmp_path):
     from specfmt.algorithms import dflash
     from specfmt.proposal import Context
 
-    verifier_dir = write_verifier(tmp_path / "verifier")
-    path = write_variant(variant, tmp_path / "draft", std=STD)
-    config = json.loads((path / "config.json").read_text())
-    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)
-    (path / "config.json").write_text(json.dumps(config))
+    path, config, verifier_dir = checkpoint_pair(variant, tmp_path)
     theirs = DFlashDraftModel.from_pretrained(str(path)).eval()
     resolved = resolve(config)
     state = {k: v.float() for k, v in theirs.state_dict().items() if not k.startswith("verifier_")}
@@ -142,11 +141,7 @@ def test_peagle_parallel_pass_logits_match_speculators_within_1e_5(variant, tmp_
 
     from specfmt.algorithms import peagle
 
-    verifier_dir = write_verifier(tmp_path / "verifier")
-    path = write_variant(variant, tmp_path / "draft", std=STD)
-    config = json.loads((path / "config.json").read_text())
-    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir)
-    (path / "config.json").write_text(json.dumps(config))
+    path, config, verifier_dir = checkpoint_pair(variant, tmp_path)
     spec_config = speculators_peagle.PEagleSpeculatorConfig.from_pretrained(str(path))
     spec_config.transformer_layer_config._attn_implementation = "eager"
     theirs = speculators_peagle.PEagleDraftModel.from_pretrained(str(path), config=spec_config).eval()

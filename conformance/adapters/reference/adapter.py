@@ -8,15 +8,17 @@ with a handler that swaps one numerics operation (OPERATIONS) for a damaged one.
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import jsonlines  # noqa: E402  (conformance/adapters/jsonlines.py: the protocol transport)
 
 import specfmt
 from specfmt import validate, validate_config
@@ -149,22 +151,11 @@ def with_operations(**replaced: Operation) -> Callable[[dict], dict]:
 
 
 def serve(transform: Transform | None = None, handler: Callable[[dict], dict] = handle) -> None:
-    """Answer JSON lines on stdin until `stop` or end of input; logs go to stderr only."""
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        message = json.loads(line)
-        if message.get("cmd") == "stop":
-            return
-        try:
-            response = handler(message)
-            if transform is not None:
-                response = transform(message, response)
-        except Exception as e:  # a failing case is reported, never fatal to the session
-            traceback.print_exc(file=sys.stderr)
-            response = {"seq": message.get("seq"), "error": {"message": f"{type(e).__name__}: {e}"}}
-        sys.stdout.write(json.dumps(response) + "\n")
-        sys.stdout.flush()
+    """Serve `handler` over the protocol's JSON lines; `transform` damages each response (broken adapters)."""
+    if transform is None:
+        jsonlines.serve(handler)
+    else:
+        jsonlines.serve(lambda message: transform(message, handler(message)))
 
 
 if __name__ == "__main__":

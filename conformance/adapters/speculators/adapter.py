@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,21 +131,8 @@ def handle(message: dict) -> dict:
     return {"seq": seq, "error": {"message": f"unsupported command {cmd!r}"}}
 
 
-def main() -> None:
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        message = json.loads(line)
-        if message.get("cmd") == "stop":
-            return
-        try:
-            response = handle(message)
-        except Exception as e:
-            traceback.print_exc(file=sys.stderr)
-            response = {"seq": message.get("seq"), "error": {"message": f"{type(e).__name__}: {e}"}}
-        sys.stdout.write(json.dumps(response) + "\n")
-        sys.stdout.flush()
-
-
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import jsonlines  # conformance/adapters/jsonlines.py: the protocol transport
+
+    jsonlines.serve(handle)
