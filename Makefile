@@ -3,12 +3,13 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 NODE_STAMP := node_modules/.installed
 
 INTEROP := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 
-.PHONY: demo test test-slow check lint generate bench interop conformance clean
+.PHONY: demo test test-slow check lint generate bench interop conformance docs docs-serve docs-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -66,6 +67,27 @@ $(INTEROP_STAMP): pyproject.toml constraints.txt
 
 interop: $(INTEROP_STAMP)
 	$(INTEROP)/bin/python -m pytest -q -m interop tests/interop
+
+# The docs tool chain (the `docs` extra) on top of the test environment.
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
+# The docs site (mkdocs.yml): built into site/ with --strict, so any warning fails; or served with live reload.
+# NO_MKDOCS_2_WARNING silences mkdocs-material's banner about its end of life (May 2027; successor: Zensical).
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# The docs site's tests over the built site: internal links and anchors, schema $ids served at their
+# paths, and Debian's chromium (headless, driven by playwright-core) rendering pages and the search box,
+# with screenshots under test-output/docs.
+docs-test: $(STAMP) $(NODE_STAMP)
+	$(MAKE) docs
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(BIN)/python -m pytest -q -m docs tests/docs
 
 clean:
 	rm -rf $(VENV) $(INTEROP) node_modules .pytest_cache

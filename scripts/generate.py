@@ -1,7 +1,8 @@
 """Regenerate every derived file from schemas/, or with --check fail when one is stale.
 
 Derived files: schemas/v1.0/config.strict.schema.json (gen_strict), reference/specfmt/models.py
-(gen_models) and the generated blocks in spec/*.md (gen_spec).
+(gen_models), the generated blocks in spec/*.md (gen_spec) and the generated pages of the docs site
+(gen_docs).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import gen_docs  # noqa: E402
 import gen_models  # noqa: E402
 import gen_spec  # noqa: E402
 import gen_strict  # noqa: E402
@@ -28,6 +30,7 @@ def outputs() -> dict[Path, str]:
     files = {SCHEMAS / "config.strict.schema.json": json.dumps(strict, indent=2) + "\n"}
     files[ROOT / "reference" / "specfmt" / "models.py"] = gen_models.generate(compat, strict)
     files.update(gen_spec.generate(ROOT))
+    files.update(gen_docs.generate(ROOT))
     return files
 
 
@@ -45,6 +48,7 @@ def main() -> int:
             diff = difflib.unified_diff(current.splitlines(), text.splitlines(), str(path), "regenerated", lineterm="")
             print("\n".join(list(diff)[:40]))
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path.relative_to(ROOT)}")
     if stale:
