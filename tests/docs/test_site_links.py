@@ -1,0 +1,140 @@
+"""Internal links and anchors of the built site.
+
+Every <a href>, <link href>, <img src> and <script src> of every HTML page that stays inside the site
+(relative, root-relative, or under the site_url) must name a file of site/, and a #fragment must name
+an element id (or a name) of the target page. All broken links are reported together.
+"""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+
+LINK_ATTRIBUTES = {"a": "href", "link": "href", "img": "src", "script": "src"}
+
+
+class _Page(HTMLParser):
+    """The anchors (ids and names) a page defines and the links it makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: set[str] = set()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for key in ("id", "name"):
+            if values.get(key):
+                self.anchors.add(values[key])
+        attribute = LINK_ATTRIBUTES.get(tag)
+        if attribute and values.get(attribute) is not None:
+            self.links.append(values[attribute])
+
+
+def _parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8", errors="replace"))
+    page.close()
+    return page
+
+
+def _target(site: Path, path: str) -> Path | None:
+    """The file a URL path names in the site: directories and trailing slashes mean index.html."""
+    candidate = site / unquote(path).lstrip("/")
+    if path.endswith("/") or path == "" or candidate.is_dir():
+        candidate = candidate / "index.html"
+    return candidate if candidate.is_file() else None
+
+
+def _json_pointer_resolves(document: object, pointer: str) -> bool:
+    for token in pointer.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(document, dict) and token in document:
+            document = document[token]
+        elif isinstance(document, list) and token.isdigit() and int(token) < len(document):
+            document = document[int(token)]
+        else:
+            return False
+    return True
+
+
+def broken_links(site: Path, site_url: str) -> list[str]:
+    """'page: href (reason)' for every internal link or anchor of site/ that does not resolve."""
+    pages = {path: _parse(path) for path in sorted(site.rglob("*.html"))}
+    base = urlsplit(site_url)
+    problems = []
+    for path, page in pages.items():
+        relative = path.relative_to(site).as_posix()
+        for href in page.links:
+            parts = urlsplit(urljoin(site_url + relative, href.strip()))
+            if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or not parts.path.startswith(base.path):
+                continue  # another host, or mailto:, javascript:, data:
+            target = _target(site, parts.path[len(base.path):])
+            if target is None:
+                problems.append(f"{relative}: {href} (no file {parts.path} in the site)")
+                continue
+            fragment = unquote(parts.fragment)
+            if not fragment:
+                continue
+            if target.suffix == ".html":
+                anchors = (pages.get(target) or _parse(target)).anchors
+                if fragment not in anchors:
+                    problems.append(f"{relative}: {href} (no id {fragment!r} in {target.relative_to(site).as_posix()})")
+            elif target.suffix == ".json" and fragment.startswith("/"):
+                if not _json_pointer_resolves(json.loads(target.read_text(encoding="utf-8")), fragment):
+                    problems.append(f"{relative}: {href} (pointer {fragment} not in {target.relative_to(site)})")
+    return problems
+
+
+@pytest.mark.docs
+def test_every_internal_link_and_anchor_of_the_site_resolves(site, site_url):
+    problems = broken_links(site, site_url)
+    assert not problems, f"{len(problems)} broken internal links:\n" + "\n".join(problems)
+
+
+@pytest.mark.docs
+def test_the_site_has_pages_that_link_to_each_other(site, site_url):
+    """Guards the test above against passing on an empty or link-free site."""
+    pages = {path: _parse(path) for path in site.rglob("*.html")}
+    assert len(pages) >= 3
+    assert sum(len(page.links) for page in pages.values()) >= 10 * len(pages)
+
+
+def _write(path: Path, html: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<!doctype html><html><body>{html}</body></html>", encoding="utf-8")
+
+
+def test_the_link_checker_reports_missing_pages_anchors_and_pointers(tmp_path):
+    _write(tmp_path / "index.html", """
+        <h2 id="intro">Intro</h2>
+        <a href="guide/">guide</a> <a href="guide/#usage">usage</a> <a href="#intro">self</a>
+        <a href="https://specfmt.dev/guide/index.html#usage">absolute</a> <a href="/guide">root-relative</a>
+        <a href="https://example.org/missing/">elsewhere</a> <a href="mailto:a@b.c">mail</a>
+        <img src="img/logo.png"> <link rel="stylesheet" href="assets/style.css?v=1">
+        <a href="schemas/a.json#/properties/x">pointer</a>
+        <a href="missing/">missing page</a> <a href="guide/#nowhere">missing anchor</a>
+        <a href="https://specfmt.dev/gone.html">missing absolute</a> <img src="img/none.png">
+        <a href="schemas/a.json#/properties/y">missing pointer</a>
+    """)
+    _write(tmp_path / "guide" / "index.html", '<a name="usage"></a><a href="../#intro">back</a>')
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "logo.png").write_bytes(b"png")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "style.css").write_text("", encoding="utf-8")
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "a.json").write_text('{"properties": {"x": {}}}', encoding="utf-8")
+
+    problems = broken_links(tmp_path, "https://specfmt.dev/")
+
+    assert [problem.split(" (")[0] for problem in problems] == [
+        "index.html: missing/",
+        "index.html: guide/#nowhere",
+        "index.html: https://specfmt.dev/gone.html",
+        "index.html: img/none.png",
+        "index.html: schemas/a.json#/properties/y",
+    ]

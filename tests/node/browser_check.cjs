@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// Render pages of the built docs site in headless chromium (Debian's, driven by playwright-core) and
+// report what a reader would see. Serves nothing itself: tests/docs/test_browser.py serves site/.
+//
+// usage:  browser_check.cjs BASE_URL SCREENSHOT_DIR [--search=QUERY] NAME=PATH...
+// stdout: JSON {"pages": [{name, url, status, title, headings: {h1, h2}, tables: [{headers, rows}],
+//         screenshot}], "search": {query, opened, meta, results: [{title, href}], screenshot} | null,
+//         "page_errors": [...], "failed_requests": [...]}
+// Requests to other hosts are aborted, so the check runs offline (web fonts fall back to system fonts).
+// Exits non-zero with a message on stderr when the browser cannot start or a page does not load.
+"use strict";
+
+const fs = require("fs");
+const path = require("path");
+const { chromium } = require("playwright-core");
+
+const EXECUTABLE = process.env.CHROMIUM || "/usr/bin/chromium";
+const VIEWPORT = { width: 1280, height: 900 }; // wide enough for mkdocs-material's header search box
+
+function fail(message) {
+  process.stderr.write(`browser_check: ${message}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const [base, outDir, ...rest] = argv;
+  if (!base || !outDir) fail("usage: browser_check.cjs BASE_URL SCREENSHOT_DIR [--search=QUERY] NAME=PATH...");
+  const pages = [];
+  let search = null;
+  for (const arg of rest) {
+    if (arg.startsWith("--search=")) search = arg.slice("--search=".length);
+    else if (arg.includes("=")) pages.push({ name: arg.slice(0, arg.indexOf("=")), path: arg.slice(arg.indexOf("=") + 1) });
+    else fail(`not NAME=PATH: ${arg}`);
+  }
+  return { base: base.endsWith("/") ? base : `${base}/`, outDir, pages, search };
+}
+
+// Headings and tables of the page's content area (not the navigation or the search overlay).
+function readContent() {
+  const root = document.querySelector(".md-content") || document.body;
+  const text = (el) => el.textContent.replace(/\s+/g, " ").trim().replace(/\s*¶$/, "");
+  const visible = (el) => el.checkVisibility() && el.getBoundingClientRect().height > 0;
+  const headings = (tag) => [...root.querySelectorAll(tag)].filter(visible).map(text);
+  const tables = [...root.querySelectorAll("table")].filter(visible).map((table) => ({
+    headers: [...table.querySelectorAll("thead th")].map(text),
+    rows: [...table.querySelectorAll("tbody tr")].map((row) => [...row.querySelectorAll("td")].map(text)),
+  }));
+  return { headings: { h1: headings("h1"), h2: headings("h2") }, tables };
+}
+
+async function search(page, query, screenshot) {
+  const input = page.locator("input.md-search__input");
+  if ((await input.count()) === 0) return { query, opened: false, meta: null, results: [], screenshot: null };
+  // Wide viewports show the input in the header; narrow ones a button (a label) that opens it.
+  if (await input.isVisible()) await input.click({ timeout: 5000 });
+  else await page.locator('label[for="__search"]:visible').first().click({ timeout: 5000 });
+  await input.pressSequentially(query, { delay: 30 }); // material listens for key events, not "input"
+  const items = page.locator(".md-search-result__item");
+  await items.first().waitFor({ state: "visible", timeout: 15000 }).catch(() => {});
+  const results = await items.evaluateAll((nodes) => nodes.map((node) => ({
+    title: (node.querySelector("h1, h2") || node).textContent.replace(/\s+/g, " ").trim(),
+    href: (node.querySelector("a") || {}).href || null,
+  })));
+  const meta = await page.locator(".md-search-result__meta").first().textContent().catch(() => null);
+  await page.screenshot({ path: screenshot });
+  return { query, opened: await input.isVisible(), meta: meta && meta.trim(), results, screenshot };
+}
+
+async function main() {
+  const { base, outDir, pages, search: query } = parseArgs(process.argv.slice(2));
+  fs.mkdirSync(outDir, { recursive: true });
+  const origin = new URL(base).origin;
+  const browser = await chromium.launch({ executablePath: EXECUTABLE, args: ["--no-sandbox"] })
+    .catch((error) => fail(`cannot start ${EXECUTABLE}: ${error.message}`));
+  const report = { pages: [], search: null, page_errors: [], failed_requests: [] };
+  try {
+    const context = await browser.newContext({ viewport: VIEWPORT });
+    await context.route("**/*", (route) =>
+      new URL(route.request().url()).origin === origin ? route.continue() : route.abort());
+    for (const { name, path: pagePath } of pages) {
+      const page = await context.newPage();
+      page.on("pageerror", (error) => report.page_errors.push(`${name}: ${error.message}`));
+      page.on("response", (response) => {
+        if (response.url().startsWith(origin) && response.status() >= 400) {
+          report.failed_requests.push(`${name}: ${response.status()} ${response.url()}`);
+        }
+      });
+      const url = new URL(pagePath, base).href;
+      const response = await page.goto(url, { waitUntil: "load", timeout: 30000 });
+      if (!response) fail(`no response for ${url}`);
+      await page.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
+      const screenshot = path.join(outDir, `${name}.png`);
+      await page.screenshot({ path: screenshot, fullPage: true });
+      report.pages.push({ name, url, status: response.status(), title: await page.title(),
+                          ...(await page.evaluate(readContent)), screenshot });
+      if (query !== null && report.search === null) {
+        report.search = await search(page, query, path.join(outDir, "search.png"));
+      }
+      await page.close();
+    }
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(report, null, 1) + "\n");
+}
+
+main().catch((error) => fail(error.stack || String(error)));
