@@ -67,9 +67,10 @@ def top2_margin(logits: torch.Tensor) -> float:
     return float((top[..., 0] - top[..., 1]).min())
 
 
-def models(suite: Path, algorithm: str):
-    verifier = Verifier.from_pretrained(suite / VERIFIER)
-    return verifier, load_draft(suite / draft_path(algorithm), verifier)[0]
+def models(suite: Path, checkpoint: str, verifier: str = VERIFIER):
+    """The verifier and the draft of two fixture paths (relative to the suite root)."""
+    loaded = Verifier.from_pretrained(suite / verifier)
+    return loaded, load_draft(suite / checkpoint, loaded)[0]
 
 
 def prompt(seed: int, length: int) -> torch.Tensor:
@@ -107,9 +108,13 @@ def context(verifier: Verifier, draft, tokens: torch.Tensor) -> tuple[Context, d
     return Context(inputs["token_ids"].tolist(), out.aux, out.last, out.normed), inputs, top2_margin(out.logits[-1])
 
 
-def proposal_cases(suite: Path, algorithm: str, k: int = 3) -> list[NumericsCase]:
-    """propose and draft_forward from one prefix with no near tie in any proposal row."""
-    verifier, draft = models(suite, algorithm)
+def proposal_cases(suite: Path, algorithm: str, k: int = 3, checkpoint: str | None = None,
+                   verifier_path: str = VERIFIER, name: str | None = None,
+                   forward: bool = True) -> list[NumericsCase]:
+    """propose and draft_forward (unless not `forward`) from one prefix with no near tie in any proposal
+    row. The context ends in the verifier's greedy token, so an engine can reach it by decoding."""
+    checkpoint, name = checkpoint or draft_path(algorithm), name or slug(algorithm)
+    verifier, draft = models(suite, checkpoint, verifier_path)
     for seed in SEEDS:
         ctx, inputs, pending_margin = context(verifier, draft, prompt(seed, 6))
         draft.reset()
@@ -118,26 +123,28 @@ def proposal_cases(suite: Path, algorithm: str, k: int = 3) -> list[NumericsCase
         margins = [top2_margin(row) for row in recorder.rows] + [pending_margin]
         if min(margins) >= MIN_TOP2_MARGIN and drafted.tokens.numel() > 0:
             break
-    if algorithm == "eagle3":  # the case must catch an implementation that ignores d2t
+    if algorithm == "eagle3" and draft.targets is not None:  # the case must catch an implementation that ignores d2t
         ids = torch.stack([row.argmax() for row in recorder.rows])
         assert bool((draft.targets[ids] != ids).any()), "the eagle3 proposal needs a draft id with a d2t offset"
     spec = [layout(algorithm)["spec"]]
     golden = {"min_top2_margin": min(margins)}
     cases = [NumericsCase(
-        f"num.propose.{slug(algorithm)}-k{k}", f"greedy chain of {k} {algorithm} draft tokens, in verifier ids",
-        spec, "propose", draft_path(algorithm), VERIFIER, {"k": k}, inputs, {"draft_tokens": drafted.tokens},
+        f"num.propose.{name}-k{k}", f"greedy chain of {k} {algorithm} draft tokens, in verifier ids",
+        spec, "propose", checkpoint, verifier_path, {"k": k}, inputs, {"draft_tokens": drafted.tokens},
         {"draft_tokens": EXACT}, golden)]
-    if recorder.rows:
+    if recorder.rows and forward:
         cases.append(NumericsCase(
-            f"num.draft-forward.{slug(algorithm)}-k{k}", f"the {algorithm} draft logits of each of {k} greedy rows",
-            spec, "draft_forward", draft_path(algorithm), VERIFIER, {"k": k}, inputs,
+            f"num.draft-forward.{name}-k{k}", f"the {algorithm} draft logits of each of {k} greedy rows",
+            spec, "draft_forward", checkpoint, verifier_path, {"k": k}, inputs,
             {"draft_logits": torch.stack(recorder.rows)}, {"draft_logits": FLOAT32}, golden))
     return cases
 
 
-def generate_case(suite: Path, algorithm: str, max_new_tokens: int = 12, k: int = 3) -> NumericsCase:
+def generate_case(suite: Path, algorithm: str, max_new_tokens: int = 12, k: int = 3, checkpoint: str | None = None,
+                  verifier_path: str = VERIFIER, name: str | None = None) -> NumericsCase:
     """Greedy speculative decoding; the verifier's margin is checked at every generated token."""
-    verifier, draft = models(suite, algorithm)
+    checkpoint, name = checkpoint or draft_path(algorithm), name or slug(algorithm)
+    verifier, draft = models(suite, checkpoint, verifier_path)
     proposal = Proposal("greedy", k)
     for seed in SEEDS:
         prompt_ids = prompt(seed, 6)
@@ -149,9 +156,9 @@ def generate_case(suite: Path, algorithm: str, max_new_tokens: int = 12, k: int 
     result = generate(verifier, draft, prompt_ids.tolist(), max_new_tokens, proposal)
     assert result.tokens == tokens, f"{algorithm}: speculative decoding differs from the verifier alone"
     return NumericsCase(
-        f"num.generate.{slug(algorithm)}-n{max_new_tokens}-k{k}",
+        f"num.generate.{name}-n{max_new_tokens}-k{k}",
         f"{max_new_tokens} tokens of greedy speculative decoding with the {algorithm} draft, K {k}",
-        ["spec/verification.md#VRF-6", "spec/verification.md#VRF-3"], "generate", draft_path(algorithm), VERIFIER,
+        ["spec/verification.md#VRF-6", "spec/verification.md#VRF-3"], "generate", checkpoint, verifier_path,
         {"max_new_tokens": max_new_tokens, "k": k}, {"prompt_ids": prompt_ids},
         {"tokens": torch.tensor(result.tokens)}, {"tokens": EXACT},
         {"min_top2_margin": top2_margin(logits), "accepted_per_step": result.stats.accepted})

@@ -15,6 +15,7 @@ from conformance.generators import (
     ckpt_clean,
     ckpt_layout,
     num_fixtures,
+    num_head32,
     num_verify,
     numerics,
     schema_level,
@@ -49,6 +50,7 @@ CHECKPOINT_CASES = [
 
 NUMERICS_CASES = [
     numerics.model_cases,  # verifier_forward, propose, draft_forward, generate: (suite) -> cases
+    num_head32.cases,  # propose and generate with head_dim 32 fixtures, which engines' CPU kernels run
     lambda suite: num_verify.verify_cases(),  # verify_greedy, verify_sampling: no checkpoint
 ]
 
@@ -84,6 +86,7 @@ def write_suite(suite: Path, suite_version: str) -> dict:
     cases = write_schema_level(suite)
     cases += [write_case(case, suite) for generate in CHECKPOINT_CASES for case in generate()]
     num_fixtures.write_fixtures(suite)
+    num_head32.write_fixtures(suite)
     cases += [numerics.write_numerics_case(case, suite) for generate in NUMERICS_CASES for case in generate(suite)]
     manifest = {"suite_version": suite_version, "format_version": VERSION, "cases": cases,
                 "files": {p.as_posix(): sha256(suite / p) for p in data_files(suite)}}
