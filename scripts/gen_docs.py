@@ -309,6 +309,18 @@ def quickstart_snippet(root: Path, argv: list[str]) -> str:
     return f"```text\n$ specfmt {' '.join(argv)}\n{text}```\n\nExit status {status}.\n"
 
 
+def vllm_controls_snippet(root: Path) -> str:
+    """The negative controls of the vLLM tier: what vLLM 0.32 does with each defect, what validate reports."""
+    data = read_json(root, "tests/interop/vllm_negative_controls.json")
+    rows = ["| Defect | vLLM 0.32 | What vLLM does | `specfmt validate` reports |", "|---|---|---|---|"]
+    for c in data["controls"]:
+        code, pointer = c["finding"]
+        how = f"`--profile {c['profile']}`" + (" `--scan-values`" if c["scan_values"] else "")
+        rows.append(f"| {c['mutation']} | **{c['vllm']}** | {c['vllm_note']} | "
+                    f"[`{code}`](../reference/v1.0/codes.md) at `{pointer}` ({how}) |")
+    return "\n".join(rows) + "\n"
+
+
 def pages(root: Path) -> dict[str, tuple[str, Callable[[Path], str]]]:
     """docs-relative path -> (sources named in the header, page function)."""
     out = {
@@ -319,6 +331,7 @@ def pages(root: Path) -> dict[str, tuple[str, Callable[[Path], str]]]:
         "conformance/protocol.md": ("conformance/meta/protocol/*.schema.json", conformance.protocol_page),
         "conformance/tolerances.md": ("conformance/cases/numerics/*/*/case.json", conformance.tolerances_page),
         "conformance/results.md": ("conformance/results/*/report.json", conformance.results_page),
+        "_snippets/vllm/negative-controls.md": ("tests/interop/vllm_negative_controls.json", vllm_controls_snippet),
     }
     for algorithm in algorithms(root):
         out[f"{REFERENCE}/algorithms/{algorithm}.md"] = (
