@@ -31,18 +31,19 @@ def draft_path(algorithm: str) -> str:
     return (FIXTURES / algorithm).as_posix()
 
 
-def weights(tensors: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Float tensors drawn again in bfloat16: norm weights 1 + k/64 (|k| <= 16), others k/64 (|k| <= 32),
-    exact in bfloat16; integer tensors kept. Unit-scale norms keep the tiny verifier's greedy output varied."""
+def weights(tensors: dict[str, torch.Tensor], seed: int, norm_k: int = 16, k: int = 32,
+            scale: int = 64) -> dict[str, torch.Tensor]:
+    """Float tensors drawn again, exact in bfloat16: norm weights 1 + j/64 (|j| <= norm_k), others j/scale
+    (|j| <= k); integer tensors kept. Unit-scale norms keep the tiny verifier's greedy output varied."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for name, t in sorted(tensors.items()):
         if not t.is_floating_point():
             out[name] = t
         elif t.dim() == 1 and "norm" in name:
-            out[name] = (1 + torch.randint(-16, 17, t.shape, generator=g) / 64).to(torch.bfloat16)
+            out[name] = (1 + torch.randint(-norm_k, norm_k + 1, t.shape, generator=g) / 64).to(torch.bfloat16)
         else:
-            out[name] = (torch.randint(-32, 33, t.shape, generator=g) / 64).to(torch.bfloat16)
+            out[name] = (torch.randint(-k, k + 1, t.shape, generator=g) / scale).to(torch.bfloat16)
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from conformance.generators import num_fixtures
 from conformance.generators.common import builders, write_json
 from conformance.generators.num_fixtures import FIXTURES
 from conformance.generators.numerics import NumericsCase, generate_case, proposal_cases
@@ -48,18 +49,8 @@ def draft_path(name: str) -> str:
 
 
 def weights(tensors: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Float tensors drawn again, exact in bfloat16: norm weights 1 + k/64 (|k| <= 8), others k/256
-    (|k| <= 64); integer tensors (d2t) kept."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, t in sorted(tensors.items()):
-        if not t.is_floating_point():
-            out[name] = t
-        elif t.dim() == 1 and "norm" in name:
-            out[name] = (1 + torch.randint(-8, 9, t.shape, generator=g) / 64).to(torch.bfloat16)
-        else:
-            out[name] = (torch.randint(-64, 65, t.shape, generator=g) / 256).to(torch.bfloat16)
-    return out
+    """num_fixtures.weights with norms 1 + j/64 (|j| <= 8) and others j/256 (|j| <= 64): wider layers."""
+    return num_fixtures.weights(tensors, seed, norm_k=8, k=64, scale=256)
 
 
 def draft_config(name: str) -> dict:
