@@ -12,8 +12,12 @@ accepts silently are reported by the validator.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -165,3 +169,39 @@ def test_each_negative_control_is_caught_by_the_validator_whatever_vllm_does(ben
         assert not result["built"], f"vLLM now refuses nothing here: {control}"
     report = validate(bench.mutants[control["id"]], control["profile"], scan_values=control["scan_values"])
     assert tuple(control["finding"]) in {(f.code, f.pointer) for f in report.findings}, report.findings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_openai_server_command_of_the_docs_serves_the_distilled_draft(bench, tmp_path):
+    """docs/guides/vllm.md: `python -m vllm.entrypoints.openai.api_server --model DRAFT --dtype float32`."""
+    port, draft = free_port(), str(bench.drafts[F.DISTILLED])
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", draft, "--dtype", "float32",
+               "--max-model-len", "256", "--enforce-eager", "--skip-tokenizer-init", "--port", str(port)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(240):
+                assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+                try:
+                    urllib.request.urlopen(url + "/health", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            body = json.dumps({"model": draft, "prompt": F.PROMPTS[0], "max_tokens": F.MAX_TOKENS, "temperature": 0,
+                               "ignore_eos": True, "return_token_ids": True}).encode()
+            request = urllib.request.Request(url + "/v1/completions", body, {"Content-Type": "application/json"})
+            answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+            metrics = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    assert answer["choices"][0]["token_ids"] == bench.reference_outputs[0]
+    accepted = [line for line in metrics.splitlines() if line.startswith("vllm:spec_decode_num_accepted_tokens_total")]
+    assert accepted and float(accepted[0].split()[-1]) > 0, accepted
