@@ -166,15 +166,13 @@ def verifier_for(seed: int = 0, dtype=torch.float32, scale: float = 1.0, config:
 
 def draft_for(variant: str, verifier, seed: int = 1):
     """A random draft of `variant` bound to `verifier`."""
-    from specfmt.algorithms import BUILDERS
     from specfmt.defaults import resolve
-    from specfmt.weights import bind_roles
+    from specfmt.runtime import build_draft
 
     resolved = resolve(config_of(variant))
-    algorithm = resolved["speculators_model_type"]
     tensors = {k: (v.to(verifier.dtype) * 10 if v.is_floating_point() else v).to(verifier.device) for k, v in
                tensors_for(resolved, seed).items()}
-    return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier)
+    return build_draft(resolved, tensors, verifier)
 
 
 def write_verifier(path: Path, seed: int = 0, tokenizer: bool = False, config: dict = VERIFIER_CONFIG) -> Path:

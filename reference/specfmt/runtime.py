@@ -27,10 +27,15 @@ def load_draft(path: str | Path, verifier: Verifier, profile: str = "compat") ->
         raise ValidationError(report.errors)
     config, tensors = load(path)
     resolved = resolve(config)
-    algorithm = resolved["speculators_model_type"]
     tensors = {k: v.to(device=verifier.device, dtype=verifier.dtype if v.is_floating_point() else v.dtype)
                for k, v in tensors.items()}
-    return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier), resolved
+    return build_draft(resolved, tensors, verifier), resolved
+
+
+def build_draft(resolved: dict, tensors: dict, verifier: Verifier) -> Draft:
+    """The draft of a resolved config, its tensors (by on-disk name) bound by role, attached to `verifier`."""
+    algorithm = resolved["speculators_model_type"]
+    return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier)
 
 
 def default_proposal(config: dict) -> Proposal:

@@ -169,10 +169,6 @@ def simulate_acceptance(verifier: Verifier, draft) -> dict:
     return {"num_drafts": drafts, "accepted_per_pos": per_pos}
 
 
-def read_config(path: Path) -> dict:
-    return json.loads((path / "config.json").read_text())
-
-
 def write_mutant(source: Path, path: Path, edit: dict) -> Path:
     """A copy of the checkpoint at `source` with one defect, written without validation (save refuses it)."""
     from specfmt.checkpoint import load

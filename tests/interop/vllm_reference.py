@@ -14,12 +14,11 @@ from pathlib import Path
 
 import torch
 
-from specfmt.algorithms import BUILDERS
 from specfmt.checkpoint import load
 from specfmt.defaults import resolve
 from specfmt.proposal import Context, RecordingPicker
+from specfmt.runtime import build_draft
 from specfmt.verifier import Verifier
-from specfmt.weights import bind_roles
 
 NEAR_TIE = 1e-4  # nats; the smallest margin vLLM's CPU path was seen to resolve correctly is 3.6e-4
 
@@ -45,10 +44,7 @@ def reference_draft(draft_dir: Path, verifier: Verifier, **changes):
     """The checkpoint at `draft_dir` as specfmt reads it, with config fields overridden by `changes`
     (the negative controls: a deliberately wrong reading)."""
     config, tensors = load(draft_dir)
-    resolved = resolve(config)
-    resolved.update(changes)
-    algorithm = resolved["speculators_model_type"]
-    return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier)
+    return build_draft(dict(resolve(config), **changes), tensors, verifier)
 
 
 @torch.inference_mode()
@@ -59,7 +55,7 @@ def propose_at(verifier: Verifier, draft, tokens: list[int], k: int) -> tuple[li
     draft.reset()
     picker = RecordingPicker()
     drafted = draft.propose(Context(list(tokens), out.aux, out.last, out.normed), k, picker)
-    margins = [float(row.topk(2).values[0] - row.topk(2).values[1]) for row in picker.rows]
+    margins = [float(top[0] - top[1]) for top in (row.topk(2).values for row in picker.rows)]
     return drafted.tokens.tolist(), margins
 
 

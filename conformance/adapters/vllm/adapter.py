@@ -92,22 +92,12 @@ def llm_for(checkpoint_dir: str, verifier_dir: str, k: int):
     return ENGINE["llm"]
 
 
-def greedy(llm, prompt: list[int], max_tokens: int) -> list[int]:
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    engine.RECORDS.clear()
-    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True, detokenize=False)
-    out = llm.generate([TokensPrompt(prompt_token_ids=prompt)], params, use_tqdm=False)
-    return list(out[0].outputs[0].token_ids)
-
-
 def propose(llm, params: dict, x: dict) -> dict:
     import torch
 
     context = x["token_ids"].tolist()
     prompt, pending = context[:-1], context[-1]
-    greedy(llm, prompt, 2)  # the proposer runs after each step; the first step samples the pending token
+    engine.greedy(llm, prompt, 2)  # the proposer runs after each step; the first step samples the pending token
     first = next((r for r in engine.RECORDS if r["ctx_len"][0] == len(prompt)), None)
     if first is None:
         raise RuntimeError(f"vLLM made no proposal at context length {len(prompt)}: {engine.RECORDS}")
@@ -119,7 +109,7 @@ def propose(llm, params: dict, x: dict) -> dict:
 def generate(llm, params: dict, x: dict) -> dict:
     import torch
 
-    tokens = greedy(llm, x["prompt_ids"].tolist(), params["max_new_tokens"])
+    tokens = engine.greedy(llm, x["prompt_ids"].tolist(), params["max_new_tokens"])
     return {"tokens": torch.tensor(tokens, dtype=torch.int64)}
 
 

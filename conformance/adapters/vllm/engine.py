@@ -85,19 +85,24 @@ def metrics(llm) -> dict:
     return found
 
 
-def run(job: dict) -> dict:
+def greedy(llm, prompt: list[int], max_tokens: int) -> list[int]:
+    """vLLM's greedy continuation of `prompt`; RECORDS then holds the proposals made on the way."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
+    RECORDS.clear()
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True, detokenize=False)
+    out = llm.generate([TokensPrompt(prompt_token_ids=prompt)], params, use_tqdm=False)
+    return list(out[0].outputs[0].token_ids)
+
+
+def run(job: dict) -> dict:
     if job.get("capture"):
         install_hook()
     llm = engine(job)
-    params = SamplingParams(temperature=0.0, max_tokens=job["max_tokens"], ignore_eos=True, detokenize=False)
     outputs, proposals = [], []
     for prompt in job["prompts"]:
-        RECORDS.clear()
-        out = llm.generate([TokensPrompt(prompt_token_ids=prompt)], params, use_tqdm=False)
-        outputs.append(list(out[0].outputs[0].token_ids))
+        outputs.append(greedy(llm, prompt, job["max_tokens"]))
         proposals.append([{"ctx_len": r["ctx_len"][0], "next_token": r["next_token"][0], "draft": r["draft"][0]}
                           for r in RECORDS])
     return {"built": True, "error": None, "outputs": outputs, "metrics": metrics(llm), "proposals": proposals}
