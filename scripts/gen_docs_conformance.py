@@ -119,7 +119,8 @@ def tolerance_rows(cases: list[dict]) -> list[str]:
 
 def tolerances_page(root: Path) -> str:
     cases = numerics_cases(root)
-    goldens = sorted({(c["golden"]["dtype"], c["golden"]["device"]) for c in cases if "golden" in c})
+    goldens = sorted({(c["golden"]["computed_in"], c["golden"]["dtype"], c["golden"]["device"])
+                      for c in cases if "golden" in c})
     return "\n".join([
         "# Tolerance policy", "",
         "Every tolerance is stored in the case that uses it, never in the runner, and the runner does every "
@@ -131,7 +132,9 @@ def tolerances_page(root: Path) -> str:
         "Dtype and shape of every output must match exactly. `exact` requires equal values (token ids, accepted "
         "lengths). `allclose` requires `|actual - expected| <= atol + rtol * |expected|` element-wise, NaN "
         "matching NaN and infinities matching only themselves. Goldens are computed in "
-        + ", ".join(f"{d} on {dev}" for d, dev in goldens) + ". The table lists what the committed cases store:",
+        + ", ".join(f"{c} on {dev} and stored in {d}" for c, d, dev in goldens) + ", so a golden is the exact value "
+        "rounded once and does not move with the CPU's kernels; a tolerance covers the float32 error of the "
+        "implementation under test alone. The table lists what the committed cases store:",
         "", *tolerance_rows(cases), "",
         "Near ties are refused when the cases are generated, so an exact comparison of token ids is fair: every "
         "compared token has a top-2 logit margin of at least 1e-3 (`min_top2_margin`), and every supplied "

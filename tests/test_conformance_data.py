@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -74,9 +75,14 @@ def flip_byte(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_check_passes_on_the_committed_data():
+# Other CPUs take other kernel paths (AVX2, AVX-512, scalar) and thread counts; the check must hold on each.
+KERNELS = {"native": {}, "default-kernels-1-thread": {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"}}
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_check_passes_on_the_committed_data(kernels):
     proc = subprocess.run([sys.executable, "-m", "conformance.generators", "--check"], cwd=REPO,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**os.environ, **KERNELS[kernels]})
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -228,3 +234,24 @@ def test_check_compares_numerics_goldens_within_the_case_tolerance(suite_copy, f
     _scale_golden(suite_copy / ONE_GOLDEN, factor)
     problems = [p for p in compare(suite_copy, *fresh) if "sha256" not in p]
     assert bool(problems) == stale, problems
+
+
+def _edit_case(path: Path, edit) -> None:
+    case = json.loads(path.read_text(encoding="utf-8"))
+    edit(case)
+    path.write_text(json.dumps(case), encoding="utf-8")
+
+
+@pytest.mark.parametrize("factor, stale", [(1 + 1e-4, False), (1 + 1e-2, True)])
+def test_check_compares_a_recorded_margin_within_its_last_digit(suite_copy, fresh, factor, stale):
+    rel = Path(ONE_GOLDEN).parent / "case.json"
+    _edit_case(suite_copy / rel, lambda c: c["golden"].update(min_top2_margin=c["golden"]["min_top2_margin"] * factor))
+    problems = [p for p in compare(suite_copy, *fresh) if "sha256" not in p]
+    assert bool(problems) == stale, problems
+
+
+def test_check_compares_a_case_tolerance_exactly(suite_copy, fresh):
+    rel = Path(ONE_GOLDEN).parent / "case.json"
+    _edit_case(suite_copy / rel, lambda c: c["outputs"]["logits"].update(atol=c["outputs"]["logits"]["atol"] * 1.0001))
+    problems = [p for p in compare(suite_copy, *fresh) if "sha256" not in p]
+    assert problems and problems[0].startswith(rel.as_posix()), problems

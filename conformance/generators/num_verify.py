@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from conformance.generators.numerics import EXACT, MIN_TOP2_MARGIN, SEEDS, NumericsCase, top2_margin
+from conformance.generators.numerics import EXACT, MIN_TOP2_MARGIN, SEEDS, NumericsCase, rounded, top2_margin
 from specfmt.verification import verify_greedy, verify_sampling
 
 K, V = 4, 16
@@ -50,7 +50,7 @@ def greedy_cases() -> list[NumericsCase]:
             f"num.verify-greedy.accept-{accepted}-of-{K}", f"greedy verification: {what}",
             ["spec/verification.md#VRF-3"], "verify_greedy", None, None, {},
             {"draft_tokens": drafts, "target_logits": logits}, verdict_tensors(verdict), OUTPUTS,
-            {"min_top2_margin": top2_margin(logits)}))
+            {"min_top2_margin": rounded(top2_margin(logits))}))
     return cases
 
 
@@ -63,8 +63,9 @@ def cdf_margin(probs: torch.Tensor, u: float) -> float:
 def sampling_inputs(seed: int, accepted: int):
     """q, p, drafts and uniforms whose row `accepted` (if < K) rejects and earlier rows accept."""
     g = torch.Generator().manual_seed(seed)
-    q = torch.softmax(torch.randint(-128, 129, (K, V), generator=g) / 32, -1)
-    p = torch.softmax(torch.randint(-128, 129, (K + 1, V), generator=g) / 32, -1)
+    # softmax in float64, then stored in float32: the same bits on every CPU
+    q = torch.softmax(torch.randint(-128, 129, (K, V), generator=g).double() / 32, -1).float()
+    p = torch.softmax(torch.randint(-128, 129, (K + 1, V), generator=g).double() / 32, -1).float()
     drafts = torch.multinomial(q, 1, generator=g).squeeze(-1)  # what the draft drew from q
     if accepted < K:
         drafts[accepted] = int((q[accepted] - p[accepted]).argmax())  # p/q < 1 there: rejection is possible
@@ -96,7 +97,7 @@ def sampling_cases() -> list[NumericsCase]:
             f"num.verify-sampling.accept-{accepted}-of-{K}", f"rejection sampling with supplied uniforms: {what}",
             ["spec/verification.md#VRF-5", "spec/verification.md#VRF-2"], "verify_sampling", None, None, {},
             {"draft_tokens": drafts, "q": q, "p": p, "uniforms": uniforms, "final_uniform": final},
-            verdict_tensors(verdict), OUTPUTS, {"min_uniform_margin": margin}))
+            verdict_tensors(verdict), OUTPUTS, {"min_uniform_margin": rounded(margin)}))
     return cases
 
 

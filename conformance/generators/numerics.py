@@ -1,9 +1,18 @@
 """Numerics-level cases: what one case is and how it is written, and the cases that run the tiny
 verifier and drafts of num_fixtures (verifier_forward, propose, draft_forward, generate).
 
-Goldens are computed by the reference runtime in float32 on CPU. Near ties are refused: every token
-a case compares is chosen with a top-2 logit margin of at least MIN_TOP2_MARGIN, and the case
-records the smallest margin it saw as golden.min_top2_margin.
+Goldens are computed by the reference runtime in float64 on CPU and stored in float32. Computed in
+float32, a golden moves with the CPU's kernels (AVX2, AVX-512, thread count) by up to the float32
+rounding of the whole computation, and a recurrent draft (EAGLE-1 feeds its unnormalised decoder
+output back) amplifies that of its verifier inputs about tenfold; in float64 those moves are far below
+float32's resolution, so a golden is the exact value rounded once, on every CPU. Inputs computed by
+the verifier are stored in float32 first and the outputs computed from the stored values, so a
+golden is a function of the case's own inputs. The tolerance then covers only the float32 error of
+the implementation under test.
+
+Near ties are refused: every token a case compares is chosen with a top-2 logit margin of at least
+MIN_TOP2_MARGIN, and the case records the smallest margin it saw, rounded to MARGIN_DIGITS
+significant digits, as golden.min_top2_margin.
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ NUMERICS_DIR = Path("cases") / "numerics" / VERSION
 MIN_TOP2_MARGIN = 1e-3  # logits (log space): far above fp32 noise, so token ids compare exactly
 EXACT = {"compare": "exact"}
 FLOAT32 = {"compare": "allclose", "rtol": 1e-4, "atol": 1e-5}  # logits and hidden states, fp32 golden
-GENERATOR = "specfmt reference runtime, float32, cpu"
+GENERATOR = "specfmt reference runtime, float64, cpu"
+COMPUTE_DTYPE = torch.float64  # golden.computed_in; a golden is stored in float32 (golden.dtype)
+STORED_DTYPE = "float32"
+MARGIN_DIGITS = 4  # significant digits of a recorded margin: it says how far a case is from a tie
 SEEDS = range(200)  # candidate inputs a generator tries, in order, until one has no near tie
 
 
@@ -56,20 +68,30 @@ def write_numerics_case(case: NumericsCase, suite: Path) -> dict:
         "id": case.id, "description": case.description, "since": "1.0", "spec": case.spec,
         "operation": case.operation, "checkpoint": case.checkpoint, "verifier": case.verifier,
         "params": case.params, "inputs": "inputs.safetensors", "expected": "expected.safetensors",
-        "outputs": case.outputs, "golden": {"generator": GENERATOR, "device": "cpu", "dtype": "float32",
-                                            **case.golden}})
+        "outputs": case.outputs, "golden": {"generator": GENERATOR, "device": "cpu", "computed_in": "float64",
+                                            "dtype": STORED_DTYPE, **case.golden}})
     return {"id": case.id, "level": "numerics", "path": rel.as_posix(), "since": "1.0"}
+
+
+def rounded(value: float) -> float:
+    """A machine-computed diagnostic, kept to MARGIN_DIGITS significant digits."""
+    return float(f"{value:.{MARGIN_DIGITS}g}")
 
 
 def top2_margin(logits: torch.Tensor) -> float:
     """The smallest gap between the two largest logits over the rows of `logits` ([..., V])."""
-    top = torch.topk(logits.float(), 2, -1).values
+    top = torch.topk(logits, 2, -1).values
     return float((top[..., 0] - top[..., 1]).min())
+
+
+def stored(t: torch.Tensor) -> torch.Tensor:
+    """A computed float tensor as a case stores it; integer tensors unchanged."""
+    return t.float() if t.is_floating_point() else t
 
 
 def models(suite: Path, checkpoint: str, verifier: str = VERIFIER):
     """The verifier and the draft of two fixture paths (relative to the suite root)."""
-    loaded = Verifier.from_pretrained(suite / verifier)
+    loaded = Verifier.from_pretrained(suite / verifier, dtype=COMPUTE_DTYPE)
     return loaded, load_draft(suite / checkpoint, loaded)[0]
 
 
@@ -82,7 +104,7 @@ def prompt(seed: int, length: int) -> torch.Tensor:
 def verifier_forward_cases(suite: Path) -> list[NumericsCase]:
     cases = []
     for aux_ids in ([1, 3, 5], [0, 6]):
-        verifier = Verifier.from_pretrained(suite / VERIFIER)
+        verifier = Verifier.from_pretrained(suite / VERIFIER, dtype=COMPUTE_DTYPE)
         for seed in SEEDS:
             tokens = prompt(seed, 8)
             verifier.truncate(0)
@@ -93,19 +115,21 @@ def verifier_forward_cases(suite: Path) -> list[NumericsCase]:
         cases.append(NumericsCase(
             f"num.verifier-forward.aux-{name}", f"verifier logits and hidden states {aux_ids} over 8 tokens",
             ["spec/config.md#CFG-9"], "verifier_forward", None, VERIFIER, {"aux_ids": aux_ids},
-            {"token_ids": tokens}, {"logits": out.logits, "aux": out.aux}, {"logits": FLOAT32, "aux": FLOAT32},
-            {"min_top2_margin": top2_margin(out.logits)}))
+            {"token_ids": tokens}, {"logits": stored(out.logits), "aux": stored(out.aux)},
+            {"logits": FLOAT32, "aux": FLOAT32}, {"min_top2_margin": rounded(top2_margin(out.logits))}))
     return cases
 
 
 def context(verifier: Verifier, draft, tokens: torch.Tensor) -> tuple[Context, dict, float]:
-    """The verifier run over all but the last token, which is its greedy choice: the draft's input."""
+    """The verifier run over all but the last token, which is its greedy choice: the draft's input.
+    The draft reads the features as the case stores them (float32), widened back to the compute dtype."""
     verifier.truncate(0)
     out = verifier.forward(tokens, draft.aux_ids)
     pending = int(out.logits[-1].argmax())
-    inputs = {"token_ids": torch.cat([tokens, torch.tensor([pending])]), "aux": out.aux, "last": out.last,
-              "normed": out.normed}
-    return Context(inputs["token_ids"].tolist(), out.aux, out.last, out.normed), inputs, top2_margin(out.logits[-1])
+    inputs = {"token_ids": torch.cat([tokens, torch.tensor([pending])]), "aux": stored(out.aux),
+              "last": stored(out.last), "normed": stored(out.normed)}
+    features = [inputs[name].to(COMPUTE_DTYPE) for name in ("aux", "last", "normed")]
+    return Context(inputs["token_ids"].tolist(), *features), inputs, top2_margin(out.logits[-1])
 
 
 def proposal_cases(suite: Path, algorithm: str, k: int = 3, checkpoint: str | None = None,
@@ -127,7 +151,7 @@ def proposal_cases(suite: Path, algorithm: str, k: int = 3, checkpoint: str | No
         ids = torch.stack([row.argmax() for row in recorder.rows])
         assert bool((draft.targets[ids] != ids).any()), "the eagle3 proposal needs a draft id with a d2t offset"
     spec = [layout(algorithm)["spec"]]
-    golden = {"min_top2_margin": min(margins)}
+    golden = {"min_top2_margin": rounded(min(margins))}
     cases = [NumericsCase(
         f"num.propose.{name}-k{k}", f"greedy chain of {k} {algorithm} draft tokens, in verifier ids",
         spec, "propose", checkpoint, verifier_path, {"k": k}, inputs, {"draft_tokens": drafted.tokens},
@@ -161,7 +185,7 @@ def generate_case(suite: Path, algorithm: str, max_new_tokens: int = 12, k: int 
         ["spec/verification.md#VRF-6", "spec/verification.md#VRF-3"], "generate", checkpoint, verifier_path,
         {"max_new_tokens": max_new_tokens, "k": k}, {"prompt_ids": prompt_ids},
         {"tokens": torch.tensor(result.tokens)}, {"tokens": EXACT},
-        {"min_top2_margin": top2_margin(logits), "accepted_per_step": result.stats.accepted})
+        {"min_top2_margin": rounded(top2_margin(logits)), "accepted_per_step": result.stats.accepted})
 
 
 def model_cases(suite: Path) -> list[NumericsCase]:

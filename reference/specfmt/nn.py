@@ -14,9 +14,14 @@ import torch
 import torch.nn.functional as F
 
 
+def widen(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 at least: half precisions are widened, float64 is kept (the conformance goldens)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm computed in float32, returned in the input dtype."""
-    x32 = x.float()
+    """RMSNorm computed in float32 (or wider), returned in the input dtype."""
+    x32 = widen(x)
     return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
 
 

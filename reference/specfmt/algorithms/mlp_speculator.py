@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from specfmt import nn
 from specfmt.layout import expand
 from specfmt.proposal import Context, Drafted, Picker, to_target
 from specfmt.verifier import Verifier
@@ -20,7 +21,7 @@ EPS = 1e-6  # fixed in fms LayerNormParameterized
 
 def norm(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     """RMS-style norm without mean subtraction, with optional scale and shift."""
-    x32 = x.float()
+    x32 = nn.widen(x)
     x = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + EPS)).to(x.dtype)
     x = x if weight is None else weight * x
     return x if bias is None else x + bias
