@@ -66,9 +66,45 @@ def test_config_with_a_repeated_key_is_reported(ckpt):
     assert ("config.duplicate_key", "") in codes(ckpt)
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # inside every size bound, far past any recursion limit
+
+
 def test_deeply_nested_config_is_reported_not_a_recursion_crash(ckpt):
-    (ckpt / "config.json").write_text("[" * 100000 + "]" * 100000)
+    (ckpt / "config.json").write_text(DEEP)
     assert ("config.json", "") in codes(ckpt)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("profile", ["compat", "strict"])
+def test_a_config_number_written_as_a_non_json_literal_is_an_error(ckpt, literal, profile):
+    config = (ckpt / "config.json").read_text()
+    (ckpt / "config.json").write_text(config.replace('"rms_norm_eps": 1e-06', f'"rms_norm_eps": {literal}'))
+    assert literal in (ckpt / "config.json").read_text()
+    report = validate(ckpt, profile)
+    assert not report.ok and ("config.json", "") in report.codes()
+
+
+def test_a_deeply_nested_safetensors_header_is_reported_not_a_recursion_crash(ckpt):
+    write_raw(ckpt / "model.safetensors", DEEP.encode(), 0)
+    assert codes(ckpt) == {("header.json", "")}
+
+
+def test_a_deeply_nested_shard_index_is_reported_not_a_recursion_crash(sharded):
+    (sharded / "model.safetensors.index.json").write_text('{"weight_map": ' + DEEP + "}")
+    assert codes(sharded) == {("index.json", "")}
+
+
+def test_the_cli_reports_a_deeply_nested_header_in_one_line_with_exit_1(ckpt):
+    write_raw(ckpt / "model.safetensors", DEEP.encode(), 0)
+    proc = subprocess.run([sys.executable, "-m", "specfmt.cli", "validate", str(ckpt)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "header.json" in proc.stdout
+
+
+def test_the_writer_refuses_a_config_holding_nan(tmp_path):
+    from specfmt.checkpoint import dump_config
+
+    with pytest.raises(ValueError):
+        dump_config({"rms_norm_eps": float("nan")})
 
 
 def test_oversized_config_is_refused_before_reading(ckpt):

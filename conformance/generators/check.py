@@ -1,9 +1,10 @@
 """--check: regenerate the suite into a temporary directory and compare it with the committed one.
 
-JSON files compare as parsed values (the deliberately malformed ones as bytes). A safetensors file
+JSON files compare as parsed values, read as strictly as a validator reads them (specfmt.json_text;
+the deliberately malformed ones, NaN literals and over-deep nesting included, as bytes). A safetensors file
 compares by its parsed header, then tensor by tensor by its values: exactly, since these levels
 carry no tolerance; a file whose header does not parse (the byte-level cases) compares byte for
-byte, as does any other file. A numerics case's safetensors files are goldens computed in float32,
+byte, as does any other file. A numerics case's safetensors files are goldens stored in float32,
 so their float tensors compare within the case's tolerance (its `outputs` rule; FLOAT32 for
 inputs) and their integer tensors exactly. A numerics case.json compares exactly except its `golden`
 record, whose machine-computed floats (the margins) need only agree within GOLDEN_RTOL: no float a
@@ -27,6 +28,7 @@ from safetensors.torch import load as load_safetensors
 from conformance.generators.common import dump
 from conformance.generators.numerics import FLOAT32, MARGIN_DIGITS, NUMERICS_DIR
 from conformance.generators.suite import data_files, sha256, write_suite
+from specfmt import json_text
 
 GOLDEN_RTOL = 10.0 ** (1 - MARGIN_DIGITS)  # one unit in the last stored digit of a recorded margin
 
@@ -36,15 +38,6 @@ def _json_diff(name: str, committed: object, fresh: object) -> list[str]:
                                 f"regenerated/{name}", lineterm="")
     lines = list(diff)
     return lines[:60] + ([f"... {len(lines) - 60} more diff lines"] if len(lines) > 60 else [])
-
-
-def _strict_json(raw: bytes) -> object:
-    """Parse UTF-8 JSON, refusing repeated keys (which json.loads would silently merge)."""
-    def pairs(items: list) -> dict:
-        if len({k for k, _ in items}) != len(items):
-            raise ValueError("repeated key")
-        return dict(items)
-    return json.loads(raw.decode("utf-8"), object_pairs_hook=pairs)
 
 
 def close(old: object, new: object, rtol: float) -> bool:
@@ -70,12 +63,12 @@ def equivalent(name: str, old: object, new: object) -> bool:
 def compare_json(name: str, committed: bytes, fresh: bytes) -> list[str]:
     """As parsed values; a deliberately malformed file (one the generator wrote unparseable) as bytes."""
     try:
-        new = _strict_json(fresh)
-    except ValueError:
+        new = json_text.parse(fresh, name)  # strict: a file the generator wrote broken on purpose fails here
+    except json_text.JsonProblem:
         return [] if committed == fresh else [f"{name}: bytes differ (a deliberately malformed JSON file)"]
     try:
-        old = _strict_json(committed)
-    except ValueError as e:
+        old = json_text.parse(committed, name)
+    except json_text.JsonProblem as e:
         return [f"{name}: committed file is not JSON ({e})"]
     return [] if equivalent(name, old, new) else [f"{name}: differs from the regenerated file",
                                                    *_json_diff(name, old, new)]
@@ -87,8 +80,8 @@ def parse_safetensors(raw: bytes) -> tuple[dict, int] | None:
         return None
     (length,) = struct.unpack("<Q", raw[:8])
     try:
-        header = json.loads(raw[8:8 + length]) if 8 + length <= len(raw) else None
-    except ValueError:
+        header = json_text.parse(raw[8:8 + length], "header") if 8 + length <= len(raw) else None
+    except json_text.JsonProblem:
         return None
     return (header, 8 + length) if isinstance(header, dict) else None
 

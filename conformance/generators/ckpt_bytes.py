@@ -14,6 +14,8 @@ from specfmt import save
 from specfmt.safetensors_file import write_tensors
 from specfmt.schemas import SAFETENSORS
 
+MAX_DEPTH = SAFETENSORS["json_max_depth"]
+
 T0, T1 = "blocks.0.layers.0.weight", "blocks.0.layers.1.weight"
 N = 16 * 16 * 4
 GOOD = [(T0, "F32", [16, 16], [0, N]), (T1, "F32", [16, 16], [N, 2 * N])]
@@ -35,6 +37,20 @@ def _raw(header_value, data_len: int, declared_len: int | None = None):
 
 def _with_extra(entry) -> dict:
     return {**header(GOOD), EXTRA: entry}
+
+
+def _nested(levels: int) -> list:
+    """`levels` arrays, one inside the other: [[[...]]]."""
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def _literal_in_header() -> bytes:
+    """The GOOD header with an extra entry whose shape is [NaN] (Python's json accepts the literal)."""
+    extra = json.dumps({"dtype": "F32", "shape": [0], "data_offsets": [2 * N, 2 * N]}).replace("[0]", "[NaN]")
+    return json.dumps(header(GOOD))[:-1].encode() + f', "{EXTRA}": {extra}}}'.encode()
 
 
 def _duplicate_header() -> bytes:
@@ -77,6 +93,10 @@ HEADER_CASES = [
     ("offsets-reversed", "a tensor's data_offsets end before they begin", "header.offsets",
      _raw(_with_extra({"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}), 2 * N)),
     ("offsets-trailing-bytes", "eight bytes follow the last tensor", "header.offsets", _raw(header(GOOD), 2 * N + 8)),
+    ("json-nan-literal", "a tensor shape holds the literal NaN, which is not JSON (GEN-7)", "header.json",
+     _raw(_literal_in_header(), 2 * N)),
+    ("json-nesting-over-bound", "an extra entry nests 64 arrays, so the header is 65 levels deep (GEN-7)",
+     "header.json", _raw(_with_extra(_nested(MAX_DEPTH)), 2 * N)),
     ("offsets-unsorted", "tensors listed in the header out of offset order (valid: SFT-4 sorts by begin)", None,
      _raw(header([(T0, "F32", [16, 16], [N, 2 * N]), (T1, "F32", [16, 16], [0, N])]), 2 * N)),
 ]
@@ -140,10 +160,18 @@ def _index_not_json(path: Path) -> None:
     (path / INDEX).write_text("{", encoding="utf-8")
 
 
+def _index_with_literal(path: Path) -> None:
+    _sharded(lambda p, i: None)(path)
+    text = (path / INDEX).read_text(encoding="utf-8")
+    (path / INDEX).write_text(text.replace("{", '{\n  "metadata": {"total_size": Infinity},', 1), encoding="utf-8")
+
+
 def index_cases() -> list[CheckpointCase]:
     """Broken shard indexes (SFT-5)."""
     cases = [CheckpointCase("ckpt.index.json-not-json", "model.safetensors.index.json is not JSON", "compat",
-                            _index_not_json, "index.json")]
+                            _index_not_json, "index.json"),
+             CheckpointCase("ckpt.index.json-infinity-literal", "the index's metadata holds the literal Infinity, "
+                            "which is not JSON (GEN-7)", "compat", _index_with_literal, "index.json")]
     cases += [CheckpointCase(f"ckpt.index.{case_id}", description, "compat", _sharded(edit), code)
               for case_id, description, code, edit in INDEX_CASES]
     return cases
@@ -204,17 +232,36 @@ def _duplicate_key_config() -> bytes:
     return dump(tiny_config()).replace("{", '{\n  "dtype": "float16",', 1).encode()
 
 
+def _config_with(key: str, value_text: str) -> bytes:
+    """tiny_config with one more top-level key whose value is the raw JSON-like text `value_text`."""
+    return dump(tiny_config()).replace("{", f'{{\n  "{key}": {value_text},', 1).encode()
+
+
+def _config_literal(literal: str) -> bytes:
+    """tiny_config whose accept_tolerance is the token `literal` (Python's json accepts NaN and Infinity)."""
+    return dump(tiny_config()).replace('"accept_tolerance": 0.0', f'"accept_tolerance": {literal}').encode()
+
+
 def config_file_cases() -> list[CheckpointCase]:
     """config.json that cannot be read as a config (CFG-1, CFG-2)."""
     rows = [("missing", "model.safetensors without config.json", "config.missing", None),
             ("not-json", "config.json is not JSON", "config.json", b"{not json"),
             ("not-utf8", "config.json is not UTF-8", "config.encoding", b'{"a": "\xff\xfe"}'),
             ("duplicate-key", "config.json repeats the key dtype", "config.duplicate_key", _duplicate_key_config()),
-            ("not-object", "config.json is a JSON array", "config.type", b"[1, 2, 3]")]
+            ("not-object", "config.json is a JSON array", "config.type", b"[1, 2, 3]"),
+            ("nan-literal", "accept_tolerance is the literal NaN, which is not JSON (GEN-7)", "config.json",
+             _config_literal("NaN")),
+            ("infinity-literal", "an undeclared key holds the literal -Infinity, which is not JSON (GEN-7)",
+             "config.json", _config_with("x_best_loss", "-Infinity")),
+            ("nesting-over-bound", "an undeclared key nests 64 arrays, so config.json is 65 levels deep (GEN-7)",
+             "config.json", _config_with("x_nested", json.dumps(_nested(MAX_DEPTH)))),
+            ("nesting-at-bound", "an undeclared key nests 63 arrays: config.json is 64 levels deep (valid: GEN-7)",
+             None, _config_with("x_nested", json.dumps(_nested(MAX_DEPTH - 1))))]
     cases = []
     for case_id, description, code, data in rows:
         build = _config_bytes(data) if data is not None else _weights_only
-        cases.append(CheckpointCase(f"ckpt.config.{case_id}", description, "compat", build, code))
+        cases.append(CheckpointCase(f"ckpt.config.{case_id}", description, "compat", build, code,
+                                    () if code else ("spec/index.md#GEN-7",)))
     return cases
 
 

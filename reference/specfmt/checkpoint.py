@@ -12,13 +12,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from specfmt import json_text
 from specfmt.findings import ValidationError
+from specfmt.schemas import SAFETENSORS
 from specfmt.validate import CONFIG, INDEX, SINGLE, validate
 
 
 def dump_config(config: dict[str, Any]) -> str:
-    """The canonical config.json text: sorted keys, two-space indent, trailing newline."""
-    return json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """The canonical config.json text: sorted keys, two-space indent, trailing newline; NaN and the
+    infinities are refused (ValueError), since they are not JSON (spec/index.md#GEN-7)."""
+    return json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def _shards(tensors: dict, max_shard_bytes: int | None) -> list[dict]:
@@ -96,9 +99,10 @@ def load(path: str | os.PathLike, device: str = "cpu") -> tuple[dict[str, Any], 
     from safetensors.torch import load_file
 
     root = Path(path)
-    config = json.loads((root / CONFIG).read_text(encoding="utf-8"))
+    bound = SAFETENSORS["config_max_bytes"]
+    config = json_text.read(root / CONFIG, bound, CONFIG)
     if (root / INDEX).exists():
-        files = sorted(set(json.loads((root / INDEX).read_text(encoding="utf-8"))["weight_map"].values()))
+        files = sorted(set(json_text.read(root / INDEX, bound, INDEX)["weight_map"].values()))
     else:
         files = [SINGLE] if (root / SINGLE).exists() else []
     tensors: dict[str, Any] = {}

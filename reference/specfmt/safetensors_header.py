@@ -5,12 +5,12 @@ Spec: spec/layout.md#SFT-2, spec/layout.md#SFT-4
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
 from dataclasses import dataclass
 
+from specfmt import json_text
 from specfmt.findings import Finding, finding, mismatch, pointer
 from specfmt.schemas import SAFETENSORS
 
@@ -28,22 +28,6 @@ class TensorInfo:
     file: str
     start: int
     end: int
-
-
-class DuplicateKeyError(ValueError):
-    def __init__(self, key: str):
-        self.key = key
-        super().__init__(key)
-
-
-def reject_duplicates(pairs: list[tuple[str, object]]) -> dict:
-    """json object_pairs_hook that refuses a repeated key (json.loads would keep the last)."""
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise DuplicateKeyError(key)
-        obj[key] = value
-    return obj
 
 
 def _is_uint(value: object) -> bool:
@@ -78,11 +62,11 @@ def read_header(path: str, file: str, profile: str) -> tuple[list[TensorInfo] | 
     except OSError as e:
         return None, [err("header.truncated", "", f"cannot read the file: {e.strerror}")]
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=reject_duplicates)
-    except DuplicateKeyError as e:
-        return None, [err("header.duplicate", pointer(e.key), f"tensor {e.key!r} appears twice in the header")]
-    except (UnicodeDecodeError, ValueError) as e:
-        return None, [err("header.json", "", f"header is not UTF-8 JSON: {e}")]
+        header = json_text.parse(raw, "header")
+    except json_text.JsonProblem as e:
+        if e.kind == "duplicate_key":
+            return None, [err("header.duplicate", pointer(e.key), f"tensor {e.key!r} appears twice in the header")]
+        return None, [err("header.json", "", str(e))]
     if not isinstance(header, dict):
         return None, [err("header.json", "", mismatch("header is not an object", "object", type(header).__name__))]
     return _entries(header, file, size, 8 + length, err)

@@ -6,15 +6,14 @@ Spec: spec/index.md#GEN-5
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from specfmt import config_checks, layout, values
+from specfmt import config_checks, json_text, layout, values
 from specfmt.defaults import resolve
 from specfmt.findings import PROFILES, Finding, Report, finding, mismatch, pointer
-from specfmt.safetensors_header import DuplicateKeyError, TensorInfo, read_header, reject_duplicates
+from specfmt.safetensors_header import TensorInfo, read_header
 from specfmt.schemas import ALGORITHMS, SAFETENSORS
 
 CONFIG = "config.json"
@@ -92,27 +91,16 @@ def _fold_required(findings: list[Finding]) -> list[Finding]:
 
 
 def read_json(path: Path, file: str, prefix: str, profile: str) -> tuple[Any, list[Finding]]:
-    """A bounded, strict JSON read: size bound, UTF-8, no repeated keys. Codes `<prefix>.*`."""
-    def err(code: str, message: str, ptr: str = "") -> tuple[None, list[Finding]]:
-        return None, [finding(f"{prefix}.{code}", file, ptr, message, profile=profile)]
-
-    bound = SAFETENSORS["config_max_bytes"]
+    """config.json or the shard index through the one strict reader (specfmt.json_text). Each broken rule
+    of config.json has its own code; the index reports every one as `index.json`. Spec: spec/index.md#GEN-7"""
     if not path.is_file():
-        return err("missing" if prefix == "config" else "json", f"{file} is absent")
-    if path.stat().st_size > bound:
-        return err("too_large" if prefix == "config" else "json",
-                   mismatch(f"{file} too large", f"<= {bound} bytes", f"{path.stat().st_size} bytes"))
-    raw = path.read_bytes()
+        return None, [finding("config.missing" if prefix == "config" else "index.json", file, "",
+                              f"{file} is absent", profile=profile)]
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return err("encoding" if prefix == "config" else "json", f"{file} is not UTF-8: byte {e.start}")
-    try:
-        return json.loads(text, object_pairs_hook=reject_duplicates), []
-    except DuplicateKeyError as e:
-        return err("duplicate_key" if prefix == "config" else "json", f"key {e.key!r} appears twice")
-    except (ValueError, RecursionError) as e:
-        return err("json", f"{file} is not JSON: {e}")
+        return json_text.read(path, SAFETENSORS["config_max_bytes"], file), []
+    except json_text.JsonProblem as e:
+        return None, [finding(f"config.{e.kind}" if prefix == "config" else "index.json", file, "", str(e),
+                              profile=profile)]
 
 
 def read_weights(root: Path, profile: str, needs_weights: bool = True

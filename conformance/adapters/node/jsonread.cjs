@@ -1,7 +1,21 @@
-// Bounded, strict JSON reading: UTF-8, JSON, and repeated keys (which JSON.parse silently merges).
+// Bounded, strict JSON reading (GEN-7): UTF-8, JSON (JSON.parse already refuses NaN and Infinity), nesting
+// at most json_max_depth, and repeated keys (which JSON.parse silently merges).
 "use strict";
 
 const fs = require("fs");
+const { safetensors } = require("./schemas.cjs");
+
+/** The deepest nesting of arrays and objects in JSON text, counted without recursion (strings skipped). */
+function nestingDepth(text) {
+  let level = 0, deepest = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') { for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === "\\") i++; }
+    else if (c === "[" || c === "{") deepest = Math.max(deepest, ++level);
+    else if (c === "]" || c === "}") level--;
+  }
+  return deepest;
+}
 
 /** Keys repeated within one object of valid JSON text, as [{pointer of the object, key}]. */
 function duplicateKeys(text) {
@@ -41,6 +55,7 @@ function duplicateKeys(text) {
 function parseJsonBytes(bytes) {
   let text;
   try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch (_) { return { error: "encoding" }; }
+  if (nestingDepth(text) > safetensors.json_max_depth) return { error: "json" };
   let value;
   try { value = JSON.parse(text); } catch (_) { return { error: "json" }; }
   return { value, duplicates: duplicateKeys(text) };
