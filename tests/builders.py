@@ -102,7 +102,9 @@ VARIANTS: dict[str, dict] = {
     "dflash": envelope("dflash", **dflash_fields()),
     "dflash_bias": envelope("dflash", **dflash_fields(transformer_layer_config=layer(
         model_type="qwen3", num_hidden_layers=2, attention_bias=True))),
+    "dflash_fullvocab": envelope("dflash", **dflash_fields(draft_vocab_size=V)),
     "dspark": envelope("dspark", **dspark_fields()),
+    "dspark_fullvocab_gated": envelope("dspark", **dspark_fields(draft_vocab_size=V, markov_head_type="gated")),
     "dspark_gated": envelope("dspark", **dspark_fields(markov_head_type="gated")),
     "dspark_rnn_bias": envelope("dspark", **dspark_fields(markov_head_type="rnn", transformer_layer_config=layer(
         model_type="qwen3", num_hidden_layers=2, attention_bias=True))),

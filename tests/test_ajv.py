@@ -70,7 +70,7 @@ def test_the_document_set_has_accepted_and_rejected_configs_under_each_profile(v
 def test_the_document_set_holds_the_corpus_the_variants_and_their_mutations(verdicts):
     labels = [label for label, *_ in verdicts]
     bases = base_documents()
-    assert sum(label.startswith("corpus ") for label, _ in bases) == 17
+    assert sum(label.startswith("corpus ") for label, _ in bases) == 20
     assert sum(label.startswith("variant ") for label, _ in bases) == len(VARIANTS)
     assert {label for label, _ in bases} <= set(labels)
     assert len(labels) > 10 * len(bases)

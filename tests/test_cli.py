@@ -35,7 +35,7 @@ def test_validate_exits_1_on_errors_with_one_finding_per_line(tmp_path, capsys):
     code, out = run(capsys, "validate", str(path), "--profile", "strict")
     lines = out.splitlines()
     assert code == 1
-    assert len(lines) == 7 and lines[-1].endswith("invalid under strict (6 errors, 0 warnings)")
+    assert len(lines) == 8 and lines[-1].endswith("invalid under strict (7 errors, 0 warnings)")
     assert all(line.startswith("error: ") for line in lines[:-1])
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from builders import VARIANTS, config_of, tensors_for, write_variant
+from builders import VARIANTS, H, V, config_of, tensors_for, write_variant
 from specfmt import ValidationError, load, save, validate
+from specfmt.safetensors_file import write_tensors
 
 WEIGHTED = [v for v in VARIANTS if v != "ngram"]
 
@@ -90,6 +91,30 @@ def test_scan_values_finds_nan_weights(tmp_path):
     report = validate(path, "compat", scan_values=True)
     assert report.codes() == {("hazard.nonfinite", "/mtp_layers.0.input_proj.weight")}
     assert report.findings[0].found == 1
+
+
+@pytest.mark.parametrize("profile", ["compat", "strict"])
+def test_an_all_nan_tensor_the_draft_reads_is_an_error_in_both_profiles(tmp_path, profile):
+    """speculators' NaN sentinels, saved before the verifier's embedding and head were copied in."""
+    config = config_of("eagle3")
+    tensors = tensors_for(config)
+    for name in ("embed_tokens.weight", "lm_head.weight"):
+        tensors[name] = torch.full_like(tensors[name], float("nan"))
+    path = save(config, tensors, tmp_path / "ckpt")
+    report = validate(path, profile, scan_values=True)
+    assert {(f.code, f.pointer, f.severity) for f in report.findings} == {
+        ("weights.nonfinite", "/embed_tokens.weight", "error"), ("weights.nonfinite", "/lm_head.weight", "error")}
+
+
+def test_an_all_nan_tensor_nothing_reads_stays_a_warning_under_compat(tmp_path):
+    config = config_of("mtp")
+    tensors = tensors_for(config)
+    path = save(config, tensors, tmp_path / "ckpt")
+    write_tensors(path / "model.safetensors", {**tensors, "verifier_lm_head.weight": torch.full((V, H), float("nan"))},
+                  {"format": "pt"})
+    report = validate(path, "compat", scan_values=True)
+    assert report.ok
+    assert ("hazard.nonfinite", "/verifier_lm_head.weight") in report.codes()
 
 
 def test_scan_values_finds_absolute_ids_stored_as_d2t_offsets(tmp_path):

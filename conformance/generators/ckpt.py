@@ -34,6 +34,7 @@ class CheckpointCase:
     build: Callable[[Path], object]
     target: str | None  # the code the case is about; None for a checkpoint that must be valid
     spec: tuple[str, ...] = ()
+    scan_values: bool = False  # validate reading tensor data too (GEN-5, LAY-7)
 
 
 def write_case(case: CheckpointCase, suite: Path) -> dict:
@@ -41,7 +42,7 @@ def write_case(case: CheckpointCase, suite: Path) -> dict:
     rel = CHECKPOINT_DIR / case.id
     case_dir = fresh_dir(suite / rel)
     case.build(case_dir / CHECKPOINT)
-    report = validate(case_dir / CHECKPOINT, case.profile)
+    report = validate(case_dir / CHECKPOINT, case.profile, scan_values=case.scan_values)
     codes = sorted({f.code for f in report.findings})
     if case.target is None and not report.ok:
         raise AssertionError(f"{case.id}: expected a valid checkpoint, got {report.codes()}")
@@ -50,6 +51,7 @@ def write_case(case: CheckpointCase, suite: Path) -> dict:
     write_json(case_dir / "case.json", {
         "id": case.id, "description": case.description, "since": "1.0",
         "spec": anchors(*case.spec, codes=codes), "profile": case.profile, "checkpoint": CHECKPOINT,
+        **({"scan_values": True} if case.scan_values else {}),
         "valid": report.ok, "findings": expected(report, case_dir / CHECKPOINT)})
     return {"id": case.id, "level": "checkpoint", "path": rel.as_posix(), "since": "1.0"}
 

@@ -142,6 +142,32 @@ def verifier_facts() -> list[dict]:
                   "spec/config.md#CFG-8")]
 
 
+NAME_OR_PATH = ("speculators_config", "verifier", "name_or_path")
+# (test id, name_or_path, what it is, the strict finding or None); under compat every one is valid (CFG-8)
+VERIFIER_PATHS = [
+    ("hub-id", "meta-llama/Llama-3.1-8B-Instruct", "a hub repository id", None),
+    ("hub-name", "gpt2", "a hub name without a namespace", None),
+    ("null", None, "null", "config.type"),
+    ("absolute-path", "/models/llama-3.1-8b", "an absolute local path", "config.pattern"),
+    ("relative-path", "./verifier", "a relative local path", "config.pattern"),
+    ("nested-path", "org/models/llama", "a path with two separators", "config.pattern"),
+    ("double-dash", "org--x/llama", "a hub-like id with a double dash, which the hub refuses", "config.pattern"),
+]
+
+
+def verifier_path() -> list[dict]:
+    """verifier.name_or_path: null or a local path is accepted under compat, refused under strict (CFG-8)."""
+    out = []
+    for profile in PROFILES:
+        tests = [schema_test(f"verifier-path.{test_id}", f"name_or_path {what}", replaced(
+                    VARIANTS["eagle3"], NAME_OR_PATH, value), profile,
+                    (code, pointer(*NAME_OR_PATH)) if code and profile == "strict" else None)
+                 for test_id, value, what, code in VERIFIER_PATHS]
+        out.append(group(f"cfg.verifier-path.{profile}", "which verifier names an engine can resolve", profile,
+                         tests, "spec/config.md#CFG-8"))
+    return out
+
+
 H, V = builders.H, builders.V
 # (test id, variant, description, {path: new value}, targeted (code, pointer) or None for a valid document)
 RULES = [

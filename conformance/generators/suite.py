@@ -14,6 +14,7 @@ from conformance.generators import (
     ckpt_bytes,
     ckpt_clean,
     ckpt_layout,
+    ckpt_values,
     num_fixtures,
     num_head32,
     num_verify,
@@ -29,8 +30,8 @@ SCHEMA_FILES = {
     "variants.json": [schema_level.variants],
     "required.json": [schema_level.required],
     "keywords.json": [schema_level.keywords],
-    "rules.json": [schema_rules.listed_rules, schema_rules.verifier_facts, schema_rules.exclusive,
-                   schema_rules.aux_layer_ids],
+    "rules.json": [schema_rules.listed_rules, schema_rules.verifier_facts, schema_rules.verifier_path,
+                   schema_rules.exclusive, schema_rules.aux_layer_ids],
     "hazards.json": [schema_rules.default_conflicts, schema_rules.removed_proposal_types,
                      schema_rules.layer_model_type],
     "corpus.json": [schema_level.corpus],
@@ -46,6 +47,7 @@ CHECKPOINT_CASES = [
     ckpt_bytes.config_file_cases,
     ckpt_bytes.io_cases,
     ckpt_layout.layout_cases,
+    ckpt_values.value_cases,
 ]
 
 NUMERICS_CASES = [

@@ -7,6 +7,7 @@ anyOf members it matches, as the validator does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -86,5 +87,5 @@ def violations(node: dict, value: Any) -> Iterator[tuple[str, Any]]:
         yield "enum", "unknown"
     if isinstance(value, str) and "const" in node:
         yield "const", "unknown"
-    if isinstance(value, str) and "pattern" in node:
-        yield "pattern", "unknown"
+    if isinstance(value, str) and "pattern" in node:  # "unknown" is a valid hub id, so a path stands in there
+        yield "pattern", next(bad for bad in ("unknown", "./unknown") if not re.search(node["pattern"], bad))

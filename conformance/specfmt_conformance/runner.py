@@ -50,8 +50,9 @@ def run_schema(session: Session, case: Case, keep_loaded: bool) -> Outcome:
 
 
 def run_checkpoint(session: Session, case: Case, keep_loaded: bool) -> Outcome:
+    scan = {"scan_values": True} if case.doc.get("scan_values") else {}  # sent only when a case asks for it
     answer = session.request("validate", profile=case.profile,
-                             checkpoint_dir=str(case.resolve(case.doc["checkpoint"])))
+                             checkpoint_dir=str(case.resolve(case.doc["checkpoint"])), **scan)
     status, detail = compare_findings(case.expected["findings"], _findings(answer), case.expected["valid"])
     return status, detail, {}
 

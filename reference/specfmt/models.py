@@ -380,7 +380,7 @@ class ProposalMethodDynamicTreeStrict(Model):
 class VerifierStrict(Model):
     """The verifier the draft was trained for (CFG-8)."""
 
-    name_or_path: Annotated[str, Strict(), Field()] | None = Field(description="Hub id or path of the verifier; null when unknown.")
+    name_or_path: Annotated[str, Strict(), Field(pattern='^[A-Za-z0-9_]+([.-][A-Za-z0-9_]+)*(/[A-Za-z0-9_]+([.-][A-Za-z0-9_]+)*)?$')] = Field(description="Hub repository id of the verifier (`name` or `namespace/name`), which an engine on any machine can resolve: never null, never a local path (spec/config.md#CFG-8).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(description="The verifier's architectures, copied from its config.json.")
     hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="The verifier's hidden size.")
     num_hidden_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="The verifier's number of decoder layers N; aux layer ids lie in [0, N].")

@@ -54,7 +54,8 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
         findings += binding.findings
         report.symbols, report.tensors = binding.symbols, binding.rows
         if scan_values:
-            findings += values.scan(root, found, binding.symbols, profile)
+            read = {row["name"] for row in binding.rows if row["role"] and row["status"] in ("ok", "mismatch")}
+            findings += values.scan(root, found, read, binding.symbols, profile)
     report.findings = _unique(_fold_required(findings))
     return report
 

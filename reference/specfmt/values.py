@@ -1,6 +1,6 @@
 """--scan-values: the only part of validation that reads tensor data.
 
-Spec: spec/hazards.md#hazard.nonfinite, spec/hazards.md#hazard.vocab_mapping
+Spec: spec/layout.md#LAY-7, spec/hazards.md#hazard.nonfinite, spec/hazards.md#hazard.vocab_mapping
 """
 
 from __future__ import annotations
@@ -58,19 +58,25 @@ def _nonfinite_count(root: Path, t: TensorInfo) -> int:
     return bad
 
 
-def scan(root: Path, found: dict[str, TensorInfo], symbols: dict[str, Any], profile: str) -> list[Finding]:
-    """NaN or Inf in floating-point tensors, and d2t/t2d that do not describe one vocabulary subset."""
+def scan(root: Path, found: dict[str, TensorInfo], read: set[str], symbols: dict[str, Any],
+         profile: str) -> list[Finding]:
+    """NaN or Inf in floating-point tensors, and d2t/t2d that do not describe one vocabulary subset. A tensor
+    in `read` (bound to the layout, so the forward reads it) with no finite value is an error.
+    Spec: spec/layout.md#LAY-7"""
     out = []
     for name in sorted(found):
         t = found[name]
         if DTYPES[t.dtype]["class"] in ("float", "float8"):
-            bad = _nonfinite_count(root, t)
-            if bad:
+            bad, total = _nonfinite_count(root, t), (t.end - t.start) // DTYPES[t.dtype]["bytes"]
+            if bad == total and total and name in read:
+                out.append(finding("weights.nonfinite", t.file, pointer(name),
+                                   mismatch(f"{name}, which the draft reads, holds no finite value",
+                                            "finite values", f"{bad} of {total} NaN or Inf"),
+                                   profile=profile, found=bad))
+            elif bad:
                 out.append(finding("hazard.nonfinite", t.file, pointer(name),
-                                   mismatch(f"{name} holds NaN or Inf", "0 non-finite values",
-                                            f"{bad} of {(t.end - t.start) // DTYPES[t.dtype]['bytes']}"),
-                                   profile=profile,
-                                   found=bad))
+                                   mismatch(f"{name} holds NaN or Inf", "0 non-finite values", f"{bad} of {total}"),
+                                   profile=profile, found=bad))
     out += _vocab_mapping(root, found, symbols, profile)
     return out
 

@@ -62,6 +62,7 @@ DRAFTS: dict[str, dict] = {
     "dflash-qwen3-2l": envelope("dflash", **dflash_config(sliding_window_non_causal=True)),
     "dflash-qwen3-2l-causal-flag": envelope("dflash", **dflash_config()),
     "eagle3-llama-distilled": envelope("eagle3", **eagle3_config(LLAMA)),
+    "dflash-qwen3-2l-verifier-owned": envelope("dflash", **dflash_config(sliding_window_non_causal=True)),
 }
 # Written like the others, but vLLM 0.32 on CPU refuses to serve them, with this message.
 UNSERVED = {
@@ -76,16 +77,30 @@ DISTILLED = "eagle3-llama-distilled"
 #   dflash_config.causal, which overrides all layers); the spec keeps full_attention layers bidirectional.
 # - vLLM's CPU grouped RMSNorm gives every layer's context keys layer 0's k_norm weight.
 DIVERGENT = {"dflash-qwen3-2l-causal-flag": "block-causal in every layer; layer 0's k_norm for all context keys"}
-SHARED_K_NORM = {"dflash-qwen3-2l", "dspark-qwen3-2l"}  # one k_norm weight in every layer avoids the k_norm bug
+SHARED_K_NORM = {"dflash-qwen3-2l", "dspark-qwen3-2l", "dflash-qwen3-2l-verifier-owned"}  # avoids the k_norm bug
+# Saved as speculators 0.9 saves a full-vocabulary DFlash draft: without embed_tokens and lm_head, which are the
+# verifier's (spec ALG-DFLASH-5); vLLM binds the target model's in their place.
+# It keeps the weights of the draft it is derived from, so the seeds of the others do not move.
+VERIFIER_OWNED = {"dflash-qwen3-2l-verifier-owned": ("embed_tokens.weight", "lm_head.weight")}
+SAME_WEIGHTS_AS = {"dflash-qwen3-2l-verifier-owned": "dflash-qwen3-2l"}
 
 
-def draft_config(name: str, verifier_dir: Path) -> dict:
+def draft_config(name: str) -> dict:
+    """The strict config; its verifier is a hub id placeholder until point_at_verifier."""
     config = copy.deepcopy(DRAFTS[name] if name in DRAFTS else UNSERVED[name][0])
     sc = config["speculators_config"]
     sc["proposal_methods"][0]["speculative_tokens"] = K
-    sc["verifier"].update(name_or_path=str(verifier_dir.resolve()), hidden_size=H, num_hidden_layers=N_VERIFIER,
-                          vocab_size=V)
+    sc["verifier"].update(hidden_size=H, num_hidden_layers=N_VERIFIER, vocab_size=V)
     return config
+
+
+def point_at_verifier(path: Path, verifier_dir: Path) -> Path:
+    """Name the local verifier directory in a saved draft, which vLLM then loads for LLM(model=draft). A local
+    path is for serving on this machine: strict allows only hub ids (CFG-8), so this follows `save`."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    config["speculators_config"]["verifier"]["name_or_path"] = str(verifier_dir.resolve())
+    (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
 
 
 def near_one_norms(tensors: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
@@ -105,14 +120,17 @@ def load_verifier(path: Path) -> Verifier:
 
 def write_draft(name: str, verifier_dir: Path, path: Path, verifier: Verifier | None = None) -> Path:
     """The draft `name`, bound to the verifier at `verifier_dir`, saved strict at `path`."""
-    config = draft_config(name, verifier_dir)
-    tensors = near_one_norms(random_tensors(config, seed=sorted([*DRAFTS, *UNSERVED]).index(name), std=0.1), seed=1)
+    config = draft_config(name)
+    seeded = sorted(n for n in [*DRAFTS, *UNSERVED] if n not in SAME_WEIGHTS_AS)
+    seed = seeded.index(SAME_WEIGHTS_AS.get(name, name))
+    tensors = near_one_norms(random_tensors(config, seed=seed, std=0.1), seed=1)
     if name in SHARED_K_NORM:
         tensors = {n: tensors["layers.0.self_attn.k_norm.weight"] if n.endswith("self_attn.k_norm.weight") else t
                    for n, t in tensors.items()}
     if name == DISTILLED:
         tensors = distill(config, tensors, verifier or load_verifier(verifier_dir))
-    return save(config, tensors, path, overwrite=True)
+    tensors = {n: t for n, t in tensors.items() if n not in VERIFIER_OWNED.get(name, ())}
+    return point_at_verifier(save(config, tensors, path, overwrite=True), verifier_dir)
 
 
 def greedy_continuations(verifier: Verifier, prompts: list[list[int]], n: int) -> list[list[int]]:

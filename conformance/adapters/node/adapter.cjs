@@ -26,7 +26,7 @@ function handle(cmd) {
   if ("document" in cmd) {
     return { seq: cmd.seq, findings: finish(validateConfig(cmd.document, profile).findings, profile) };
   }
-  return { seq: cmd.seq, findings: finish(validateCheckpoint(cmd.checkpoint_dir, profile), profile) };
+  return { seq: cmd.seq, findings: finish(validateCheckpoint(cmd.checkpoint_dir, profile, cmd.scan_values === true), profile) };
 }
 
 const rl = readline.createInterface({ input: process.stdin, terminal: false });

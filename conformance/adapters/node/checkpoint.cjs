@@ -8,6 +8,7 @@ const { readJsonFile } = require("./jsonread.cjs");
 const { validateConfig } = require("./config.cjs");
 const { readWeights } = require("./safetensors.cjs");
 const { bind, hasTensors } = require("./layout.cjs");
+const { scanValues: scan } = require("./values.cjs");
 
 const READ_ERRORS = { too_large: "config.too_large", encoding: "config.encoding", json: "config.json" };
 
@@ -24,8 +25,8 @@ function readConfig(dir, profile, out) {
   return { config: read.value, ...result };
 }
 
-/** Every finding of a checkpoint directory under a profile. */
-function validateCheckpoint(dir, profile) {
+/** Every finding of a checkpoint directory under a profile; with scanValues, of its tensor data too. */
+function validateCheckpoint(dir, profile, scanValues = false) {
   const out = [];
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return [{ code: "io.not_found", pointer: "", file: "." }];
   const cfg = readConfig(dir, profile, out);
@@ -38,7 +39,10 @@ function validateCheckpoint(dir, profile) {
     else out.push({ code: "weights.missing", pointer: "", file: "model.safetensors" });
     return out;
   }
-  if (weights.tensors && known) bind(algorithm, cfg.resolved, weights.tensors, cfg.schemaErrors, out);
+  if (weights.tensors && known) {
+    const { bound, V } = bind(algorithm, cfg.resolved, weights.tensors, cfg.schemaErrors, out);
+    if (scanValues) scan(dir, weights.tensors, bound, V, out);
+  }
   return out;
 }
 

@@ -57,17 +57,21 @@ function instances(doc, config) {
   return out;
 }
 
-/** Bind stored tensors ({name: {dtype, shape, file}}) to the layout of the config's algorithm. */
+/**
+ * Bind stored tensors ({name: {dtype, shape, file}}) to the layout of the config's algorithm. Returns the
+ * names bound to an active entry (what the draft reads) and the vocabulary size V, for a value scan.
+ */
 function bind(algorithm, config, tensors, schemaErrors, out) {
   const doc = layout(algorithm);
-  if (!doc) return;
+  const bound = new Set();
+  if (!doc) return { bound };
   let all;
   try {
     all = instances(doc, config);
   } catch (err) {
     if (!(err instanceof ExprError)) throw err;
     if (!schemaErrors) out.push({ code: "layout.expression", pointer: "", file: "config.json" });
-    return;
+    return { bound };
   }
   const byName = new Map();
   for (const inst of all) (byName.get(inst.name) || byName.set(inst.name, []).get(inst.name)).push(inst);
@@ -85,6 +89,7 @@ function bind(algorithm, config, tensors, schemaErrors, out) {
       continue;
     }
     checkTensor(name, inst, t, config, wantDtype, schemaErrors, out);
+    bound.add(name);
   }
   reportMissing(missing, all, tensors, out);
   const forbidden = new Map((doc.forbidden || []).map((f) => [f.name, f.code]));
@@ -92,6 +97,7 @@ function bind(algorithm, config, tensors, schemaErrors, out) {
     if (byName.has(name)) continue;
     out.push({ code: forbidden.get(name) || "layout.unexpected", pointer: `/${esc(name)}`, file: t.file });
   }
+  return { bound, V: all.length ? all[0].scope.V : undefined };
 }
 
 // LAY-5, LAY-6 and hazard.dtype_mismatch for one stored tensor.

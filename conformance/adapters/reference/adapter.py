@@ -132,7 +132,8 @@ def handle(message: dict, operations: dict[str, Operation] = OPERATIONS) -> dict
             report = validate_config(message["document"], message["profile"])
             return {"seq": message["seq"], "findings": [{k: v for k, v in f.items() if k != "file"}
                                                         for f in findings_of(report)]}
-        return {"seq": message["seq"], "findings": findings_of(validate(message["checkpoint_dir"], message["profile"]))}
+        report = validate(message["checkpoint_dir"], message["profile"], scan_values=message.get("scan_values", False))
+        return {"seq": message["seq"], "findings": findings_of(report)}
     if cmd == "load":
         handle_id = f"h{message['seq']}"
         HANDLES[handle_id] = load(message)

@@ -29,8 +29,9 @@ def config_problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
         problems.append(f"draft_vocab_size must be <= {V}; found {config['draft_vocab_size']}")
     if config["block_size"] < 2 and not config["sample_from_anchor"]:
         problems.append(f"block_size must be >= 2 when sample_from_anchor is false; found {config['block_size']}")
-    if "embed_tokens" not in w and (config["target_hidden_size"] or H) != H:
-        problems.append("embed_tokens is absent and the verifier's embedding is not H wide (ALG-EAGLE3-9)")
+    for role in ("embed_tokens", "lm_head"):  # absent: the verifier's own is used (ALG-DFLASH-5)
+        if role not in w and (config["target_hidden_size"] or H) != H:
+            problems.append(f"{role} is absent and the verifier's is not H wide (ALG-DFLASH-5)")
     types = layer_cfg.get("layer_types")
     if types is not None and (len(types) != L or any(t not in KINDS for t in types)):
         problems.append(f"layer_types must hold {L} entries from {list(KINDS)}; found {types}")
@@ -63,6 +64,7 @@ class DFlash:
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
         self.w = w
         self.embed = w.get("embed_tokens", verifier.embed_tokens)
+        self.lm_head = w.get("lm_head", verifier.lm_head)  # absent only with the full vocabulary (layout)
         self.aux_ids = tuple(config["aux_hidden_state_layer_ids"])
         self.block_size, self.mask_token_id = config["block_size"], config["mask_token_id"]
         self.first_slot = 0 if config["sample_from_anchor"] else 1  # slot 0 predicts only when sampling from it
@@ -129,7 +131,7 @@ class DFlash:
         """k proposals read from the first k predicting slots of one block pass.
         Spec: spec/algorithms/dflash.md#ALG-DFLASH-7"""
         slots = self.slots(k)
-        logits = F.linear(self.block_states(ctx)[slots.start:slots.stop], self.w["lm_head"])  # [k, H] -> [k, V_d]
+        logits = F.linear(self.block_states(ctx)[slots.start:slots.stop], self.lm_head)  # [k, H] -> [k, V_d]
         ids, probs = [], []
         for row in logits:
             draft_id, q = pick(row)

@@ -54,7 +54,7 @@ class DSpark:
 
     def slot_logits(self, hid: torch.Tensor, prev: int, state: torch.Tensor):
         """lm_head(hid) plus the Markov bias of `prev` (a verifier id): (logits [V_d], emb [r] or None, state)."""
-        base = F.linear(hid, self.w["lm_head"])  # [H] -> [V_d]
+        base = F.linear(hid, self.flash.lm_head)  # [H] -> [V_d]
         if self.rank == 0:
             return base, None, state
         emb = self.w["markov_w1"][prev]  # indexed by verifier id: [V, r] -> [r]
