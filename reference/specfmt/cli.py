@@ -1,4 +1,4 @@
-"""The specfmt command line: validate, inspect, schema, generate.
+"""The specfmt command line: validate, inspect, schema, generate, eval.
 
 Exit codes: 0 no error (warnings are printed), 1 at least one error, 2 usage error.
 """
@@ -136,6 +136,102 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None) -> tuple[list[list[int]], list[int]]:
+    """Token ids of the first `limit` records of a prompt file, and the verifier's end-of-sequence ids with
+    the tokenizer's eos_token first (decoding stops on the first). Raises ValueError for a usage mistake."""
+    from specfmt.text import Text, TextError, _ids, read_prompts
+
+    path = Path(prompts_file)
+    if not path.is_file():
+        raise TextError(f"{path}: no such prompt file")
+    records = read_prompts(path)[:limit]
+    if not records:
+        raise TextError(f"{path}: no prompt in the file")
+    try:
+        text = Text.from_verifier(verifier_dir)
+    except TextError:
+        if any("prompt_ids" not in r for r in records):
+            raise
+        text = None
+    prompts = [text.prompt_ids(r) if text else [int(i) for i in r["prompt_ids"]] for r in records]
+    if text is None:
+        eos = set()
+        for name in ("generation_config.json", "config.json"):
+            if (Path(verifier_dir) / name).is_file():
+                eos |= _ids(json.loads((Path(verifier_dir) / name).read_text(encoding="utf-8")).get("eos_token_id"))
+        return prompts, sorted(eos)
+    first = text.tokenizer.token_to_id(text.special_tokens.get("eos_token", ""))
+    return prompts, sorted(text.eos_ids, key=lambda i: (i != first, i))
+
+
+def _eval_usage(args: argparse.Namespace) -> str | None:
+    """The first usage mistake in the directories and options of `specfmt eval`, or None."""
+    import importlib.util
+
+    if not (Path(args.verifier) / "config.json").is_file():
+        return f"{args.verifier}: not a verifier directory (no config.json)"
+    if not Path(args.draft).is_dir():
+        return f"{args.draft}: no such draft directory"
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        return "--plot needs matplotlib (pip install specfmt[plots])"
+    if min(args.k, args.max_new_tokens, args.limit or 1, args.threads or 1) < 1:
+        return "--k, --max-new-tokens, --limit and --threads are at least 1"
+    return None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from specfmt.evaluate import evaluate, format_text, plot, set_threads
+    from specfmt.findings import ValidationError
+    from specfmt.runtime import load_draft, pick_dtype
+    from specfmt.verifier import Verifier
+
+    problem = _eval_usage(args)
+    if problem is None:
+        try:
+            prompts, eos_ids = eval_prompts(args.verifier, args.prompts, args.limit)
+        except (ValueError, TypeError, KeyError) as e:
+            problem = str(e)
+    if problem is not None:
+        print(f"specfmt eval: {problem}", file=sys.stderr)
+        return 2
+    set_threads(args.threads)
+    try:
+        verifier = Verifier.from_pretrained(args.verifier, "cpu", pick_dtype(args.dtype))
+        if any(not p or min(p) < 0 or max(p) >= verifier.vocab_size for p in prompts):
+            raise ValueError(f"{args.prompts}: a prompt is empty or has an id outside [0, {verifier.vocab_size})")
+        draft, _ = load_draft(args.draft, verifier)
+        result = evaluate(verifier, draft, prompts, args.k, args.max_new_tokens, eos_ids)
+    except ValidationError as e:
+        for f in e.findings:
+            print(f)
+        return 1
+    except (OSError, ValueError, KeyError) as e:
+        print(f"specfmt eval: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.plot:
+        plot(result, args.plot)
+    print(json.dumps(result, indent=2) if args.format == "json" else format_text(result))
+    return 0
+
+
+def add_eval_parser(sub) -> None:
+    e = sub.add_parser("eval", help="speed of speculative against plain greedy decoding on a prompt file")
+    e.add_argument("--verifier", required=True, help="Hugging Face checkpoint directory of the verifier")
+    e.add_argument("--draft", required=True, help="specfmt checkpoint directory of the draft")
+    e.add_argument("--prompts", required=True, help="JSON lines of {prompt|messages|prompt_ids}, or text lines")
+    e.add_argument("--k", type=int, default=3, help="draft tokens per step")
+    e.add_argument("--max-new-tokens", type=int, default=128)
+    e.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    e.add_argument("--threads", type=int, help="torch threads (default: the CPUs this process may use)")
+    e.add_argument("--limit", type=int, help="the first N prompts only")
+    e.add_argument("--out", help="write the result JSON here")
+    e.add_argument("--plot", help="write a PNG of acceptance by position here")
+    e.add_argument("--format", choices=("text", "json"), default="text")
+    e.set_defaults(func=cmd_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specfmt", description="The specfmt draft-checkpoint standard.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16"), default="float32")
     g.add_argument("--format", choices=("text", "json"), default="text")
     g.set_defaults(func=cmd_generate)
+    add_eval_parser(sub)
     return parser
 
 

@@ -1,0 +1,191 @@
+"""Benchmark: speculative decoding of a real verifier and draft against the verifier alone, side by side in
+one process, for several k, with the Leviathan et al. bound for each, and a peer row: transformers'
+AutoModelForCausalLM (LlamaForCausalLM for a llama verifier) .generate, greedy, against our plain greedy
+decoding on the same prompts.
+
+For each k, specfmt.evaluate.evaluate() alternates plain and speculative decoding per prompt and reports
+tokens/s, speedup, tau, alpha, c, r and the bound S = expected_tokens(alpha, k) / (k c + r). The peer row
+alternates our plain decoding and transformers' per prompt and reports the ratio of their tokens/s and
+whether the tokens are the same. Absolute times are noise on a shared machine; read the ratios.
+
+Writes OUT/results.json, OUT/acceptance.png (acceptance by position at --main-k) and OUT/speedup_vs_k.png.
+
+Usage: python benchmarks/speculative.py --verifier DIR --draft DIR --prompts FILE [--dtype bfloat16]
+    [--k 1 2 3 4 5] [--main-k 3] [--max-new-tokens 64] [--limit N] [--threads N] [--out bench/]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from specfmt.cli import eval_prompts
+from specfmt.evaluate import evaluate, plot, set_threads
+from specfmt.findings import ValidationError
+from specfmt.generate import generate_plain
+from specfmt.proposal import Proposal
+from specfmt.runtime import load_draft, pick_dtype
+from specfmt.verifier import Verifier
+
+
+def refuse(message: str) -> None:
+    print(f"benchmarks/speculative.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def load_peer(verifier_dir: str, dtype: torch.dtype, eos: int | None):
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    model = AutoModelForCausalLM.from_pretrained(verifier_dir, dtype=dtype).eval()  # LlamaForCausalLM for llama
+    model.generation_config.eos_token_id = eos  # stop where ours stops, or nowhere
+    return model
+
+
+@torch.inference_mode()
+def peer_generate(model, prompt: list[int], max_new_tokens: int, eos: int | None) -> list[int]:
+    ids = torch.tensor([prompt])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new_tokens,
+                         eos_token_id=eos, pad_token_id=eos if eos is not None else 0)
+    return out[0, len(prompt):].tolist()
+
+
+def peer_row(model, verifier: Verifier, prompts: list[list[int]], max_new_tokens: int, eos: int | None) -> dict:
+    """Our plain greedy decoding and transformers' on each prompt, alternating which runs first."""
+    def ours(p):
+        return timed(lambda: generate_plain(verifier, p, max_new_tokens, Proposal(), eos_token_id=eos))
+
+    def theirs(p):
+        return timed(lambda: peer_generate(model, p, max_new_tokens, eos))
+
+    generate_plain(verifier, prompts[0], 8, Proposal(), eos_token_id=eos)  # warm-up of both, a few tokens
+    peer_generate(model, prompts[0], 8, eos)
+    totals = {"ours_tokens": 0, "ours_seconds": 0.0, "peer_tokens": 0, "peer_seconds": 0.0}
+    mismatches = []
+    for i, p in enumerate(prompts):
+        if i % 2 == 0:
+            a, ta = ours(p)
+            b, tb = theirs(p)
+        else:
+            b, tb = theirs(p)
+            a, ta = ours(p)
+        totals["ours_tokens"] += len(a)
+        totals["ours_seconds"] += ta
+        totals["peer_tokens"] += len(b)
+        totals["peer_seconds"] += tb
+        if a != b:
+            mismatches.append(i)
+    ours_tps, peer_tps = totals["ours_tokens"] / totals["ours_seconds"], totals["peer_tokens"] / totals["peer_seconds"]
+    return {"peer": f"transformers {type(model).__name__}.generate(do_sample=False)", **totals,
+            "tokens_per_s_ours": ours_tps, "tokens_per_s_peer": peer_tps, "peer_over_ours": peer_tps / ours_tps,
+            "identical": len(prompts) - len(mismatches), "mismatches": mismatches}
+
+
+def plot_speedup(runs: list[dict], peer: dict, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ks = [r["k"] for r in runs]
+    ax.plot(ks, [r["speedup"] for r in runs], "o-", label="measured speedup (ours, spec / plain)")
+    ax.plot(ks, [r["bound"] for r in runs], "s--", label="Leviathan bound E[tokens] / (k c + r)")
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.axhline(peer["peer_over_ours"], color="tab:red", linestyle=":",
+               label=f"transformers plain / ours plain ({peer['peer_over_ours']:.2f})")
+    ax.set(xlabel="k (drafts per step)", ylabel="tokens/s over our plain decoding", xticks=ks,
+           title=f"speedup against k ({runs[0]['dtype']}, {runs[0]['threads']} threads)")
+    ax.legend(fontsize=8)
+    fig.savefig(path)
+
+
+def print_table(runs: list[dict], skipped: dict, peer: dict) -> None:
+    print(f"{'k':>2} {'plain tok/s':>11} {'spec tok/s':>10} {'speedup':>7} {'tau':>5} {'alpha':>5} {'c':>6} "
+          f"{'r':>5} {'bound':>6} {'speedup/bound':>13} {'identical':>9}")
+    for r in runs:
+        print(f"{r['k']:>2} {r['tokens_per_s_plain']:>11.1f} {r['tokens_per_s_speculative']:>10.1f} "
+              f"{r['speedup']:>7.3f} {r['tau']:>5.2f} {r['alpha']:>5.2f} {r['c']:>6.3f} {r['r']:>5.2f} "
+              f"{r['bound']:>6.3f} {r['speedup_over_bound']:>13.3f} {r['identical']:>5}/{r['prompts']}")
+    print(f"(1-minute load average at the end of each k: {[r['load_average'] for r in runs]})")
+    for k, message in skipped.items():
+        print(f"{k:>2} skipped: {message}")
+    print(f"peer: transformers {peer['tokens_per_s_peer']:.1f} tok/s, ours plain {peer['tokens_per_s_ours']:.1f} "
+          f"tok/s, transformers / ours {peer['peer_over_ours']:.3f}, identical tokens {peer['identical']}/"
+          f"{len(peer['mismatches']) + peer['identical']}")
+
+
+def load(args: argparse.Namespace):
+    """The prompts, eos ids, verifier and draft; refuses (exit 2, one line) on a usage mistake."""
+    if not (Path(args.verifier) / "config.json").is_file():
+        refuse(f"{args.verifier}: not a verifier directory (no config.json)")
+    if not Path(args.draft).is_dir():
+        refuse(f"{args.draft}: no such draft directory")
+    if importlib.util.find_spec("matplotlib") is None or importlib.util.find_spec("transformers") is None:
+        refuse("the benchmark needs matplotlib and transformers (pip install specfmt[plots] transformers)")
+    try:
+        prompts, eos_ids = eval_prompts(args.verifier, args.prompts, args.limit)
+        verifier = Verifier.from_pretrained(args.verifier, "cpu", pick_dtype(args.dtype))
+        draft, _ = load_draft(args.draft, verifier)
+    except ValidationError as e:
+        refuse(f"the draft has errors: {'; '.join(str(f) for f in e.findings)}")
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        refuse(str(e))
+    return prompts, eos_ids, verifier, draft
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verifier", required=True)
+    parser.add_argument("--draft", required=True)
+    parser.add_argument("--prompts", required=True)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--main-k", type=int, default=3, help="the k of acceptance.png")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--out", default="bench")
+    args = parser.parse_args()
+    prompts, eos_ids, verifier, draft = load(args)
+    threads = set_threads(args.threads)
+    print(f"{len(prompts)} prompts, {args.max_new_tokens} new tokens, {args.dtype}, {threads} threads", flush=True)
+    runs, skipped = [], {}
+    for k in args.k:
+        try:
+            runs.append(evaluate(verifier, draft, prompts, k, args.max_new_tokens, eos_ids))
+            print(f"k {k}: speedup {runs[-1]['speedup']:.3f}, bound {runs[-1]['bound']:.3f}", flush=True)
+        except ValueError as e:
+            skipped[k] = str(e)
+    if not runs:
+        refuse(f"no k could be evaluated: {skipped}")
+    eos = eos_ids[0] if eos_ids else None
+    peer = peer_row(load_peer(args.verifier, pick_dtype(args.dtype), eos), verifier, prompts, args.max_new_tokens,
+                    eos)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    main_run = next((r for r in runs if r["k"] == args.main_k), runs[0])
+    (out / "results.json").write_text(json.dumps({"schema": "specfmt.bench.speculative/1", "main_k": main_run["k"],
+                                                  "runs": runs, "skipped": skipped, "peer": peer}, indent=2) + "\n")
+    plot(main_run, out / "acceptance.png")
+    plot_speedup(runs, peer, out / "speedup_vs_k.png")
+    print_table(runs, skipped, peer)
+    print(f"wrote {out / 'results.json'}, {out / 'acceptance.png'}, {out / 'speedup_vs_k.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Speed of speculative decoding against the verifier alone, on the same prompts in one process, and the
+bound Leviathan et al. predict from the measured acceptance and costs.
+
+Leviathan, Kalman, Matias (2023), "Fast Inference from Transformers via Speculative Decoding", ICML,
+Theorem 3.8: with per-token acceptance rate alpha (i.i.d. model), K drafts per step and cost coefficient
+c, the expected walltime improvement factor is (1 - alpha^(K+1)) / ((1 - alpha)(K c + 1)). The paper
+assumes a pass over K+1 tokens costs what a one-token step costs; here that cost is measured as r, so
+the bound is expected_tokens(alpha, K) / (K c + r) (r = 1 is the paper's factor).
+
+`evaluate()` returns a JSON-serialisable dict; its keys (schema "specfmt.eval/1"):
+    schema                  "specfmt.eval/1"
+    k, max_new_tokens       drafts per step, new-token limit per prompt
+    dtype, device, threads  verifier dtype ("bfloat16"), device ("cpu"), torch threads used
+    load_average            the machine's 1-minute load average at the end (null where unknown): a load
+                            above the CPU count means other processes took time from the measurement
+    prompts                 number of prompts
+    eos_token_id            the id decoding stops on (the first of eos_ids), or null
+    tokens_plain, tokens_speculative     tokens generated in all prompts, by each decoder
+    seconds_plain, seconds_speculative   wall time of all prompts, by each decoder (prefill included)
+    tokens_per_s_plain, tokens_per_s_speculative   tokens / seconds
+    speedup                 tokens_per_s_speculative / tokens_per_s_plain
+    steps                   verifier steps of speculative decoding, all prompts
+    tau                     mean tokens committed per step (accepted drafts + 1)
+    acceptance_by_position  [k] fraction of steps whose j-th draft was accepted
+    alpha                   per-token acceptance rate, maximum likelihood (alpha_mle)
+    expected_tokens         expected_tokens(alpha, k)
+    c, r                    cost coefficients (measure_costs); t_verify_1, t_verify_k1, t_draft in seconds
+    bound                   leviathan_bound(alpha, k, c, r)
+    speedup_over_bound      speedup / bound
+    identical               prompts whose speculative tokens equal the plain ones
+    mismatches              indices of the prompts that differ (a bf16 near tie can flip a token)
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import torch
+
+from specfmt.generate import generate, generate_plain
+from specfmt.proposal import Context, Picker, Proposal
+
+SCHEMA = "specfmt.eval/1"
+
+
+class PlotError(RuntimeError):
+    """Plotting was asked for and matplotlib is not installed."""
+
+
+def alpha_mle(accepted: list[int], k: int) -> float:
+    """Per-token acceptance rate alpha, estimated by maximum likelihood from accepted drafts per step.
+
+    Under the i.i.d. model each draft is accepted with probability alpha until the first rejection, so a
+    step that accepts n < k drafts has probability alpha^n (1 - alpha) and a step that accepts all k has
+    alpha^k. The log-likelihood of the steps is S log(alpha) + m log(1 - alpha), with S = sum(n) and
+    m = #{steps with n < k}; its derivative S/alpha - m/(1 - alpha) vanishes at alpha = S / (S + m).
+    No step at all gives 0.0.
+    """
+    total = sum(accepted)
+    rejected = sum(1 for n in accepted if n < k)
+    return total / (total + rejected) if total + rejected else 0.0
+
+
+def expected_tokens(alpha: float, k: int) -> float:
+    """Expected tokens per verifier step, (1 - alpha^(k+1)) / (1 - alpha); k + 1 when alpha is 1.
+    Leviathan et al. 2023, eq. (1)."""
+    if alpha >= 1.0:
+        return float(k + 1)
+    return (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def leviathan_bound(alpha: float, k: int, c: float, r: float) -> float:
+    """Expected speedup of speculative over plain decoding: expected_tokens(alpha, k) / (k c + r).
+
+    c: draft time per drafted token over the time of one plain verifier step (the paper's c);
+    r: verifier time for one pass over k + 1 tokens over the time of one plain verifier step (the paper
+    takes r = 1). Leviathan et al. 2023, Theorem 3.8, with r generalising the verification cost."""
+    return expected_tokens(alpha, k) / (k * c + r)
+
+
+def set_threads(count: int | None = None) -> int:
+    """Set torch's intra-op threads to `count` (default: the CPUs this process may run on) and return the
+    count in use; a bare python may otherwise not use every core it is given."""
+    if count is None:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(count)
+    return torch.get_num_threads()
+
+
+def _sync(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _median_seconds(fn, repeats: int, device) -> float:
+    """Median wall time of `fn` over `repeats` calls, after one untimed call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def measure_costs(verifier, draft, prompt_ids: list[int], k: int, repeats: int = 20) -> dict:
+    """c and r after `prompt_ids`: medians of a one-token verifier step, a (k+1)-token verifier pass and
+    draft.propose of k tokens (steady state: the catch-up over the prompt is done first)."""
+    verifier.truncate(0)
+    draft.reset()
+    out = verifier.forward(torch.tensor(prompt_ids), draft.aux_ids)
+    n = len(verifier)
+    pending = int(out.logits[-1].argmax())
+    ctx = Context(list(prompt_ids) + [pending], out.aux, out.last, out.normed)
+    draft.propose(ctx, k, Picker())  # rows over the prompt; each later call recomputes only its k rows
+    tokens = torch.tensor([pending] * (k + 1))
+
+    def verify(rows: int, aux_ids: tuple[int, ...]) -> None:
+        verifier.forward(tokens[:rows], aux_ids)
+        verifier.truncate(n)
+
+    device = verifier.device
+    t_verify_1 = _median_seconds(lambda: verify(1, ()), repeats, device)
+    t_verify_k1 = _median_seconds(lambda: verify(k + 1, draft.aux_ids), repeats, device)
+    t_draft = _median_seconds(lambda: draft.propose(ctx, k, Picker()), repeats, device)
+    return {"c": t_draft / k / t_verify_1, "r": t_verify_k1 / t_verify_1, "t_verify_1": t_verify_1,
+            "t_verify_k1": t_verify_k1, "t_draft": t_draft}
+
+
+def _timed(fn, device):
+    _sync(device)
+    start = time.perf_counter()
+    result = fn()
+    _sync(device)
+    return result, time.perf_counter() - start
+
+
+def _run_pair(verifier, draft, prompt: list[int], max_new_tokens: int, k: int, eos: int | None,
+              plain_first: bool) -> dict:
+    """Plain and speculative greedy decoding of one prompt, in the given order, each timed."""
+    device = verifier.device
+
+    def plain():
+        return _timed(lambda: generate_plain(verifier, prompt, max_new_tokens, Proposal(), eos_token_id=eos),
+                      device)
+
+    def speculative():
+        return _timed(lambda: generate(verifier, draft, prompt, max_new_tokens,
+                                       Proposal("greedy", speculative_tokens=k), eos_token_id=eos), device)
+
+    if plain_first:
+        (tokens, t_plain), (gen, t_spec) = plain(), speculative()
+    else:
+        (gen, t_spec), (tokens, t_plain) = speculative(), plain()
+    return {"plain": tokens, "speculative": gen.tokens, "accepted": gen.stats.accepted, "t_plain": t_plain,
+            "t_speculative": t_spec}
+
+
+def evaluate(verifier, draft, prompts: list[list[int]], k: int, max_new_tokens: int, eos_ids=(),
+             warmup: int = 1, repeats: int = 20) -> dict:
+    """Plain against speculative greedy decoding of every prompt, alternating which runs first (plain
+    first on even prompts) to cancel drift; the result dict is described in the module docstring.
+    Raises ValueError when the draft cannot propose k tokens, or there is no prompt."""
+    if not prompts:
+        raise ValueError("no prompts to evaluate")
+    eos = next(iter(eos_ids), None)
+    costs = measure_costs(verifier, draft, prompts[0], k, repeats)
+    for _ in range(warmup):
+        _run_pair(verifier, draft, prompts[0], min(max_new_tokens, 8), k, eos, True)
+    runs = [_run_pair(verifier, draft, p, max_new_tokens, k, eos, i % 2 == 0) for i, p in enumerate(prompts)]
+    result = {"schema": SCHEMA, "k": k, "max_new_tokens": max_new_tokens,
+              "dtype": str(verifier.dtype).removeprefix("torch."), "device": str(verifier.device),
+              "threads": torch.get_num_threads(), "prompts": len(prompts), "eos_token_id": eos,
+              "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    return {**result, **_aggregate(runs, costs, k)}
+
+
+def _aggregate(runs: list[dict], costs: dict, k: int) -> dict:
+    tokens_plain = sum(len(run["plain"]) for run in runs)
+    tokens_spec = sum(len(run["speculative"]) for run in runs)
+    seconds_plain = sum(run["t_plain"] for run in runs)
+    seconds_spec = sum(run["t_speculative"] for run in runs)
+    accepted = [n for run in runs for n in run["accepted"]]
+    steps = max(len(accepted), 1)
+    alpha = alpha_mle(accepted, k)
+    speedup = (tokens_spec / seconds_spec) / (tokens_plain / seconds_plain)
+    bound = leviathan_bound(alpha, k, costs["c"], costs["r"])
+    mismatches = [i for i, run in enumerate(runs) if run["plain"] != run["speculative"]]
+    return {"tokens_plain": tokens_plain, "tokens_speculative": tokens_spec, "seconds_plain": seconds_plain,
+            "seconds_speculative": seconds_spec, "tokens_per_s_plain": tokens_plain / seconds_plain,
+            "tokens_per_s_speculative": tokens_spec / seconds_spec, "speedup": speedup, "steps": len(accepted),
+            "tau": sum(n + 1 for n in accepted) / steps,
+            "acceptance_by_position": [sum(n > j for n in accepted) / steps for j in range(k)],
+            "alpha": alpha, "expected_tokens": expected_tokens(alpha, k), **costs, "bound": bound,
+            "speedup_over_bound": speedup / bound, "identical": len(runs) - len(mismatches),
+            "mismatches": mismatches}
+
+
+def format_text(result: dict) -> str:
+    """The result as a short two-column table."""
+    acceptance = "[" + ", ".join(f"{a:.3f}" for a in result["acceptance_by_position"]) + "]"
+    rows = [("plain tok/s", f"{result['tokens_per_s_plain']:.1f}"),
+            ("speculative tok/s", f"{result['tokens_per_s_speculative']:.1f}"),
+            ("speedup", f"{result['speedup']:.3f}"), ("tau", f"{result['tau']:.3f}"),
+            ("alpha", f"{result['alpha']:.3f}"), ("acceptance by position", acceptance),
+            ("c", f"{result['c']:.4f}"), ("r", f"{result['r']:.3f}"), ("bound", f"{result['bound']:.3f}"),
+            ("speedup / bound", f"{result['speedup_over_bound']:.3f}"),
+            ("identical", f"{result['identical']}/{result['prompts']}")]
+    head = (f"k {result['k']}, {result['prompts']} prompts, {result['max_new_tokens']} new tokens, "
+            f"{result['dtype']} on {result['device']}, {result['threads']} threads, load {result['load_average']}")
+    return "\n".join([head] + [f"  {name:<24}{value}" for name, value in rows])
+
+
+def plot(result: dict, path) -> None:
+    """A PNG at `path`: acceptance by draft position (bars) and tau, alpha, speedup and bound.
+    Raises PlotError when matplotlib is absent."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise PlotError("plotting needs matplotlib (pip install specfmt[plots])") from None
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)  # the Agg backend, without touching pyplot's global state
+    ax = fig.add_subplot()
+    positions = list(range(1, result["k"] + 1))
+    ax.bar(positions, result["acceptance_by_position"], color="tab:blue")
+    ax.set(xlabel="draft position j", ylabel="fraction of steps accepting draft j", ylim=(0, 1.05),
+           xticks=positions, title=f"acceptance by position, k = {result['k']} ({result['dtype']})")
+    text = (f"tau {result['tau']:.3f}\nalpha {result['alpha']:.3f}\nspeedup {result['speedup']:.3f}\n"
+            f"bound {result['bound']:.3f}")
+    ax.text(0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", family="monospace",
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9})
+    fig.savefig(path)

@@ -1,0 +1,126 @@
+"""specfmt.evaluate and `specfmt eval`: the Leviathan estimates on hand-computed numbers, plain against
+speculative decoding on a tiny verifier, and the command line's results and usage errors."""
+
+import json
+
+import pytest
+
+from builders import draft_for, verifier_for, write_variant, write_verifier
+from specfmt.cli import main
+from specfmt.evaluate import alpha_mle, evaluate, expected_tokens, leviathan_bound
+
+PROMPTS = [[1, 5, 9], [2, 7], [3, 3, 3, 4], [10, 20, 30]]
+
+
+def test_alpha_mle_is_one_when_every_step_accepts_all_drafts():
+    assert alpha_mle([3, 3, 3], 3) == 1.0
+
+
+def test_alpha_mle_is_zero_when_no_draft_is_accepted():
+    assert alpha_mle([0, 0], 3) == 0.0
+
+
+def test_alpha_mle_counts_accepted_drafts_over_accepted_plus_rejecting_steps():
+    # sum(n) = 4; steps with n < 3: [1, 0] -> 2; alpha = 4 / (4 + 2)
+    assert alpha_mle([1, 3, 0], 3) == pytest.approx(4 / 6)
+
+
+def test_alpha_mle_of_no_step_is_zero():
+    assert alpha_mle([], 3) == 0.0
+
+
+def test_expected_tokens_sums_the_geometric_series():
+    assert expected_tokens(0.5, 2) == pytest.approx(1 + 0.5 + 0.25)
+    assert expected_tokens(0.0, 4) == 1.0
+    assert expected_tokens(1.0, 3) == 4.0
+
+
+def test_leviathan_bound_divides_expected_tokens_by_the_step_cost():
+    # alpha 0.5, k 2: 1.75 tokens per step; cost 2 * 0.125 + 1.0 = 1.25 plain steps
+    assert leviathan_bound(0.5, 2, 0.125, 1.0) == pytest.approx(1.4)
+    assert leviathan_bound(1.0, 3, 0.0, 2.0) == pytest.approx(2.0)
+
+
+def test_evaluate_reports_identical_tokens_and_acceptance_of_length_k_in_float32():
+    verifier = verifier_for(0)
+    draft = draft_for("eagle3", verifier)
+    result = evaluate(verifier, draft, PROMPTS, 3, 12, (), repeats=3)
+    assert result["identical"] == len(PROMPTS) and result["mismatches"] == []
+    assert len(result["acceptance_by_position"]) == 3 and result["k"] == 3
+    assert result["tokens_per_s_plain"] > 0 and result["tokens_per_s_speculative"] > 0
+    assert result["tokens_plain"] == result["tokens_speculative"] == 12 * len(PROMPTS)
+    assert result["tau"] >= 1.0 and result["c"] > 0 and result["r"] > 0
+    assert result["bound"] == pytest.approx(leviathan_bound(result["alpha"], 3, result["c"], result["r"]))
+    json.dumps(result, allow_nan=False)
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt_ids": p}) + "\n" for p in PROMPTS))
+    return write_verifier(tmp_path / "verifier", tokenizer=True), write_variant("eagle3", tmp_path / "draft"), prompts
+
+
+def eval_args(verifier, draft, prompts, *more) -> list[str]:
+    return ["eval", "--verifier", str(verifier), "--draft", str(draft), "--prompts", str(prompts),
+            "--max-new-tokens", "8", "--threads", "1", *more]
+
+
+def test_eval_writes_the_result_json_and_an_acceptance_png(dirs, tmp_path, capsys):
+    out, png = tmp_path / "results.json", tmp_path / "acceptance.png"
+    code = main(eval_args(*dirs, "--k", "2", "--out", str(out), "--plot", str(png)))
+    result = json.loads(out.read_text())
+    assert code == 0
+    assert result["k"] == 2 and result["prompts"] == len(PROMPTS) and result["identical"] == len(PROMPTS)
+    assert result["threads"] == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "speedup" in capsys.readouterr().out
+
+
+def test_eval_reads_text_prompts_with_the_verifier_tokenizer(dirs, tmp_path, capsys):
+    verifier, draft, _ = dirs
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("w1 w5 w9\nw2 w7\n")
+    code = main(eval_args(verifier, draft, prompts, "--format", "json"))
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["prompts"] == 2
+
+
+def usage_error(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_eval_refuses_a_missing_verifier_directory_in_one_line(dirs, tmp_path, capsys):
+    _, draft, prompts = dirs
+    assert "not a verifier directory" in usage_error(capsys, eval_args(tmp_path / "absent", draft, prompts))
+
+
+def test_eval_refuses_an_absent_prompt_file_in_one_line(dirs, tmp_path, capsys):
+    verifier, draft, _ = dirs
+    assert "no such prompt file" in usage_error(capsys, eval_args(verifier, draft, tmp_path / "absent.jsonl"))
+
+
+def test_eval_refuses_more_drafts_than_a_medusa_draft_has_heads_in_one_line(dirs, tmp_path, capsys):
+    verifier, _, prompts = dirs
+    medusa = write_variant("medusa", tmp_path / "medusa")
+    err = usage_error(capsys, eval_args(verifier, medusa, prompts, "--k", "5"))
+    assert "medusa cannot propose 5 tokens with 3 heads" in err
+
+
+def test_eval_refuses_text_prompts_without_a_tokenizer_in_one_line(tmp_path, capsys):
+    verifier = write_verifier(tmp_path / "verifier")
+    draft = write_variant("eagle3", tmp_path / "draft")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello\n")
+    assert "tokenizer.json" in usage_error(capsys, eval_args(verifier, draft, prompts))
+
+
+def test_eval_prints_the_findings_of_a_draft_with_errors_and_exits_1(dirs, capsys):
+    verifier, draft, prompts = dirs
+    (draft / "model.safetensors").unlink()
+    assert main(eval_args(verifier, draft, prompts)) == 1
+    assert "[weights.missing]" in capsys.readouterr().out
