@@ -199,21 +199,6 @@ def convert_tensors(reader, config: dict, dtype: str) -> dict:
     return tensors
 
 
-def write_weights(path: Path, tensors: dict) -> None:
-    """The file specfmt.safetensors_file.write_tensors writes (its header_bytes, names sorted), with the data
-    written through numpy: write_tensors copies each byte in Python, about 20 minutes for this model."""
-    import torch
-
-    from specfmt.safetensors_file import TORCH_DTYPES, header_bytes
-
-    names = sorted(tensors)
-    entries = [(n, TORCH_DTYPES[str(tensors[n].dtype).removeprefix("torch.")], list(tensors[n].shape)) for n in names]
-    with open(path, "wb") as f:
-        f.write(header_bytes(entries, {"format": "pt"}))
-        for n in names:
-            f.write(tensors[n].contiguous().view(torch.uint8).numpy().data)  # numpy has no bfloat16; bytes have
-
-
 def write_json(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -230,6 +215,8 @@ def convert(gguf_path: Path, out: Path, dtype: str) -> None:
     """Write the Hugging Face directory `out` from the GGUF file."""
     from gguf import GGUFReader
 
+    from specfmt.safetensors_file import write_tensors
+
     started = time.perf_counter()
     reader = GGUFReader(gguf_path)
     meta = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
@@ -239,7 +226,7 @@ def convert(gguf_path: Path, out: Path, dtype: str) -> None:
     log(f"dequantized {len(tensors)} tensors to {dtype}", started)
     started = time.perf_counter()
     out.mkdir()
-    write_weights(out / WEIGHTS, tensors)
+    write_tensors(out / WEIGHTS, tensors, {"format": "pt"})
     write_json(out / "config.json", config)
     write_json(out / "generation_config.json", {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")})
     build_tokenizer(meta).save(str(out / "tokenizer.json"))

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from specfmt.algorithms import BUILDERS
+from specfmt.algorithms import ALGORITHMS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "reference" / "specfmt"
 MODULES = sorted((PACKAGE / "algorithms").glob("*.py"))
 
 
 def test_every_algorithm_has_its_own_module():
-    assert {p.stem for p in MODULES} - {"__init__"} == set(BUILDERS)
+    assert {p.stem for p in MODULES} - {"__init__"} == set(ALGORITHMS)
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)

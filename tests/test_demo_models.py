@@ -94,15 +94,6 @@ def test_tokenizer_config_names_special_tokens_and_carries_the_chat_template():
     assert config["add_bos_token"] is False and config["chat_template"] == FAKE_META["tokenizer.chat_template"]
 
 
-def test_weights_file_is_byte_identical_to_specfmts_writer(tmp_path):
-    from specfmt.safetensors_file import write_tensors
-
-    tensors = {"b": torch.arange(6, dtype=torch.bfloat16).reshape(2, 3), "a": torch.ones(3), "c": torch.zeros(2, 2).t()}
-    demo_models.write_weights(tmp_path / "ours.safetensors", tensors)
-    write_tensors(tmp_path / "specfmt.safetensors", tensors, {"format": "pt"})
-    assert (tmp_path / "ours.safetensors").read_bytes() == (tmp_path / "specfmt.safetensors").read_bytes()
-
-
 def test_a_hash_mismatch_is_refused_naming_expected_and_found(tmp_path):
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"abc")

@@ -131,3 +131,15 @@ def test_scan_values_finds_a_t2d_that_disagrees_with_d2t(tmp_path):
     tensors["t2d"] = torch.roll(tensors["t2d"], 1)
     path = save(config, tensors, tmp_path / "ckpt")
     assert validate(path, "compat", scan_values=True).codes() == {("hazard.vocab_mapping", "/t2d")}
+
+
+def test_the_tensor_writer_round_trips_every_dtype_and_layout_through_safetensors(tmp_path):
+    from safetensors.torch import load_file
+
+    tensors = {"bf16": torch.arange(6, dtype=torch.bfloat16).reshape(2, 3), "f32": torch.randn(3),
+               "transposed": torch.randn(2, 3).t(), "i64": torch.arange(4), "mask": torch.tensor([True, False]),
+               "scalar": torch.tensor(2.5)}
+    write_tensors(tmp_path / "t.safetensors", tensors, {"format": "pt"})
+    back = load_file(tmp_path / "t.safetensors")
+    assert back.keys() == tensors.keys()
+    assert all(torch.equal(back[n], t) and back[n].dtype == t.dtype for n, t in tensors.items())

@@ -29,7 +29,7 @@ def draft_logits(resolved: dict, tensors: dict, verifier) -> list:
     out = verifier.forward(torch.tensor(PROMPT[:-1]), draft.aux_ids)
     recorder = RecordingPicker()
     draft.propose(Context(list(PROMPT), out.aux, out.last, out.normed), 3, recorder)
-    return recorder.rows
+    return recorder.logits
 
 
 @pytest.mark.parametrize("variant", FULL_VOCAB)

@@ -144,11 +144,11 @@ def proposal_cases(suite: Path, algorithm: str, k: int = 3, checkpoint: str | No
         draft.reset()
         recorder = RecordingPicker()
         drafted = draft.propose(ctx, k, recorder)
-        margins = [top2_margin(row) for row in recorder.rows] + [pending_margin]
+        margins = [top2_margin(row) for row in recorder.logits] + [pending_margin]
         if min(margins) >= MIN_TOP2_MARGIN and drafted.tokens.numel() > 0:
             break
     if algorithm == "eagle3" and draft.targets is not None:  # the case must catch an implementation that ignores d2t
-        ids = torch.stack([row.argmax() for row in recorder.rows])
+        ids = torch.stack([row.argmax() for row in recorder.logits])
         assert bool((draft.targets[ids] != ids).any()), "the eagle3 proposal needs a draft id with a d2t offset"
     spec = [layout(algorithm)["spec"]]
     golden = {"min_top2_margin": rounded(min(margins))}
@@ -156,11 +156,11 @@ def proposal_cases(suite: Path, algorithm: str, k: int = 3, checkpoint: str | No
         f"num.propose.{name}-k{k}", f"greedy chain of {k} {algorithm} draft tokens, in verifier ids",
         spec, "propose", checkpoint, verifier_path, {"k": k}, inputs, {"draft_tokens": drafted.tokens},
         {"draft_tokens": EXACT}, golden)]
-    if recorder.rows and forward:
+    if recorder.logits and forward:
         cases.append(NumericsCase(
             f"num.draft-forward.{name}-k{k}", f"the {algorithm} draft logits of each of {k} greedy rows",
             spec, "draft_forward", checkpoint, verifier_path, {"k": k}, inputs,
-            {"draft_logits": torch.stack(recorder.rows)}, {"draft_logits": FLOAT32}, golden))
+            {"draft_logits": torch.stack(recorder.logits)}, {"draft_logits": FLOAT32}, golden))
     return cases
 
 

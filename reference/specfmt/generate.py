@@ -84,3 +84,43 @@ def generate_plain(verifier: Verifier, prompt_ids: list[int], max_new_tokens: in
         tokens.append(proposal.next_token(logits, generator))
         logits = verifier.forward(torch.tensor(tokens[-1:])).logits[-1]
     return tokens
+
+
+@torch.inference_mode()
+def generate_batch(verifier: Verifier, prompts: list[list[int]], max_new_tokens: int, eos_ids: set[int],
+                   temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
+    """The verifier alone on several prompts at once (self-distillation data): prompts left-padded to one
+    length, each row at its own positions, pad keys masked; a row stops after an eos id. Greedy at
+    temperature 0, otherwise a draw from softmax(logits / temperature) with `generator`."""
+    lengths = torch.tensor([len(p) for p in prompts])
+    width = int(lengths.max())
+    pad = width - lengths  # [B]
+    tokens = torch.zeros(len(prompts), width, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        tokens[row, int(pad[row]):] = torch.tensor(prompt)
+    valid = torch.arange(width)[None, :] >= pad[:, None]  # [B, S]: keys that are real tokens
+    positions = (torch.arange(width)[None, :] - pad[:, None]).clamp(min=0)  # [B, T]
+    # A pad row attends to itself only, so no row of the attention is empty (which would give NaN).
+    mask = (torch.ones(width, width, dtype=torch.bool).tril() & valid[:, None, :]) | torch.eye(width, dtype=torch.bool)
+    verifier.truncate(0)
+    logits = verifier.forward(tokens, positions=positions.to(verifier.device),
+                              mask=mask[:, None].to(verifier.device)).logits[:, -1]  # [B, V]
+    out: list[list[int]] = [[] for _ in prompts]
+    done = torch.zeros(len(prompts), dtype=torch.bool)
+    for _ in range(max_new_tokens):
+        if bool(done.all()):
+            break
+        if temperature == 0:
+            chosen = logits.argmax(-1).cpu()
+        else:
+            probs = torch.softmax(logits.float() / temperature, -1).cpu()  # [B, V]
+            chosen = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        for row in range(len(prompts)):
+            if not done[row]:
+                out[row].append(int(chosen[row]))
+                done[row] = int(chosen[row]) in eos_ids
+        positions = positions[:, -1:] + 1
+        valid = torch.cat([valid, torch.ones(len(prompts), 1, dtype=torch.bool)], 1)
+        logits = verifier.forward(chosen[:, None].to(verifier.device), positions=positions.to(verifier.device),
+                                  mask=valid[:, None, None, :].to(verifier.device)).logits[:, -1]
+    return out

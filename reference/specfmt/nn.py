@@ -1,6 +1,9 @@
 """Plain-torch building blocks shared by the verifier and the drafts: RMSNorm, RoPE, GQA attention
 with a KV cache that rolls back, SwiGLU, and the llama/qwen2/qwen3 decoder layer.
 
+Every function takes rows [T, H], or a batch of them [B, T, H] (with positions [B, T] and a mask
+[B, 1, T, S]): sequence is always the second-last dimension of activations and of the KV cache.
+
 Weights arrive as dicts keyed by role (the `role` of the layout documents, without the layer
 prefix): `w["q_proj"]`, `w["q_norm"]`, ... On-disk names never appear here.
 """
@@ -74,41 +77,77 @@ def rope_inv_freq(cfg: LayerConfig) -> torch.Tensor:
     return torch.where(is_mid, mid, scaled)
 
 
-def rope(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
-    """Rotate-half RoPE. x: [heads, T, d]; positions: [T]."""
-    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]  # [T, d/2]
-    cos = torch.cat([angles.cos(), angles.cos()], -1).to(x.dtype)
-    sin = torch.cat([angles.sin(), angles.sin()], -1).to(x.dtype)
+Rotary = tuple[torch.Tensor, torch.Tensor]  # the cos and sin of every position, [..., 1, T, d] each
+
+
+def rotary(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype) -> Rotary:
+    """The RoPE tables of `positions` ([..., T]), computed in float64 once per forward pass and shared by its
+    layers (computing them per layer cost more than the layer's matmuls in a one-token step)."""
+    angles = positions.to(torch.float64)[..., None] * inv_freq  # [..., T] -> [..., T, d/2]
+    cos = torch.cat([angles.cos(), angles.cos()], -1).to(dtype).unsqueeze(-3)  # [..., 1, T, d]: every head
+    sin = torch.cat([angles.sin(), angles.sin()], -1).to(dtype).unsqueeze(-3)
+    return cos, sin
+
+
+def rope(x: torch.Tensor, rot: Rotary) -> torch.Tensor:
+    """Rotate-half RoPE. x: [..., heads, T, d]."""
+    cos, sin = rot
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
     return x * cos + rotated * sin
 
 
 class KVCache:
-    """Keys and values of one attention layer; `truncate` rolls back rejected positions."""
+    """Keys and values of one attention layer; `truncate` rolls back rejected positions.
+
+    Without autograd (decoding) appends write into a buffer that doubles when full, so a step costs its own
+    rows, not a copy of the whole cache; under autograd (training) they concatenate, since writing in place
+    would change tensors that backward still needs."""
 
     def __init__(self):
-        self.k: torch.Tensor | None = None  # [n_kv, T, d]
+        self.k: torch.Tensor | None = None  # [..., n_kv, capacity, d]
         self.v: torch.Tensor | None = None
+        self.length = 0
 
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[1]
+        return self.length
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k = k if self.k is None else torch.cat([self.k, k], 1)
-        self.v = v if self.v is None else torch.cat([self.v, v], 1)
-        return self.k, self.v
+        """Add the rows of k and v ([..., n_kv, T, d]); the keys and values of every cached position."""
+        end = self.length + k.shape[-2]
+        if torch.is_grad_enabled():
+            self.k = k if self.length == 0 else torch.cat([self.k[..., :self.length, :], k], -2)
+            self.v = v if self.length == 0 else torch.cat([self.v[..., :self.length, :], v], -2)
+        else:
+            if self.k is None or self.k.shape[-2] < end or self.k.shape[:-2] != k.shape[:-2]:
+                self.k, self.v = self._grown(self.k, k, end), self._grown(self.v, v, end)
+            self.k[..., self.length:end, :] = k
+            self.v[..., self.length:end, :] = v
+        self.length = end
+        return self.k[..., :end, :], self.v[..., :end, :]
+
+    def _grown(self, old: torch.Tensor | None, new: torch.Tensor, end: int) -> torch.Tensor:
+        buffer = new.new_empty(*new.shape[:-2], max(2 * end, 64), new.shape[-1])
+        if old is not None and self.length:
+            buffer[..., :self.length, :] = old[..., :self.length, :]
+        return buffer
 
     def truncate(self, length: int) -> None:
-        if self.k is not None:
-            self.k, self.v = self.k[:, :length], self.v[:, :length]
+        """Keep the first `length` positions; 0 forgets the sequence, batch shape included."""
+        if length == 0:
+            self.k = self.v = None
+        self.length = min(self.length, length)
+
+
+def split_heads(x: torch.Tensor, n: int) -> torch.Tensor:
+    """[..., T, n*d] -> [..., n, T, d]."""
+    return x.unflatten(-1, (n, x.shape[-1] // n)).transpose(-3, -2)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """GQA attention. q: [n_h, T, d]; k, v: [n_kv, S, d]; mask: bool [T, S] (True = attend)."""
-    groups = q.shape[0] // k.shape[0]
-    k, v = k.repeat_interleave(groups, 0), v.repeat_interleave(groups, 0)  # [n_kv, S, d] -> [n_h, S, d]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    """GQA attention. q: [..., n_h, T, d]; k, v: [..., n_kv, S, d]; mask: bool [..., T, S] (True = attend).
+    Query head h reads key-value head h // (n_h / n_kv), without copying the keys per head."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[-3] != k.shape[-3])
 
 
 def causal_mask(t: int, past: int, device) -> torch.Tensor:
@@ -116,26 +155,25 @@ def causal_mask(t: int, past: int, device) -> torch.Tensor:
     return torch.ones(t, past + t, dtype=torch.bool, device=device).tril(past)
 
 
-def decoder_layer(x: torch.Tensor, w: dict, cfg: LayerConfig, positions: torch.Tensor, inv_freq: torch.Tensor,
-                  cache: KVCache, mask: torch.Tensor | None, attn_in: torch.Tensor | None = None,
+def decoder_layer(x: torch.Tensor, w: dict, cfg: LayerConfig, rot: Rotary, cache: KVCache,
+                  mask: torch.Tensor | None, attn_in: torch.Tensor | None = None,
                   residual: torch.Tensor | None = None) -> torch.Tensor:
-    """One pre-norm decoder layer over rows x: [T, H]. `attn_in` replaces input_layernorm(x) as the
+    """One pre-norm decoder layer over rows x: [..., T, H]. `attn_in` replaces input_layernorm(x) as the
     attention input and `residual` replaces x as the residual (EAGLE-3's first layer)."""
     h = attn_in if attn_in is not None else rms_norm(x, w["input_layernorm"], cfg.eps)
     x = x if residual is None else residual
-    x = x + self_attention(h, w, cfg, positions, inv_freq, cache, mask)
+    x = x + self_attention(h, w, cfg, rot, cache, mask)
     return x + silu_mlp(rms_norm(x, w["post_attention_layernorm"], cfg.eps), w)
 
 
-def self_attention(h: torch.Tensor, w: dict, cfg: LayerConfig, positions: torch.Tensor, inv_freq: torch.Tensor,
-                   cache: KVCache, mask: torch.Tensor | None) -> torch.Tensor:
-    t = h.shape[0]
-    q = F.linear(h, w["q_proj"], w.get("q_proj_bias")).view(t, cfg.num_heads, cfg.head_dim).transpose(0, 1)
-    k = F.linear(h, w["k_proj"], w.get("k_proj_bias")).view(t, cfg.num_kv_heads, cfg.head_dim).transpose(0, 1)
-    v = F.linear(h, w["v_proj"], w.get("v_proj_bias")).view(t, cfg.num_kv_heads, cfg.head_dim).transpose(0, 1)
+def self_attention(h: torch.Tensor, w: dict, cfg: LayerConfig, rot: Rotary, cache: KVCache,
+                   mask: torch.Tensor | None) -> torch.Tensor:
+    q = split_heads(F.linear(h, w["q_proj"], w.get("q_proj_bias")), cfg.num_heads)
+    k = split_heads(F.linear(h, w["k_proj"], w.get("k_proj_bias")), cfg.num_kv_heads)
+    v = split_heads(F.linear(h, w["v_proj"], w.get("v_proj_bias")), cfg.num_kv_heads)
     if "q_norm" in w:  # qwen3: per-head RMSNorm over d
         q, k = rms_norm(q, w["q_norm"], cfg.eps), rms_norm(k, w["k_norm"], cfg.eps)
-    q, k = rope(q, positions, inv_freq), rope(k, positions, inv_freq)
+    q, k = rope(q, rot), rope(k, rot)
     k, v = cache.append(k, v)
-    o = attention(q, k, v, mask)  # [n_h, T, d]
-    return F.linear(o.transpose(0, 1).reshape(t, cfg.num_heads * cfg.head_dim), w["o_proj"], w.get("o_proj_bias"))
+    o = attention(q, k, v, mask)  # [..., n_h, T, d]
+    return F.linear(o.transpose(-3, -2).flatten(-2), w["o_proj"], w.get("o_proj_bias"))  # -> [..., T, n_h*d]

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 
+from specfmt.nn import KVCache
 from specfmt.verification import Verdict, process_logits, sample, verify_greedy, verify_sampling, verify_top_k
 
 
@@ -44,7 +45,9 @@ class Drafted:
 
 
 class Draft(Protocol):
-    aux_ids: tuple[int, ...]  # verifier hidden states the draft reads, in the D3 convention
+    """What the decoding loop (specfmt.generate) calls on every draft."""
+
+    aux_ids: tuple[int, ...]  # verifier hidden states the draft reads (spec/config.md#CFG-9)
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Propose at most k tokens after ctx.tokens (a model-based draft proposes exactly k; n-gram
@@ -52,6 +55,45 @@ class Draft(Protocol):
 
     def reset(self) -> None:
         """Forget the sequence: the next propose may see an unrelated context."""
+
+
+class RecurrentDraft(Draft, Protocol):
+    """A state-recurrent draft (EAGLE-3, EAGLE, MTP): what propose_recurrent calls. Each row reads one token
+    and one state and feeds a state to the next row."""
+
+    verified_rows: int  # draft rows computed from verified verifier states; rows after them are speculative
+    caches: list[KVCache]
+    targets: torch.Tensor | None  # verifier id of each draft id (arange(V_d) + d2t); None: the verifier's vocabulary
+    vocab_size: int  # the verifier's vocabulary V
+
+    def forward_rows(self, tokens: torch.Tensor, state: torch.Tensor, positions: torch.Tensor,
+                     mask: torch.Tensor | None = None, caches: list[KVCache] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (token [T], state [T, H]) at `positions` -> (logits [T, V_d], state fed to the next row [T, H]).
+        Attention reads `caches` (default: the draft's own) under `mask` (default: causal over them)."""
+
+
+@dataclass
+class Sample:
+    """One training sequence with its verifier features (specfmt.train): a packed row of documents."""
+
+    tokens: torch.Tensor  # [T] token ids
+    loss_mask: torch.Tensor  # [T] bool: the token is supervised (an assistant or generated token)
+    doc: torch.Tensor  # [T] document id of each token; rows of two documents never attend to each other
+    positions: torch.Tensor  # [T] position of each token within its document
+    aux: torch.Tensor  # [T, A*H_t] the verifier's aux states (CFG-9); [T, 0] when the draft reads none
+    last: torch.Tensor  # [T, H] the verifier's last decoder output, before its final norm (aux id N)
+    normed: torch.Tensor  # [T, H] after the verifier's final norm, what its LM head reads
+
+
+class TrainableDraft(Draft, Protocol):
+    """What the trainer (specfmt.train) calls: the runtime's own module, run in train mode."""
+
+    targets: torch.Tensor | None
+
+    def train_forward(self, sample: Sample, steps: int) -> list[torch.Tensor]:
+        """Teacher-forced logits of every row for steps 0..steps-1: element k is [T, V_d], where row t (which
+        reads the verifier's state at position t) predicts the token at position t + 2 + k."""
 
 
 @dataclass
@@ -142,20 +184,20 @@ def draft_chain(forward_rows, pick: Picker, logits: torch.Tensor, state: torch.T
     return to_target(ids, probs, targets, vocab_size)
 
 
-def propose_recurrent(draft, features, ctx: Context, k: int, pick: Picker) -> Drafted:
+def propose_recurrent(draft: RecurrentDraft, features, ctx: Context, k: int, pick: Picker) -> Drafted:
     """Catch-up rows over the newly verified positions, then the chain of k proposals (EAGLE-3, EAGLE,
-    MTP). `draft` has `rows` (rows computed from verified states), `caches`, `forward_rows`, `targets`
-    and `vocab_size`; `features(positions)` is the state each catch-up row starts from.
+    MTP); `features(positions)` is the state each catch-up row starts from.
     Spec: spec/verification.md#VRF-6"""
     n = len(ctx.tokens) - 1  # positions the verifier has run
-    draft.rows = min(draft.rows, n - 1)  # row n-1 is always recomputed: its logits give the first proposal
+    # Row n-1 is always recomputed: its logits give the first proposal.
+    draft.verified_rows = min(draft.verified_rows, n - 1)
     for cache in draft.caches:
-        cache.truncate(draft.rows)  # forget the speculative rows of the last proposal
-    new = torch.arange(draft.rows, n)
+        cache.truncate(draft.verified_rows)  # forget the speculative rows of the last proposal
+    new = torch.arange(draft.verified_rows, n)
     state = features(new)
     new = new.to(state.device)
     logits, state = draft.forward_rows(torch.tensor(ctx.tokens, device=state.device)[new + 1], state, new)
-    draft.rows = n  # row t reads x[t+1]; rows 0..n-1 now rest on verified states
+    draft.verified_rows = n  # row t reads x[t+1]; rows 0..n-1 now rest on verified states
     return draft_chain(draft.forward_rows, pick, logits, state, n, k, draft.targets, draft.vocab_size)
 
 
@@ -164,8 +206,8 @@ class RecordingPicker(Picker):
 
     def __init__(self):
         super().__init__()
-        self.rows: list[torch.Tensor] = []
+        self.logits: list[torch.Tensor] = []
 
     def __call__(self, logits: torch.Tensor) -> tuple[int, None]:
-        self.rows.append(logits.float().clone())
+        self.logits.append(logits.float().clone())
         return int(logits.argmax()), None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from specfmt.algorithms import BUILDERS
+from specfmt.algorithms import ALGORITHMS
 from specfmt.checkpoint import load
 from specfmt.defaults import resolve
 from specfmt.findings import ValidationError
@@ -32,10 +32,19 @@ def load_draft(path: str | Path, verifier: Verifier, profile: str = "compat") ->
     return build_draft(resolved, tensors, verifier), resolved
 
 
+class DraftRejected(ValueError):
+    """A draft that validates but that the runtime cannot run with this verifier (the module's problems)."""
+
+
 def build_draft(resolved: dict, tensors: dict, verifier: Verifier) -> Draft:
-    """The draft of a resolved config, its tensors (by on-disk name) bound by role, attached to `verifier`."""
+    """The draft of a resolved config, its tensors (by on-disk name) bound by role, attached to `verifier`;
+    DraftRejected lists every problem at once."""
     algorithm = resolved["speculators_model_type"]
-    return BUILDERS[algorithm](resolved, bind_roles(algorithm, resolved, tensors), verifier)
+    module, w = ALGORITHMS[algorithm], bind_roles(algorithm, resolved, tensors)
+    problems = module.problems(resolved, w, verifier)
+    if problems:
+        raise DraftRejected(f"{algorithm} checkpoint rejected: " + "; ".join(problems))
+    return module.build(resolved, w, verifier)
 
 
 def default_proposal(config: dict) -> Proposal:

@@ -8,6 +8,7 @@ Spec: spec/layout.md#SFT-2
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import struct
@@ -58,7 +59,8 @@ def write_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | No
     with open(path, "wb") as f:
         f.write(header_bytes(entries, metadata))
         for n in names:
-            f.write(bytes(tensors[n].detach().cpu().contiguous().clone().untyped_storage()))
+            t = tensors[n].detach().cpu().contiguous()
+            f.write(ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()))  # one memcpy, any dtype
     return Path(path)
 
 

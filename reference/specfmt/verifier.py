@@ -84,18 +84,24 @@ class Verifier:
             cache.truncate(length)
 
     @torch.inference_mode()
-    def forward(self, tokens: torch.Tensor, aux_ids: tuple[int, ...] = ()) -> Output:
-        """Run `tokens` ([T]) after the cached positions; capture hidden_states[k] for k in aux_ids."""
-        past, t = len(self), tokens.numel()
-        positions = torch.arange(past, past + t, device=self.device)
-        mask = nn.causal_mask(t, past, self.device)
-        x = F.embedding(tokens.to(self.device), self.embed_tokens)  # [T] -> [T, H]
+    def forward(self, tokens: torch.Tensor, aux_ids: tuple[int, ...] = (), positions: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> Output:
+        """Run `tokens` ([T], or a batch [B, T]) after the cached positions; capture hidden_states[k] for k in
+        aux_ids. Positions and mask default to the next positions and causal attention; a batch of left-padded
+        rows passes its own (positions [B, T], mask [B, 1, T, S])."""
+        past, t = len(self), tokens.shape[-1]
+        if positions is None:
+            positions = torch.arange(past, past + t, device=self.device)
+        if mask is None:
+            mask = nn.causal_mask(t, past, self.device)
+        x = F.embedding(tokens.to(self.device), self.embed_tokens)  # [..., T] -> [..., T, H]
+        rot = nn.rotary(positions, self.inv_freq, x.dtype)
         states = {0: x}
         for i in range(self.num_layers):
-            x = nn.decoder_layer(x, self.w["layer"][i], self.cfg, positions, self.inv_freq, self.caches[i], mask)
+            x = nn.decoder_layer(x, self.w["layer"][i], self.cfg, rot, self.caches[i], mask)
             states[i + 1] = x
         normed = nn.rms_norm(x, self.w["norm"], self.cfg.eps)
-        aux = torch.cat([states[k] for k in aux_ids], -1) if aux_ids else x[:, :0]  # [T, A*H]
+        aux = torch.cat([states[k] for k in aux_ids], -1) if aux_ids else x[..., :0]  # [..., T, A*H]
         return Output(F.linear(normed, self.lm_head), aux, x, normed)
 
 

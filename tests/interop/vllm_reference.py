@@ -55,7 +55,7 @@ def propose_at(verifier: Verifier, draft, tokens: list[int], k: int) -> tuple[li
     draft.reset()
     picker = RecordingPicker()
     drafted = draft.propose(Context(list(tokens), out.aux, out.last, out.normed), k, picker)
-    margins = [float(top[0] - top[1]) for top in (row.topk(2).values for row in picker.rows)]
+    margins = [float(top[0] - top[1]) for top in (row.topk(2).values for row in picker.logits)]
     return drafted.tokens.tolist(), margins
 
 

@@ -64,7 +64,7 @@ def draft_forward(model: Model, params: dict, x: Tensors) -> Tensors:
     model.draft.reset()
     recorder = RecordingPicker()
     model.draft.propose(context(x), params["k"], recorder)
-    return {"draft_logits": torch.stack(recorder.rows)}
+    return {"draft_logits": torch.stack(recorder.logits)}
 
 
 def verdict(result) -> Tensors:

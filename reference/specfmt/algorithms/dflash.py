@@ -18,7 +18,7 @@ from specfmt.verifier import Verifier
 KINDS = ("full_attention", "sliding_attention")
 
 
-def config_problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
     """What a runtime must reject and validation does not check. Spec: spec/algorithms/dflash.md#ALG-DFLASH-2"""
     layer_cfg, V = config["transformer_layer_config"], verifier.vocab_size
     H, L = layer_cfg["hidden_size"], layer_cfg["num_hidden_layers"]
@@ -42,23 +42,17 @@ def config_problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
     return problems
 
 
-def context_kv(c: torch.Tensor, w: dict, cfg: nn.LayerConfig, positions: torch.Tensor, inv_freq: torch.Tensor):
+def context_kv(c: torch.Tensor, w: dict, cfg: nn.LayerConfig, rot: nn.Rotary):
     """One layer's keys and values of context rows: its k_proj, k_norm and v_proj, no input_layernorm.
     Spec: spec/algorithms/dflash.md#ALG-DFLASH-6"""
-    t = c.shape[0]
-    k = F.linear(c, w["k_proj"], w.get("k_proj_bias"))  # [T, H] -> [T, n_kv*d]
-    v = F.linear(c, w["v_proj"], w.get("v_proj_bias"))
-    k = k.view(t, cfg.num_kv_heads, cfg.head_dim).transpose(0, 1)  # [T, n_kv*d] -> [n_kv, T, d]
-    v = v.view(t, cfg.num_kv_heads, cfg.head_dim).transpose(0, 1)  # [T, n_kv*d] -> [n_kv, T, d]
+    k = nn.split_heads(F.linear(c, w["k_proj"], w.get("k_proj_bias")), cfg.num_kv_heads)  # [T, H] -> [n_kv, T, d]
+    v = nn.split_heads(F.linear(c, w["v_proj"], w.get("v_proj_bias")), cfg.num_kv_heads)
     k = nn.rms_norm(k, w["k_norm"], cfg.eps)  # per head, over d
-    return nn.rope(k, positions, inv_freq), v
+    return nn.rope(k, rot), v
 
 
 class DFlash:
     def __init__(self, config: dict, w: dict, verifier: Verifier):
-        problems = config_problems(config, w, verifier)
-        if problems:
-            raise ValueError(f"{config['speculators_model_type']} checkpoint rejected: " + "; ".join(problems))
         layer_cfg = config["transformer_layer_config"]
         self.cfg = nn.LayerConfig.from_config(layer_cfg)
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
@@ -76,7 +70,7 @@ class DFlash:
         self.caches = [nn.KVCache() for _ in self.layers]
         self.targets = torch.arange(w["d2t"].numel(), device=w["d2t"].device) + w["d2t"] if "d2t" in w else None
         self.vocab_size, self.device = verifier.vocab_size, verifier.device
-        self.rows = 0  # context rows cached; they are verified, so they never roll back
+        self.context_rows = 0  # context rows cached; they are verified, so they never roll back
 
     def slots(self, k: int) -> range:
         """The first k predicting slots. Spec: spec/algorithms/dflash.md#ALG-DFLASH-7"""
@@ -89,14 +83,15 @@ class DFlash:
     def extend_context(self, ctx: Context) -> int:
         """Append the context keys and values of newly verified positions; return n, their count."""
         n = len(ctx.tokens) - 1  # the verifier features cover positions 0..n-1
-        self.rows = min(self.rows, n)  # `rows = 0` (or a shorter context) starts over
-        new = torch.arange(self.rows, n, device=self.device)
+        self.context_rows = min(self.context_rows, n)  # a reset (0) or a shorter context starts over
+        new = torch.arange(self.context_rows, n, device=self.device)
         c = F.linear(ctx.aux[new], self.w["fc"])  # [T, A*H_t] -> [T, H]
         c = nn.rms_norm(c, self.w["hidden_norm"], self.cfg.eps)
+        rot = nn.rotary(new, self.inv_freq, c.dtype)
         for (layer, _), cache in zip(self.layers, self.caches, strict=True):
-            cache.truncate(self.rows)
-            cache.append(*context_kv(c, layer, self.cfg, new, self.inv_freq))
-        self.rows = n
+            cache.truncate(self.context_rows)
+            cache.append(*context_kv(c, layer, self.cfg, rot))
+        self.context_rows = n
         return n
 
     def mask(self, kind: str, n: int) -> torch.Tensor | None:
@@ -118,14 +113,15 @@ class DFlash:
         blk[0] = ctx.tokens[-1]  # the anchor: the pending token at position n
         positions = torch.arange(n, n + self.block_size, device=self.device)
         e = F.embedding(blk, self.embed)  # [B] -> [B, H]
+        rot = nn.rotary(positions, self.inv_freq, e.dtype)
         for (layer, kind), cache in zip(self.layers, self.caches, strict=True):
-            e = nn.decoder_layer(e, layer, self.cfg, positions, self.inv_freq, cache, self.mask(kind, n))
+            e = nn.decoder_layer(e, layer, self.cfg, rot, cache, self.mask(kind, n))
             cache.truncate(n)  # block keys never outlive the pass (ALG-DFLASH-8)
         return nn.rms_norm(e, self.w["norm"], self.cfg.eps)
 
     def reset(self) -> None:
         """Start a new sequence: the next propose rebuilds every cached row."""
-        self.rows = 0
+        self.context_rows = 0
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """k proposals read from the first k predicting slots of one block pass.

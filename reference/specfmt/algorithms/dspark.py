@@ -11,29 +11,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from specfmt.algorithms.dflash import DFlash
+from specfmt.algorithms import dflash
 from specfmt.proposal import Context, Drafted, Picker, to_target
 from specfmt.verifier import Verifier
 
 
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
+    """DFlash's checks (ALG-DSPARK-1) and the confidence head's input. Spec: spec/algorithms/dspark.md"""
+    out = dflash.problems(config, w, verifier)
+    if config["enable_confidence_head"] and config["confidence_head_with_markov"] and config["markov_rank"] == 0:
+        out.append("confidence_head_with_markov requires markov_rank > 0 (ALG-DSPARK-2)")
+    return out
+
+
 class DSpark:
     def __init__(self, config: dict, w: dict, verifier: Verifier):
-        if config["enable_confidence_head"] and config["confidence_head_with_markov"] and config["markov_rank"] == 0:
-            raise ValueError("confidence_head_with_markov requires markov_rank > 0 (ALG-DSPARK-2)")
-        self.flash = DFlash(config, w, verifier)
+        self.flash = dflash.DFlash(config, w, verifier)
         self.aux_ids, self.w, self.targets = self.flash.aux_ids, w, self.flash.targets
         self.rank, self.head_type = config["markov_rank"], config["markov_head_type"]
         self.confidence_reads_markov = config["confidence_head_with_markov"]
         self.confidence: torch.Tensor | None = None  # [k] of the last chain; informative only (ALG-DSPARK-5)
-
-    @property
-    def rows(self) -> int:
-        """Context rows cached by the inner draft; setting 0 starts a new sequence."""
-        return self.flash.rows
-
-    @rows.setter
-    def rows(self, value: int) -> None:
-        self.flash.rows = value
 
     def markov_bias(self, hid: torch.Tensor, emb: torch.Tensor, state: torch.Tensor):
         """One slot's bias over the draft vocabulary and the next rnn state.
@@ -68,7 +65,7 @@ class DSpark:
 
     def reset(self) -> None:
         """Start a new sequence: the next propose rebuilds every cached row."""
-        self.rows = 0
+        self.flash.reset()
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """k proposals from one block pass, read out in order, each slot conditioned on the previous pick.

@@ -14,29 +14,27 @@ from specfmt.proposal import Context, Drafted, Picker, propose_recurrent
 from specfmt.verifier import Verifier
 
 
-def check(config: dict, verifier: Verifier) -> None:
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
     """The checks a runtime owes beyond validation. Spec: spec/algorithms/eagle.md#ALG-EAGLE-1"""
-    layer_cfg = config["transformer_layer_config"]
+    layer_cfg, out = config["transformer_layer_config"], []
     if layer_cfg["num_hidden_layers"] != 1:
-        raise ValueError(f"eagle has exactly one decoder layer; found num_hidden_layers "
-                         f"{layer_cfg['num_hidden_layers']}")
+        out.append(f"eagle has exactly one decoder layer; found num_hidden_layers {layer_cfg['num_hidden_layers']}")
     if config["transformer_layer_architecture"] not in ("LlamaDecoderLayer", "auto"):
-        raise ValueError(f"transformer_layer_architecture {config['transformer_layer_architecture']!r} "
-                         "is not LlamaDecoderLayer or auto")
+        out.append(f"transformer_layer_architecture {config['transformer_layer_architecture']!r} "
+                   "is not LlamaDecoderLayer or auto")
     # ALG-EAGLE-3: validation does not compare H with the verifier for this type.
     if layer_cfg["hidden_size"] != verifier.config["hidden_size"]:
-        raise ValueError(f"draft hidden_size {layer_cfg['hidden_size']} differs from the verifier's "
-                         f"{verifier.config['hidden_size']}")
+        out.append(f"draft hidden_size {layer_cfg['hidden_size']} differs from the verifier's "
+                   f"{verifier.config['hidden_size']}")
     if layer_cfg["vocab_size"] != verifier.vocab_size:
-        raise ValueError(f"draft vocab_size {layer_cfg['vocab_size']} differs from the verifier's "
-                         f"{verifier.vocab_size}")
+        out.append(f"draft vocab_size {layer_cfg['vocab_size']} differs from the verifier's {verifier.vocab_size}")
+    return out
 
 
 class Eagle:
     aux_ids: tuple[int, ...] = ()  # reads ctx.normed, the state after the verifier's final norm
 
     def __init__(self, config: dict, w: dict, verifier: Verifier):
-        check(config, verifier)
         self.cfg = nn.LayerConfig.from_config(config["transformer_layer_config"])
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
         self.w = w
@@ -44,30 +42,33 @@ class Eagle:
         self.verifier = verifier  # E and W_out are the verifier's (ALG-EAGLE-5)
         self.caches = [nn.KVCache()]
         self.targets, self.vocab_size = None, verifier.vocab_size  # no draft vocabulary
-        self.rows = 0  # draft rows computed from verified features; later rows are speculative
+        self.verified_rows = 0
 
-    def forward_rows(self, tokens: torch.Tensor, f: torch.Tensor, positions: torch.Tensor):
+    def forward_rows(self, tokens: torch.Tensor, f: torch.Tensor, positions: torch.Tensor,
+                     mask: torch.Tensor | None = None, caches: list[nn.KVCache] | None = None):
         """Rows (token, feature) at `positions` -> (logits [T, V], fed-back feature hs [T, H])."""
-        eps = self.cfg.eps
+        eps, caches = self.cfg.eps, caches or self.caches
         e = F.embedding(tokens, self.verifier.embed_tokens)  # [T] -> [T, H]
         if self.layernorms:
             e = nn.rms_norm(e, self.w["embedding_layernorm"], eps)
         z = F.linear(torch.cat([e, f], -1), self.w["fusion_fc"], self.w.get("fusion_fc_bias"))  # [T, 2H] -> [T, H]
         # Without layernorms the layer's input norm is the identity, so attention reads z itself.
         attn_in = None if self.layernorms else z
-        mask = nn.causal_mask(tokens.numel(), len(self.caches[0]), tokens.device)
-        hs = nn.decoder_layer(z, self.w["layer"], self.cfg, positions, self.inv_freq, self.caches[0], mask, attn_in)
+        if mask is None:
+            mask = nn.causal_mask(tokens.numel(), len(caches[0]), tokens.device)
+        rot = nn.rotary(positions, self.inv_freq, z.dtype)
+        hs = nn.decoder_layer(z, self.w["layer"], self.cfg, rot, caches[0], mask, attn_in)
         o = nn.rms_norm(hs, self.w["pre_lm_head_layernorm"], eps) if self.layernorms else hs
         return F.linear(o, self.verifier.lm_head), hs
 
     def reset(self) -> None:
         """Start a new sequence: the next propose rebuilds every cached row."""
-        self.rows = 0
+        self.verified_rows = 0
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Catch-up rows over new verified states, then k - 1 speculative rows.
         Spec: spec/algorithms/eagle.md#ALG-EAGLE-6"""
-        return propose_recurrent(self, lambda rows: ctx.normed[rows.to(ctx.normed.device)], ctx, k, pick)
+        return propose_recurrent(self, lambda positions: ctx.normed[positions.to(ctx.normed.device)], ctx, k, pick)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Eagle:

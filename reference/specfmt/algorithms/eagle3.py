@@ -10,13 +10,24 @@ import torch
 import torch.nn.functional as F
 
 from specfmt import nn
-from specfmt.proposal import Context, Drafted, Picker, propose_recurrent
+from specfmt.proposal import Context, Drafted, Picker, Sample, propose_recurrent
 from specfmt.verifier import Verifier
 
 
 def default_aux_ids(num_layers: int) -> tuple[int, ...]:
     """The engines' fallback when a compat checkpoint gives no ids: [2, N // 2, N - 3]."""
     return (2, num_layers // 2, num_layers - 3)
+
+
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
+    """What a runtime must reject and validation does not check. Spec: spec/algorithms/eagle3.md"""
+    layer_cfg, out = config["transformer_layer_config"], []
+    h_t = config["target_hidden_size"] or layer_cfg["hidden_size"]
+    if "embed_tokens" not in w and h_t != layer_cfg["hidden_size"]:  # ALG-EAGLE3-9
+        out.append(f"embed_tokens is absent and the verifier's embedding is {h_t} wide, not {layer_cfg['hidden_size']}")
+    if config["draft_vocab_size"] > layer_cfg["vocab_size"]:  # ALG-EAGLE3-5
+        out.append(f"draft_vocab_size {config['draft_vocab_size']} exceeds vocab_size {layer_cfg['vocab_size']}")
+    return out
 
 
 class Eagle3:
@@ -26,13 +37,6 @@ class Eagle3:
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
         self.w = w
         self.embed = w.get("embed_tokens", verifier.embed_tokens)
-        h_t = config["target_hidden_size"] or layer_cfg["hidden_size"]
-        if "embed_tokens" not in w and h_t != layer_cfg["hidden_size"]:  # ALG-EAGLE3-9
-            raise ValueError(f"embed_tokens is absent and the verifier's embedding is {h_t} wide, "
-                             f"not {layer_cfg['hidden_size']}")
-        if config["draft_vocab_size"] > layer_cfg["vocab_size"]:  # ALG-EAGLE3-5
-            raise ValueError(f"draft_vocab_size {config['draft_vocab_size']} exceeds vocab_size "
-                             f"{layer_cfg['vocab_size']}")
         ids = config["eagle_aux_hidden_state_layer_ids"]
         self.aux_ids = tuple(ids) if ids is not None else default_aux_ids(verifier.num_layers)
         self.norm_before_residual = config["norm_before_residual"]
@@ -43,7 +47,7 @@ class Eagle3:
         self.caches = [nn.KVCache() for _ in self.layers]
         self.targets = (torch.arange(w["d2t"].numel()) + w["d2t"].cpu()) if "d2t" in w else None  # ids on the host
         self.vocab_size = verifier.vocab_size
-        self.rows = 0  # draft rows computed from verified features; later rows are speculative
+        self.verified_rows = 0
 
     def combine(self, aux: torch.Tensor) -> torch.Tensor:
         """[T, A*H_t] -> [T, H]."""
@@ -55,27 +59,50 @@ class Eagle3:
             aux = torch.cat([nn.rms_norm(c, self.w["fc_norm"][a], eps) for a, c in enumerate(chunks)], -1)
         return F.linear(aux, self.w["fc"])
 
-    def forward_rows(self, tokens: torch.Tensor, g: torch.Tensor, positions: torch.Tensor):
+    def forward_rows(self, tokens: torch.Tensor, g: torch.Tensor, positions: torch.Tensor,
+                     mask: torch.Tensor | None = None, caches: list[nn.KVCache] | None = None):
         """Rows (token, hidden) at `positions` -> (logits [T, V_d], hidden fed to the next row [T, H])."""
-        eps, layer0 = self.cfg.eps, self.w["layer0"]
-        mask = nn.causal_mask(tokens.numel(), len(self.caches[0]), tokens.device)
+        eps, layer0, caches = self.cfg.eps, self.w["layer0"], caches or self.caches
+        if mask is None:
+            mask = nn.causal_mask(tokens.numel(), len(caches[0]), tokens.device)
         e = nn.rms_norm(F.embedding(tokens, self.embed), layer0["input_layernorm"], eps)
         gn = nn.rms_norm(g, layer0["hidden_norm"], eps)
         attn_in = torch.cat([e, gn], -1)  # [T, H], [T, H] -> [T, 2H], embedding first
         residual = gn if self.norm_before_residual else g
-        h = nn.decoder_layer(g, layer0, self.cfg, positions, self.inv_freq, self.caches[0], mask, attn_in, residual)
-        for layer, cache in zip(self.layers[1:], self.caches[1:], strict=True):
-            h = nn.decoder_layer(h, layer, self.cfg, positions, self.inv_freq, cache, mask)
+        rot = nn.rotary(positions, self.inv_freq, g.dtype)
+        h = nn.decoder_layer(g, layer0, self.cfg, rot, caches[0], mask, attn_in, residual)
+        for layer, cache in zip(self.layers[1:], caches[1:], strict=True):
+            h = nn.decoder_layer(h, layer, self.cfg, rot, cache, mask)
         z = nn.rms_norm(h, self.w["norm"], eps)
         return F.linear(z, self.w["lm_head"]), (z if self.norm_output else h)
 
+    def train_forward(self, sample: Sample, steps: int) -> list[torch.Tensor]:
+        """Training-time test: step k feeds every row the true token k positions further on and the state its
+        own step k-1 fed back, attending to the step-0 rows of its document up to itself and to its own rows
+        of steps 1..k, as its depth-k row does in propose. Spec: spec/algorithms/eagle3.md"""
+        t, tokens = sample.tokens.numel(), sample.tokens
+        same_doc = sample.doc[:, None] == sample.doc[None, :]
+        base = torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril() & same_doc  # [T, T] step-0 keys
+        chain = torch.eye(t, dtype=torch.bool, device=tokens.device)  # one key per row in each later step
+        caches = [nn.KVCache() for _ in self.layers]  # the runtime's own caches stay untouched
+        g, out = self.combine(sample.aux), []
+        for k in range(steps):
+            fed = torch.cat([tokens[1 + k:], tokens.new_zeros(1 + k)])[:t]  # row t reads x[t+1+k]
+            mask = torch.cat([base] + [chain] * k, -1)  # [T, (k+1)T]
+            logits, g = self.forward_rows(fed, g, sample.positions + k, mask, caches)
+            out.append(logits)
+        return out
+
     def reset(self) -> None:
         """Start a new sequence: the next propose rebuilds every cached row."""
-        self.rows = 0
+        self.verified_rows = 0
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Catch-up rows from verified aux states, then k - 1 speculative rows. Spec: spec/algorithms/eagle3.md"""
-        return propose_recurrent(self, lambda rows: self.combine(ctx.aux[rows.to(ctx.aux.device)]), ctx, k, pick)
+        def features(positions: torch.Tensor) -> torch.Tensor:
+            return self.combine(ctx.aux[positions.to(ctx.aux.device)])
+
+        return propose_recurrent(self, features, ctx, k, pick)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Eagle3:

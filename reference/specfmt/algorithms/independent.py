@@ -23,32 +23,36 @@ def stored_prefix(config: dict, w: dict) -> dict:
     return layer_cfg
 
 
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
+    """Spec: spec/algorithms/independent.md#ALG-INDEPENDENT-1, ALG-INDEPENDENT-2"""
+    layer_cfg, out = config["transformer_layer_config"], []
+    if layer_cfg["model_type"] not in ("llama", "qwen2", "qwen3"):
+        out.append(f"independent model_type {layer_cfg['model_type']!r} is not llama, qwen2 or qwen3")
+    if layer_cfg["vocab_size"] != verifier.vocab_size:
+        out.append(f"draft vocab_size {layer_cfg['vocab_size']} differs from the verifier's {verifier.vocab_size}")
+    return out
+
+
 class Independent:
     aux_ids: tuple[int, ...] = ()  # reads token ids only (ALG-INDEPENDENT-5)
     targets = None  # the verifier's vocabulary
 
     def __init__(self, config: dict, w: dict, verifier: Verifier):
-        layer_cfg = stored_prefix(config, w)
-        if layer_cfg["model_type"] not in ("llama", "qwen2", "qwen3"):  # ALG-INDEPENDENT-1
-            raise ValueError(f"independent model_type {layer_cfg['model_type']!r} is not llama, qwen2 or qwen3")
-        if layer_cfg["vocab_size"] != verifier.vocab_size:  # ALG-INDEPENDENT-2
-            raise ValueError(f"draft vocab_size {layer_cfg['vocab_size']} differs from the verifier's "
-                             f"{verifier.vocab_size}")
-        self.lm = Verifier(layer_cfg, w, verifier.device, verifier.dtype)  # the same model, its own weights
+        self.lm = Verifier(stored_prefix(config, w), w, verifier.device, verifier.dtype)  # its own weights
         self.w = self.lm.w  # the draft's roles: lm_head present unless tied
         self.vocab_size = verifier.vocab_size
-        self.rows = 0  # committed tokens in the draft's KV cache; later entries are speculative
+        self.cached_tokens = 0  # committed tokens in the draft's KV cache; later entries are speculative
 
     def reset(self) -> None:
         """Start a new sequence: the next propose rebuilds every cached row."""
-        self.rows = 0
+        self.cached_tokens = 0
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Feed the committed tokens the cache lacks (including the pending x[n]), then decode k tokens.
         Spec: spec/algorithms/independent.md#ALG-INDEPENDENT-5"""
-        self.lm.truncate(self.rows)  # forget the proposals of the last round
-        logits = self.lm.forward(torch.tensor(ctx.tokens[self.rows:])).logits[-1]  # predicts position n+1
-        self.rows = len(ctx.tokens)
+        self.lm.truncate(self.cached_tokens)  # forget the proposals of the last round
+        logits = self.lm.forward(torch.tensor(ctx.tokens[self.cached_tokens:])).logits[-1]  # predicts position n+1
+        self.cached_tokens = len(ctx.tokens)
         ids, probs = [], []
         for s in range(k):
             draft_id, q = pick(logits)

@@ -9,8 +9,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.proposal import Context, Drafted, Picker, Sample, to_target
 from specfmt.verifier import Verifier
+
+
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
+    """Every head against the verifier's width and vocabulary. Spec: spec/algorithms/medusa.md#ALG-MEDUSA-4"""
+    h, v, out = verifier.config["hidden_size"], verifier.vocab_size, []
+    for j in range(config["medusa_num_heads"]):
+        out += [f"medusa block {j}.{r} has shape {list(w['block'][j][r].shape)}; expected {[h, h]} (the verifier's "
+                "hidden size)" for r in range(config["medusa_num_layers"]) if tuple(w["block"][j][r].shape) != (h, h)]
+        if not config["original_lm_head"] and tuple(w["lm_head"][j].shape) != (v, h):
+            out.append(f"medusa lm_head {j} has shape {list(w['lm_head'][j].shape)}; expected {[v, h]}")
+    return out
 
 
 class Medusa:
@@ -22,28 +33,19 @@ class Medusa:
         self.num_heads, self.num_layers = config["medusa_num_heads"], config["medusa_num_layers"]
         self.original_lm_head = config["original_lm_head"]
         self.verifier = verifier
-        self.check_shapes()
-
-    def check_shapes(self) -> None:
-        """Spec: spec/algorithms/medusa.md#ALG-MEDUSA-4"""
-        h, v = self.verifier.config["hidden_size"], self.verifier.vocab_size
-        for j in range(self.num_heads):
-            for r in range(self.num_layers):
-                if tuple(self.w["block"][j][r].shape) != (h, h):
-                    raise ValueError(f"medusa block {j}.{r} has shape {list(self.w['block'][j][r].shape)}; "
-                                     f"expected {[h, h]} (the verifier's hidden size)")
-            if not self.original_lm_head and tuple(self.w["lm_head"][j].shape) != (v, h):
-                raise ValueError(f"medusa lm_head {j} has shape {list(self.w['lm_head'][j].shape)}; "
-                                 f"expected {[v, h]}")
 
     def head(self, j: int, g: torch.Tensor) -> torch.Tensor:
-        """Head j (the spec's k) on state g: [H] -> logits [V]."""
+        """Head j (the spec's k) on state g: [..., H] -> logits [..., V]."""
         v = g
         for r in range(self.num_layers):
             bias = self.w["block_bias"][j][r] if "block_bias" in self.w else None
             v = v + F.silu(F.linear(v, self.w["block"][j][r], bias))  # [H] -> [H]
         w_out = self.verifier.lm_head if self.original_lm_head else self.w["lm_head"][j]
         return F.linear(v, w_out)  # [H] -> [V]
+
+    def train_forward(self, sample: Sample, steps: int) -> list[torch.Tensor]:
+        """Head k on every row's verifier state: row t predicts position t + 2 + k. Spec: ALG-MEDUSA-5"""
+        return [self.head(k, sample.normed) for k in range(steps)]
 
     def reset(self) -> None:
         """Nothing to forget: each proposal reads only the context."""

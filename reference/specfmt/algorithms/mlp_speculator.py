@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from specfmt import nn
 from specfmt.layout import expand
-from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.proposal import Context, Drafted, Picker, Sample, to_target
 from specfmt.verifier import Verifier
 
 EPS = 1e-6  # fixed in fms LayerNormParameterized
@@ -25,6 +25,11 @@ def norm(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor
     x = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + EPS)).to(x.dtype)
     x = x if weight is None else weight * x
     return x if bias is None else x + bias
+
+
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
+    """Nothing beyond validation: the layout binds every shape to the verifier facts (ALG-MLP-1)."""
+    return []
 
 
 class MlpSpeculator:
@@ -41,12 +46,26 @@ class MlpSpeculator:
         self.emb_weight = math.sqrt((1 - self.state_weight ** 2) * d / 2)
         self.vocab_size = verifier.vocab_size
 
-    def stage(self, i: int, s: torch.Tensor, token: int) -> torch.Tensor:
-        """Stage i: state [H] or [D], previous token -> new state [D]."""
+    def stage(self, i: int, s: torch.Tensor, token: int | torch.Tensor) -> torch.Tensor:
+        """Stage i: state [..., H] or [..., D], previous token (an id, or ids [...]) -> new state [..., D]."""
         z = self.w["emb"][i][token]  # [D]
         proj = self.w["proj0"] if i == 0 else self.w["proj"][i]
         s = F.linear(s, proj) + (self.emb_weight / self.state_weight) * z  # [H] or [D] -> [D]
         return F.gelu(norm(s, self.w["ln"][i], self.w["ln_bias"][i]))  # exact (erf) GELU
+
+    def train_forward(self, sample: Sample, steps: int) -> list[torch.Tensor]:
+        """Every row at once, teacher-forced: stage k reads the true token at t + 1 + k and predicts t + 2 + k.
+        Spec: spec/algorithms/mlp_speculator.md#ALG-MLP-4"""
+        s, tokens, t = self.initial_state(sample.normed), sample.tokens, sample.tokens.numel()
+        out = []
+        for k in range(steps):
+            s = self.stage(k, s, torch.cat([tokens[1 + k:], tokens.new_zeros(1 + k)])[:t])
+            out.append(F.linear(s, self.w["head"][k]))  # [T, D] -> [T, V]
+        return out
+
+    def initial_state(self, normed: torch.Tensor) -> torch.Tensor:
+        """The verifier state stage 0 reads: scaled by a parameter-free norm when scale_input."""
+        return norm(normed) / math.sqrt(2) if self.scale_input else normed
 
     def reset(self) -> None:
         """Nothing to forget: each proposal reads only the context."""
@@ -56,9 +75,7 @@ class MlpSpeculator:
         conditions on the token chosen by the stage before. Spec: spec/algorithms/mlp_speculator.md#ALG-MLP-4"""
         if k > self.n_predict:  # ALG-MLP-1
             raise ValueError(f"mlp_speculator cannot propose {k} tokens with n_predict {self.n_predict}")
-        s = ctx.normed[-1]
-        if self.scale_input:
-            s = norm(s) / math.sqrt(2)  # parameter-free norm, no tensor
+        s = self.initial_state(ctx.normed[-1])
         token = ctx.tokens[-1]
         ids, probs = [], []
         for i in range(k):

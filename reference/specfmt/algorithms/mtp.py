@@ -16,49 +16,49 @@ from specfmt.verifier import Verifier
 DENSE_FAMILIES = ("qwen3", "qwen2", "llama")
 
 
-def check(config: dict, verifier: Verifier) -> None:
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
     """The layer config must be the verifier's own. Spec: spec/algorithms/mtp.md#ALG-MTP-2"""
     layer_cfg = config["transformer_layer_config"]
     if layer_cfg["model_type"] not in DENSE_FAMILIES:
-        raise ValueError(f"mtp model_type {layer_cfg['model_type']!r} is not one of {DENSE_FAMILIES}")
-    for key in ("hidden_size", "num_hidden_layers", "vocab_size"):
-        if layer_cfg[key] != verifier.config[key]:
-            raise ValueError(f"mtp transformer_layer_config.{key} {layer_cfg[key]} differs from the "
-                             f"verifier's {verifier.config[key]}")
+        return [f"mtp model_type {layer_cfg['model_type']!r} is not one of {DENSE_FAMILIES}"]
+    return [f"mtp transformer_layer_config.{key} {layer_cfg[key]} differs from the verifier's {verifier.config[key]}"
+            for key in ("hidden_size", "num_hidden_layers", "vocab_size") if layer_cfg[key] != verifier.config[key]]
 
 
 class Mtp:
     aux_ids: tuple[int, ...] = ()  # reads ctx.last, the verifier state before its final norm (aux id N)
 
     def __init__(self, config: dict, w: dict, verifier: Verifier):
-        check(config, verifier)
         self.cfg = nn.LayerConfig.from_config(config["transformer_layer_config"])
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
         self.w = w
         self.verifier = verifier  # E and W_out are the verifier's (ALG-MTP-3)
         self.caches = [nn.KVCache()]
         self.targets, self.vocab_size = None, verifier.vocab_size  # no draft vocabulary
-        self.rows = 0  # draft rows computed from verified states; later rows are speculative
+        self.verified_rows = 0
 
-    def forward_rows(self, tokens: torch.Tensor, h: torch.Tensor, positions: torch.Tensor):
+    def forward_rows(self, tokens: torch.Tensor, h: torch.Tensor, positions: torch.Tensor,
+                     mask: torch.Tensor | None = None, caches: list[nn.KVCache] | None = None):
         """Rows (token, state) at `positions` -> (logits [T, V], fed-back state h2 [T, H])."""
-        m, eps = self.w["mtp"], self.cfg.eps
+        m, eps, caches = self.w["mtp"], self.cfg.eps, caches or self.caches
         e = nn.rms_norm(F.embedding(tokens, self.verifier.embed_tokens), m["token_layernorm"], eps)  # [T] -> [T, H]
         hn = nn.rms_norm(h, m["hidden_layernorm"], eps)
         u = F.linear(torch.cat([e, hn], -1), m["input_proj"])  # [T, H], [T, H] -> [T, 2H] -> [T, H]
-        mask = nn.causal_mask(tokens.numel(), len(self.caches[0]), tokens.device)
-        h2 = nn.rms_norm(nn.decoder_layer(u, m, self.cfg, positions, self.inv_freq, self.caches[0], mask),
+        if mask is None:
+            mask = nn.causal_mask(tokens.numel(), len(caches[0]), tokens.device)
+        rot = nn.rotary(positions, self.inv_freq, u.dtype)
+        h2 = nn.rms_norm(nn.decoder_layer(u, m, self.cfg, rot, caches[0], mask),
                          m["final_layernorm"], eps)
         return F.linear(h2, self.verifier.lm_head), h2
 
     def reset(self) -> None:
         """Start a new sequence: the next propose rebuilds every cached row."""
-        self.rows = 0
+        self.verified_rows = 0
 
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Catch-up rows over new verified states, then k - 1 speculative rows.
         Spec: spec/algorithms/mtp.md#ALG-MTP-5"""
-        return propose_recurrent(self, lambda rows: ctx.last[rows.to(ctx.last.device)], ctx, k, pick)
+        return propose_recurrent(self, lambda positions: ctx.last[positions.to(ctx.last.device)], ctx, k, pick)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Mtp:

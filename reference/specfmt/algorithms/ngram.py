@@ -25,6 +25,11 @@ def lookup(context: list[int], n_min: int, n_max: int, k: int) -> list[int]:
     return []
 
 
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
+    """Nothing beyond validation: the lookup reads only token ids."""
+    return []
+
+
 class Ngram:
     aux_ids: tuple[int, ...] = ()  # reads token ids only
     targets = None  # the verifier's vocabulary

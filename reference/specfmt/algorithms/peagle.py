@@ -9,33 +9,28 @@ from __future__ import annotations
 
 import torch
 
-from specfmt.algorithms.eagle3 import Eagle3
+from specfmt.algorithms import eagle3
 from specfmt.proposal import Context, Drafted, Picker, to_target
 from specfmt.verifier import Verifier
 
 
+def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
+    """EAGLE-3's checks, and mask_token_id inside the vocabulary (validation does not check m < V)."""
+    m, out = config["mask_token_id"], eagle3.problems(config, w, verifier)
+    return out + ([] if 0 <= m < verifier.vocab_size else [f"mask_token_id must lie in [0, {verifier.vocab_size}); "
+                                                           f"found {m}"])
+
+
 class PEagle:
     def __init__(self, config: dict, w: dict, verifier: Verifier):
-        m = config["mask_token_id"]
-        if not 0 <= m < verifier.vocab_size:  # validation does not check m < V
-            raise ValueError(f"mask_token_id must lie in [0, {verifier.vocab_size}); found {m}")
-        self.eagle = Eagle3(config, w, verifier)
+        self.eagle = eagle3.Eagle3(config, w, verifier)
         self.aux_ids, self.w, self.targets = self.eagle.aux_ids, w, self.eagle.targets
-        self.mask_token_id = m
+        self.mask_token_id = config["mask_token_id"]
         self.device = verifier.device
-
-    @property
-    def rows(self) -> int:
-        """Context rows cached by the inner draft; setting 0 starts a new sequence."""
-        return self.eagle.rows
-
-    @rows.setter
-    def rows(self, value: int) -> None:
-        self.eagle.rows = value
 
     def reset(self) -> None:
         """Start a new sequence: the next propose rebuilds every cached row."""
-        self.rows = 0
+        self.eagle.reset()
 
     def forward_pass(self, row_tokens: torch.Tensor, aux: torch.Tensor, start: int, k: int) -> torch.Tensor:
         """Context rows start..start+T-1 (token x[t+1], verified aux state) and k-1 depth rows after them,
@@ -54,13 +49,13 @@ class PEagle:
         """All k proposals from one pass: new context rows, then k-1 depth rows.
         Spec: spec/algorithms/peagle.md#ALG-PEAGLE-4"""
         eagle, n = self.eagle, len(ctx.tokens) - 1  # n: positions the verifier has run
-        eagle.rows = min(eagle.rows, n - 1)  # row n-1 (depth 0) is in every pass: its logits are read
+        eagle.verified_rows = min(eagle.verified_rows, n - 1)  # row n-1 (depth 0) is in every pass: it is read
         for cache in eagle.caches:
-            cache.truncate(eagle.rows)  # drop the depth rows of the last pass (ALG-PEAGLE-5)
-        new = torch.arange(eagle.rows, n, device=self.device)
+            cache.truncate(eagle.verified_rows)  # drop the depth rows of the last pass (ALG-PEAGLE-5)
+        new = torch.arange(eagle.verified_rows, n, device=self.device)
         tokens = torch.tensor(ctx.tokens, device=self.device)
-        logits = self.forward_pass(tokens[new + 1], ctx.aux[new], eagle.rows, k)
-        eagle.rows = n  # only the context rows are verified; the depth rows go at the next truncate
+        logits = self.forward_pass(tokens[new + 1], ctx.aux[new], eagle.verified_rows, k)
+        eagle.verified_rows = n  # only the context rows are verified; the depth rows go at the next truncate
         ids, probs = [], []
         for row in logits:  # row n-1 (depth 0) predicts position n+1, depth row s position n+s+1
             draft_id, q = pick(row)  # no row reads an earlier pick (ALG-PEAGLE-6)
