@@ -14,7 +14,7 @@ INTEROP_STAMP := $(INTEROP)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,text,models,plots]'
 	touch $(STAMP)
 
 # Ajv for the second-language schema test, installed locally from the lock file.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from specfmt.findings import PROFILES, Report
 from specfmt.schemas import load, schema_names, version_dir
+from specfmt.train.commands import add_parsers as add_train_parsers
 from specfmt.validate import validate
 
 SYMBOLS = ("H", "V", "V_d", "A", "L")
@@ -266,11 +267,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("text", "json"), default="text")
     g.set_defaults(func=cmd_generate)
     add_eval_parser(sub)
+    add_train_parsers(sub)  # datagen and train
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    if args.command in ("train", "datagen"):
+        from specfmt.text import TextError
+
+        try:
+            return args.func(args)
+        except (ValueError, TextError, OSError) as e:
+            print(f"specfmt {args.command}: {e}", file=sys.stderr)
+            return 2
     return args.func(args)
 
 

@@ -68,6 +68,13 @@ class SpeculatorsConfig(Model):
     verifier: Verifier = Field(description="The verifier the draft was trained for (CFG-8).")
 
 
+class ConfigEagle3SpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+
+
 class LayerConfigLlama(Model):
     """Llama-family decoder keys."""
 
@@ -160,6 +167,7 @@ class ConfigEagle3(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigEagle3SpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
     draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
     norm_before_residual: StrictBool = Field(default=False, description="For eagle3 the engines' defaults for an absent key differ.")
@@ -169,6 +177,13 @@ class ConfigEagle3(Model):
     target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
     eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engine's default, a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
+
+
+class ConfigEagleSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigEagle(Model):
@@ -182,10 +197,18 @@ class ConfigEagle(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigEagleSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder layer's config; vocab_size is the verifier's vocabulary.")
     transformer_layer_architecture: Annotated[str, Strict(), Field()] = Field(default='auto', description="Decoder layer class name, or auto.")
     layernorms: StrictBool = Field(default=False, description="HASS-with-norms variant: embedding_layernorm, pre_lm_head_layernorm and transformer.input_layernorm are present.")
     fusion_bias: StrictBool = Field(default=False, description="fusion_fc carries a bias (HASS).")
+
+
+class ConfigIndependentSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigIndependent(Model):
@@ -199,7 +222,15 @@ class ConfigIndependent(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigIndependentSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft model's own config; vocab_size MUST equal the verifier's.")
+
+
+class ConfigMtpSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigMtp(Model):
@@ -213,8 +244,16 @@ class ConfigMtp(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigMtpSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The verifier's text config; num_hidden_layers is the verifier depth, not the draft's.")
     num_nextn_predict_layers: Annotated[Literal[1], member(1)] = Field(default=1, description="MTP layers in the file; v1.0 defines 1.")
+
+
+class ConfigPeagleSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigPeagle(Model):
@@ -228,6 +267,7 @@ class ConfigPeagle(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigPeagleSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
     draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
     norm_before_residual: StrictBool = Field(default=False, description="The residual of layer 0 is taken after hidden_norm instead of before it.")
@@ -243,6 +283,13 @@ class ConfigPeagle(Model):
     down_sample_ratio_min: Annotated[float, Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
 
 
+class ConfigDflashSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+
+
 class ConfigDflash(Model):
     """DFlash block drafting (spec/algorithms/dflash.md)."""
 
@@ -254,6 +301,7 @@ class ConfigDflash(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigDflashSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
     draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
     block_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=8, description="Slots per drafted block B.")
@@ -263,6 +311,13 @@ class ConfigDflash(Model):
     sliding_window_non_causal: StrictBool = Field(default=False, description="For dflash the engines' defaults for an absent key differ.")
     max_anchors: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     sample_from_anchor: StrictBool = Field(default=False, description="false: slot 0 holds the anchor and B-1 slots predict; true: all B slots predict.")
+
+
+class ConfigDsparkSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigDspark(Model):
@@ -276,6 +331,7 @@ class ConfigDspark(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigDsparkSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
     draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=32000, description="Draft vocabulary size V_d (rows of lm_head).")
     block_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=8, description="Slots per drafted block B.")
@@ -291,6 +347,13 @@ class ConfigDspark(Model):
     confidence_head_with_markov: StrictBool = Field(default=True, description="The confidence head also reads the Markov state; requires markov_rank > 0.")
 
 
+class ConfigMedusaSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+
+
 class ConfigMedusa(Model):
     """Medusa heads (spec/algorithms/medusa.md). H and V come from the verifier binding, which must state them (CFG-8)."""
 
@@ -302,10 +365,18 @@ class ConfigMedusa(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigMedusaSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     medusa_num_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Number of heads K; head k predicts token t+k+2.")
     medusa_num_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Residual blocks per head.")
     medusa_fc_bias: StrictBool = Field(description="Residual-block projections carry a bias.")
     original_lm_head: StrictBool = Field(description="All heads reuse the verifier lm_head; the file has no per-head output matrix.")
+
+
+class ConfigMlpSpeculatorSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigMlpSpeculator(Model):
@@ -319,12 +390,20 @@ class ConfigMlpSpeculator(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigMlpSpeculatorSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     n_predict: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Number of heads K.")
     inner_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Inner width D; 0 means D = H.")
     tie_weights: StrictBool = Field(description="Heads share weights; every name is still stored.")
     scale_input: StrictBool = Field(description="The input state passes a parameter-free norm scaled by 1/sqrt(2).")
     top_k_tokens_per_head: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)]], Strict(), Field()] = Field(default=None, description="Tree branching per head; one entry per head.")
     n_candidates: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Candidate sequences kept from the tree.")
+
+
+class ConfigNgramSpecfmtProvenance(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigNgram(Model):
@@ -338,6 +417,7 @@ class ConfigNgram(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigNgramSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     prompt_lookup_min: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Smallest n-gram matched.")
     prompt_lookup_max: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Largest n-gram matched; at least prompt_lookup_min.")
 
@@ -394,6 +474,13 @@ class SpeculatorsConfigStrict(Model):
     proposal_methods: Annotated[list[Annotated[Union[Annotated[ProposalMethodGreedyStrict, Tag('greedy')], Annotated[ProposalMethodSamplingStrict, Tag('sampling')], Annotated[ProposalMethodStaticTreeStrict, Tag('static_tree')], Annotated[ProposalMethodDynamicTreeStrict, Tag('dynamic_tree')]], Discriminator(tag('proposal_type', ('greedy', 'sampling', 'static_tree', 'dynamic_tree'), None))]], Strict(), Field(min_length=1)] = Field(description="Proposal methods the draft was trained for. Readers that support one method use the first entry.")
     default_proposal_method: Annotated[str, Strict(), Field()] = Field(description="The proposal_type of one entry of proposal_methods.")
     verifier: VerifierStrict = Field(description="The verifier the draft was trained for (CFG-8).")
+
+
+class ConfigEagle3SpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class LayerConfigLlamaStrict(Model):
@@ -470,6 +557,7 @@ class ConfigEagle3Strict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigEagle3SpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
     draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
     norm_before_residual: StrictBool = Field(description="For eagle3 the engines' defaults for an absent key differ.")
@@ -479,6 +567,13 @@ class ConfigEagle3Strict(Model):
     target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
     eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engine's default, a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
+
+
+class ConfigEagleSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigEagleStrict(Model):
@@ -492,10 +587,18 @@ class ConfigEagleStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigEagleSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder layer's config; vocab_size is the verifier's vocabulary.")
     transformer_layer_architecture: Annotated[str, Strict(), Field()] = Field(default='auto', description="Decoder layer class name, or auto.")
     layernorms: StrictBool = Field(description="HASS-with-norms variant: embedding_layernorm, pre_lm_head_layernorm and transformer.input_layernorm are present.")
     fusion_bias: StrictBool = Field(description="fusion_fc carries a bias (HASS).")
+
+
+class ConfigIndependentSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigIndependentStrict(Model):
@@ -509,7 +612,15 @@ class ConfigIndependentStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigIndependentSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft model's own config; vocab_size MUST equal the verifier's.")
+
+
+class ConfigMtpSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigMtpStrict(Model):
@@ -523,8 +634,16 @@ class ConfigMtpStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigMtpSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The verifier's text config; num_hidden_layers is the verifier depth, not the draft's.")
     num_nextn_predict_layers: Annotated[Literal[1], member(1)] = Field(description="MTP layers in the file; v1.0 defines 1.")
+
+
+class ConfigPeagleSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigPeagleStrict(Model):
@@ -538,6 +657,7 @@ class ConfigPeagleStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigPeagleSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (llama or qwen3 family); vocab_size is the verifier's vocabulary.")
     draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
     norm_before_residual: StrictBool = Field(description="The residual of layer 0 is taken after hidden_norm instead of before it.")
@@ -553,6 +673,13 @@ class ConfigPeagleStrict(Model):
     down_sample_ratio_min: Annotated[float, Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
 
 
+class ConfigDflashSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+
+
 class ConfigDflashStrict(Model):
     """DFlash block drafting (spec/algorithms/dflash.md)."""
 
@@ -564,6 +691,7 @@ class ConfigDflashStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigDflashSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
     draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
     block_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Slots per drafted block B.")
@@ -573,6 +701,13 @@ class ConfigDflashStrict(Model):
     sliding_window_non_causal: StrictBool = Field(description="For dflash the engines' defaults for an absent key differ.")
     max_anchors: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
     sample_from_anchor: StrictBool = Field(description="false: slot 0 holds the anchor and B-1 slots predict; true: all B slots predict.")
+
+
+class ConfigDsparkSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigDsparkStrict(Model):
@@ -586,6 +721,7 @@ class ConfigDsparkStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigDsparkSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft decoder (Qwen3-style layers); vocab_size is the verifier's vocabulary.")
     draft_vocab_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Draft vocabulary size V_d (rows of lm_head).")
     block_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Slots per drafted block B.")
@@ -601,6 +737,13 @@ class ConfigDsparkStrict(Model):
     confidence_head_with_markov: StrictBool = Field(description="The confidence head also reads the Markov state; requires markov_rank > 0.")
 
 
+class ConfigMedusaSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+
+
 class ConfigMedusaStrict(Model):
     """Medusa heads (spec/algorithms/medusa.md). H and V come from the verifier binding, which must state them (CFG-8)."""
 
@@ -612,10 +755,18 @@ class ConfigMedusaStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigMedusaSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     medusa_num_heads: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Number of heads K; head k predicts token t+k+2.")
     medusa_num_layers: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Residual blocks per head.")
     medusa_fc_bias: StrictBool = Field(description="Residual-block projections carry a bias.")
     original_lm_head: StrictBool = Field(description="All heads reuse the verifier lm_head; the file has no per-head output matrix.")
+
+
+class ConfigMlpSpeculatorSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigMlpSpeculatorStrict(Model):
@@ -629,12 +780,20 @@ class ConfigMlpSpeculatorStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigMlpSpeculatorSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     n_predict: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Number of heads K.")
     inner_dim: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Inner width D; 0 means D = H.")
     tie_weights: StrictBool = Field(description="Heads share weights; every name is still stored.")
     scale_input: StrictBool = Field(description="The input state passes a parameter-free norm scaled by 1/sqrt(2).")
     top_k_tokens_per_head: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)]], Strict(), Field()] = Field(default=None, description="Tree branching per head; one entry per head.")
     n_candidates: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Candidate sequences kept from the tree.")
+
+
+class ConfigNgramSpecfmtProvenanceStrict(Model):
+    """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
+
+    tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
+    command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
 
 
 class ConfigNgramStrict(Model):
@@ -648,6 +807,7 @@ class ConfigNgramStrict(Model):
     torch_dtype: Annotated[Literal['float32', 'float16', 'bfloat16', 'float64'], member('float32', 'float16', 'bfloat16', 'float64')] = Field(default=None, description="Floating-point dtype of the stored weights (transformers 4 key; same meaning as dtype).")
     architectures: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="Class names written by transformers at save time. Informational; readers do not dispatch on it.")
     auto_map: Annotated[dict[str, Any], Strict()] = Field(default=None, description="Pointer to Python code written next to config.json by transformers. Never executed by specfmt; forbidden in strict.")
+    specfmt_provenance: ConfigNgramSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     prompt_lookup_min: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Smallest n-gram matched.")
     prompt_lookup_max: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(description="Largest n-gram matched; at least prompt_lookup_min.")
 

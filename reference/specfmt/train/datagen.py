@@ -1,0 +1,194 @@
+"""`specfmt datagen`: documents from the data specs, the verifier's features for them, cached on disk as
+safetensors shards and reused by every epoch (and every run that trains on the same verifier and aux ids).
+
+A cache directory holds `index.json` (format FORMAT: the verifier facts, aux ids, counts, sizes and the held-out
+validation prompts), `documents.jsonl` (token ids and supervision of every document, so that features can be
+recomputed for other aux ids) and `features-NNNNN.safetensors`. Sample i of a shard stores, over its T tokens
+(whole documents packed into one row of at most seq_len):
+- `i.tokens` I64 [T], `i.loss_mask` U8 [T], `i.doc` I32 [T] (document of each token), `i.positions` I32 [T];
+- `i.aux` [T, A*H] and `i.last` [T, H] in the cache dtype (bfloat16): the verifier's aux states (CFG-9) and its
+  last decoder output before the final norm;
+- `i.argmax` I32 [T]: the verifier's greedy choice for the token after each position.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from specfmt.generate import generate_batch
+from specfmt.nn import rms_norm
+from specfmt.proposal import Sample
+from specfmt.safetensors_file import write_tensors
+from specfmt.text import Text
+from specfmt.train.sources import Document, is_held_out, jsonl_documents, prompt_records, text_documents
+from specfmt.verifier import Verifier
+
+FORMAT = "specfmt-datagen/1"
+SHARD_BYTES = 256 << 20
+Report = Callable[[str], None]
+
+
+@dataclass
+class DataOptions:
+    specs: list[str]
+    seq_len: int = 1024  # tokens per packed sample; a longer document is cut
+    max_new_tokens: int = 256  # per self-distilled answer
+    batch: int = 16  # prompts answered together
+    temperature: float = 0.0  # 0: the verifier's greedy answers, the regime greedy decoding then sees
+    held_out: float = 0.05  # fraction of prompts (or documents) kept for validation
+    limit: int = 0  # at most this many prompts per distill source (0: all)
+    seed: int = 0
+
+
+def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, report: Report):
+    """The verifier's answers to the spec's training prompts; the held-out prompts' ids are returned unanswered."""
+    records = prompt_records(spec)
+    keyed = [(json.dumps(r, sort_keys=True), r) for r in records]
+    train = [r for key, r in keyed if not is_held_out(key, opts.held_out)]
+    held = [text.prompt_ids(r) for key, r in keyed if is_held_out(key, opts.held_out)]
+    train = train[:opts.limit] if opts.limit else train
+    docs, generator = [], torch.Generator().manual_seed(opts.seed)
+    for start in range(0, len(train), opts.batch):
+        prompts = [text.prompt_ids(r)[:opts.seq_len // 2] for r in train[start:start + opts.batch]]
+        answers = generate_batch(verifier, prompts, opts.max_new_tokens, text.eos_ids, opts.temperature, generator)
+        docs += [Document((p + a)[:opts.seq_len], ([False] * len(p) + [True] * len(a))[:opts.seq_len], len(p))
+                 for p, a in zip(prompts, answers, strict=True)]
+        report(f"distill {spec}: {min(start + opts.batch, len(train))}/{len(train)} prompts answered, "
+               f"{sum(len(d.tokens) for d in docs)} tokens")
+    return docs, held
+
+
+def collect(verifier: Verifier, text: Text, opts: DataOptions, report: Report):
+    """(training documents, validation prompt ids) of every spec."""
+    docs, val = [], []
+    for spec in opts.specs:
+        if spec.startswith("distill:"):
+            more, held = distilled(spec, verifier, text, opts, report)
+        else:
+            path = Path(spec)
+            found = jsonl_documents(path, text, opts.seq_len) if path.suffix == ".jsonl" else \
+                text_documents(path, text, opts.seq_len)
+            keep = [not is_held_out(f"{spec}#{i}", opts.held_out) for i in range(len(found))]
+            more = [d for d, k in zip(found, keep, strict=True) if k]
+            held = [d.tokens[:max(d.prompt_len, 32)] for d, k in zip(found, keep, strict=True) if not k]
+        docs += more
+        val += held
+    return docs, val
+
+
+def pack(docs: list[Document], seq_len: int) -> list[list[int]]:
+    """Document indices per sample, in order, each sample holding whole documents of at most seq_len tokens."""
+    rows, row, used = [], [], 0
+    for i, doc in enumerate(docs):
+        if row and used + len(doc.tokens) > seq_len:
+            rows.append(row)
+            row, used = [], 0
+        row.append(i)
+        used += len(doc.tokens)
+    return rows + ([row] if row else [])
+
+
+@torch.inference_mode()
+def features(verifier: Verifier, docs: list[Document], aux_ids: tuple[int, ...], dtype: torch.dtype) -> dict:
+    """The tensors of one packed sample: each document run alone from position 0."""
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("tokens", "loss_mask", "doc", "positions", "aux", "last",
+                                                            "argmax")}
+    for n, doc in enumerate(docs):
+        verifier.truncate(0)
+        out = verifier.forward(torch.tensor(doc.tokens), aux_ids)
+        t = len(doc.tokens)
+        parts["tokens"].append(torch.tensor(doc.tokens))
+        parts["loss_mask"].append(torch.tensor(doc.supervised, dtype=torch.uint8))
+        parts["doc"].append(torch.full((t,), n, dtype=torch.int32))
+        parts["positions"].append(torch.arange(t, dtype=torch.int32))
+        parts["aux"].append(out.aux.cpu().to(dtype))
+        parts["last"].append(out.last.cpu().to(dtype))
+        parts["argmax"].append(out.logits.argmax(-1).cpu().to(torch.int32))
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def write_cache(out: Path, verifier: Verifier, text: Text, aux_ids: tuple[int, ...], opts: DataOptions,
+                report: Report, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Collect, featurize and write the cache atomically at `out`; its index.json is written last."""
+    docs, val = collect(verifier, text, opts, report)
+    if not docs:
+        raise ValueError(f"the data specs {opts.specs} yield no training document")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    with open(staging / "documents.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(asdict(d)) + "\n" for d in docs)
+    shards, shard, size, rows = [], {}, 0, pack(docs, opts.seq_len)
+    for i, row in enumerate(rows):
+        for key, tensor in features(verifier, [docs[j] for j in row], aux_ids, dtype).items():
+            shard[f"{i}.{key}"] = tensor
+            size += tensor.numel() * tensor.element_size()
+        if size >= SHARD_BYTES or i == len(rows) - 1:
+            shards.append(f"features-{len(shards):05d}.safetensors")
+            write_tensors(staging / shards[-1], shard, {"format": "pt"})
+            shard, size = {}, 0
+        report(f"features: {i + 1}/{len(rows)} samples")
+    index = {"format": FORMAT, "verifier": fingerprint(verifier), "aux_ids": list(aux_ids), "dtype": str(dtype)[6:],
+             "samples": len(rows), "documents": len(docs), "tokens": sum(len(d.tokens) for d in docs),
+             "supervised": sum(sum(d.supervised) for d in docs), "shards": shards, "val_prompts": val,
+             "options": asdict(opts), "bytes": sum((staging / s).stat().st_size for s in shards)}
+    (staging / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    os.rename(staging, out)
+    return out
+
+
+def fingerprint(verifier: Verifier) -> dict:
+    """What a cache must agree on with the verifier that trains from it."""
+    c = verifier.config
+    return {k: c[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
+
+
+class Cache:
+    """A datagen directory, read lazily: samples come off memory-mapped shards as float32 features."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.index = json.loads((self.path / "index.json").read_text(encoding="utf-8"))
+        if self.index.get("format") != FORMAT:
+            raise ValueError(f"{self.path} is not a {FORMAT} cache")
+        self.files = [safe_open(str(self.path / s), "pt") for s in self.index["shards"]]
+        self.where = {int(k.split(".")[0]): f for f in self.files for k in f.keys() if k.endswith(".tokens")}
+
+    def __len__(self) -> int:
+        return self.index["samples"]
+
+    def check(self, verifier: Verifier, aux_ids: tuple[int, ...]) -> list[str]:
+        """Why this cache cannot train a draft of `aux_ids` for `verifier` (empty: it can)."""
+        out = []
+        if self.index["verifier"] != fingerprint(verifier):
+            out.append(f"the cache was made for the verifier {self.index['verifier']}, not {fingerprint(verifier)}")
+        if tuple(self.index["aux_ids"]) != tuple(aux_ids):
+            out.append(f"the cache holds aux ids {self.index['aux_ids']}, the draft reads {list(aux_ids)}")
+        return out
+
+    def sample(self, i: int, verifier: Verifier) -> tuple[Sample, torch.Tensor]:
+        """Sample i with its normed states (the verifier's final norm over `last`), and the verifier's argmax."""
+        f = self.where[i]
+        get = lambda key: f.get_tensor(f"{i}.{key}")  # noqa: E731
+        last = get("last").float()
+        normed = rms_norm(last, verifier.w["norm"].float(), verifier.cfg.eps)
+        sample = Sample(get("tokens"), get("loss_mask").bool(), get("doc").long(), get("positions").long(),
+                        get("aux").float(), last, normed)
+        return sample, get("argmax").long()
+
+    def token_counts(self, vocab_size: int) -> torch.Tensor:
+        """How often each token id is supervised over the whole cache: [V]."""
+        counts = torch.zeros(vocab_size, dtype=torch.long)
+        for i, f in self.where.items():
+            tokens, mask = f.get_tensor(f"{i}.tokens"), f.get_tensor(f"{i}.loss_mask").bool()
+            counts += torch.bincount(tokens[mask], minlength=vocab_size)
+        return counts

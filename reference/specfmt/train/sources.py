@@ -1,0 +1,114 @@
+"""Where training documents come from: text files, JSONL conversations, and self-distillation, in which the
+verifier answers prompts with the reference runtime (the way the speculators library regenerates responses
+with vLLM). Every source yields Documents: token ids and which of them the draft is trained to predict.
+
+A data spec (`--data`, repeatable):
+- `PATH.jsonl`: one record per line, {"messages": [...]} (chat-templated; assistant turns supervised) or
+  {"text": "..."} (every token supervised);
+- `distill:PROMPTS`: a prompt file (JSONL records or one prompt per line, as specfmt.text.read_prompts reads it),
+  answered by the verifier; the answer is supervised;
+- `distill:builtin:python-docs`: prompts made from the documentation of the Python standard library on this
+  machine (pydoc topics and module docstrings), so that every machine has data offline;
+- any other path: plain text, every token supervised, cut into documents of at most `max_len` tokens.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+from specfmt.text import Text, TextError, read_prompts
+
+
+@dataclass
+class Document:
+    tokens: list[int]
+    supervised: list[bool]  # the draft is trained to predict this token
+    prompt_len: int = 0  # leading tokens that are the prompt (a held-out document's prompt is a validation prompt)
+
+
+def is_held_out(key: str, fraction: float) -> bool:
+    """A stable split: the same key is held out on every machine and in every run."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def text_documents(path: Path, text: Text, max_len: int) -> list[Document]:
+    ids = text.encode(path.read_text(encoding="utf-8", errors="replace"))
+    return [Document(ids[i:i + max_len], [True] * len(ids[i:i + max_len])) for i in range(0, len(ids), max_len)
+            if len(ids[i:i + max_len]) > 2]
+
+
+def conversation_document(messages: list[dict], text: Text, max_len: int) -> Document:
+    """The chat-rendered conversation; tokens inside an assistant turn (and its end marker) are supervised."""
+    rendered = text.render_chat(messages, add_generation_prompt=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message.get("role") == "assistant":
+            start = len(text.render_chat(messages[:i], add_generation_prompt=True))
+            spans.append((start, len(text.render_chat(messages[:i + 1], add_generation_prompt=False))))
+    encoding = text.tokenizer.encode(rendered, add_special_tokens=False)
+    supervised = [any(a <= lo < b for a, b in spans) for lo, _ in encoding.offsets]
+    first = supervised.index(True) if True in supervised else len(supervised)
+    return Document(encoding.ids[:max_len], supervised[:max_len], first)
+
+
+def jsonl_documents(path: Path, text: Text, max_len: int) -> list[Document]:
+    docs = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if "messages" in record:
+            docs.append(conversation_document(record["messages"], text, max_len))
+        elif "text" in record:
+            ids = text.encode(record["text"])[:max_len]
+            docs.append(Document(ids, [True] * len(ids)))
+        else:
+            raise TextError(f"{path}:{n}: a record needs messages or text")
+    return docs
+
+
+def _docstring_prompts(stdlib: Path) -> list[str]:
+    """Questions about the public modules of the standard library, read with ast (nothing is imported)."""
+    prompts = []
+    for path in sorted(stdlib.glob("*.py")):
+        if path.stem.startswith("_") or path.stem in ("antigravity", "this"):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (SyntaxError, ValueError):
+            continue
+        doc = (ast.get_docstring(tree) or "").strip().split("\n\n")[0]
+        public = [n for n in tree.body if not getattr(n, "name", "_").startswith("_")]
+        functions = [n.name for n in public if isinstance(n, ast.FunctionDef)]
+        classes = [n.name for n in public if isinstance(n, ast.ClassDef)]
+        prompts.append(f"What is the Python module `{path.stem}` for? Answer in a short paragraph.")
+        if doc:
+            prompts.append(f"Explain this documentation of the Python module `{path.stem}` in simple words:\n\n{doc}")
+        prompts += [f"Write a short Python example that uses `{path.stem}.{name}` and explain it." for name in
+                    functions[:8]]
+        prompts += [f"What is the class `{path.stem}.{name}` used for? Give an example." for name in classes[:4]]
+    return prompts
+
+
+def builtin_prompts(name: str) -> list[str]:
+    """The named built-in prompt set; `python-docs`: the Python documentation installed on this machine."""
+    if name != "python-docs":
+        raise TextError(f"unknown built-in prompt set {name!r}; known: python-docs")
+    from pydoc_data.topics import topics
+
+    prompts = [template.format(topic) for topic in sorted(topics) for template in (
+        "Explain the Python topic '{}' with a short example.", "What are common mistakes with '{}' in Python?")]
+    return prompts + _docstring_prompts(Path(sysconfig.get_paths()["stdlib"]))
+
+
+def prompt_records(spec: str) -> list[dict]:
+    """The prompt records of `distill:...`."""
+    source = spec.removeprefix("distill:")
+    if source.startswith("builtin:"):
+        return [{"prompt": p} for p in builtin_prompts(source.removeprefix("builtin:"))]
+    return read_prompts(source)
