@@ -126,7 +126,8 @@ def print_table(runs: list[dict], skipped: dict, peer: dict) -> None:
         print(f"{k:>2} skipped: {message}")
     print(f"peer: transformers {peer['tokens_per_s_peer']:.1f} tok/s, ours plain {peer['tokens_per_s_ours']:.1f} "
           f"tok/s, transformers / ours {peer['peer_over_ours']:.3f}, identical tokens {peer['identical']}/"
-          f"{len(peer['mismatches']) + peer['identical']}")
+          f"{len(peer['mismatches']) + peer['identical']}; our speculative decoding / transformers "
+          f"{peer['speculative_over_peer']:.3f}")
 
 
 def load(args: argparse.Namespace):
@@ -179,6 +180,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     main_run = next((r for r in runs if r["k"] == args.main_k), runs[0])
+    peer["speculative_over_peer"] = main_run["tokens_per_s_speculative"] / peer["tokens_per_s_peer"]
     (out / "results.json").write_text(json.dumps({"schema": "specfmt.bench.speculative/1", "main_k": main_run["k"],
                                                   "runs": runs, "skipped": skipped, "peer": peer}, indent=2) + "\n")
     plot(main_run, out / "acceptance.png")

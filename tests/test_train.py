@@ -176,3 +176,16 @@ def test_the_cache_reports_its_size_and_keeps_held_out_prompts(tiny):
     assert cache.index["val_prompts"] and all(len(p) == 6 for p in cache.index["val_prompts"])
     sample, greedy = cache.sample(0, Verifier.from_pretrained(tiny[1]))
     assert sample.aux.shape == (sample.tokens.numel(), 2 * 32) and greedy.shape == sample.tokens.shape
+
+
+def test_several_caches_train_as_one(tiny, tmp_path):
+    from specfmt.train.datagen import Caches
+
+    caches = Caches([tiny[2]["eagle3"], tiny[2]["eagle3"]])
+    one = Cache(tiny[2]["eagle3"])
+    assert len(caches) == 2 * len(one) and caches.index["tokens"] == 2 * one.index["tokens"]
+    verifier = Verifier.from_pretrained(tiny[1])
+    assert torch.equal(caches.sample(len(one), verifier)[0].tokens, one.sample(0, verifier)[0].tokens)
+    args = train_args(tiny, "eagle3", tmp_path / "two-caches", "--max-steps", "2")
+    args[args.index("--data") + 1:args.index("--data") + 1] = [str(tiny[2]["eagle3"]), "--data"]
+    assert main(args) == 0

@@ -11,8 +11,6 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-HUB_ID = re.compile(r"^[A-Za-z0-9_]+([.-][A-Za-z0-9_]+)*(/[A-Za-z0-9_]+([.-][A-Za-z0-9_]+)*)?$")
-
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verifier", required=True, help="Hugging Face checkpoint directory of the verifier")
@@ -125,13 +123,19 @@ def cmd_datagen(args: argparse.Namespace) -> int:
 
 
 def verifier_name(verifier_dir: Path, given: str | None) -> str:
-    """The hub id the config names: --verifier-name, or what the verifier directory records of its origin."""
+    """The hub id the config names: --verifier-name, or the origin the verifier directory records (transformers'
+    _name_or_path, or the upstream model of the PROVENANCE.json that make demo-models writes)."""
+    from specfmt.schemas import load
+
     if given:
         return given
-    for file, key in (("PROVENANCE.json", "upstream"), ("config.json", "_name_or_path")):
+    hub_id = load("config.strict.schema.json")["$defs"]["verifier"]["properties"]["name_or_path"]["pattern"]  # CFG-8
+    for file, keys in (("config.json", ("_name_or_path",)), ("PROVENANCE.json", ("source", "upstream_model"))):
         path = verifier_dir / file
-        value = json.loads(path.read_text(encoding="utf-8")).get(key) if path.is_file() else None
-        if isinstance(value, str) and HUB_ID.match(value):
+        value = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and re.fullmatch(hub_id, value):
             return value
     raise ValueError(f"cannot tell the verifier's hub id from {verifier_dir}; pass --verifier-name ORG/NAME "
                      "(a strict checkpoint names its verifier by hub id, spec CFG-8)")
@@ -155,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from specfmt import __version__
     from specfmt.text import Text
     from specfmt.train import loop, recipes
-    from specfmt.train.datagen import Cache
+    from specfmt.train.datagen import Caches
     from specfmt.verifier import Verifier
 
     threads = set_threads(args.threads)
@@ -163,9 +167,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
     verifier = Verifier.from_pretrained(verifier_dir)  # float32: the frozen targets and the shared embedding
     aux_ids = aux_ids_for(args.algorithm, verifier.num_layers)
-    given = Path(args.data[0])
-    cache = Cache(given) if len(args.data) == 1 and (given / "index.json").is_file() else \
-        build_cache(args, verifier_dir, work / "data", aux_ids)
+    is_cache = all((Path(d) / "index.json").is_file() for d in args.data)
+    if not is_cache and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("under torchrun, --data must be caches: run `specfmt datagen` first and pass its --out")
+    cache = Caches(args.data) if is_cache else build_cache(args, verifier_dir, work / "data", aux_ids)
     problems = cache.check(verifier, aux_ids)
     if problems:
         raise ValueError("; ".join(problems))

@@ -192,3 +192,31 @@ class Cache:
             tokens, mask = f.get_tensor(f"{i}.tokens"), f.get_tensor(f"{i}.loss_mask").bool()
             counts += torch.bincount(tokens[mask], minlength=vocab_size)
         return counts
+
+
+class Caches:
+    """Several caches of the same verifier and aux ids read as one: samples numbered in order, counts summed,
+    validation prompts concatenated."""
+
+    def __init__(self, paths: list[str | Path]):
+        self.parts = [Cache(p) for p in paths]
+        self.offsets = [sum(len(c) for c in self.parts[:i]) for i in range(len(self.parts))]
+        first = self.parts[0].index
+        specs = [spec for c in self.parts for spec in c.index["options"]["specs"]]
+        self.index = {**first, "val_prompts": [p for c in self.parts for p in c.index["val_prompts"]],
+                      "options": {**first["options"], "specs": specs},
+                      **{k: sum(c.index[k] for c in self.parts) for k in ("samples", "documents", "tokens",
+                                                                         "supervised", "bytes")}}
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.parts)
+
+    def check(self, verifier: Verifier, aux_ids: tuple[int, ...]) -> list[str]:
+        return [f"{c.path}: {problem}" for c in self.parts for problem in c.check(verifier, aux_ids)]
+
+    def sample(self, i: int, verifier: Verifier) -> tuple[Sample, torch.Tensor]:
+        part = max(j for j, offset in enumerate(self.offsets) if offset <= i)
+        return self.parts[part].sample(i - self.offsets[part], verifier)
+
+    def token_counts(self, vocab_size: int) -> torch.Tensor:
+        return sum(c.token_counts(vocab_size) for c in self.parts)

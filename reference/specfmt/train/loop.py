@@ -173,9 +173,11 @@ def train(recipe: Recipe, verifier: Verifier, cache: Cache, opts: TrainOptions, 
     if per_epoch == 0:
         raise ValueError(f"the cache holds {len(cache)} samples, fewer than one batch of {opts.batch}")
     for epoch in range(start[0], opts.epochs):
+        trained = False
         for b, ids in enumerate(batches(len(cache), opts, epoch)):
             if (epoch, b) < start or run.step >= total:
                 continue
+            trained = True
             begun = time.perf_counter()
             metrics = run.optimizer_step(ids, total)
             record = {"step": run.step, "epoch": epoch, "lr": learning_rate(opts, run.step - 1, total),
@@ -185,7 +187,7 @@ def train(recipe: Recipe, verifier: Verifier, cache: Cache, opts: TrainOptions, 
             progress(record, total)
             if run.step % opts.save_every == 0:
                 checkpoint(run, epoch, b + 1)
-        if run.rank == 0 and opts.val_prompts and run.step <= total:
+        if run.rank == 0 and opts.val_prompts and trained:
             record = {"epoch": epoch, "step": run.step, "validation": validate(
                 run, cache.index["val_prompts"][:opts.val_prompts], eos_id)}
             log(run, record)

@@ -95,15 +95,47 @@ def _docstring_prompts(stdlib: Path) -> list[str]:
     return prompts
 
 
+SKIPPED_PACKAGES = ("test", "idlelib", "lib2to3", "ensurepip", "turtledemo", "pydoc_data", "site-packages",
+                    "__pycache__", "config-3")
+
+
+def _api_prompts(stdlib: Path) -> list[str]:
+    """Questions about every public function, class and method of the standard library's modules and packages,
+    read with ast: the templates differ from python-docs', so the two sets never share a prompt."""
+    paths = sorted(stdlib.glob("*.py")) + sorted(p for p in stdlib.glob("*/*.py")
+                                                 if not p.parent.name.startswith(SKIPPED_PACKAGES))
+    prompts = []
+    for path in paths:
+        if path.stem.startswith("_") or path.stem in ("antigravity", "this"):
+            continue
+        module = path.stem if path.parent == stdlib else f"{path.parent.name}.{path.stem}"
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                prompts.append(f"How do I use `{module}.{node.name}` in Python? Show a short example.")
+            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                prompts.append(f"Explain the Python class `{module}.{node.name}` and show how to use it.")
+                prompts += [f"What does the method `{module}.{node.name}.{m.name}` do? Give an example."
+                            for m in node.body if isinstance(m, ast.FunctionDef) and not m.name.startswith("_")][:3]
+    return prompts
+
+
 def builtin_prompts(name: str) -> list[str]:
-    """The named built-in prompt set; `python-docs`: the Python documentation installed on this machine."""
+    """The named built-in prompt set, made from the Python installed on this machine: `python-docs` (pydoc
+    topics and what each module is for) and `python-api` (its functions, classes and methods)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    if name == "python-api":
+        return _api_prompts(stdlib)
     if name != "python-docs":
-        raise TextError(f"unknown built-in prompt set {name!r}; known: python-docs")
+        raise TextError(f"unknown built-in prompt set {name!r}; known: python-docs, python-api")
     from pydoc_data.topics import topics
 
     prompts = [template.format(topic) for topic in sorted(topics) for template in (
         "Explain the Python topic '{}' with a short example.", "What are common mistakes with '{}' in Python?")]
-    return prompts + _docstring_prompts(Path(sysconfig.get_paths()["stdlib"]))
+    return prompts + _docstring_prompts(stdlib)
 
 
 def prompt_records(spec: str) -> list[dict]:
