@@ -14,6 +14,7 @@ from typing import Protocol
 import torch
 
 from specfmt.nn import KVCache
+from specfmt.schemas import load
 from specfmt.verification import Verdict, process_logits, sample, verify_greedy, verify_sampling, verify_top_k
 
 
@@ -113,14 +114,20 @@ class Picker:
         return sample(probs, float(torch.rand((), generator=self.generator))), probs
 
 
+def method_default(field_name: str, kind: str = "greedy"):
+    """A proposal method field's default, as the config schema declares it (the one place it is written)."""
+    return load("config.schema.json")["$defs"][f"proposal_{kind}"]["properties"][field_name]["default"]
+
+
 @dataclass
 class Proposal:
-    """A proposal method with its runtime settings. Spec: spec/config.md#CFG-7"""
+    """A proposal method with its runtime settings; the method's fields default as the schema says.
+    Spec: spec/config.md#CFG-7"""
 
     kind: str = "greedy"  # greedy | sampling
-    speculative_tokens: int = 3
-    verifier_accept_k: int = 1
-    accept_tolerance: float = 0.0
+    speculative_tokens: int = method_default("speculative_tokens")
+    verifier_accept_k: int = method_default("verifier_accept_k")
+    accept_tolerance: float = method_default("accept_tolerance")
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0

@@ -55,6 +55,9 @@ def default_proposal(config: dict) -> Proposal:
         return Proposal("greedy", method["speculative_tokens"], method["verifier_accept_k"],
                         method["accept_tolerance"])
     if method["proposal_type"] == "sampling":
+        if method["accept_lenience"] != 1.0:  # CFG-7: lossy, and its accept test is not defined yet
+            raise ValueError(f"accept_lenience {method['accept_lenience']} is lossy and the reference runtime "
+                             "does not implement it; only 1.0 (lossless rejection sampling) runs")
         return Proposal("sampling", method["speculative_tokens"], temperature=1.0)
     raise NotImplementedError(f"proposal_type {method['proposal_type']!r}: tree verification comes in a later version")
 
