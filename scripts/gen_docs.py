@@ -225,7 +225,16 @@ def codes_page(root: Path) -> str:
         f"# Finding codes (v{VERSION})", "", codes["description"], "",
         f"Source: [codes.json](../../{SCHEMAS}/codes.json). Each row's anchor is its code "
         "(`codes.md#hazard.d2t_missing`). Every hazard is described, with the real bug behind it, in the "
-        "[hazards catalogue](../../spec/hazards.md).", "", *rows, ""])
+        "[hazards catalogue](../../spec/hazards.md).", "", *rows, "", *keyword_rows(codes["keywords"])])
+
+
+def keyword_rows(keywords: dict) -> list[str]:
+    """Which code a failed schema keyword is reported under (CFG-2), from codes.json's `keywords`."""
+    rows = ["| Keyword | Code |", "|---|---|"]
+    rows += [f"| {', '.join(f'`{k}`' for k in names)} | [`{code}`](#{code}) |"
+             for code, names in keywords["codes"].items()]
+    rows.append(f"| any other | [`{keywords['otherwise']}`](#{keywords['otherwise']}) |")
+    return ["## Schema keywords", "", keywords["description"], "", *rows, ""]
 
 
 def schema_rows(root: Path, directory: str, depth: int) -> list[str]:

@@ -16,15 +16,13 @@ from conformance.generators.common import PROFILES, anchors, builders, corpus_id
 from conformance.generators.walk import applied, forbidden_fields, required_fields, violations
 from specfmt import validate_config
 from specfmt.findings import pointer, render
-from specfmt.schemas import load
+from specfmt.schemas import keyword_code, load
 
 SCHEMAS = {"compat": load("config.schema.json"), "strict": load("config.strict.schema.json")}
 VARIANTS = builders.VARIANTS
 FAMILY_DESCRIPTION = {"type": "values of the wrong JSON type", "range": "numbers and lists out of their range",
                       "enum": "strings outside their allowed values",
                       "pattern": "strings that do not match their pattern", "forbidden": "fields the profile forbids"}
-KEYWORD_FAMILY = {"type": "type", "minimum": "range", "exclusiveMinimum": "range", "maximum": "range",
-                  "minItems": "range", "enum": "enum", "const": "enum", "pattern": "pattern", "not": "forbidden"}
 
 
 def algorithm_page(config: dict) -> str:
@@ -103,8 +101,6 @@ def _keyword_id(ptr: str, keyword: str) -> str:
 def _keyword_tests(profile: str, seen: set) -> dict[str, list[dict]]:
     """Keyword violations under `profile` that `seen` (pointer with indices as `*`, keyword) lacks."""
     by_family: dict[str, list[dict]] = {}
-    code = {"type": "config.type", "range": "config.range", "enum": "config.enum", "pattern": "config.pattern",
-            "forbidden": "config.forbidden"}
     for name, config in VARIANTS.items():
         cases = [(path, kw, bad, node.get(kw)) for path, node, value in applied(SCHEMAS[profile], config)
                  for kw, bad in violations(node, value)]
@@ -114,11 +110,12 @@ def _keyword_tests(profile: str, seen: set) -> dict[str, list[dict]]:
             if key in seen:
                 continue
             seen.add(key)
-            ptr, family = pointer(*path), KEYWORD_FAMILY[keyword]
+            ptr, code = pointer(*path), keyword_code(keyword)  # a group per code: cfg.range.compat, ...
+            family = code.removeprefix("config.")
             description = (f"{ptr or 'the document'} of the {name} variant set to {render(bad)} breaks "
                            f"{keyword} {render(rule)}")
             by_family.setdefault(family, []).append(schema_test(
-                _keyword_id(ptr, keyword), description, replaced(config, path, bad), profile, (code[family], ptr)))
+                _keyword_id(ptr, keyword), description, replaced(config, path, bad), profile, (code, ptr)))
     return by_family
 
 

@@ -10,25 +10,10 @@ from typing import Any
 
 from specfmt.defaults import applicable_properties
 from specfmt.findings import Finding, finding, mismatch, pointer, render
-from specfmt.schemas import ALGORITHMS, config_validator, layout, load
+from specfmt.schemas import ALGORITHMS, config_validator, keyword_code, layout, load
 
 CONFIG = "config.json"
 REMOVED_PROPOSAL_TYPES = ("sampling", "static_tree", "dynamic_tree")
-
-_CODE_BY_KEYWORD = {
-    "type": "config.type",
-    "enum": "config.enum",
-    "const": "config.enum",
-    "pattern": "config.pattern",
-    "minimum": "config.range",
-    "maximum": "config.range",
-    "exclusiveMinimum": "config.range",
-    "exclusiveMaximum": "config.range",
-    "minItems": "config.range",
-    "maxItems": "config.range",
-    "minLength": "config.range",
-    "not": "config.forbidden",  # `{"not": {}}`: the profile forbids the field
-}
 
 
 def schema_findings(config: Any, profile: str) -> list[Finding]:
@@ -42,7 +27,9 @@ def schema_findings(config: Any, profile: str) -> list[Finding]:
 _SUBJECT = {"config.type": "wrong type", "config.enum": "value not allowed", "config.range": "value out of range",
             "config.pattern": "string does not match its pattern", "config.schema": "schema rule violated"}
 _BOUND = {"minimum": ">= {}", "maximum": "<= {}", "exclusiveMinimum": "> {}", "exclusiveMaximum": "< {}",
-          "minItems": "at least {} items", "maxItems": "at most {} items", "minLength": "at least {} characters"}
+          "minItems": "at least {} items", "maxItems": "at most {} items", "minLength": "at least {} characters",
+          "maxLength": "at most {} characters", "minProperties": "at least {} fields",
+          "maxProperties": "at most {} fields"}
 
 
 def _from_error(error, profile: str) -> list[Finding]:
@@ -50,13 +37,12 @@ def _from_error(error, profile: str) -> list[Finding]:
         # The branch that matched the value's type explains the failure better than a type error.
         candidates = [e for e in error.context if e.validator != "type"] or list(error.context)
         return _from_error(max(candidates, key=lambda e: len(e.absolute_path)), profile)
-    path = list(error.absolute_path)
+    path, code = list(error.absolute_path), keyword_code(error.validator)
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
-        return [finding("config.required", CONFIG, pointer(*path, name),
+        return [finding(code, CONFIG, pointer(*path, name),
                         f"{name!r} is required under {profile}", profile=profile, expected=name, found=None)
                 for name in missing]
-    code = _CODE_BY_KEYWORD.get(error.validator, "config.schema")
     if code == "config.forbidden":
         message = f"{path[-1] if path else 'value'!r} is forbidden under {profile}"
         return [finding(code, CONFIG, pointer(*path), message, profile=profile, found=error.instance)]

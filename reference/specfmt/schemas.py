@@ -34,6 +34,14 @@ def schema_names(version: str = VERSION) -> list[str]:
 
 
 CODES: dict[str, dict[str, str]] = load("codes.json")["codes"]
+KEYWORD_CODES: dict[str, str] = {keyword: code for code, keywords in load("codes.json")["keywords"]["codes"].items()
+                                 for keyword in keywords}
+
+
+def keyword_code(keyword: str) -> str:
+    """The code of a schema violation by its failing keyword (CFG-2), as codes.json maps it."""
+    return KEYWORD_CODES.get(keyword, load("codes.json")["keywords"]["otherwise"])
+
 ALGORITHMS: frozenset[str] = frozenset(n.removeprefix("layouts/").removesuffix(".json") for n in schema_names()
                                        if n.startswith("layouts/") and not n.startswith("layouts/_"))
 SAFETENSORS: dict[str, Any] = load("safetensors.json")

@@ -1,10 +1,9 @@
 // Config validation: the profile's schema through Ajv, then the semantic checks of spec/config.md.
 "use strict";
 
-const { schemas, validators, branchValidator, resolveRef, layout } = require("./schemas.cjs");
+const { schemas, validators, branchValidator, resolveRef, layout, keywordCode } = require("./schemas.cjs");
 const { evalExpr } = require("./expr.cjs");
 
-const RANGE_KEYWORDS = new Set(["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"]);
 const REMOVED_PROPOSAL_TYPES = ["sampling", "static_tree", "dynamic_tree"];
 
 const escapeToken = (s) => String(s).replace(/~/g, "~0").replace(/\//g, "~1");
@@ -35,13 +34,9 @@ function mapErrors(errors, profile, prefix, out) {
       continue;
     }
     if (underAnyOf(err.instancePath) || err.keyword === "if") continue;
-    if (err.keyword === "required") out.push({ code: "config.required", pointer: `${at}/${escapeToken(err.params.missingProperty)}` });
-    else if (err.keyword === "type") out.push({ code: "config.type", pointer: at });
-    else if (err.keyword === "enum" || err.keyword === "const") out.push({ code: "config.enum", pointer: at });
-    else if (RANGE_KEYWORDS.has(err.keyword)) out.push({ code: "config.range", pointer: at });
-    else if (err.keyword === "pattern") out.push({ code: "config.pattern", pointer: at });
-    else if (err.keyword === "not") out.push({ code: "config.forbidden", pointer: at });
-    else out.push({ code: "config.schema", pointer: at });
+    const code = keywordCode(err.keyword);
+    if (err.keyword === "required") out.push({ code, pointer: `${at}/${escapeToken(err.params.missingProperty)}` });
+    else out.push({ code, pointer: at });
   }
 }
 
@@ -50,7 +45,7 @@ function mapAnyOf(err, profile, at, out) {
   const branches = err.schema;
   const chosen = branches.find((b) => typeAccepts((b.$ref ? resolveRef(profile, b.$ref) : b).type, err.data));
   if (chosen === undefined) {
-    out.push({ code: "config.type", pointer: at });
+    out.push({ code: keywordCode("type"), pointer: at });
     return;
   }
   const validate = branchValidator(profile, chosen);
@@ -229,4 +224,4 @@ function validateConfig(doc, profile) {
   return { findings: out, resolved, schemaErrors };
 }
 
-module.exports = { validateConfig, escapeToken };
+module.exports = { validateConfig, escapeToken, mapErrors };

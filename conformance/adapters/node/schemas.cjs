@@ -27,7 +27,11 @@ function customKeywords(node, found) {
 }
 
 const schemas = { compat: readJson(PROFILE_FILES.compat), strict: readJson(PROFILE_FILES.strict) };
-const codes = readJson("codes.json").codes;
+const codesDoc = readJson("codes.json");
+const codes = codesDoc.codes;
+const codeOfKeyword = new Map(Object.entries(codesDoc.keywords.codes).flatMap(([code, kws]) => kws.map((k) => [k, code])));
+/** The code of a schema violation by its failing keyword (CFG-2), as codes.json maps it. */
+const keywordCode = (keyword) => codeOfKeyword.get(keyword) ?? codesDoc.keywords.otherwise;
 const safetensors = readJson("safetensors.json");
 
 const keywords = new Set();
@@ -69,4 +73,4 @@ function layout(name) {
   return layoutCache.get(name);
 }
 
-module.exports = { schemas, codes, safetensors, validators, branchValidator, resolveRef, layout };
+module.exports = { schemas, codes, keywordCode, safetensors, validators, branchValidator, resolveRef, layout };

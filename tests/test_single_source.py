@@ -1,0 +1,82 @@
+"""Facts declared once, in schemas/ (or, for the standalone runner, in its suite's own files), and read from there:
+each test fails when a copy comes back in code."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from specfmt.config_checks import _from_error
+from specfmt.schemas import KEYWORD_CODES, load, validator_class
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE = shutil.which("node")
+HAVE_AJV = (ROOT / "node_modules" / "ajv" / "package.json").is_file()
+
+# One property `x` breaking one keyword each: (keyword, schema of x, value of x). Two keywords codes.json does not
+# list (uniqueItems, multipleOf) check its `otherwise`.
+BROKEN = [("type", {"type": "integer"}, "a"), ("enum", {"enum": [1]}, 2), ("const", {"const": 1}, 2),
+          ("minimum", {"minimum": 1}, 0), ("maximum", {"maximum": 1}, 2),
+          ("exclusiveMinimum", {"exclusiveMinimum": 0}, 0), ("exclusiveMaximum", {"exclusiveMaximum": 1}, 1),
+          ("minItems", {"minItems": 1}, []), ("maxItems", {"maxItems": 0}, [1]),
+          ("minLength", {"minLength": 2}, "a"), ("maxLength", {"maxLength": 1}, "ab"),
+          ("minProperties", {"minProperties": 1}, {}), ("maxProperties", {"maxProperties": 0}, {"a": 1}),
+          ("pattern", {"pattern": "^a$"}, "b"), ("not", {"not": {}}, 1),
+          ("uniqueItems", {"uniqueItems": True}, [1, 1]), ("multipleOf", {"multipleOf": 2}, 3)]
+# The Node adapter's own mapping (config.cjs mapErrors) over Ajv's errors for the same documents.
+NODE_MAP = """
+const Ajv2020 = require("ajv/dist/2020");
+const { mapErrors } = require("./conformance/adapters/node/config.cjs");
+const ajv = new Ajv2020({ allErrors: true, verbose: true, logger: false });
+const out = {};
+for (const [keyword, schema, doc] of JSON.parse(process.argv[1])) {
+  const validate = ajv.compile(schema);
+  const found = [];
+  if (!validate(doc)) mapErrors(validate.errors, "compat", "", found);
+  out[keyword] = found.map((f) => [f.code, f.pointer]);
+}
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def documents() -> list[tuple[str, dict, dict]]:
+    """(keyword, schema, document) with the violation at /x; `required` leaves x out."""
+    docs = [("required", {"required": ["x"]}, {})]
+    return docs + [(keyword, {"properties": {"x": schema}}, {"x": value}) for keyword, schema, value in BROKEN]
+
+
+def python_codes() -> dict[str, list[list[str]]]:
+    out = {}
+    for keyword, schema, doc in documents():
+        findings = [f for error in validator_class()(schema).iter_errors(doc) for f in _from_error(error, "compat")]
+        out[keyword] = [[f.code, f.pointer] for f in findings]
+    return out
+
+
+def test_every_keyword_codes_json_maps_is_broken_by_one_document():
+    assert {keyword for keyword, _, _ in documents()} >= set(KEYWORD_CODES)
+
+
+def test_no_keyword_is_listed_under_two_codes():
+    listed = [k for keywords in load("codes.json")["keywords"]["codes"].values() for k in keywords]
+    assert sorted(listed) == sorted(set(listed)) == sorted(KEYWORD_CODES)
+
+
+def test_the_reference_reports_each_broken_keyword_with_the_code_codes_json_gives_it():
+    otherwise = load("codes.json")["keywords"]["otherwise"]
+    expected = {k: [[KEYWORD_CODES.get(k, otherwise), "/x"]] for k, _, _ in documents()}
+    assert python_codes() == expected
+
+
+def test_max_length_is_a_range_violation_as_cfg_2_says_bounds_and_lengths_are():
+    assert KEYWORD_CODES["maxLength"] == KEYWORD_CODES["minLength"] == KEYWORD_CODES["maximum"] == "config.range"
+
+
+@pytest.mark.node
+@pytest.mark.skipif(NODE is None or not HAVE_AJV, reason="needs node and node_modules/ajv")
+def test_the_node_adapter_maps_every_keyword_as_the_reference_does():
+    run = subprocess.run([NODE, "-e", NODE_MAP, json.dumps(documents())], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60, check=True)
+    assert json.loads(run.stdout) == python_codes()
