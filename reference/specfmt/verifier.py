@@ -1,10 +1,10 @@
 """A minimal llama/qwen2/qwen3 verifier in plain torch, with a KV cache that rolls back and aux
-hidden states exactly as D3 pins them.
+hidden states exactly as spec/config.md#CFG-9 pins them.
 
 It loads an ordinary Hugging Face checkpoint directory (config.json plus model.safetensors or a
 sharded index). Its tensors are bound through the `independent` layout document, which declares
 exactly the Hugging Face causal-LM names.
-Spec: spec/config.md#CFG-9
+Spec: spec/verifier.md, spec/config.md#CFG-9
 """
 
 from __future__ import annotations
