@@ -107,6 +107,12 @@ def test_the_writer_refuses_a_config_holding_nan(tmp_path):
         dump_config({"rms_norm_eps": float("nan")})
 
 
+@pytest.mark.parametrize("dtype", [["F32"], {"F32": 1}, 4, None])
+def test_a_header_dtype_that_is_not_a_string_is_a_finding_not_a_type_error(ckpt, dtype):
+    write_raw(ckpt / "model.safetensors", one_tensor_header(dtype=dtype), 8)
+    assert ("header.dtype", "/fc.weight/dtype") in codes(ckpt)
+
+
 def test_oversized_config_is_refused_before_reading(ckpt):
     with open(ckpt / "config.json", "wb") as f:
         f.truncate(17 * 1024 * 1024)

@@ -82,6 +82,8 @@ HEADER_CASES = [
      _raw(_with_extra({"dtype": "F32", "shape": [-1], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
     ("dtype-unknown", "a tensor has the dtype F7, which does not exist", "header.dtype",
      _raw(_with_extra({"dtype": "F7", "shape": [0], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+    ("dtype-not-a-string", "a tensor's dtype is the list [\"F32\"], not a string", "header.dtype",
+     _raw(_with_extra({"dtype": ["F32"], "shape": [0], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
     ("dtype-outside-profile", "a tensor has the safetensors dtype C64, outside the profile", "header.dtype",
      _raw(_with_extra({"dtype": "C64", "shape": [0], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
     ("size-mismatch", "a tensor's byte range is four bytes longer than its shape", "header.size",

@@ -99,7 +99,7 @@ def _entry(name: str, entry: object, file: str, data_start: int, err) -> tuple[T
             and offsets[0] <= offsets[1]):
         return None, [err("header.offsets", pointer(name, "data_offsets"),
                           mismatch("data_offsets", "[begin, end] with 0 <= begin <= end", offsets))]
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         return None, [err("header.dtype", pointer(name, "dtype"),
                           mismatch("dtype outside the safetensors profile", sorted(DTYPES), dtype))]
     nbytes = math.prod(shape) * DTYPES[dtype]["bytes"]
