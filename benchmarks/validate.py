@@ -25,6 +25,7 @@ from specfmt import validate
 from specfmt.defaults import resolve
 from specfmt.layout import expand
 from specfmt.safetensors_file import write_sparse
+from specfmt.schemas import VERSION
 from specfmt.validate import read_weights
 
 H, V, V_D, INTER, HEADS, KV, HEAD_DIM, N = 8192, 128256, 32000, 28672, 64, 8, 128, 80
@@ -33,7 +34,7 @@ REPEATS = 200
 
 def config(vocab: int = V) -> dict:
     return {
-        "speculators_model_type": "eagle3", "speculators_format_version": "1.0", "dtype": "bfloat16",
+        "speculators_model_type": "eagle3", "speculators_format_version": VERSION, "dtype": "bfloat16",
         "speculators_config": {
             "algorithm": "eagle3", "default_proposal_method": "greedy",
             "proposal_methods": [{"proposal_type": "greedy", "speculative_tokens": 3, "verifier_accept_k": 1,

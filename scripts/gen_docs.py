@@ -24,11 +24,12 @@ from specfmt.cli import build_parser
 from specfmt.cli import main as specfmt_main
 from specfmt.defaults import resolve
 from specfmt.layout import expand
+from specfmt.schemas import VERSION
 
-VERSION = "1.0"
 SCHEMAS = f"schemas/v{VERSION}"
 REFERENCE = f"reference/v{VERSION}"
-# (the $def, the JSON Pointer its fields sit under, the heading level and title) of docs/reference/v1.0/config.md
+VARIANTS = f"conformance/cases/schema/{VERSION}/variants.json"  # the strict builder variants
+# (the $def, the JSON Pointer its fields sit under, the heading level and title) of docs/{REFERENCE}/config.md
 CONFIG_SECTIONS = [
     ("root", "", 2, "Top level"),
     ("speculators_config", "/speculators_config", 2, "speculators_config"),
@@ -148,7 +149,7 @@ def config_page(root: Path) -> str:
 
 def variant_config(root: Path, algorithm: str) -> dict:
     """The strict builder variant of `algorithm`, as the conformance suite's schema level stores it."""
-    groups = read_json(root, "conformance/cases/schema/1.0/variants.json")
+    groups = read_json(root, VARIANTS)
     group = next(g for g in groups if g["id"] == "cfg.variant.strict")
     return next(t["data"] for t in group["tests"] if t["id"] == algorithm.replace("_", "-"))
 
@@ -252,7 +253,7 @@ def schema_rows(root: Path, directory: str, depth: int) -> list[str]:
 def schemas_page(root: Path) -> str:
     return "\n".join([
         f"# Schemas (v{VERSION})", "",
-        "Every schema is served by this site at the path of its `$id` (`https://specfmt.dev/schemas/v1.0/...`), "
+        f"Every schema is served by this site at the path of its `$id` (`https://specfmt.dev/schemas/v{VERSION}/...`), "
         "copied at build time from the repository's `schemas/` directory, its only source. A released version "
         "is immutable: a change makes a new `v1.x` directory (see [versioning](../../spec/versioning.md)). "
         "Each file name below links to the raw document, for download.", "",
@@ -326,7 +327,7 @@ def vllm_controls_snippet(root: Path) -> str:
         code, pointer = c["finding"]
         how = f"`--profile {c['profile']}`" + (" `--scan-values`" if c["scan_values"] else "")
         rows.append(f"| {c['mutation']} | **{c['vllm']}** | {c['vllm_note']} | "
-                    f"[`{code}`](../reference/v1.0/codes.md) at `{pointer}` ({how}) |")
+                    f"[`{code}`](../{REFERENCE}/codes.md) at `{pointer}` ({how}) |")
     return "\n".join(rows) + "\n"
 
 
@@ -344,7 +345,7 @@ def pages(root: Path) -> dict[str, tuple[str, Callable[[Path], str]]]:
     }
     for algorithm in algorithms(root):
         out[f"{REFERENCE}/algorithms/{algorithm}.md"] = (
-            f"{SCHEMAS}/config*.schema.json, layouts/{algorithm}.json and conformance/cases/schema/1.0/variants.json",
+            f"{SCHEMAS}/config*.schema.json, layouts/{algorithm}.json and {VARIANTS}",
             lambda r, a=algorithm: algorithm_page(r, a))
     for name, argv in QUICKSTART.items():
         out[f"_snippets/quickstart/{name}.md"] = (

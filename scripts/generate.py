@@ -20,8 +20,9 @@ import gen_docs  # noqa: E402
 import gen_models  # noqa: E402
 import gen_spec  # noqa: E402
 import gen_strict  # noqa: E402
+from specfmt.schemas import VERSION  # noqa: E402
 
-SCHEMAS = ROOT / "schemas" / "v1.0"
+SCHEMAS = ROOT / "schemas" / f"v{VERSION}"
 
 
 def outputs() -> dict[Path, str]:

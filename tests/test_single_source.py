@@ -1,6 +1,7 @@
 """Facts declared once, in schemas/ (or, for the standalone runner, in its suite's own files), and read from there:
 each test fails when a copy comes back in code."""
 
+import ast
 import json
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from specfmt.config_checks import _from_error
-from specfmt.schemas import KEYWORD_CODES, load, validator_class
+from specfmt.schemas import KEYWORD_CODES, VERSION, load, schema_names, validator_class
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = shutil.which("node")
@@ -80,3 +81,34 @@ def test_the_node_adapter_maps_every_keyword_as_the_reference_does():
     run = subprocess.run([NODE, "-e", NODE_MAP, json.dumps(documents())], capture_output=True, text=True, cwd=ROOT,
                          timeout=60, check=True)
     assert json.loads(run.stdout) == python_codes()
+
+
+# Code that reads the format version (specfmt.schemas.VERSION, or for the standalone runner its manifest's
+# format_version). models.py is generated from the schema's const and checked by `make check`.
+VERSIONED_CODE = ["reference/specfmt", "conformance/generators", "conformance/specfmt_conformance", "scripts",
+                  "benchmarks"]
+GENERATED = {"reference/specfmt/models.py"}
+
+
+def version_literals(path: Path) -> list[str]:
+    """String constants, docstrings aside, that spell the version: "1.0", or inside "v1.0" and "/1.0/"."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            and (node.value == VERSION or f"v{VERSION}" in node.value or f"/{VERSION}/" in node.value)]
+
+
+def test_no_module_spells_the_format_version_it_can_read():
+    files = [p for d in VERSIONED_CODE for p in sorted((ROOT / d).rglob("*.py"))
+             if p.relative_to(ROOT).as_posix() not in GENERATED]
+    assert [hit for path in files for hit in version_literals(path)] == []
+
+
+def test_the_version_is_the_schema_directory_and_every_id_and_the_strict_const_agree():
+    assert (ROOT / "schemas" / f"v{VERSION}" / "config.schema.json").is_file()
+    assert load("config.strict.schema.json")["properties"]["speculators_format_version"]["const"] == VERSION
+    ids = [load(name)["$id"] for name in schema_names() if "$id" in load(name)]
+    assert ids and all(f"/schemas/v{VERSION}/" in i for i in ids)

@@ -19,7 +19,7 @@ from conformance.generators.common import CHECKPOINT, CHECKPOINT_DIR, anchors, b
 from specfmt import validate
 from specfmt.defaults import resolve
 from specfmt.layout import expand
-from specfmt.schemas import SAFETENSORS
+from specfmt.schemas import SAFETENSORS, VERSION
 
 CLASS_DTYPE = {"int64": "I64", "bool": "BOOL"}  # the float class takes the config's dtype
 
@@ -49,11 +49,11 @@ def write_case(case: CheckpointCase, suite: Path) -> dict:
     if case.target is not None and case.target not in codes:
         raise AssertionError(f"{case.id}: expected {case.target}, got {report.codes()}")
     write_json(case_dir / "case.json", {
-        "id": case.id, "description": case.description, "since": "1.0",
+        "id": case.id, "description": case.description, "since": VERSION,
         "spec": anchors(*case.spec, codes=codes), "profile": case.profile, "checkpoint": CHECKPOINT,
         **({"scan_values": True} if case.scan_values else {}),
         "valid": report.ok, "findings": expected(report, case_dir / CHECKPOINT)})
-    return {"id": case.id, "level": "checkpoint", "path": rel.as_posix(), "since": "1.0"}
+    return {"id": case.id, "level": "checkpoint", "path": rel.as_posix(), "since": VERSION}
 
 
 def weights(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -65,12 +65,12 @@ def write_numerics_case(case: NumericsCase, suite: Path) -> dict:
     write_tensors(case_dir / "inputs.safetensors", case.inputs, meta)
     write_tensors(case_dir / "expected.safetensors", case.expected, meta)
     write_json(case_dir / "case.json", {
-        "id": case.id, "description": case.description, "since": "1.0", "spec": case.spec,
+        "id": case.id, "description": case.description, "since": VERSION, "spec": case.spec,
         "operation": case.operation, "checkpoint": case.checkpoint, "verifier": case.verifier,
         "params": case.params, "inputs": "inputs.safetensors", "expected": "expected.safetensors",
         "outputs": case.outputs, "golden": {"generator": GENERATOR, "device": "cpu", "computed_in": "float64",
                                             "dtype": STORED_DTYPE, **case.golden}})
-    return {"id": case.id, "level": "numerics", "path": rel.as_posix(), "since": "1.0"}
+    return {"id": case.id, "level": "numerics", "path": rel.as_posix(), "since": VERSION}
 
 
 def rounded(value: float) -> float:

@@ -16,7 +16,7 @@ from conformance.generators.common import PROFILES, anchors, builders, corpus_id
 from conformance.generators.walk import applied, forbidden_fields, required_fields, violations
 from specfmt import validate_config
 from specfmt.findings import pointer, render
-from specfmt.schemas import keyword_code, load
+from specfmt.schemas import VERSION, keyword_code, load
 
 SCHEMAS = {"compat": load("config.schema.json"), "strict": load("config.strict.schema.json")}
 VARIANTS = builders.VARIANTS
@@ -43,7 +43,7 @@ def schema_test(test_id: str, description: str, data: Any, profile: str, target:
 
 def group(group_id: str, description: str, profile: str, tests: list[dict], *spec: str) -> dict:
     codes = sorted({f["code"] for t in tests for f in t["findings"]})
-    return {"id": group_id, "description": description, "since": "1.0", "spec": anchors(*spec, codes=codes),
+    return {"id": group_id, "description": description, "since": VERSION, "spec": anchors(*spec, codes=codes),
             "profile": profile, "tests": tests}
 
 

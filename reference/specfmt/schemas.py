@@ -12,9 +12,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-VERSION = "1.0"
 SCHEMA_DIR = Path(__file__).resolve().parent / "_schemas"
 BASE_URI = "https://specfmt.dev/schemas/"
+
+
+def _newest_version() -> str:
+    """The format version these schemas define: the newest schemas/v<major>.<minor> directory."""
+    versions = [p.name[1:] for p in SCHEMA_DIR.iterdir() if p.is_dir() and re.fullmatch(r"v\d+\.\d+", p.name)]
+    return max(versions, key=lambda v: tuple(int(part) for part in v.split(".")))
+
+
+VERSION = _newest_version()  # every module reads the format version from here
 
 
 def version_dir(version: str = VERSION) -> Path:

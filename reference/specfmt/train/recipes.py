@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from specfmt.algorithms.eagle3 import default_aux_ids
+from specfmt.schemas import VERSION
 from specfmt.synthetic import random_tensors
 from specfmt.verifier import Verifier
 
@@ -38,7 +39,7 @@ class Recipe:
 
 def envelope(algorithm: str, verifier: Verifier, verifier_name: str, k: int, **fields) -> dict:
     c = verifier.config
-    return {"speculators_model_type": algorithm, "speculators_format_version": "1.0", "dtype": "float32",
+    return {"speculators_model_type": algorithm, "speculators_format_version": VERSION, "dtype": "float32",
             "speculators_config": {
                 "algorithm": algorithm, "default_proposal_method": "greedy",
                 "proposal_methods": [{"proposal_type": "greedy", "speculative_tokens": k, "verifier_accept_k": 1,
