@@ -43,6 +43,7 @@ CONFIG_SECTIONS = [
     ("layer_llama", "/transformer_layer_config", 3, "llama family"),
     ("layer_qwen2", "/transformer_layer_config", 3, "qwen2 family"),
     ("layer_qwen3", "/transformer_layer_config", 3, "qwen3 family"),
+    ("rope_llama3", "/transformer_layer_config/rope_parameters", 3, "llama3 RoPE scaling"),  # or rope_scaling
 ]
 FIELD_HEAD = ["| Path | Type | Required | Default | Constraints | Since | Description |",
               "|---|---|---|---|---|---|---|"]

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from specfmt import nn
 from specfmt.config_checks import _from_error
-from specfmt.schemas import KEYWORD_CODES, VERSION, load, schema_names, validator_class
+from specfmt.schemas import KEYWORD_CODES, LAYER_FAMILIES, VERSION, load, schema_names, validator_class
+from specfmt.verifier import resolve_layer_config
+from specfmt_conformance.suite import META_DIR, Suite, required_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = shutil.which("node")
@@ -112,3 +115,54 @@ def test_the_version_is_the_schema_directory_and_every_id_and_the_strict_const_a
     assert load("config.strict.schema.json")["properties"]["speculators_format_version"]["const"] == VERSION
     ids = [load(name)["$id"] for name in schema_names() if "$id" in load(name)]
     assert ids and all(f"/schemas/v{VERSION}/" in i for i in ids)
+
+
+def test_the_decoder_families_are_the_schema_model_type_enum_and_no_module_lists_them_again():
+    model_type = load("config.schema.json")["$defs"]["layer_config"]["properties"]["model_type"]
+    assert LAYER_FAMILIES == tuple(model_type["enum"])
+    copies = []
+    for path in sorted((ROOT / "reference" / "specfmt").rglob("*.py")):
+        if path.relative_to(ROOT).as_posix() in GENERATED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                names = {e.value for e in node.elts if isinstance(e, ast.Constant)} & set(LAYER_FAMILIES)
+                if len(names) >= 2:
+                    copies.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert copies == []
+
+
+LAYER = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "head_dim": 8, "num_hidden_layers": 1, "vocab_size": 16}
+
+
+def test_an_absent_rope_theta_reads_the_schema_default():
+    default = load("config.schema.json")["$defs"]["layer_config"]["properties"]["rope_theta"]["default"]
+    assert nn.LayerConfig.from_config(resolve_layer_config(dict(LAYER))).rope_theta == default
+
+
+def test_llama3_scaling_fills_absent_keys_with_the_defaults_the_schema_declares(monkeypatch):
+    declared = load("config.schema.json")["$defs"]["rope_llama3"]["properties"]
+    assert nn.LLAMA3_PARAMETERS == declared
+    changed = {"low_freq_factor": 2.0, "high_freq_factor": 8.0, "original_max_position_embeddings": 64}
+    monkeypatch.setattr(nn, "LLAMA3_PARAMETERS", {k: {**p, "default": changed.get(k, p.get("default"))}
+                                                  for k, p in declared.items()})
+
+    def inv_freq(scaling: dict):
+        return nn.rope_inv_freq(nn.LayerConfig.from_config(resolve_layer_config(
+            dict(LAYER, rope_parameters={"rope_type": "llama3", "factor": 8.0, **scaling}))))
+
+    assert inv_freq({}).equal(inv_freq(changed))  # the runtime follows the declared defaults, whatever they are
+    assert not inv_freq({}).equal(inv_freq({k: declared[k]["default"] for k in changed}))
+
+
+def test_the_runner_requires_the_keys_its_meta_schemas_require():
+    def meta(name):
+        return json.loads((META_DIR / name).read_text(encoding="utf-8"))
+
+    required = Suite().required
+    assert required == required_keys(META_DIR)
+    assert required["schema-group"] == tuple(meta("schema-group.schema.json")["$defs"]["group"]["required"])
+    assert required["schema-test"] == tuple(meta("schema-group.schema.json")["$defs"]["test"]["required"])
+    assert required["checkpoint"] == tuple(meta("checkpoint-case.schema.json")["required"])
+    assert required["manifest-case"] == tuple(meta("manifest.schema.json")["properties"]["cases"]["items"]["required"])

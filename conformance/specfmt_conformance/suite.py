@@ -11,19 +11,28 @@ import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 from specfmt_conformance import LEVELS
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent
-REQUIRED = {
-    "schema-group": ("id", "description", "since", "spec", "profile", "tests"),
-    "schema-test": ("id", "description", "data", "valid", "findings"),
-    "checkpoint": ("id", "description", "since", "spec", "profile", "checkpoint", "valid", "findings"),
-    "numerics": ("id", "description", "since", "spec", "operation", "checkpoint", "verifier", "params",
-                 "inputs", "expected", "outputs"),
-}
+META_DIR = DEFAULT_ROOT / "meta"  # the meta schemas beside this package, for a suite root that has none
+# A numerics case.json has no meta schema yet; its keys are listed here, once.
+NUMERICS_REQUIRED = ("id", "description", "since", "spec", "operation", "checkpoint", "verifier", "params", "inputs",
+                     "expected", "outputs")
+
+
+@cache
+def required_keys(meta_dir: Path) -> dict[str, tuple[str, ...]]:
+    """The keys each suite document must carry, read from the `required` of the meta schemas in `meta_dir`."""
+    def read(name: str) -> dict:
+        return json.loads((meta_dir / name).read_text(encoding="utf-8"))
+
+    groups, manifest = read("schema-group.schema.json")["$defs"], read("manifest.schema.json")
+    return {"schema-group": tuple(groups["group"]["required"]), "schema-test": tuple(groups["test"]["required"]),
+            "checkpoint": tuple(read("checkpoint-case.schema.json")["required"]), "numerics": NUMERICS_REQUIRED,
+            "manifest-case": tuple(manifest["properties"]["cases"]["items"]["required"])}
 
 
 class SuiteError(Exception):
@@ -34,10 +43,10 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _require(obj: object, kind: str, where: str) -> dict:
+def _require(obj: object, required: tuple[str, ...], where: str) -> dict:
     if not isinstance(obj, dict):
         raise SuiteError(f"{where}: expected a JSON object")
-    absent = [key for key in REQUIRED[kind] if key not in obj]
+    absent = [key for key in required if key not in obj]
     if absent:
         raise SuiteError(f"{where}: missing {', '.join(absent)}")
     return obj
@@ -98,6 +107,8 @@ class Suite:
         except (OSError, ValueError) as e:
             raise SuiteError(f"{path}: cannot read the manifest ({e})") from e
         self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
+        meta = self.root / "meta"
+        self.required = required_keys(meta if (meta / "manifest.schema.json").is_file() else META_DIR)
         kinds = {"suite_version": (str, "string"), "format_version": (str, "string"),
                  "cases": (list, "list"), "files": (dict, "object")}
         for key, (kind, name) in kinds.items():
@@ -151,8 +162,9 @@ class Suite:
         groups: dict[str, dict] = {}
         cases = []
         for entry in self.manifest["cases"]:
-            if not isinstance(entry, dict) or not {"id", "level", "path", "since"} <= entry.keys():
-                raise SuiteError(f"manifest case entry {entry!r}: needs id, level, path and since")
+            needs = self.required["manifest-case"]
+            if not isinstance(entry, dict) or not set(needs) <= entry.keys():
+                raise SuiteError(f"manifest case entry {entry!r}: needs {', '.join(needs)}")
             if entry["level"] not in LEVELS:
                 raise SuiteError(f"{entry['id']}: unknown level {entry['level']!r}")
             self._inside(entry["path"])
@@ -173,17 +185,18 @@ class Suite:
             if not isinstance(doc, list):
                 raise SuiteError(f"{path}: a schema group file is a JSON list of groups")
             for group in doc:
-                _require(group, "schema-group", path)
+                _require(group, self.required["schema-group"], path)
                 head = {k: v for k, v in group.items() if k != "tests"}
                 for test in group["tests"]:
-                    _require(test, "schema-test", f"{path}#{group['id']}")
+                    _require(test, self.required["schema-test"], f"{path}#{group['id']}")
                     groups[path][f"{group['id']}/{test['id']}"] = {"group": head, "test": test}
         if entry["id"] not in groups[path]:
             raise SuiteError(f"{entry['id']}: no such group and test in {path}")
         return groups[path][entry["id"]]
 
     def _case_doc(self, entry: dict, groups: dict[str, dict]) -> dict:
-        doc = _require(self._read_json(f"{entry['path'].rstrip('/')}/case.json"), entry["level"], entry["id"])
+        doc = _require(self._read_json(f"{entry['path'].rstrip('/')}/case.json"), self.required[entry["level"]],
+                       entry["id"])
         if doc["id"] != entry["id"]:
             raise SuiteError(f"{entry['path']}/case.json: id {doc['id']!r} differs from the manifest")
         return doc

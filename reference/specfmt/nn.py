@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from specfmt.schemas import load
+
 
 def widen(x: torch.Tensor) -> torch.Tensor:
     """x in float32 at least: half precisions are widened, float64 is kept (the conformance goldens)."""
@@ -49,7 +51,7 @@ class LayerConfig:
     def from_config(cfg: dict) -> LayerConfig:
         """`cfg` is a transformer_layer_config with defaults resolved (specfmt.defaults.resolve)."""
         rope = dict(cfg.get("rope_parameters") or {})
-        theta = rope.pop("rope_theta", cfg.get("rope_theta", 10000.0))
+        theta = rope.pop("rope_theta", cfg["rope_theta"])  # resolved: absent, it holds the schema default
         scaling = rope if rope.get("rope_type", "default") != "default" else cfg.get("rope_scaling")
         if scaling and scaling.get("rope_type", scaling.get("type", "default")) == "default":
             scaling = None
@@ -57,8 +59,11 @@ class LayerConfig:
                            cfg["head_dim"], cfg["rms_norm_eps"], float(theta), scaling, cfg["model_type"])
 
 
+LLAMA3_PARAMETERS = load("config.schema.json")["$defs"]["rope_llama3"]["properties"]  # the keys of VFR-9, defaults
+
+
 def rope_inv_freq(cfg: LayerConfig) -> torch.Tensor:
-    """Inverse frequencies, with llama3 scaling when configured. Spec: spec/algorithms/eagle3.md"""
+    """Inverse frequencies, with llama3 scaling when configured. Spec: spec/verifier.md#VFR-8, VFR-9"""
     inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, dtype=torch.float64) / cfg.head_dim))
     s = cfg.rope_scaling
     if not s:
@@ -66,8 +71,11 @@ def rope_inv_freq(cfg: LayerConfig) -> torch.Tensor:
     kind = s.get("rope_type", s.get("type"))
     if kind != "llama3":
         raise NotImplementedError(f"rope_type {kind!r} is not implemented")
-    factor, low, high = s["factor"], s.get("low_freq_factor", 1.0), s.get("high_freq_factor", 4.0)
-    old = s.get("original_max_position_embeddings", 8192)
+    if "factor" not in s:
+        raise ValueError("llama3 RoPE scaling without factor (spec/verifier.md#VFR-9)")
+    p = {key: s.get(key, prop["default"]) for key, prop in LLAMA3_PARAMETERS.items() if "default" in prop}
+    factor, low, high, old = s["factor"], p["low_freq_factor"], p["high_freq_factor"], \
+        p["original_max_position_embeddings"]
     wavelen = 2 * math.pi / inv
     low_wavelen, high_wavelen = old / low, old / high
     scaled = torch.where(wavelen > low_wavelen, inv / factor, inv)

@@ -53,6 +53,9 @@ def keyword_code(keyword: str) -> str:
 ALGORITHMS: frozenset[str] = frozenset(n.removeprefix("layouts/").removesuffix(".json") for n in schema_names()
                                        if n.startswith("layouts/") and not n.startswith("layouts/_"))
 SAFETENSORS: dict[str, Any] = load("safetensors.json")
+# The decoder families a transformer_layer_config may name (CFG-10): its model_type enum.
+LAYER_FAMILIES: tuple[str, ...] = tuple(load("config.schema.json")["$defs"]["layer_config"]["properties"]
+                                        ["model_type"]["enum"])
 
 
 @cache
