@@ -50,6 +50,8 @@ def constraints(prop: dict) -> str:
         parts.append(f"engines read an absent key differently ({readings})")
     if "x-specfmt-excludes" in prop:
         parts.append(f"excludes `{prop['x-specfmt-excludes']}`")
+    if "x-specfmt-fallback" in prop:
+        parts.append(f"absent or null, engines read `[{', '.join(prop['x-specfmt-fallback'])}]`")
     return "; ".join(parts)
 
 

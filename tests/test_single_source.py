@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from specfmt import nn
+from specfmt import expr, nn
+from specfmt.algorithms import eagle3
 from specfmt.config_checks import _from_error
-from specfmt.schemas import KEYWORD_CODES, LAYER_FAMILIES, VERSION, load, schema_names, validator_class
+from specfmt.defaults import applicable_properties
+from specfmt.schemas import KEYWORD_CODES, LAYER_FAMILIES, VERSION, layout, load, schema_names, validator_class
+from specfmt.train.recipes import eagle3_aux_ids
 from specfmt.verifier import resolve_layer_config
 from specfmt_conformance.suite import META_DIR, Suite, required_keys
 
@@ -93,15 +96,20 @@ VERSIONED_CODE = ["reference/specfmt", "conformance/generators", "conformance/sp
 GENERATED = {"reference/specfmt/models.py"}
 
 
-def version_literals(path: Path) -> list[str]:
-    """String constants, docstrings aside, that spell the version: "1.0", or inside "v1.0" and "/1.0/"."""
+def string_literals(path: Path) -> list[str]:
+    """The string constants of a module, docstrings aside."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
                   and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    return [f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
-            and (node.value == VERSION or f"v{VERSION}" in node.value or f"/{VERSION}/" in node.value)]
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def version_literals(path: Path) -> list[str]:
+    """String constants that spell the version: "1.0", or inside "v1.0" and "/1.0/"."""
+    return [f"{path.relative_to(ROOT)}: {text!r}" for text in string_literals(path)
+            if text == VERSION or f"v{VERSION}" in text or f"/{VERSION}/" in text]
 
 
 def test_no_module_spells_the_format_version_it_can_read():
@@ -166,3 +174,34 @@ def test_the_runner_requires_the_keys_its_meta_schemas_require():
     assert required["schema-test"] == tuple(meta("schema-group.schema.json")["$defs"]["test"]["required"])
     assert required["checkpoint"] == tuple(meta("checkpoint-case.schema.json")["required"])
     assert required["manifest-case"] == tuple(meta("manifest.schema.json")["properties"]["cases"]["items"]["required"])
+
+
+def fallback_of(algorithm: str) -> list[str]:
+    props = applicable_properties({"speculators_model_type": algorithm}, load("config.schema.json"))
+    return props["eagle_aux_hidden_state_layer_ids"]["x-specfmt-fallback"]
+
+
+def test_every_nullable_aux_layer_id_list_declares_what_engines_read_for_null():
+    for algorithm in ("eagle3", "peagle", "dflash", "dspark"):
+        props = applicable_properties({"speculators_model_type": algorithm}, load("config.schema.json"))
+        for prop in props.values():
+            if prop.get("x-specfmt-aux-layer-ids") and {"type": "null"} in prop.get("anyOf", []):
+                assert [expr.evaluate(e, {"N": 32}, {}) for e in prop["x-specfmt-fallback"]]
+
+
+def test_the_runtime_and_the_trainer_take_the_fallback_ids_from_the_schema_annotation(monkeypatch):
+    assert fallback_of("eagle3") == fallback_of("peagle")
+    assert eagle3.default_aux_ids(32) == tuple(expr.evaluate(e, {"N": 32}, {}) for e in fallback_of("eagle3"))
+    monkeypatch.setattr(eagle3, "AUX_IDS", {"x-specfmt-fallback": ["1", "N - 1"]})
+    assert eagle3.default_aux_ids(32) == (1, 31)
+    assert eagle3_aux_ids(32) == (1, 31)
+    spelled = [hit for path in sorted((ROOT / "reference" / "specfmt").rglob("*.py"))
+               for hit in string_literals(path) if "N // 2" in hit]
+    assert spelled == []  # the hazard message renders the annotation too
+
+
+def test_the_layout_counts_as_many_aux_layers_for_null_ids_as_the_fallback_names():
+    # The layout language has no list literal, so A restates the fallback's length; this is its drift check.
+    for algorithm in ("eagle3", "peagle"):
+        symbol = layout(algorithm)["symbols"]["A"]["expr"]
+        assert expr.evaluate(symbol, {}, {"eagle_aux_hidden_state_layer_ids": None}) == len(fallback_of(algorithm))

@@ -140,8 +140,9 @@ def _aux_layer_ids(config, resolved, profile, props):
     for name in [name for name, prop in props.items() if prop.get("x-specfmt-aux-layer-ids")]:
         ids = resolved.get(name)
         if ids is None and name in nullable:
+            fallback = ", ".join(props[name]["x-specfmt-fallback"])  # a nullable id list declares what null reads
             out.append(finding("hazard.aux_layer_ids_implicit", CONFIG, pointer(name),
-                               f"{name} absent or null: engines fall back to [2, N // 2, N - 3] of the verifier "
+                               f"{name} absent or null: engines fall back to [{fallback}] of the verifier "
                                "(vllm#50170: acceptance 1.2% instead of 58.9%)", profile=profile))
             continue
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):

@@ -175,7 +175,7 @@ class ConfigEagle3(Model):
     fc_norm: StrictBool = Field(default=False, description="One RMSNorm per aux chunk (fc_norm.{a}) before fc. Excludes norm_before_fc.")
     norm_output: StrictBool = Field(default=False, description="The hidden state fed to the next draft step is taken after the final norm.")
     target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engine's default, a hazard.")
+    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engines' fallback (x-specfmt-fallback, in which N is the verifier's num_hidden_layers), a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
 
 
@@ -275,7 +275,7 @@ class ConfigPeagle(Model):
     fc_norm: StrictBool = Field(default=False, description="One RMSNorm per aux chunk (fc_norm.{a}) before fc. Excludes norm_before_fc.")
     norm_output: StrictBool = Field(default=False, description="The hidden state fed to the next draft step is taken after the final norm.")
     target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(default=None, description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engine's default, a hazard.")
+    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] | None = Field(default=None, description="Verifier aux layer ids; null means the engines' fallback (x-specfmt-fallback, in which N is the verifier's num_hidden_layers), a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
     mask_token_id: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Token id whose embedding fills draft depths >= 1.")
     num_depths: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
@@ -565,7 +565,7 @@ class ConfigEagle3Strict(Model):
     fc_norm: StrictBool = Field(description="One RMSNorm per aux chunk (fc_norm.{a}) before fc. Excludes norm_before_fc.")
     norm_output: StrictBool = Field(description="The hidden state fed to the next draft step is taken after the final norm.")
     target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engine's default, a hazard.")
+    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engines' fallback (x-specfmt-fallback, in which N is the verifier's num_hidden_layers), a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
 
 
@@ -665,7 +665,7 @@ class ConfigPeagleStrict(Model):
     fc_norm: StrictBool = Field(description="One RMSNorm per aux chunk (fc_norm.{a}) before fc. Excludes norm_before_fc.")
     norm_output: StrictBool = Field(description="The hidden state fed to the next draft step is taken after the final norm.")
     target_hidden_size: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] | None = Field(description="Verifier hidden size H_t when it differs from the draft's; null means H.")
-    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engine's default, a hazard.")
+    eagle_aux_hidden_state_layer_ids: Annotated[list[Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)]], Strict(), Field(min_length=1)] = Field(description="Verifier aux layer ids; null means the engines' fallback (x-specfmt-fallback, in which N is the verifier's num_hidden_layers), a hazard.")
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
     mask_token_id: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=0)] = Field(description="Token id whose embedding fills draft depths >= 1.")
     num_depths: Annotated[int, BeforeValidator(integral), Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")

@@ -9,14 +9,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from specfmt import nn
+from specfmt import expr, nn
 from specfmt.proposal import Context, Drafted, Picker, Sample, propose_recurrent
+from specfmt.schemas import load
 from specfmt.verifier import Verifier
+
+AUX_IDS = load("config.schema.json")["$defs"]["eagle3_fields"]["properties"]["eagle_aux_hidden_state_layer_ids"]
 
 
 def default_aux_ids(num_layers: int) -> tuple[int, ...]:
-    """The engines' fallback when a compat checkpoint gives no ids: [2, N // 2, N - 3]."""
-    return (2, num_layers // 2, num_layers - 3)
+    """The engines' fallback when a compat checkpoint gives no ids: the schema's x-specfmt-fallback, with N the
+    verifier's layers. Spec: spec/config.md#CFG-9"""
+    return tuple(expr.evaluate(text, {"N": num_layers}, {}) for text in AUX_IDS["x-specfmt-fallback"])
 
 
 def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:

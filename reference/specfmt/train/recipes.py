@@ -1,7 +1,7 @@
 """What a new draft looks like for a verifier: its strict config, its initial tensors, and which tensors the
 trainer must not change. One recipe per trainable algorithm; the math they train is the runtime's own.
 
-- eagle3: one llama-family layer as wide as the verifier, aux ids [2, N // 2, N - 3] (the CFG-9 fallback,
+- eagle3: one llama-family layer as wide as the verifier, aux ids of the CFG-9 fallback (x-specfmt-fallback,
   stated explicitly), a draft vocabulary of the most frequent supervised tokens (d2t/t2d) whose lm_head rows are
   the verifier's and stay frozen (as speculators does), the verifier's embedding shared (no embed_tokens),
   norm_before_fc and norm_before_residual on.
@@ -51,7 +51,8 @@ def envelope(algorithm: str, verifier: Verifier, verifier_name: str, k: int, **f
 
 
 def eagle3_aux_ids(num_layers: int) -> tuple[int, ...]:
-    """The CFG-9 fallback [2, N // 2, N - 3], stated explicitly, without the repeats a small verifier gives."""
+    """The CFG-9 fallback (the schema's x-specfmt-fallback), stated explicitly, without the repeats a small verifier
+    gives."""
     return tuple(sorted(set(default_aux_ids(num_layers))))
 
 
