@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from builders import config_of, tensors_for, write_verifier  # noqa: E402
+from conformance.generators.variants import config_of, tensors_for, write_verifier  # noqa: E402
 from specfmt import save  # noqa: E402
 from specfmt.safetensors_file import write_tensors  # noqa: E402
 

@@ -205,3 +205,15 @@ def test_the_layout_counts_as_many_aux_layers_for_null_ids_as_the_fallback_names
     for algorithm in ("eagle3", "peagle"):
         symbol = layout(algorithm)["symbols"]["A"]["expr"]
         assert expr.evaluate(symbol, {}, {"eagle_aux_hidden_state_layer_ids": None}) == len(fallback_of(algorithm))
+
+
+def test_the_generators_and_the_example_script_import_nothing_from_tests():
+    test_modules = {p.stem for p in (ROOT / "tests").rglob("*.py")}
+    sources = [*(ROOT / "conformance" / "generators").rglob("*.py"), ROOT / "scripts" / "make_examples.py"]
+    imported = []
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            imported += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in test_modules | {"tests"}]
+    assert imported == []

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from conformance.generators.common import CHECKPOINT, CHECKPOINT_DIR, anchors, builders, expected, fresh_dir, write_json
+from conformance.generators import variants
+from conformance.generators.common import CHECKPOINT, CHECKPOINT_DIR, anchors, expected, fresh_dir, write_json
 from specfmt import validate
 from specfmt.defaults import resolve
 from specfmt.layout import expand
@@ -59,10 +60,10 @@ def write_case(case: CheckpointCase, suite: Path) -> dict:
 def weights(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:
     """Every tensor of `config`'s layout, floats in the config's dtype as multiples of 1/256 in [-1/32, 1/32].
 
-    Names, shapes and the vocab mapping come from builders.tensors_for; the floats are drawn with
+    Names, shapes and the vocab mapping come from variants.tensors_for; the floats are drawn with
     randint, whose bits are the same on every CPU (randn's differ between its AVX2 and scalar paths).
     """
-    tensors = builders.tensors_for(config, seed)
+    tensors = variants.tensors_for(config, seed)
     g = torch.Generator().manual_seed(seed)
     dtype = getattr(torch, config["dtype"])  # float32, float16, bfloat16 or float64
     return {name: (torch.randint(-8, 9, t.shape, generator=g) / 256).to(dtype) if t.is_floating_point() else t
@@ -112,7 +113,7 @@ def in_bfloat16(config: dict) -> dict:
 def tiny_config() -> dict:
     """The smallest strict checkpoint, the base of the byte-level cases: the medusa_shared_head
     variant with one head at hidden size 16, two [16, 16] float32 tensors."""
-    config = builders.config_of("medusa_shared_head")
+    config = variants.config_of("medusa_shared_head")
     config["medusa_num_heads"] = 1
     config["speculators_config"]["verifier"]["hidden_size"] = 16
     return config

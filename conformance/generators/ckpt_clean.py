@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conformance.generators import variants
 from conformance.generators.ckpt import CheckpointCase, in_bfloat16, tiny_config, weights
-from conformance.generators.common import builders, corpus_id, slug
+from conformance.generators.common import corpus_id, slug
 from specfmt import save
 from specfmt.schemas import layout
 
 
 def _saver(variant: str):
     def build(path: Path) -> None:
-        config = in_bfloat16(builders.config_of(variant))
+        config = in_bfloat16(variants.config_of(variant))
         save(config, weights(config), path)
     return build
 
@@ -27,7 +28,7 @@ def _save_sharded(path: Path) -> None:
 def clean_variants() -> list[CheckpointCase]:
     """The strict checkpoint of every builder variant is valid under strict."""
     cases = []
-    for variant, config in builders.VARIANTS.items():
+    for variant, config in variants.VARIANTS.items():
         algorithm = config["speculators_model_type"]
         description = f"the {variant} builder variant ({algorithm}) saved in bfloat16 with small weights"
         cases.append(CheckpointCase(f"ckpt.clean.{slug(variant)}", description, "strict", _saver(variant), None,
@@ -42,7 +43,7 @@ def clean_sharded() -> list[CheckpointCase]:
 
 
 def _corpus_builder(name: str):
-    return lambda path: builders.corpus_checkpoint(name, path)
+    return lambda path: variants.corpus_checkpoint(name, path)
 
 
 def corpus() -> list[CheckpointCase]:
@@ -50,4 +51,4 @@ def corpus() -> list[CheckpointCase]:
     return [CheckpointCase(f"ckpt.corpus.{corpus_id(name)}",
                            f"header-only fixture of the corpus checkpoint {name} (speculators library)", "compat",
                            _corpus_builder(name), None, ("spec/index.md#GEN-2",))
-            for name in builders.corpus_names()]
+            for name in variants.corpus_names()]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conformance.generators import variants
 from conformance.generators.ckpt import CheckpointCase, entries, in_bfloat16, tiny_config, write_config
-from conformance.generators.common import builders
 from specfmt.layout import MAX_LOOP
 from specfmt.safetensors_file import write_sparse
 
@@ -28,7 +28,7 @@ def _swap(rows: Entries, name: str, dtype: str | None = None, shape: list[int] |
 
 
 def _eagle3(**changes) -> dict:
-    return {**in_bfloat16(builders.config_of("eagle3")), **changes}
+    return {**in_bfloat16(variants.config_of("eagle3")), **changes}
 
 
 def _eagle3_two_layers() -> dict:
@@ -37,7 +37,7 @@ def _eagle3_two_layers() -> dict:
     return config
 
 
-TINY, EAGLE3, V, H = tiny_config(), _eagle3(), builders.V, builders.H
+TINY, EAGLE3, V, H = tiny_config(), _eagle3(), variants.V, variants.H
 # (targeted code, case id, description, config, edit of the layout's entries)
 LAYOUT_CASES = [
     ("layout.missing", "ckpt.layout.missing", "a required tensor is absent", TINY,
@@ -59,7 +59,7 @@ LAYOUT_CASES = [
      "only layer 0, as the EAGLE-3 converter writes", _eagle3_two_layers(),
      lambda e: [r for r in e if not r[0].startswith("layers.1.")]),
     ("hazard.stray_verifier_tensor", "ckpt.hazard.stray-verifier-tensor", "an mtp draft that stores the verifier's "
-     "final norm", in_bfloat16(builders.config_of("mtp")), lambda e: e + [("verifier_norm.weight", "BF16", [H])]),
+     "final norm", in_bfloat16(variants.config_of("mtp")), lambda e: e + [("verifier_norm.weight", "BF16", [H])]),
 ]
 
 

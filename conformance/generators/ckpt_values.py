@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from conformance.generators import variants
 from conformance.generators.ckpt import CheckpointCase, in_bfloat16, tiny_config, weights, write_config
-from conformance.generators.common import builders
 from specfmt.safetensors_file import write_tensors
 
 T1 = "blocks.0.layers.1.weight"
@@ -39,7 +39,7 @@ def _one_inf(tensors: dict[str, torch.Tensor]) -> None:
 
 
 def _stray_nan_head(tensors: dict[str, torch.Tensor]) -> None:
-    tensors["verifier_lm_head.weight"] = torch.full((builders.V, builders.H), float("nan"), dtype=torch.bfloat16)
+    tensors["verifier_lm_head.weight"] = torch.full((variants.V, variants.H), float("nan"), dtype=torch.bfloat16)
 
 
 def _decreasing_d2t(tensors: dict[str, torch.Tensor]) -> None:
@@ -47,7 +47,7 @@ def _decreasing_d2t(tensors: dict[str, torch.Tensor]) -> None:
     tensors["d2t"][1:] = -1
 
 
-EAGLE3, MTP = in_bfloat16(builders.config_of("eagle3")), in_bfloat16(builders.config_of("mtp"))
+EAGLE3, MTP = in_bfloat16(variants.config_of("eagle3")), in_bfloat16(variants.config_of("mtp"))
 # (id, description, profile, config, edit, targeted code)
 VALUE_CASES = [
     ("clean", "a clean checkpoint with its values scanned (valid)", "strict", tiny_config(), lambda t: None, None),

@@ -1,6 +1,7 @@
 """Shared by the generators: paths, canonical JSON, ids, spec anchors and expected findings.
 
-The builder variants and the corpus come from tests/builders.py, the one place they are declared.
+The builder variants and the corpus helpers are in conformance/generators/variants.py, the one place they are
+declared (tests import them from there; nothing here imports tests/).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,6 @@ SCHEMA_DIR = Path("cases") / "schema" / VERSION
 CHECKPOINT_DIR = Path("cases") / "checkpoint" / VERSION
 PROFILES = ("compat", "strict")
 CHECKPOINT = "checkpoint"  # the checkpoint directory inside a case directory
-
-sys.path.insert(0, str(REPO / "tests"))
-import builders  # noqa: E402  (tests/builders.py: VARIANTS, corpus_checkpoint, random_tensors)
-
-__all__ = ["builders"]
 
 
 def fresh_dir(path: Path) -> Path:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from conformance.generators.common import builders, write_json
+from conformance.generators import variants
+from conformance.generators.common import write_json
 from specfmt import save
 from specfmt.safetensors_file import write_tensors
 
@@ -21,7 +22,7 @@ VERIFIER = (FIXTURES / "verifier").as_posix()
 H, V, V_D = 16, 64, 24
 DIMS = {"hidden_size": H, "intermediate_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1,
         "head_dim": 8, "vocab_size": V}
-VERIFIER_CONFIG = {**builders.VERIFIER_CONFIG, **DIMS}
+VERIFIER_CONFIG = {**variants.VERIFIER_CONFIG, **DIMS}
 # The builder variant each draft fixture is shrunk from; its name is the algorithm.
 DRAFTS = ("eagle3", "eagle", "independent", "mtp", "peagle", "dflash", "dspark", "medusa", "mlp_speculator",
           "ngram")
@@ -49,7 +50,7 @@ def weights(tensors: dict[str, torch.Tensor], seed: int, norm_k: int = 16, k: in
 
 def draft_config(algorithm: str) -> dict:
     """The builder variant with the fixture's dimensions, stored in bfloat16."""
-    config = copy.deepcopy(builders.VARIANTS[algorithm])
+    config = copy.deepcopy(variants.VARIANTS[algorithm])
     config["dtype"] = "bfloat16"
     config["speculators_config"]["verifier"].update(hidden_size=H, vocab_size=V)
     if "transformer_layer_config" in config:
@@ -63,12 +64,12 @@ def write_verifier(path: Path) -> None:
     """config.json and model.safetensors with Hugging Face causal-LM names (the `independent` layout)."""
     write_json(path / "config.json", VERIFIER_CONFIG)
     wrapped = {"speculators_model_type": "independent", "transformer_layer_config": VERIFIER_CONFIG,
-               "speculators_config": builders.VARIANTS["independent"]["speculators_config"]}
-    write_tensors(path / "model.safetensors", weights(builders.tensors_for(wrapped), seed=0), {"format": "pt"})
+               "speculators_config": variants.VARIANTS["independent"]["speculators_config"]}
+    write_tensors(path / "model.safetensors", weights(variants.tensors_for(wrapped), seed=0), {"format": "pt"})
 
 
 def write_fixtures(suite: Path) -> None:
     write_verifier(suite / VERIFIER)
     for seed, algorithm in enumerate(DRAFTS, start=1):
         config = draft_config(algorithm)
-        save(config, weights(builders.tensors_for(config), seed), suite / draft_path(algorithm))
+        save(config, weights(variants.tensors_for(config), seed), suite / draft_path(algorithm))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from conformance.generators import num_fixtures
-from conformance.generators.common import builders, write_json
+from conformance.generators import num_fixtures, variants
+from conformance.generators.common import write_json
 from conformance.generators.num_fixtures import FIXTURES
 from conformance.generators.numerics import NumericsCase, generate_case, proposal_cases
 from specfmt import save
@@ -31,7 +31,7 @@ VERIFIER = (ROOT / "verifier").as_posix()
 H, V, V_D, N_VERIFIER = 32, 64, 32, 3
 DIMS = {"hidden_size": H, "intermediate_size": 32, "num_attention_heads": 1, "num_key_value_heads": 1,
         "head_dim": 32, "vocab_size": V, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "hidden_act": "silu"}
-VERIFIER_CONFIG = {**builders.VERIFIER_CONFIG, **DIMS, "num_hidden_layers": N_VERIFIER,
+VERIFIER_CONFIG = {**variants.VERIFIER_CONFIG, **DIMS, "num_hidden_layers": N_VERIFIER,
                    "torch_dtype": "float32"}
 EAGLE3 = {"draft_vocab_size": V_D, "eagle_aux_hidden_state_layer_ids": [0, 1, 2]}
 DFLASH = {"draft_vocab_size": V, "aux_hidden_state_layer_ids": [1, 2, 3], "mask_token_id": V - 1}
@@ -55,7 +55,7 @@ def weights(tensors: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tens
 
 def draft_config(name: str) -> dict:
     variant, changes, layers = DRAFTS[name]
-    config = copy.deepcopy(builders.VARIANTS[variant])
+    config = copy.deepcopy(variants.VARIANTS[variant])
     config.update(copy.deepcopy(changes), dtype="bfloat16")
     config["speculators_config"]["verifier"].update(hidden_size=H, vocab_size=V, num_hidden_layers=N_VERIFIER)
     config["transformer_layer_config"].update(DIMS, num_hidden_layers=layers)
@@ -64,20 +64,20 @@ def draft_config(name: str) -> dict:
 
 def write_fixtures(suite: Path) -> None:
     wrapped = {"speculators_model_type": "independent", "transformer_layer_config": VERIFIER_CONFIG,
-               "speculators_config": builders.VARIANTS["independent"]["speculators_config"]}
+               "speculators_config": variants.VARIANTS["independent"]["speculators_config"]}
     write_json(suite / VERIFIER / "config.json", VERIFIER_CONFIG)
-    write_tensors(suite / VERIFIER / "model.safetensors", weights(builders.tensors_for(wrapped), seed=100),
+    write_tensors(suite / VERIFIER / "model.safetensors", weights(variants.tensors_for(wrapped), seed=100),
                   {"format": "pt"})
     for seed, name in enumerate(DRAFTS, start=101):
         config = draft_config(name)
-        save(config, weights(builders.tensors_for(config), seed), suite / draft_path(name))
+        save(config, weights(variants.tensors_for(config), seed), suite / draft_path(name))
 
 
 def cases(suite: Path) -> list[NumericsCase]:
     """propose (k 3) and generate (12 tokens, K 3) for each draft."""
     out = []
     for name, (variant, _, _) in DRAFTS.items():
-        algorithm = builders.VARIANTS[variant]["speculators_model_type"]
+        algorithm = variants.VARIANTS[variant]["speculators_model_type"]
         paths = {"checkpoint": draft_path(name), "verifier_path": VERIFIER, "name": f"hd32.{name}"}
         out += proposal_cases(suite, algorithm, forward=False, **paths)
         out.append(generate_case(suite, algorithm, **paths))

@@ -12,14 +12,14 @@ import json
 import re
 from typing import Any
 
-from conformance.generators.common import PROFILES, anchors, builders, corpus_id, expected, get_path, pointer_id, slug
+from conformance.generators.common import PROFILES, anchors, corpus_id, expected, get_path, pointer_id, slug
+from conformance.generators.variants import CORPUS, VARIANTS, corpus_names
 from conformance.generators.walk import applied, forbidden_fields, required_fields, violations
 from specfmt import validate_config
 from specfmt.findings import pointer, render
 from specfmt.schemas import VERSION, keyword_code, load
 
 SCHEMAS = {"compat": load("config.schema.json"), "strict": load("config.strict.schema.json")}
-VARIANTS = builders.VARIANTS
 FAMILY_DESCRIPTION = {"type": "values of the wrong JSON type", "range": "numbers and lists out of their range",
                       "enum": "strings outside their allowed values",
                       "pattern": "strings that do not match their pattern", "forbidden": "fields the profile forbids"}
@@ -133,8 +133,8 @@ def keywords() -> list[dict]:
 
 def corpus() -> list[dict]:
     """The config.json of every corpus checkpoint (written by the speculators library) under both profiles."""
-    documents = {name: json.loads((builders.CORPUS / name / "config.json").read_text(encoding="utf-8"))
-                 for name in builders.corpus_names()}
+    documents = {name: json.loads((CORPUS / name / "config.json").read_text(encoding="utf-8"))
+                 for name in corpus_names()}
     groups = []
     for profile in PROFILES:
         tests = []

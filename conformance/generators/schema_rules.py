@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 import re
 
-from conformance.generators.common import PROFILES, builders, slug
+from conformance.generators import variants
+from conformance.generators.common import PROFILES, slug
 from conformance.generators.schema_level import SCHEMAS, VARIANTS, group, removed, replaced, schema_test
 from specfmt.config_checks import REMOVED_PROPOSAL_TYPES
 from specfmt.defaults import applicable_properties
@@ -168,7 +169,7 @@ def verifier_path() -> list[dict]:
     return out
 
 
-H, V = builders.H, builders.V
+H, V = variants.H, variants.V
 # (test id, variant, description, {path: new value}, targeted (code, pointer) or None for a valid document)
 RULES = [
     ("algorithm-mismatch", "eagle3", "speculators_config.algorithm eagle under speculators_model_type eagle3",
@@ -185,7 +186,7 @@ RULES = [
      f"verifier's {H}", {("transformer_layer_config", "hidden_size"): H + 16},
      ("config.verifier_mismatch", "/transformer_layer_config/hidden_size")),
     ("verifier.mtp-num-hidden-layers", "mtp", "mtp num_hidden_layers one less than the verifier's",
-     {("transformer_layer_config", "num_hidden_layers"): builders.N_VERIFIER - 1},
+     {("transformer_layer_config", "num_hidden_layers"): variants.N_VERIFIER - 1},
      ("config.verifier_mismatch", "/transformer_layer_config/num_hidden_layers")),
     ("consistency.draft-vocab-size", "eagle3", f"draft_vocab_size {V + 1} past the verifier vocabulary {V}",
      {("draft_vocab_size",): V + 1}, ("config.consistency", "/draft_vocab_size")),
