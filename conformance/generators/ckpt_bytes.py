@@ -78,6 +78,8 @@ HEADER_CASES = [
     ("entry-not-object", "a tensor entry is a string", "header.entry", _raw(_with_extra("F32"), 2 * N)),
     ("entry-missing-offsets", "a tensor entry lacks data_offsets", "header.entry",
      _raw(_with_extra({"dtype": "F32", "shape": [0]}), 2 * N)),
+    ("entry-required-malformed", "a required tensor's entry lacks data_offsets: header.entry, not also layout.missing "
+     "(LAY-3)", "header.entry", _raw({**header(GOOD[:1]), T1: {"dtype": "F32", "shape": [16, 16]}}, N)),
     ("entry-negative-dim", "a tensor shape has a negative dimension", "header.entry",
      _raw(_with_extra({"dtype": "F32", "shape": [-1], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
     ("dtype-unknown", "a tensor has the dtype F7, which does not exist", "header.dtype",

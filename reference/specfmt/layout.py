@@ -92,8 +92,12 @@ def _instantiate(entry: dict, scope: dict, bindings: dict, config: dict) -> Expe
 
 
 def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_file: str, profile: str,
-         config_ok: bool) -> Binding:
-    """Compare the tensors `config` implies with the tensors `found`; collect every finding."""
+         config_ok: bool, malformed: set[str] = frozenset()) -> Binding:
+    """Compare the tensors `config` implies with the tensors `found`; collect every finding.
+    A `malformed` name is stored but unreadable: already a header finding, never missing again.
+
+    Spec: spec/layout.md#LAY-3
+    """
     symbols, expected, errors = expand(algorithm, config)
     out: list[Finding] = []
     if errors and config_ok:
@@ -106,7 +110,7 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
     for name, e in active.items():
         tensor = found.get(name)
         if e is not None:
-            rows.append(_row(e, tensor))
+            rows.append(_row(e, tensor, status="malformed" if name in malformed else None))
             out += _check_present(e, tensor, profile) if tensor else []
         elif tensor is not None:
             entry = by_name[name][0].entry
@@ -114,10 +118,11 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
                                f"{name} is present but its condition {entry['when']!r} is false",
                                profile=profile, expected="absent", found=list(tensor.shape)))
             rows.append(_row(by_name[name][0], tensor, status="forbidden"))
-    layer_findings, collapsed = _missing_layers([e for e in active.values() if e], found, profile)
+    stored = set(found) | set(malformed)
+    layer_findings, collapsed = _missing_layers([e for e in active.values() if e], stored, profile)
     out += layer_findings
     for name, e in active.items():
-        if e and e.required and name not in found and name not in collapsed:
+        if e and e.required and name not in stored and name not in collapsed:
             out.append(finding(e.entry.get("missing_code", "layout.missing"), weights_file, pointer(name),
                                f"required tensor {name} is absent", profile=profile, expected=e.shape, found=None))
     if not errors:  # with an unevaluated entry, a stored tensor may be expected after all
@@ -128,8 +133,7 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
     return Binding(out, symbols, rows)
 
 
-def _missing_layers(active: list[Expected], found: dict[str, TensorInfo], profile: str
-                    ) -> tuple[list[Finding], set[str]]:
+def _missing_layers(active: list[Expected], stored: set[str], profile: str) -> tuple[list[Finding], set[str]]:
     """One hazard.layers_missing per layer count whose trailing layers are all absent, and the
     names it covers. Only trailing layers after at least one stored layer qualify (the EAGLE-3
     converter keeps a prefix); any other gap is reported tensor by tensor.
@@ -143,7 +147,7 @@ def _missing_layers(active: list[Expected], found: dict[str, TensorInfo], profil
                 members[loop["layers_of"]][e.bindings[loop["var"]]].append(e)
     out, collapsed = [], set()
     for layers_of, layers in members.items():
-        absent = {i for i, es in layers.items() if all(m.name not in found for m in es if m.required)}
+        absent = {i for i, es in layers.items() if all(m.name not in stored for m in es if m.required)}
         if not absent or min(absent) == 0 or absent != {i for i in layers if i >= min(absent)}:
             continue
         out.append(finding("hazard.layers_missing", "config.json", layers_of,

@@ -34,12 +34,13 @@ def _is_uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def read_header(path: str, file: str, profile: str) -> tuple[list[TensorInfo] | None, list[Finding]]:
+def read_header(path: str, file: str, profile: str
+                ) -> tuple[list[TensorInfo] | None, list[Finding], list[str]]:
     """Parse the header of the safetensors file at `path`, reported as `file`.
 
-    Returns the well-formed tensor entries and every finding; a malformed entry is reported and
-    left out, so later checks see only what could be read. The entries are None when the header
-    itself cannot be read.
+    Returns the well-formed tensor entries, every finding and the names of the malformed entries;
+    a malformed entry is reported and left out, so later checks see only what could be read, and
+    its name counts as stored (LAY-3). The entries are None when the header itself cannot be read.
     """
     def err(code: str, ptr: str, message: str, **kw) -> Finding:
         return finding(code, file, ptr, message, profile=profile, **kw)
@@ -50,31 +51,33 @@ def read_header(path: str, file: str, profile: str) -> tuple[list[TensorInfo] | 
             prefix = f.read(8)
             if len(prefix) < 8:
                 return None, [err("header.truncated", "", mismatch("file too short for the header length",
-                                                                     ">= 8 bytes", f"{size} bytes"))]
+                                                                     ">= 8 bytes", f"{size} bytes"))], []
             (length,) = struct.unpack("<Q", prefix)
             if length > HEADER_MAX_BYTES:
                 return None, [err("header.length", "", mismatch("header length over the bound",
-                                                                  f"<= {HEADER_MAX_BYTES}", length))]
+                                                                  f"<= {HEADER_MAX_BYTES}", length))], []
             if 8 + length > size:
                 return None, [err("header.length", "", mismatch("header length past the end of the file",
-                                                                  f"<= {size - 8}", length))]
+                                                                  f"<= {size - 8}", length))], []
             raw = f.read(length)
     except OSError as e:
-        return None, [err("header.truncated", "", f"cannot read the file: {e.strerror}")]
+        return None, [err("header.truncated", "", f"cannot read the file: {e.strerror}")], []
     try:
         header = json_text.parse(raw, "header")
     except json_text.JsonProblem as e:
         if e.kind == "duplicate_key":
-            return None, [err("header.duplicate", pointer(e.key), f"tensor {e.key!r} appears twice in the header")]
-        return None, [err("header.json", "", str(e))]
+            return None, [err("header.duplicate", pointer(e.key), f"tensor {e.key!r} appears twice in the header")], []
+        return None, [err("header.json", "", str(e))], []
     if not isinstance(header, dict):
-        return None, [err("header.json", "", mismatch("header is not an object", "object", type(header).__name__))]
+        return None, [err("header.json", "", mismatch("header is not an object", "object", type(header).__name__))], []
     return _entries(header, file, size, 8 + length, err)
 
 
-def _entries(header: dict, file: str, size: int, data_start: int, err) -> tuple[list[TensorInfo], list[Finding]]:
+def _entries(header: dict, file: str, size: int, data_start: int, err
+             ) -> tuple[list[TensorInfo], list[Finding], list[str]]:
     findings: list[Finding] = []
     tensors: list[TensorInfo] = []
+    malformed: list[str] = []
     for name, entry in header.items():
         if name == "__metadata__":
             if not (isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values())):
@@ -84,8 +87,10 @@ def _entries(header: dict, file: str, size: int, data_start: int, err) -> tuple[
         findings += problems
         if info is not None:
             tensors.append(info)
+        else:
+            malformed.append(name)
     findings += _check_offsets(tensors, size, data_start, err)
-    return tensors, findings
+    return tensors, findings, malformed
 
 
 def _entry(name: str, entry: object, file: str, data_start: int, err) -> tuple[TensorInfo | None, list[Finding]]:

@@ -45,12 +45,12 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
     config_ok = not any(f.severity == "error" for f in findings)
     algorithm = resolved.get("speculators_model_type")
     algorithm = algorithm if isinstance(algorithm, str) and algorithm in ALGORITHMS else None
-    found, weights_file, weight_findings = read_weights(root, profile, needs_weights=algorithm != "ngram")
+    found, weights_file, weight_findings, malformed = read_weights(root, profile, needs_weights=algorithm != "ngram")
     findings += weight_findings
     report = Report(str(path), profile, [], algorithm=algorithm)
     # Binding runs only on a complete tensor list; otherwise every unread tensor would be "missing".
     if algorithm is not None and found is not None:
-        binding = layout.bind(algorithm, resolved, found, weights_file, profile, config_ok)
+        binding = layout.bind(algorithm, resolved, found, weights_file, profile, config_ok, malformed)
         findings += binding.findings
         report.symbols, report.tensors = binding.symbols, binding.rows
         if scan_values:
@@ -105,33 +105,34 @@ def read_json(path: Path, file: str, prefix: str, profile: str) -> tuple[Any, li
 
 
 def read_weights(root: Path, profile: str, needs_weights: bool = True
-                 ) -> tuple[dict[str, TensorInfo] | None, str, list[Finding]]:
+                 ) -> tuple[dict[str, TensorInfo] | None, str, list[Finding], set[str]]:
     """The tensors of the checkpoint, from a single file or a sharded index; pickles are refused.
 
-    The tensor map is None when some weights file or header could not be read at all.
+    The tensor map is None when some weights file or header could not be read at all. The set holds
+    the names of malformed header entries: stored, but left out of the map (LAY-3).
 
     Spec: spec/layout.md#SFT-1
     """
     if (root / INDEX).exists():
-        found, findings = _read_sharded(root, profile)
-        return found, INDEX, findings
+        found, findings, malformed = _read_sharded(root, profile)
+        return found, INDEX, findings, malformed
     if (root / SINGLE).is_file():
-        tensors, findings = read_header(str(root / SINGLE), SINGLE, profile)
+        tensors, findings, malformed = read_header(str(root / SINGLE), SINGLE, profile)
         if tensors is None:
-            return None, SINGLE, findings
+            return None, SINGLE, findings, set()
         found, dup = _collect(tensors, profile)
-        return found, SINGLE, findings + dup
+        return found, SINGLE, findings + dup, set(malformed)
     pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         return None, pickles[0], [finding("weights.pickle", pickles[0], "",
                                         f"only pickle weights {pickles}: refused, never unpickled; convert them to "
-                                        "safetensors", profile=profile, found=pickles)]
+                                        "safetensors", profile=profile, found=pickles)], set()
     if not needs_weights:
-        return {}, SINGLE, []
+        return {}, SINGLE, [], set()
     others = sorted(p.name for p in root.glob("*.safetensors"))
     hint = f"; found {others}" if others else ""
     return None, SINGLE, [finding("weights.missing", SINGLE, "", f"neither {SINGLE} nor {INDEX} is present{hint}",
-                                profile=profile)]
+                                profile=profile)], set()
 
 
 def _collect(tensors: list[TensorInfo], profile: str) -> tuple[dict[str, TensorInfo], list[Finding]]:
@@ -147,15 +148,17 @@ def _collect(tensors: list[TensorInfo], profile: str) -> tuple[dict[str, TensorI
     return found, findings
 
 
-def _read_sharded(root: Path, profile: str) -> tuple[dict[str, TensorInfo] | None, list[Finding]]:
+def _read_sharded(root: Path, profile: str
+                  ) -> tuple[dict[str, TensorInfo] | None, list[Finding], set[str]]:
     index, findings = read_json(root / INDEX, INDEX, "index", profile)
     if index is None:
-        return None, findings
+        return None, findings, set()
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         return None, [finding("index.json", INDEX, "/weight_map", "weight_map must map tensor names to shard files",
-                            profile=profile)]
+                            profile=profile)], set()
     tensors: list[TensorInfo] = []
+    malformed: set[tuple[str, str]] = set()  # (shard, name)
     complete = True
     for shard in sorted(set(weight_map.values())):
         if not SHARD_NAME.match(shard) or shard.startswith(".."):
@@ -168,16 +171,17 @@ def _read_sharded(root: Path, profile: str) -> tuple[dict[str, TensorInfo] | Non
             findings.append(finding("index.missing_shard", INDEX, "/weight_map",
                                     f"shard {shard} named by the index is absent", profile=profile, found=shard))
         else:
-            shard_tensors, shard_findings = read_header(str(root / shard), shard, profile)
+            shard_tensors, shard_findings, shard_malformed = read_header(str(root / shard), shard, profile)
             complete = complete and shard_tensors is not None
             tensors += shard_tensors or []
             findings += shard_findings
+            malformed |= {(shard, name) for name in shard_malformed}
     found, dup = _collect(tensors, profile)
     findings += dup
     readable = {t.file for t in tensors}
     for name, shard in sorted(weight_map.items()):
         where = found.get(name)
-        if where is None and shard in readable:
+        if where is None and shard in readable and (shard, name) not in malformed:  # a malformed entry is stored
             findings.append(finding("index.mismatch", INDEX, pointer("weight_map", name),
                                     f"the index places {name} in {shard}, whose header lacks it", profile=profile))
         elif where is not None and where.file != shard:
@@ -187,4 +191,4 @@ def _read_sharded(root: Path, profile: str) -> tuple[dict[str, TensorInfo] | Non
         findings.append(finding("index.mismatch", found[name].file, pointer(name),
                                 f"{name} is stored in {found[name].file} but absent from the index",
                                 profile=profile))
-    return (found if complete else None), findings
+    return (found if complete else None), findings, {name for _, name in malformed}
