@@ -189,3 +189,11 @@ def test_several_caches_train_as_one(tiny, tmp_path):
     args = train_args(tiny, "eagle3", tmp_path / "two-caches", "--max-steps", "2")
     args[args.index("--data") + 1:args.index("--data") + 1] = [str(tiny[2]["eagle3"]), "--data"]
     assert main(args) == 0
+
+
+def test_a_prompt_limit_takes_prompts_evenly_across_the_source():
+    from specfmt.train.datagen import spread
+
+    assert spread(list(range(10)), 5) == [0, 2, 4, 6, 8]
+    assert spread(list(range(7)), 3) == [0, 2, 4]
+    assert spread(list(range(4)), 0) == spread(list(range(4)), 9) == [0, 1, 2, 3]

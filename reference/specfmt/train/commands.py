@@ -23,7 +23,8 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gen-batch", type=int, default=16, help="prompts answered at once (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=0.0, help="of distilled answers; 0 is greedy")
     p.add_argument("--held-out", type=float, default=0.05, help="fraction kept for validation (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=0, help="at most this many prompts per distill source (0: all)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="at most this many prompts per distill source, spread evenly over it (0: all)")
     p.add_argument("--gen-dtype", choices=("float32", "bfloat16"), default="bfloat16",
                    help="verifier dtype for answering and features (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core this process may use)")
@@ -170,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     is_cache = all((Path(d) / "index.json").is_file() for d in args.data)
     if not is_cache and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("under torchrun, --data must be caches: run `specfmt datagen` first and pass its --out")
-    cache = Caches(args.data) if is_cache else build_cache(args, verifier_dir, work / "data", aux_ids)
+    cache = Caches(args.data if is_cache else [build_cache(args, verifier_dir, work / "data", aux_ids).path])
     problems = cache.check(verifier, aux_ids)
     if problems:
         raise ValueError("; ".join(problems))
@@ -190,7 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation = next((r["validation"] for r in reversed(last) if "validation" in r), None)
         provenance = {"tool": "specfmt train", "specfmt_version": __version__, "command": ["specfmt", *args.argv],
                       "data": {k: cache.index[k] for k in ("samples", "documents", "tokens", "supervised")} |
-                      {"sources": cache.index["options"]["specs"]}, "optimizer_steps": run.step,
+                      {"datagen": [part.index["options"] for part in cache.parts]}, "optimizer_steps": run.step,
                       "validation": validation, "threads": threads, "torch": torch.__version__}
         loop.export(run, out, args.save_dtype, provenance)
         print(file=sys.stderr)

@@ -45,8 +45,15 @@ class DataOptions:
     batch: int = 16  # prompts answered together
     temperature: float = 0.0  # 0: the verifier's greedy answers, the regime greedy decoding then sees
     held_out: float = 0.05  # fraction of prompts (or documents) kept for validation
-    limit: int = 0  # at most this many prompts per distill source (0: all)
+    limit: int = 0  # at most this many prompts per distill source, spread evenly over it (0: all)
     seed: int = 0
+
+
+def spread(items: list, limit: int) -> list:
+    """At most limit items taken evenly across the list, in order (0: all of them)."""
+    if not limit or limit >= len(items):
+        return items
+    return [items[i * len(items) // limit] for i in range(limit)]
 
 
 def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, report: Report):
@@ -55,7 +62,7 @@ def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, repo
     keyed = [(json.dumps(r, sort_keys=True), r) for r in records]
     train = [r for key, r in keyed if not is_held_out(key, opts.held_out)]
     held = [text.prompt_ids(r) for key, r in keyed if is_held_out(key, opts.held_out)]
-    train = train[:opts.limit] if opts.limit else train
+    train = spread(train, opts.limit)
     docs, generator = [], torch.Generator().manual_seed(opts.seed)
     for start in range(0, len(train), opts.batch):
         prompts = [text.prompt_ids(r)[:opts.seq_len // 2] for r in train[start:start + opts.batch]]
