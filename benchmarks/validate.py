@@ -44,7 +44,7 @@ def config(vocab: int = V) -> dict:
         "transformer_layer_config": {
             "model_type": "llama", "hidden_size": H, "intermediate_size": INTER, "num_attention_heads": HEADS,
             "num_key_value_heads": KV, "head_dim": HEAD_DIM, "num_hidden_layers": 1, "vocab_size": vocab,
-            "rms_norm_eps": 1e-5, "attention_bias": False, "max_position_embeddings": 131072,
+            "rms_norm_eps": 1e-5, "attention_bias": False, "max_position_embeddings": 131072, "hidden_act": "silu",
             "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0}},
         "draft_vocab_size": V_D, "norm_before_residual": False, "norm_before_fc": False, "fc_norm": False,
         "norm_output": False, "target_hidden_size": None, "eagle_aux_hidden_state_layer_ids": [2, 40, 77],
