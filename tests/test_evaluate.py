@@ -124,3 +124,13 @@ def test_eval_prints_the_findings_of_a_draft_with_errors_and_exits_1(dirs, capsy
     (draft / "model.safetensors").unlink()
     assert main(eval_args(verifier, draft, prompts)) == 1
     assert "[weights.missing]" in capsys.readouterr().out
+
+
+def test_a_mismatch_reports_the_first_new_token_that_differs():
+    from specfmt.evaluate import _aggregate
+
+    runs = [{"plain": [1, 2, 3], "speculative": [1, 2, 3], "accepted": [2], "t_plain": 1.0, "t_speculative": 1.0},
+            {"plain": [1, 2, 3], "speculative": [1, 9, 9], "accepted": [1], "t_plain": 1.0, "t_speculative": 1.0},
+            {"plain": [4, 5], "speculative": [4, 5, 6], "accepted": [2], "t_plain": 1.0, "t_speculative": 1.0}]
+    result = _aggregate(runs, {"c": 0.1, "r": 1.0}, 2)
+    assert result["mismatches"] == [1, 2] and result["first_difference"] == [1, 2]

@@ -29,6 +29,7 @@ the bound is expected_tokens(alpha, K) / (K c + r) (r = 1 is the paper's factor)
     speedup_over_bound      speedup / bound
     identical               prompts whose speculative tokens equal the plain ones
     mismatches              indices of the prompts that differ (a bf16 near tie can flip a token)
+    first_difference        for each mismatch, the index of the first new token that differs
 """
 
 from __future__ import annotations
@@ -180,6 +181,11 @@ def evaluate(verifier, draft, prompts: list[list[int]], k: int, max_new_tokens: 
     return {**result, **_aggregate(runs, costs, k)}
 
 
+def _first_difference(a: list[int], b: list[int]) -> int:
+    """The first index where two token lists differ (the shorter one's length when one extends the other)."""
+    return next((j for j, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
 def _aggregate(runs: list[dict], costs: dict, k: int) -> dict:
     tokens_plain = sum(len(run["plain"]) for run in runs)
     tokens_spec = sum(len(run["speculative"]) for run in runs)
@@ -191,6 +197,7 @@ def _aggregate(runs: list[dict], costs: dict, k: int) -> dict:
     speedup = (tokens_spec / seconds_spec) / (tokens_plain / seconds_plain)
     bound = leviathan_bound(alpha, k, costs["c"], costs["r"])
     mismatches = [i for i, run in enumerate(runs) if run["plain"] != run["speculative"]]
+    first_difference = [_first_difference(runs[i]["plain"], runs[i]["speculative"]) for i in mismatches]
     return {"tokens_plain": tokens_plain, "tokens_speculative": tokens_spec, "seconds_plain": seconds_plain,
             "seconds_speculative": seconds_spec, "tokens_per_s_plain": tokens_plain / seconds_plain,
             "tokens_per_s_speculative": tokens_spec / seconds_spec, "speedup": speedup, "steps": len(accepted),
@@ -198,7 +205,7 @@ def _aggregate(runs: list[dict], costs: dict, k: int) -> dict:
             "acceptance_by_position": [sum(n > j for n in accepted) / steps for j in range(k)],
             "alpha": alpha, "expected_tokens": expected_tokens(alpha, k), **costs, "bound": bound,
             "speedup_over_bound": speedup / bound, "identical": len(runs) - len(mismatches),
-            "mismatches": mismatches}
+            "mismatches": mismatches, "first_difference": first_difference}
 
 
 def format_text(result: dict) -> str:
@@ -210,7 +217,9 @@ def format_text(result: dict) -> str:
             ("alpha", f"{result['alpha']:.3f}"), ("acceptance by position", acceptance),
             ("c", f"{result['c']:.4f}"), ("r", f"{result['r']:.3f}"), ("bound", f"{result['bound']:.3f}"),
             ("speedup / bound", f"{result['speedup_over_bound']:.3f}"),
-            ("identical", f"{result['identical']}/{result['prompts']}")]
+            ("identical", f"{result['identical']}/{result['prompts']}"
+                          + (f", first difference at new token {sorted(result['first_difference'])}"
+                             if result.get("first_difference") else ""))]
     head = (f"k {result['k']}, {result['prompts']} prompts, {result['max_new_tokens']} new tokens, "
             f"{result['dtype']} on {result['device']}, {result['threads']} threads, load {result['load_average']}")
     return "\n".join([head] + [f"  {name:<24}{value}" for name, value in rows])
