@@ -280,7 +280,9 @@ def argument_rows(parser) -> list[str]:
         default = "" if action.default in (None, False) else f"`{action.default}`"
         required = "required. " if action.required and action.option_strings else ""
         required = "optional. " if action.nargs == "?" and not action.option_strings else required
-        rows.append(f"| `{name}` | {values} | {default} | {required}{cell(action.help or '')} |")
+        text = (action.help or "").replace(" (default: %(default)s)", "")  # the Default column says it
+        text = text.replace("%(default)s", str(action.default))
+        rows.append(f"| `{name}` | {values} | {default} | {required}{cell(text)} |")
     return rows
 
 
