@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from specfmt import validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +29,7 @@ def test_the_broken_example_shows_each_of_its_defects():
     assert len(report.errors) == 2
 
 
+@pytest.mark.slow  # the demo runs SmolLM2-135M (make demo-models): never in the default run; CI runs make demo
 def test_the_demo_runs_and_reports_every_step_as_expected():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
