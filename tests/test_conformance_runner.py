@@ -155,7 +155,8 @@ for line in sys.stdin:
         break
     if m["cmd"] == "hello":
         out = {"protocol": 1, "implementation": {"name": "echo", "version": "0.1.0", "language": "python"},
-               "supports": {"levels": ["numerics"], "profiles": [], "operations": ["forward"]}}
+               "supports": {"levels": ["numerics"], "profiles": [], "operations": ["forward"],
+                            **({"algorithms": sys.argv[2].split(",")} if len(sys.argv) > 2 else {})}}
     elif m["cmd"] == "load":
         out = {"seq": m["seq"], "handle": "h1"}
     else:
@@ -176,6 +177,24 @@ def test_a_correct_numerics_adapter_passes_and_undeclared_levels_are_never_sent(
     assert (num["metrics"]["logits"]["max_abs"], num["metrics"]["tokens"]["token_divergence"]) == (0.0, None)
     assert log.read_text().split() == ["hello", "load", "run", "unload", "stop"]
     assert (code, report["header"]["certifying"]) == (0, True)
+
+
+@pytest.mark.parametrize(("declared", "status"), [("eagle3", "pass"), ("medusa,mlp_speculator", "not-applicable")])
+def test_a_case_of_an_undeclared_algorithm_is_not_applicable_and_never_sent(suite, tmp_path, declared, status):
+    manifest = json.loads((suite / "manifest.json").read_text())
+    next(c for c in manifest["cases"] if c["id"] == "num-forward")["algorithm"] = "eagle3"
+    (suite / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "echo.py").write_text(ECHO_ADAPTER)
+    log = tmp_path / "commands.log"
+    cmd = shlex.join([sys.executable, str(tmp_path / "echo.py"), str(log), declared])
+    code, report = run(suite, tmp_path / "r", cmd, "--validate-protocol")
+    assert result(report, "num-forward")["status"] == status
+    assert ("run" in log.read_text().split()) == (status == "pass")
+    assert report["header"]["supports"]["algorithms"] == declared.split(",")
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert f"algorithms {declared.replace(',', ', ')}" in markdown
+    if status == "not-applicable":
+        assert "eagle3 algorithm" in result(report, "num-forward")["detail"]["summary"]
 
 
 def test_an_undeclared_operation_is_not_applicable_and_never_sent(suite, tmp_path):

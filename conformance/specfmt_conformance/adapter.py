@@ -92,7 +92,7 @@ class Adapter:
             raise ProtocolError(f"adapter speaks protocol {answer.get('protocol')!r}, the runner {PROTOCOL_VERSION}")
         supports, impl = answer.get("supports"), answer.get("implementation")
         if not isinstance(impl, dict) or not isinstance(supports, dict) or not all(
-                isinstance(supports.get(key, []), list) for key in ("levels", "profiles", "operations")):
+                isinstance(supports.get(key, []), list) for key in ("levels", "profiles", "operations", "algorithms")):
             self.kill()
             raise ProtocolError("hello answer needs an implementation object and lists in supports")
         return answer

@@ -75,13 +75,21 @@ def _detail_lines(result: dict) -> list[str]:
     return lines
 
 
+def declared(supports: dict) -> str:
+    """What a certifying run certifies: the declared levels, profiles, operations and algorithms."""
+    parts = [f"{key} {', '.join(supports[key]) or 'none'}" for key in ("levels", "profiles", "operations")
+             if key in supports]
+    parts.append(f"algorithms {', '.join(supports['algorithms'])}" if "algorithms" in supports else "every algorithm")
+    return "; ".join(parts)
+
+
 def to_markdown(report: dict) -> str:
     h = report["header"]
     impl = h["implementation"]
     lines = [f"# specfmt conformance: {impl.get('name', '?')} {impl.get('version', '?')}", "",
              f"Suite {h['suite_version']} (format {h['format_version']}, manifest sha256 `{h['manifest_sha256']}`), "
              f"runner {h['runner_version']}, protocol {h['protocol_version']}, started {h['started']}.", "",
-             f"**Certifying: {'yes' if h['certifying'] else 'no'}**", "",
+             f"**Certifying: {'yes' if h['certifying'] else 'no'}** for {declared(h['supports'])}.", "",
              "| level | total | " + " | ".join(STATUSES) + " |", "|---" * (len(STATUSES) + 2) + "|"]
     for level, counts in report["summary"].items():
         lines.append(f"| {level} | {counts['total']} | " + " | ".join(str(counts[s]) for s in STATUSES) + " |")

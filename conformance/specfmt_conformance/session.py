@@ -110,4 +110,6 @@ class Session:
                 return f"the adapter does not declare the {operation} operation"
         elif case.profile not in supports.get("profiles", []):
             return f"the adapter does not declare the {case.profile} profile"
+        if "algorithms" in supports and case.algorithm and case.algorithm not in supports["algorithms"]:
+            return f"the adapter does not declare the {case.algorithm} algorithm"
         return None

@@ -62,6 +62,7 @@ class Case:
     since: str
     doc: dict
     root: Path
+    algorithm: str | None = None  # the manifest's algorithm of the case, when it exercises one
 
     @property
     def dir(self) -> Path:
@@ -170,7 +171,8 @@ class Suite:
             self._inside(entry["path"])
             loader = self._schema_doc if entry["level"] == "schema" else self._case_doc
             doc = loader(entry, groups)
-            cases.append(Case(entry["id"], entry["level"], entry["path"], entry["since"], doc, self.root))
+            cases.append(Case(entry["id"], entry["level"], entry["path"], entry["since"], doc, self.root,
+                              entry.get("algorithm")))
         ids = [c.id for c in cases]
         if len(set(ids)) != len(ids):
             raise SuiteError("manifest lists a case id twice")
