@@ -54,7 +54,8 @@ def write_case(case: CheckpointCase, suite: Path) -> dict:
         "spec": anchors(*case.spec, codes=codes), "profile": case.profile, "checkpoint": CHECKPOINT,
         **({"scan_values": True} if case.scan_values else {}),
         "valid": report.ok, "findings": expected(report, case_dir / CHECKPOINT)})
-    return {"id": case.id, "level": "checkpoint", "path": rel.as_posix(), "since": VERSION}
+    return {"id": case.id, "level": "checkpoint", "path": rel.as_posix(), "since": VERSION,
+            **({"algorithm": report.algorithm} if report.algorithm else {})}
 
 
 def weights(config: dict, seed: int = 0) -> dict[str, torch.Tensor]:

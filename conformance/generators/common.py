@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from specfmt.schemas import CODES, VERSION
+from specfmt.schemas import ALGORITHMS, CODES, VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "conformance"
@@ -82,3 +82,11 @@ def get_path(doc: Any, path: tuple) -> Any:
     for part in path:
         doc = doc[part]
     return doc
+
+
+def manifest_algorithm(config: object) -> dict:
+    """{"algorithm": name} for a manifest entry when `config` is an object whose speculators_model_type is a v1
+    algorithm, else {}: it lets an adapter that implements some algorithms only be certified for those
+    (PROTOCOL.md, supports.algorithms)."""
+    name = config.get("speculators_model_type") if isinstance(config, dict) else None
+    return {"algorithm": name} if isinstance(name, str) and name in ALGORITHMS else {}

@@ -17,12 +17,13 @@ significant digits, as golden.min_top2_margin.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from conformance.generators.common import fresh_dir, slug, write_json
+from conformance.generators.common import fresh_dir, manifest_algorithm, slug, write_json
 from conformance.generators.num_fixtures import DRAFTS, VERIFIER, draft_path
 from specfmt.generate import generate, generate_plain
 from specfmt.proposal import Context, Proposal, RecordingPicker
@@ -70,7 +71,8 @@ def write_numerics_case(case: NumericsCase, suite: Path) -> dict:
         "params": case.params, "inputs": "inputs.safetensors", "expected": "expected.safetensors",
         "outputs": case.outputs, "golden": {"generator": GENERATOR, "device": "cpu", "computed_in": "float64",
                                             "dtype": STORED_DTYPE, **case.golden}})
-    return {"id": case.id, "level": "numerics", "path": rel.as_posix(), "since": VERSION}
+    config = json.loads((suite / case.checkpoint / "config.json").read_bytes()) if case.checkpoint else {}
+    return {"id": case.id, "level": "numerics", "path": rel.as_posix(), "since": VERSION, **manifest_algorithm(config)}
 
 
 def rounded(value: float) -> float:

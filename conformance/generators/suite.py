@@ -7,7 +7,6 @@ registers itself. Numerics cases read the shared fixtures (num_fixtures), which 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -24,8 +23,8 @@ from conformance.generators import (
     schema_rules,
 )
 from conformance.generators.ckpt import write_case
-from conformance.generators.common import CHECKPOINT_DIR, SCHEMA_DIR, write_json
-from specfmt.schemas import ALGORITHMS, VERSION
+from conformance.generators.common import CHECKPOINT_DIR, SCHEMA_DIR, manifest_algorithm, write_json
+from specfmt.schemas import VERSION
 
 SCHEMA_FILES = {
     "variants.json": [schema_level.variants],
@@ -70,32 +69,6 @@ def data_files(suite: Path) -> list[Path]:
                   for p in (suite / top).rglob("*") if p.is_file())
 
 
-def algorithm_of(config: object) -> dict:
-    """{"algorithm": name} when `config` is an object whose speculators_model_type is a v1 algorithm, else {}:
-    the manifest's algorithm of a case, which lets an adapter that implements some algorithms only be
-    certified for those (PROTOCOL.md, supports.algorithms)."""
-    name = config.get("speculators_model_type") if isinstance(config, dict) else None
-    return {"algorithm": name} if isinstance(name, str) and name in ALGORITHMS else {}
-
-
-def config_algorithm(checkpoint: Path) -> dict:
-    """algorithm_of the config.json in `checkpoint`; {} when it is absent or not JSON."""
-    try:
-        return algorithm_of(json.loads((checkpoint / "config.json").read_bytes()))
-    except (OSError, ValueError):
-        return {}
-
-
-def case_algorithm(suite: Path, entry: dict) -> dict:
-    """The algorithm of a checkpoint or numerics case, from the config of the checkpoint it names."""
-    case_dir = suite / entry["path"]
-    checkpoint = json.loads((case_dir / "case.json").read_text(encoding="utf-8")).get("checkpoint")
-    if not checkpoint:
-        return {}
-    found = case_dir / checkpoint
-    return config_algorithm(found if found.exists() else suite / checkpoint)
-
-
 def write_schema_level(suite: Path) -> list[dict]:
     entries = []
     for name, generators in SCHEMA_FILES.items():
@@ -103,7 +76,7 @@ def write_schema_level(suite: Path) -> list[dict]:
         rel = SCHEMA_DIR / name
         write_json(suite / rel, groups)
         entries += [{"id": f"{g['id']}/{t['id']}", "level": "schema", "path": rel.as_posix(), "since": g["since"],
-                     **algorithm_of(t["data"])} for g in groups for t in g["tests"]]
+                     **manifest_algorithm(t["data"])} for g in groups for t in g["tests"]]
     return entries
 
 
@@ -117,7 +90,6 @@ def write_suite(suite: Path, suite_version: str) -> dict:
     num_fixtures.write_fixtures(suite)
     num_head32.write_fixtures(suite)
     cases += [numerics.write_numerics_case(case, suite) for generate in NUMERICS_CASES for case in generate(suite)]
-    cases = [entry if entry["level"] == "schema" else {**entry, **case_algorithm(suite, entry)} for entry in cases]
     manifest = {"suite_version": suite_version, "format_version": VERSION, "cases": cases,
                 "files": {p.as_posix(): sha256(suite / p) for p in data_files(suite)}}
     write_json(suite / "manifest.json", manifest)
