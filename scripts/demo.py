@@ -7,7 +7,6 @@ broken checkpoint's findings, and prints the conformance summary. Exits 0 when e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from demo_models import verifier_dir  # scripts/demo_models.py, beside this script
 from specfmt.cli import main as specfmt
 from specfmt.evaluate import evaluate, format_text, set_threads
 from specfmt.generate import generate, generate_plain
@@ -30,13 +30,6 @@ PROMPTS = ROOT / "examples" / "prompts" / "python-docs-heldout.jsonl"  # prompts
 K, SHOWN, MEASURED, NEW_TOKENS = 3, 2, 8, 96
 
 
-def verifier_dir() -> Path:
-    spec = importlib.util.spec_from_file_location("demo_models", ROOT / "scripts" / "demo_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.verifier_dir()
-
-
 def step(title: str, *argv: str) -> int:
     print(f"\n$ specfmt {' '.join(argv)}    # {title}", flush=True)
     return specfmt(list(argv))
@@ -44,24 +37,25 @@ def step(title: str, *argv: str) -> int:
 
 def side_by_side(verifier: Verifier, draft, text: Text, prompts: list[list[int]]) -> bool:
     """Plain and speculative greedy completions of each prompt; True when every pair is identical."""
-    eos, same = min(text.eos_ids), True
+    eos, same = text.stop_ids()[0], True
     for ids in prompts:
         plain = generate_plain(verifier, ids, NEW_TOKENS, Proposal(), eos_token_id=eos)
         spec = generate(verifier, draft, ids, NEW_TOKENS, Proposal("greedy", K), eos_token_id=eos)
-        same &= plain == spec.tokens
+        identical = plain == spec.tokens
+        same &= identical
         question = text.decode(ids).split("<|im_start|>user\n")[-1].split("<|im_end|>")[0]
         print(f"\n  prompt: {question!r}")
         for name, tokens in (("plain", plain), ("speculative", spec.tokens)):
             body = textwrap.shorten(text.decode(tokens).replace("<|im_end|>", ""), 300)
             print(textwrap.indent(textwrap.fill(f"{name:>11}: {body}", 110, subsequent_indent=" " * 13), "  "))
-        print(f"  identical: {plain == spec.tokens}; accepted per step {spec.stats.accepted}")
+        print(f"  identical: {identical}; accepted per step {spec.stats.accepted}")
     return same
 
 
-def measure(verifier: Verifier, draft, prompts: list[list[int]], eos_ids: set[int]) -> bool:
+def measure(verifier: Verifier, draft, prompts: list[list[int]], eos_ids: list[int]) -> bool:
     print(f"\n# acceptance and speed on {len(prompts)} held-out prompts, {NEW_TOKENS} new tokens, k = {K}, bfloat16, "
           "plain and speculative decoding in turn, same runtime")
-    result = evaluate(verifier, draft, prompts, K, NEW_TOKENS, sorted(eos_ids), repeats=10)
+    result = evaluate(verifier, draft, prompts, K, NEW_TOKENS, eos_ids, repeats=10)
     print(format_text(result))
     print(f"  Leviathan bound from measured alpha, c and r: {result['bound']:.2f}x; measured {result['speedup']:.2f}x")
     return result["speedup"] > 1.0 and result["tau"] > 1.5
@@ -96,7 +90,7 @@ def main() -> int:
     print(f"\n# plain and speculative greedy decoding, side by side ({SHOWN} held-out prompts, float32)")
     results.append(side_by_side(verifier, load_draft(DRAFT, verifier, "strict")[0], text, prompts[:SHOWN]))
     verifier = Verifier.from_pretrained(found, dtype=torch.bfloat16)
-    results.append(measure(verifier, load_draft(DRAFT, verifier, "strict")[0], prompts[:MEASURED], text.eos_ids))
+    results.append(measure(verifier, load_draft(DRAFT, verifier, "strict")[0], prompts[:MEASURED], text.stop_ids()))
     results.append(step("a broken checkpoint: every finding, compat profile, data scanned", "validate",
                         str(ROOT / "examples" / "eagle3-broken"), "--scan-values") == 1)
     results.append(conformance())

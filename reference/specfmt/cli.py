@@ -161,8 +161,7 @@ def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None)
             if (Path(verifier_dir) / name).is_file():
                 eos |= _ids(json.loads((Path(verifier_dir) / name).read_text(encoding="utf-8")).get("eos_token_id"))
         return prompts, sorted(eos)
-    first = text.tokenizer.token_to_id(text.special_tokens.get("eos_token", ""))
-    return prompts, sorted(text.eos_ids, key=lambda i: (i != first, i))
+    return prompts, text.stop_ids()
 
 
 def _eval_usage(args: argparse.Namespace) -> str | None:

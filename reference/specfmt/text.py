@@ -50,6 +50,12 @@ class Text:
         specials = {k: v for k, v in tok_config.items() if k.endswith("_token") and isinstance(v, str)}
         return Text(Tokenizer.from_file(str(root / "tokenizer.json")), tok_config.get("chat_template"), eos, specials)
 
+    def stop_ids(self) -> list[int]:
+        """The end-of-sequence ids, the tokenizer's eos_token first and the rest ascending: decoding stops on the
+        first."""
+        first = self.tokenizer.token_to_id(self.special_tokens.get("eos_token", ""))
+        return sorted(self.eos_ids, key=lambda i: (i != first, i))
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 

@@ -5,3 +5,5 @@ Modules: sources (where documents come from), datagen (the feature cache), recip
 initial tensors), objective (targets, loss and metrics), loop (optimizer, DDP, validation), state (resumable
 checkpoints).
 """
+
+TRAINABLE = ("eagle3", "medusa", "mlp_speculator")  # the algorithms specfmt train makes (a recipe each)

@@ -11,6 +11,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from specfmt.train import TRAINABLE
+
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verifier", required=True, help="Hugging Face checkpoint directory of the verifier")
@@ -34,11 +36,11 @@ def add_parsers(sub) -> None:
     d = sub.add_parser("datagen", help="documents and the verifier's hidden states, cached for training")
     add_data_options(d)
     d.add_argument("--out", required=True, help="cache directory to write")
-    d.add_argument("--algorithm", choices=("eagle3", "medusa", "mlp_speculator"), default="eagle3",
+    d.add_argument("--algorithm", choices=TRAINABLE, default="eagle3",
                    help="the draft the features are for: which aux states to keep (default: %(default)s)")
     d.set_defaults(func=cmd_datagen)
     t = sub.add_parser("train", help="train a draft for a frozen verifier; writes a strict checkpoint")
-    t.add_argument("algorithm", choices=("eagle3", "medusa", "mlp_speculator"))
+    t.add_argument("algorithm", choices=TRAINABLE)
     add_data_options(t)
     t.add_argument("--out", required=True, help="directory of the trained draft (a strict checkpoint)")
     t.add_argument("--work", help="checkpoints, log and data cache (default: OUT.work)")
@@ -68,10 +70,10 @@ def data_options(args: argparse.Namespace):
 
 
 def set_threads(n: int) -> int:
-    import torch
+    """--threads: n, or 0 for every core this process may use."""
+    from specfmt.evaluate import set_threads as set_torch_threads
 
-    torch.set_num_threads(n or len(os.sched_getaffinity(0)))
-    return torch.get_num_threads()
+    return set_torch_threads(n or None)
 
 
 def report(line: str) -> None:
@@ -184,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     opts = loop.TrainOptions(args.k, args.epochs, args.batch, args.lr, args.warmup, args.step_decay, 1.0, args.seed,
                              args.max_steps, args.save_every, 1, args.val_prompts, args.val_tokens)
     text = Text.from_verifier(verifier_dir) if (verifier_dir / "tokenizer.json").is_file() else None
-    eos = min(text.eos_ids) if text and text.eos_ids else None
+    eos = text.stop_ids()[0] if text and text.eos_ids else None
     run = loop.train(recipe, verifier, cache, opts, work, show, eos)
     if run.rank == 0:
         last = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]

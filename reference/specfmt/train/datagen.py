@@ -203,15 +203,15 @@ class Cache:
 
 class Caches:
     """Several caches of the same verifier and aux ids read as one: samples numbered in order, counts summed,
-    validation prompts concatenated."""
+    validation prompts concatenated. Each part keeps its own index (its options, shards); `index` holds what
+    the whole has."""
 
     def __init__(self, paths: list[str | Path]):
         self.parts = [Cache(p) for p in paths]
         self.offsets = [sum(len(c) for c in self.parts[:i]) for i in range(len(self.parts))]
         first = self.parts[0].index
-        specs = [spec for c in self.parts for spec in c.index["options"]["specs"]]
-        self.index = {**first, "val_prompts": [p for c in self.parts for p in c.index["val_prompts"]],
-                      "options": {**first["options"], "specs": specs},
+        self.index = {"verifier": first["verifier"], "aux_ids": first["aux_ids"],
+                      "val_prompts": [p for c in self.parts for p in c.index["val_prompts"]],
                       **{k: sum(c.index[k] for c in self.parts) for k in ("samples", "documents", "tokens",
                                                                          "supervised", "bytes")}}
 

@@ -5,7 +5,7 @@ torchrun: gloo on CPU, nccl on CUDA; every rank takes its share of each global b
 gradients, so N ranks compute what one process computes on the same global batch).
 
 The work directory holds `checkpoint/` (the draft as a strict checkpoint, `optimizer.safetensors` and
-`state.json`, replaced atomically), `log.jsonl` and `validation.json`.
+`state.json`, replaced atomically) and `log.jsonl` (a record per optimizer step, and the validation of each epoch).
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ import torch
 from specfmt.algorithms.eagle3 import default_aux_ids
 from specfmt.schemas import VERSION
 from specfmt.synthetic import random_tensors
+from specfmt.train import TRAINABLE
 from specfmt.verifier import Verifier
 
-TRAINABLE = ("eagle3", "medusa", "mlp_speculator")
 LAYER_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
               "head_dim", "vocab_size", "rms_norm_eps", "max_position_embeddings", "rope_theta", "rope_scaling",
               "rope_parameters", "hidden_act", "attention_bias")

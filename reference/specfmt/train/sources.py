@@ -9,6 +9,7 @@ A data spec (`--data`, repeatable):
   answered by the verifier; the answer is supervised;
 - `distill:builtin:python-docs`: prompts made from the documentation of the Python standard library on this
   machine (pydoc topics and module docstrings), so that every machine has data offline;
+- `distill:builtin:python-api`: prompts about each public function, class and method of that standard library;
 - any other path: plain text, every token supervised, cut into documents of at most `max_len` tokens.
 """
 
@@ -72,26 +73,34 @@ def jsonl_documents(path: Path, text: Text, max_len: int) -> list[Document]:
     return docs
 
 
-def _docstring_prompts(stdlib: Path) -> list[str]:
-    """Questions about the public modules of the standard library, read with ast (nothing is imported)."""
-    prompts = []
-    for path in sorted(stdlib.glob("*.py")):
+def _modules(stdlib: Path, paths: list[Path]):
+    """(module name, parsed tree) of each public module among `paths`, read with ast: nothing is imported; a file
+    that does not parse is left out."""
+    for path in paths:
         if path.stem.startswith("_") or path.stem in ("antigravity", "this"):
             continue
         try:
             tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
         except (SyntaxError, ValueError):
             continue
+        yield (path.stem if path.parent == stdlib else f"{path.parent.name}.{path.stem}"), tree
+
+
+def _docstring_prompts(stdlib: Path) -> list[str]:
+    """Questions about the public modules of the standard library: what each is for, and its functions and
+    classes."""
+    prompts = []
+    for module, tree in _modules(stdlib, sorted(stdlib.glob("*.py"))):
         doc = (ast.get_docstring(tree) or "").strip().split("\n\n")[0]
         public = [n for n in tree.body if not getattr(n, "name", "_").startswith("_")]
         functions = [n.name for n in public if isinstance(n, ast.FunctionDef)]
         classes = [n.name for n in public if isinstance(n, ast.ClassDef)]
-        prompts.append(f"What is the Python module `{path.stem}` for? Answer in a short paragraph.")
+        prompts.append(f"What is the Python module `{module}` for? Answer in a short paragraph.")
         if doc:
-            prompts.append(f"Explain this documentation of the Python module `{path.stem}` in simple words:\n\n{doc}")
-        prompts += [f"Write a short Python example that uses `{path.stem}.{name}` and explain it." for name in
+            prompts.append(f"Explain this documentation of the Python module `{module}` in simple words:\n\n{doc}")
+        prompts += [f"Write a short Python example that uses `{module}.{name}` and explain it." for name in
                     functions[:8]]
-        prompts += [f"What is the class `{path.stem}.{name}` used for? Give an example." for name in classes[:4]]
+        prompts += [f"What is the class `{module}.{name}` used for? Give an example." for name in classes[:4]]
     return prompts
 
 
@@ -100,19 +109,12 @@ SKIPPED_PACKAGES = ("test", "idlelib", "lib2to3", "ensurepip", "turtledemo", "py
 
 
 def _api_prompts(stdlib: Path) -> list[str]:
-    """Questions about every public function, class and method of the standard library's modules and packages,
-    read with ast: the templates differ from python-docs', so the two sets never share a prompt."""
+    """Questions about every public function, class and method of the standard library's modules and packages:
+    the templates differ from python-docs', so the two sets never share a prompt."""
     paths = sorted(stdlib.glob("*.py")) + sorted(p for p in stdlib.glob("*/*.py")
                                                  if not p.parent.name.startswith(SKIPPED_PACKAGES))
     prompts = []
-    for path in paths:
-        if path.stem.startswith("_") or path.stem in ("antigravity", "this"):
-            continue
-        module = path.stem if path.parent == stdlib else f"{path.parent.name}.{path.stem}"
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
-        except (SyntaxError, ValueError):
-            continue
+    for module, tree in _modules(stdlib, paths):
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 prompts.append(f"How do I use `{module}.{node.name}` in Python? Show a short example.")
