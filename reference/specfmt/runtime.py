@@ -27,9 +27,13 @@ def load_draft(path: str | Path, verifier: Verifier, profile: str = "compat") ->
         raise ValidationError(report.errors)
     config, tensors = load(path)
     resolved = resolve(config)
-    tensors = {k: v.to(device=verifier.device, dtype=verifier.dtype if v.is_floating_point() else v.dtype)
-               for k, v in tensors.items()}
-    return build_draft(resolved, tensors, verifier), resolved
+    return build_draft(resolved, on_verifier(tensors, verifier), verifier), resolved
+
+
+def on_verifier(tensors: dict, verifier: Verifier) -> dict:
+    """The tensors on the verifier's device, floats in its dtype: how a draft runs beside it."""
+    return {k: v.to(device=verifier.device, dtype=verifier.dtype if v.is_floating_point() else v.dtype)
+            for k, v in tensors.items()}
 
 
 class DraftRejected(ValueError):

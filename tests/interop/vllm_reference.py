@@ -17,7 +17,7 @@ import torch
 from specfmt.checkpoint import load
 from specfmt.defaults import resolve
 from specfmt.proposal import Context, RecordingPicker
-from specfmt.runtime import build_draft
+from specfmt.runtime import build_draft, on_verifier
 from specfmt.verifier import Verifier
 
 NEAR_TIE = 1e-4  # nats; the smallest margin vLLM's CPU path was seen to resolve correctly is 3.6e-4
@@ -44,8 +44,7 @@ def reference_draft(draft_dir: Path, verifier: Verifier, **changes):
     """The checkpoint at `draft_dir` as specfmt reads it, with config fields overridden by `changes`
     (the negative controls: a deliberately wrong reading)."""
     config, tensors = load(draft_dir)
-    tensors = {name: t.to(verifier.dtype) if t.is_floating_point() else t for name, t in tensors.items()}  # as vLLM
-    return build_draft(dict(resolve(config), **changes), tensors, verifier)
+    return build_draft(dict(resolve(config), **changes), on_verifier(tensors, verifier), verifier)
 
 
 @torch.inference_mode()
