@@ -159,6 +159,7 @@ def _read_sharded(root: Path, profile: str
                             profile=profile)], set()
     tensors: list[TensorInfo] = []
     malformed: set[tuple[str, str]] = set()  # (shard, name)
+    readable: set[str] = set()  # shards whose header parsed, a header with no tensor included
     complete = True
     for shard in sorted(set(weight_map.values())):
         if not SHARD_NAME.match(shard) or shard.startswith(".."):
@@ -173,12 +174,12 @@ def _read_sharded(root: Path, profile: str
         else:
             shard_tensors, shard_findings, shard_malformed = read_header(str(root / shard), shard, profile)
             complete = complete and shard_tensors is not None
+            readable |= {shard} if shard_tensors is not None else set()
             tensors += shard_tensors or []
             findings += shard_findings
             malformed |= {(shard, name) for name in shard_malformed}
     found, dup = _collect(tensors, profile)
     findings += dup
-    readable = {t.file for t in tensors}
     for name, shard in sorted(weight_map.items()):
         where = found.get(name)
         if where is None and shard in readable and (shard, name) not in malformed:  # a malformed entry is stored
