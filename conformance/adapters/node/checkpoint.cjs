@@ -40,7 +40,7 @@ function validateCheckpoint(dir, profile, scanValues = false) {
     return out;
   }
   if (weights.tensors && known) {
-    const { bound, V } = bind(algorithm, cfg.resolved, weights.tensors, cfg.schemaErrors, out);
+    const { bound, V } = bind(algorithm, cfg.resolved, weights.tensors, cfg.schemaErrors, out, weights.malformed, weights.file);
     if (scanValues) scan(dir, weights.tensors, bound, V, out);
   }
   return out;

@@ -61,7 +61,11 @@ function instances(doc, config) {
  * Bind stored tensors ({name: {dtype, shape, file}}) to the layout of the config's algorithm. Returns the
  * names bound to an active entry (what the draft reads) and the vocabulary size V, for a value scan.
  */
-function bind(algorithm, config, tensors, schemaErrors, out) {
+/**
+ * Bind the stored tensors to the layout (LAY-3..LAY-6). `malformed` names are stored but unreadable (already a
+ * header finding), so never missing; `weightsFile` is the file a missing tensor is reported in.
+ */
+function bind(algorithm, config, tensors, schemaErrors, out, malformed = [], weightsFile = "model.safetensors") {
   const doc = layout(algorithm);
   const bound = new Set();
   if (!doc) return { bound };
@@ -85,13 +89,13 @@ function bind(algorithm, config, tensors, schemaErrors, out) {
       continue;
     }
     if (!t) {
-      if ((inst.entry.presence || "required") === "required") missing.push(inst);
+      if ((inst.entry.presence || "required") === "required" && !malformed.includes(name)) missing.push(inst);
       continue;
     }
     checkTensor(name, inst, t, config, wantDtype, schemaErrors, out);
     bound.add(name);
   }
-  reportMissing(missing, all, tensors, out);
+  reportMissing(missing, all, tensors, out, weightsFile);
   const forbidden = new Map((doc.forbidden || []).map((f) => [f.name, f.code]));
   for (const [name, t] of Object.entries(tensors)) {
     if (byName.has(name)) continue;
@@ -118,7 +122,7 @@ function checkTensor(name, inst, t, config, wantDtype, schemaErrors, out) {
 }
 
 // LAY-4: missing tensors, with whole trailing layers collapsed into hazard.layers_missing.
-function reportMissing(missing, all, tensors, out) {
+function reportMissing(missing, all, tensors, out, weightsFile) {
   const missingSet = new Set(missing);
   const collapsed = new Set();
   const pointers = new Set(all.flatMap((i) => i.layers.map((l) => l.pointer)));
@@ -133,7 +137,7 @@ function reportMissing(missing, all, tensors, out) {
     out.push({ code: "hazard.layers_missing", pointer, file: "config.json" });
   }
   for (const inst of missing) {
-    if (!collapsed.has(inst)) out.push({ code: inst.entry.missing_code || "layout.missing", pointer: `/${esc(inst.name)}`, file: "model.safetensors" });
+    if (!collapsed.has(inst)) out.push({ code: inst.entry.missing_code || "layout.missing", pointer: `/${esc(inst.name)}`, file: weightsFile });
   }
 }
 

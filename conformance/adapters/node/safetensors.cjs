@@ -12,7 +12,11 @@ const esc = (s) => String(s).replace(/~/g, "~0").replace(/\//g, "~1");
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 const isNat = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0;
 
-/** Read one header without touching the data: {tensors: {name: {dtype, shape}}} or null when unreadable. */
+/**
+ * Read one header without touching the data: {tensors: {name: {dtype, shape, begin, end}}, malformed: [names]},
+ * or null when the header itself cannot be read (SFT-2). Malformed entries are reported, left out of the
+ * coverage check and of binding, and still count as stored (LAY-3).
+ */
 function readHeader(dir, file, out) {
   const add = (code, pointer) => out.push({ code, pointer, file });
   const fd = fs.openSync(path.join(dir, file), "r");
@@ -27,42 +31,47 @@ function readHeader(dir, file, out) {
     fs.readSync(fd, bytes, 0, bytes.length, 8);
     const parsed = parseJsonBytes(bytes);
     if (parsed.error || !isObject(parsed.value)) { add("header.json", ""); return null; }
-    const before = out.length;
-    for (const d of parsed.duplicates) if (d.pointer === "") add("header.duplicate", `/${esc(d.key)}`);
-    const tensors = checkEntries(parsed.value, add);
-    const stored = Object.keys(parsed.value).filter((k) => k !== "__metadata__").length;
-    const entriesOk = parsed.duplicates.length === 0 && Object.keys(tensors).length === stored;
-    // With a repeated or malformed entry some byte ranges are unknown, so coverage is not checked.
-    if (entriesOk) checkOffsets(tensors, size - 8 - Number(n), add);
-    return out.length === before ? tensors : null;
+    // One finding per header, at the repeated key, wherever it repeats (a key of a tensor entry included).
+    if (parsed.duplicates.length > 0) { add("header.duplicate", `/${esc(parsed.duplicates[0].key)}`); return null; }
+    const { tensors, malformed } = checkEntries(parsed.value, add);
+    checkOffsets(tensors, size - 8 - Number(n), add);
+    return { tensors, malformed };
   } finally {
     fs.closeSync(fd);
   }
 }
 
-// SFT-2, SFT-3: every entry well formed, with a dtype of the profile.
+// SFT-2, SFT-3: each entry gets at most one finding, the first that applies in the spec's order.
+function entryProblem(entry) {
+  if (!isObject(entry) || !("dtype" in entry) || !("shape" in entry) || !("data_offsets" in entry)) {
+    return ["header.entry", ""];
+  }
+  if (!Array.isArray(entry.shape) || !entry.shape.every(isNat)) return ["header.entry", "/shape"];
+  const off = entry.data_offsets;
+  if (!Array.isArray(off) || off.length !== 2 || !off.every(isNat) || off[0] > off[1]) {
+    return ["header.offsets", "/data_offsets"];
+  }
+  if (typeof entry.dtype !== "string" || !safetensors.dtypes[entry.dtype]) return ["header.dtype", "/dtype"];
+  return null;
+}
+
 function checkEntries(header, add) {
   const tensors = {};
+  const malformed = [];
   for (const [name, entry] of Object.entries(header)) {
     const at = `/${esc(name)}`;
     if (name === "__metadata__") {
       if (!isObject(entry) || !Object.values(entry).every((v) => typeof v === "string")) add("header.metadata", at);
       continue;
     }
-    if (!isObject(entry) || !("dtype" in entry) || !("shape" in entry) || !("data_offsets" in entry)) { add("header.entry", at); continue; }
-    let ok = true;
-    if (!Array.isArray(entry.shape) || !entry.shape.every(isNat)) { add("header.entry", `${at}/shape`); ok = false; }
+    const problem = entryProblem(entry);
+    if (problem) { add(problem[0], at + problem[1]); malformed.push(name); continue; }
     const off = entry.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every(isNat)) { add("header.entry", `${at}/data_offsets`); ok = false; }
-    else if (off[0] > off[1]) { add("header.offsets", `${at}/data_offsets`); ok = false; }
-    const info = typeof entry.dtype === "string" ? safetensors.dtypes[entry.dtype] : undefined;
-    if (!info) { add("header.dtype", `${at}/dtype`); ok = false; }
-    if (!ok) continue;
     const count = entry.shape.reduce((a, b) => a * b, 1);
-    if (off[1] - off[0] !== count * info.bytes) add("header.size", `${at}/data_offsets`);
+    if (off[1] - off[0] !== count * safetensors.dtypes[entry.dtype].bytes) add("header.size", `${at}/data_offsets`);
     tensors[name] = { dtype: entry.dtype, shape: entry.shape, begin: off[0], end: off[1] };
   }
-  return tensors;
+  return { tensors, malformed };
 }
 
 // SFT-4: sorted by begin, the byte ranges cover the data exactly.
@@ -77,52 +86,63 @@ function checkOffsets(tensors, dataBytes, add) {
   else if (end > dataBytes) add("header.truncated", "");
 }
 
-/** Read the shard index and its shards: tensors by name or null when some header is unread. Spec: SFT-5 */
+/**
+ * Read the shard index and its shards: {tensors, malformed}, with tensors null when the index or some shard's
+ * header is unread (binding is then skipped, LAY-3). Spec: SFT-5
+ */
 function readSharded(dir, out) {
   const add = (code, pointer, file = INDEX) => out.push({ code, pointer, file });
   const idx = readJsonFile(path.join(dir, INDEX), safetensors.config_max_bytes);
-  if (idx.error) { add("index.json", ""); return null; }
+  if (idx.error) { add("index.json", ""); return { tensors: null, malformed: [] }; }
   const map = isObject(idx.value) ? idx.value.weight_map : undefined;
-  if (!isObject(map) || !Object.values(map).every((v) => typeof v === "string")) { add("index.json", "/weight_map"); return null; }
-  const shards = [...new Set(Object.values(map))];
+  if (!isObject(map) || !Object.values(map).every((v) => typeof v === "string")) {
+    add("index.json", "/weight_map");
+    return { tensors: null, malformed: [] };
+  }
+  const shards = [...new Set(Object.values(map))].sort();
   let complete = true;
   const stored = {};
+  const malformed = new Set();  // "shard\0name": a malformed entry is stored, so not an index.mismatch
+  const readable = new Set();
   for (const shard of shards) {
     if (shard.includes("/") || shard.includes("\\") || !shard.endsWith(".safetensors") || shard === ".." || shard === ".") { add("index.path", "/weight_map"); complete = false; continue; }
     const file = path.join(dir, shard);
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) { add("index.missing_shard", "/weight_map"); complete = false; continue; }
-    const tensors = readHeader(dir, shard, out);
-    if (tensors === null) { complete = false; continue; }
-    for (const [name, t] of Object.entries(tensors)) (stored[name] ||= []).push({ shard, ...t });
+    const header = readHeader(dir, shard, out);
+    if (header === null) { complete = false; continue; }
+    readable.add(shard);
+    for (const name of header.malformed) malformed.add(`${shard}\0${name}`);
+    for (const [name, t] of Object.entries(header.tensors)) (stored[name] ||= []).push({ shard, ...t });
   }
-  if (!complete) return null;
-  const before = out.length;
-  for (const [name, shard] of Object.entries(map)) {
-    if (!(stored[name] || []).some((t) => t.shard === shard)) add("index.mismatch", `/weight_map/${esc(name)}`);
+  for (const [name, copies] of Object.entries(stored)) {
+    if (copies.length > 1) add("index.mismatch", `/${esc(name)}`, copies[1].shard);
+  }
+  for (const [name, shard] of Object.entries(map).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+    const where = stored[name];
+    if (!where && readable.has(shard) && !malformed.has(`${shard}\0${name}`)) add("index.mismatch", `/weight_map/${esc(name)}`);
+    else if (where && where[0].shard !== shard) add("index.mismatch", `/weight_map/${esc(name)}`);
   }
   for (const [name, copies] of Object.entries(stored)) {
     if (!(name in map)) add("index.mismatch", `/${esc(name)}`, copies[0].shard);
-    if (copies.length > 1) {
-      add("index.mismatch", `/${esc(name)}`, copies[1].shard);
-      add("index.mismatch", `/weight_map/${esc(name)}`);
-    }
   }
-  if (out.length !== before) return null;
+  const names = new Set([...malformed].map((key) => key.split("\0")[1]));
+  if (!complete) return { tensors: null, malformed: [...names] };
   const tensors = {};
   for (const [name, copies] of Object.entries(stored)) tensors[name] = { ...copies[0], file: copies[0].shard };
-  return tensors;
+  return { tensors, malformed: [...names] };
 }
 
 /**
- * Find and read the weights: {tensors} with every header read, {tensors: null} when some header
+ * Find and read the weights: {tensors, malformed} with every header read, {tensors: null} when some header
  * could not be read, or {absent: true} when there is no weights file. Spec: layout.md#SFT-1
  */
 function readWeights(dir, out) {
-  if (fs.existsSync(path.join(dir, INDEX))) return { tensors: readSharded(dir, out) };
+  if (fs.existsSync(path.join(dir, INDEX))) return { ...readSharded(dir, out), file: INDEX };
   if (fs.existsSync(path.join(dir, "model.safetensors"))) {
-    const tensors = readHeader(dir, "model.safetensors", out);
-    if (tensors !== null) for (const t of Object.values(tensors)) t.file = "model.safetensors";
-    return { tensors };
+    const header = readHeader(dir, "model.safetensors", out);
+    if (header === null) return { tensors: null, malformed: [] };
+    for (const t of Object.values(header.tensors)) t.file = "model.safetensors";
+    return { ...header, file: "model.safetensors" };
   }
   const pickles = fs.readdirSync(dir).filter((f) => PICKLE.test(f)).sort();
   return { absent: true, pickles };
