@@ -67,6 +67,11 @@ def get(obj: Any, *path: str) -> Any:
     return obj
 
 
+def is_int(value: Any) -> bool:
+    """A JSON integer: Python's bool is an int, JSON's true is not (CFG-13 compares only declared types)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def semantic_findings(config: dict, resolved: dict, profile: str) -> list[Finding]:
     """Rules the schema cannot express. Each check reads only values the schema has typed."""
     checks = (_algorithm, _default_proposal, _proposal_types, _layer_model_type, _verifier_facts,
@@ -145,14 +150,14 @@ def _aux_layer_ids(config, resolved, profile, props):
                                f"{name} absent or null: engines fall back to [{fallback}] of the verifier "
                                "(vllm#50170: acceptance 1.2% instead of 58.9%)", profile=profile))
             continue
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(is_int(i) for i in ids):
             continue
         if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
             out.append(finding("hazard.aux_layer_ids_order", CONFIG, pointer(name),
                                mismatch("aux layer ids not strictly increasing; vLLM sorts and deduplicates them",
                                         sorted(set(ids)), ids), profile=profile, expected=sorted(set(ids)),
                                found=ids))
-        if isinstance(verifier_layers, int):
+        if is_int(verifier_layers):
             for i, layer in enumerate(ids):
                 if layer > verifier_layers:
                     out.append(finding("config.aux_layer_range", CONFIG, pointer(name, i),
@@ -203,7 +208,7 @@ def _verifier_binding(config, resolved, profile):
     out = []
     for key, where, draft_value in pairs:
         value = verifier.get(key)
-        if isinstance(value, int) and isinstance(draft_value, int) and value != draft_value:
+        if is_int(value) and is_int(draft_value) and value != draft_value:
             out.append(finding("config.verifier_mismatch", CONFIG, where,
                                mismatch(f"disagrees with speculators_config.verifier.{key}", value, draft_value),
                                profile=profile, expected=value, found=draft_value))
@@ -219,18 +224,19 @@ def _consistency(config, resolved, profile):
 
     layer = resolved.get("transformer_layer_config")
     vocab = layer.get("vocab_size") if isinstance(layer, dict) else None
-    if isinstance(vocab, int):
+    if is_int(vocab):
         for key, bound in (("draft_vocab_size", vocab), ("mask_token_id", vocab - 1)):
             value = resolved.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > bound:
+            if is_int(value) and value > bound:
                 add(pointer(key), f"{key} past the verifier vocabulary", f"<= {bound}", value)
     lo, hi = resolved.get("prompt_lookup_min"), resolved.get("prompt_lookup_max")
-    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+    if is_int(lo) and is_int(hi) and lo > hi:
         add("/prompt_lookup_max", "prompt_lookup_max below prompt_lookup_min", f">= {lo}", hi)
     top_k, n_predict = resolved.get("top_k_tokens_per_head"), resolved.get("n_predict")
-    if isinstance(top_k, list) and isinstance(n_predict, int) and len(top_k) != n_predict:
+    if isinstance(top_k, list) and is_int(n_predict) and len(top_k) != n_predict:
         add("/top_k_tokens_per_head", "one entry per head", n_predict, len(top_k))
     if (resolved.get("speculators_model_type") == "dspark" and resolved.get("enable_confidence_head") is True
-            and resolved.get("confidence_head_with_markov") is True and resolved.get("markov_rank") == 0):
+            and resolved.get("confidence_head_with_markov") is True and is_int(resolved.get("markov_rank"))
+            and resolved["markov_rank"] == 0):
         add("/confidence_head_with_markov", "confidence_head_with_markov needs markov_rank > 0", False, True)
     return out
