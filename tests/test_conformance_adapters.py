@@ -45,6 +45,8 @@ BROKEN = {
     "always_accepts": "verify-",
     "ignores_d2t": "eagle3",
     "off_by_one_accepted": "verify-",
+    "late_features": "generate.accept",
+    "gqa_head_mapping": "gqa",
 }
 
 

@@ -101,6 +101,21 @@ HEADER_CASES = [
      _raw(_literal_in_header(), 2 * N)),
     ("json-nesting-over-bound", "an extra entry nests 64 arrays, so the header is 65 levels deep (GEN-7)",
      "header.json", _raw(_with_extra(_nested(MAX_DEPTH)), 2 * N)),
+    ("entry-offsets-not-a-list", "a tensor's data_offsets is a string: header.offsets, not header.entry (SFT-2)",
+     "header.offsets", _raw(_with_extra({"dtype": "F32", "shape": [0], "data_offsets": "0"}), 2 * N)),
+    ("entry-first-problem-only", "an entry with a negative dimension and an unknown dtype gets one finding, the "
+     "first in SFT-2's order (header.entry at its shape)", "header.entry",
+     _raw(_with_extra({"dtype": "F7", "shape": [-1], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+    ("duplicate-inside-entry", "a tensor entry repeats its dtype key: header.duplicate at /dtype (SFT-2)",
+     "header.duplicate", _raw(json.dumps(header(GOOD))[:-1].encode()
+                              + f', "{EXTRA}": {{"dtype": "F32", "dtype": "F32", "shape": [0], '
+                                f'"data_offsets": [{2 * N}, {2 * N}]}}}}'.encode(), 2 * N)),
+    ("entry-malformed-coverage", "a malformed entry beside four bytes between the two tensors: coverage is still "
+     "checked over the well-formed entries (SFT-4)", "header.entry",
+     _raw({**header(GOOD[:1] + [(T1, "F32", [16, 16], [N + 4, 2 * N + 4])]), EXTRA: "F32"}, 2 * N + 4)),
+    ("entry-malformed-binds-the-rest", "a malformed extra entry and a required tensor absent: the well-formed "
+     "entries are still bound, so the absent one is layout.missing (LAY-3)", "header.entry",
+     _raw({**header(GOOD[:1]), EXTRA: {"dtype": "F32", "shape": [0]}}, N)),
     ("offsets-unsorted", "tensors listed in the header out of offset order (valid: SFT-4 sorts by begin)", None,
      _raw(header([(T0, "F32", [16, 16], [N, 2 * N]), (T1, "F32", [16, 16], [0, N])]), 2 * N)),
 ]
@@ -156,6 +171,9 @@ INDEX_CASES = [
      lambda p, i: _restack(p, i, {SHARDS[0]: [T0, T1]}, {T0: SHARDS[0]})),
     ("mismatch-stored-twice", "two shards store the same tensor", "index.mismatch",
      lambda p, i: _restack(p, i, {SHARDS[0]: [T0, T1], SHARDS[1]: [T1]}, {T0: SHARDS[0], T1: SHARDS[1]})),
+    ("mismatch-listed-absent", "weight_map places a required tensor in a shard that holds no tensor: index.mismatch, "
+     "and the tensors are still bound, so it is also layout.missing (LAY-3)", "index.mismatch",
+     lambda p, i: _restack(p, i, {SHARDS[0]: [T0], SHARDS[1]: []}, {T0: SHARDS[0], T1: SHARDS[1]})),
 ]
 
 

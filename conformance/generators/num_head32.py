@@ -53,13 +53,19 @@ def weights(tensors: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tens
     return num_fixtures.weights(tensors, seed, norm_k=8, k=64, scale=256)
 
 
-def draft_config(name: str) -> dict:
-    variant, changes, layers = DRAFTS[name]
+def shaped(variant: str, changes: dict, layers: int | None) -> dict:
+    """A builder variant with these dimensions, `changes` at the top level and `layers` decoder layers (when it
+    has a transformer_layer_config), stored in bfloat16."""
     config = copy.deepcopy(variants.VARIANTS[variant])
     config.update(copy.deepcopy(changes), dtype="bfloat16")
     config["speculators_config"]["verifier"].update(hidden_size=H, vocab_size=V, num_hidden_layers=N_VERIFIER)
-    config["transformer_layer_config"].update(DIMS, num_hidden_layers=layers)
+    if "transformer_layer_config" in config:
+        config["transformer_layer_config"].update(DIMS, num_hidden_layers=layers)
     return config
+
+
+def draft_config(name: str) -> dict:
+    return shaped(*DRAFTS[name])
 
 
 def write_fixtures(suite: Path) -> None:

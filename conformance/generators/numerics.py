@@ -18,6 +18,7 @@ significant digits, as golden.min_top2_margin.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,21 +104,24 @@ def prompt(seed: int, length: int) -> torch.Tensor:
     return torch.cat([half, half[:length // 2]])
 
 
-def verifier_forward_cases(suite: Path) -> list[NumericsCase]:
+def verifier_forward_cases(suite: Path, verifier_path: str = VERIFIER, aux_sets: tuple = ([1, 3, 5], [0, 6]),
+                           name: str = "", about: str = "") -> list[NumericsCase]:
+    """The verifier's logits and aux states over 8 seeded tokens with no near tie, for each aux id list."""
     cases = []
-    for aux_ids in ([1, 3, 5], [0, 6]):
-        verifier = Verifier.from_pretrained(suite / VERIFIER, dtype=COMPUTE_DTYPE)
+    for aux_ids in aux_sets:
+        verifier = Verifier.from_pretrained(suite / verifier_path, dtype=COMPUTE_DTYPE)
         for seed in SEEDS:
             tokens = prompt(seed, 8)
             verifier.truncate(0)
             out = verifier.forward(tokens, tuple(aux_ids))
             if top2_margin(out.logits) >= MIN_TOP2_MARGIN:
                 break
-        name = "-".join(map(str, aux_ids))
+        ids = "-".join(map(str, aux_ids))
         cases.append(NumericsCase(
-            f"num.verifier-forward.aux-{name}", f"verifier logits and hidden states {aux_ids} over 8 tokens",
-            ["spec/config.md#CFG-9"], "verifier_forward", None, VERIFIER, {"aux_ids": aux_ids},
-            {"token_ids": tokens}, {"logits": stored(out.logits), "aux": stored(out.aux)},
+            f"num.verifier-forward.{name}aux-{ids}",
+            f"{about}verifier logits and hidden states {aux_ids} over 8 tokens",
+            ["spec/config.md#CFG-9", "spec/verifier.md"], "verifier_forward", None, verifier_path,
+            {"aux_ids": aux_ids}, {"token_ids": tokens}, {"logits": stored(out.logits), "aux": stored(out.aux)},
             {"logits": FLOAT32, "aux": FLOAT32}, {"min_top2_margin": rounded(top2_margin(out.logits))}))
     return cases
 
@@ -167,27 +171,43 @@ def proposal_cases(suite: Path, algorithm: str, k: int = 3, checkpoint: str | No
 
 
 def generate_case(suite: Path, algorithm: str, max_new_tokens: int = 12, k: int = 3, checkpoint: str | None = None,
-                  verifier_path: str = VERIFIER, name: str | None = None) -> NumericsCase:
-    """Greedy speculative decoding; the verifier's margin is checked at every generated token."""
+                  verifier_path: str = VERIFIER, name: str | None = None, prompts: list[torch.Tensor] | None = None,
+                  wanted: Callable[[list[int]], bool] | None = None, about: str = "") -> NumericsCase:
+    """Greedy speculative decoding from the first of `prompts` (seeded ones by default) with no near tie at any
+    generated token and, when `wanted` is given, whose accepted counts per step it wants."""
     checkpoint, name = checkpoint or draft_path(algorithm), name or slug(algorithm)
     verifier, draft = models(suite, checkpoint, verifier_path)
     proposal = Proposal("greedy", k)
-    for seed in SEEDS:
-        prompt_ids = prompt(seed, 6)
+    for prompt_ids in prompts if prompts is not None else (prompt(seed, 6) for seed in SEEDS):
         tokens = generate_plain(verifier, prompt_ids.tolist(), max_new_tokens, proposal)
         verifier.truncate(0)
         logits = verifier.forward(torch.tensor(prompt_ids.tolist() + tokens[:-1])).logits[len(prompt_ids) - 1:]
-        if top2_margin(logits) >= MIN_TOP2_MARGIN:
+        if top2_margin(logits) < MIN_TOP2_MARGIN:
+            continue
+        result = generate(verifier, draft, prompt_ids.tolist(), max_new_tokens, proposal)
+        if wanted is None or wanted(result.stats.accepted):
             break
-    result = generate(verifier, draft, prompt_ids.tolist(), max_new_tokens, proposal)
+    else:
+        raise AssertionError(f"{name}: no prompt without a near tie gives the acceptance wanted")
     assert result.tokens == tokens, f"{algorithm}: speculative decoding differs from the verifier alone"
     return NumericsCase(
         f"num.generate.{name}-n{max_new_tokens}-k{k}",
-        f"{max_new_tokens} tokens of greedy speculative decoding with the {algorithm} draft, K {k}",
+        f"{max_new_tokens} tokens of greedy speculative decoding with the {algorithm} draft, K {k}"
+        + (f"; {about}" if about else ""),
         ["spec/verification.md#VRF-6", "spec/verification.md#VRF-3"], "generate", checkpoint, verifier_path,
-        {"max_new_tokens": max_new_tokens, "k": k}, {"prompt_ids": prompt_ids},
-        {"tokens": torch.tensor(result.tokens)}, {"tokens": EXACT},
+        {"max_new_tokens": max_new_tokens, "k": k}, {"prompt_ids": prompt_ids}, generate_outputs(result),
+        dict.fromkeys(GENERATE_OUTPUTS, EXACT),
         {"min_top2_margin": rounded(top2_margin(logits)), "accepted_per_step": result.stats.accepted})
+
+
+GENERATE_OUTPUTS = ("tokens", "drafts", "accepted_per_position")
+
+
+def generate_outputs(result) -> dict[str, torch.Tensor]:
+    """The committed tokens and the acceptance counters (spec/verification.md#VRF-6) of one generation."""
+    counters = result.stats.counters()
+    return {"tokens": torch.tensor(result.tokens), "drafts": torch.tensor([counters["drafts"]]),
+            "accepted_per_position": torch.tensor(counters["accepted_per_position"])}
 
 
 def model_cases(suite: Path) -> list[NumericsCase]:

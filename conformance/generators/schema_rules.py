@@ -202,6 +202,16 @@ RULES = [
      {("top_k_tokens_per_head",): [4, 3]}, ("config.consistency", "/top_k_tokens_per_head")),
     ("consistency.confidence-head-with-markov", "dspark", "confidence_head_with_markov with markov_rank 0",
      {("markov_rank",): 0}, ("config.consistency", "/confidence_head_with_markov")),
+    # A JSON boolean is not an integer: config.type alone, never compared (CFG-13), though Python's bool is an int.
+    ("consistency.markov-rank-false", "dspark", "markov_rank false, not 0: config.type only",
+     {("markov_rank",): False}, ("config.type", "/markov_rank")),
+    ("consistency.n-predict-true", "mlp_speculator", "n_predict true with two top_k_tokens_per_head entries: "
+     "config.type only", {("n_predict",): True, ("top_k_tokens_per_head",): [4, 3]}, ("config.type", "/n_predict")),
+    ("consistency.prompt-lookup-max-false", "ngram", "prompt_lookup_max false: config.type only, not compared "
+     "with prompt_lookup_min", {("prompt_lookup_max",): False}, ("config.type", "/prompt_lookup_max")),
+    ("verifier.vocab-size-true", "eagle3", "transformer_layer_config.vocab_size true: config.type only, not "
+     "compared with the verifier's or with draft_vocab_size", {("transformer_layer_config", "vocab_size"): True},
+     ("config.type", "/transformer_layer_config/vocab_size")),
 ]
 
 

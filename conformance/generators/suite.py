@@ -15,7 +15,9 @@ from conformance.generators import (
     ckpt_clean,
     ckpt_layout,
     ckpt_values,
+    num_accept,
     num_fixtures,
+    num_flags,
     num_head32,
     num_verify,
     numerics,
@@ -53,6 +55,8 @@ CHECKPOINT_CASES = [
 NUMERICS_CASES = [
     numerics.model_cases,  # verifier_forward, propose, draft_forward, generate: (suite) -> cases
     num_head32.cases,  # propose and generate with head_dim 32 fixtures, which engines' CPU kernels run
+    num_flags.cases,  # flag combinations, grouped-query attention, qwen2 and tied embeddings: verifier_forward, propose
+    num_accept.cases,  # generate with drafts built to agree with a bigram verifier: acceptance counters that can fail
     lambda suite: num_verify.verify_cases(),  # verify_greedy, verify_sampling: no checkpoint
 ]
 
@@ -89,6 +93,8 @@ def write_suite(suite: Path, suite_version: str) -> dict:
     cases += [write_case(case, suite) for generate in CHECKPOINT_CASES for case in generate()]
     num_fixtures.write_fixtures(suite)
     num_head32.write_fixtures(suite)
+    num_flags.write_fixtures(suite)
+    num_accept.write_fixtures(suite)
     cases += [numerics.write_numerics_case(case, suite) for generate in NUMERICS_CASES for case in generate(suite)]
     manifest = {"suite_version": suite_version, "format_version": VERSION, "cases": cases,
                 "files": {p.as_posix(): sha256(suite / p) for p in data_files(suite)}}

@@ -15,10 +15,11 @@ from specfmt.verifier import Verifier
 
 @dataclass
 class Stats:
-    """Accepted draft tokens per verifier step."""
+    """Draft tokens proposed and accepted per verifier step."""
 
     k: int
     accepted: list[int] = field(default_factory=list)
+    drafted: list[int] = field(default_factory=list)
 
     @property
     def tau(self) -> float:
@@ -30,6 +31,13 @@ class Stats:
         """Fraction of steps whose draft token at position j was accepted."""
         steps = max(len(self.accepted), 1)
         return [sum(a > j for a in self.accepted) / steps for j in range(self.k)]
+
+    def counters(self) -> dict[str, int | list[int]]:
+        """The engines' acceptance counters (vLLM's spec_decode_num_drafts and
+        spec_decode_num_accepted_tokens_per_pos): steps that proposed at least one token, and for each
+        depth j how many steps accepted the draft token at j. Spec: spec/verification.md#VRF-6"""
+        return {"drafts": sum(d > 0 for d in self.drafted),
+                "accepted_per_position": [sum(a > j for a in self.accepted) for j in range(self.k)]}
 
     def to_json(self) -> dict:
         return {"k": self.k, "steps": len(self.accepted), "accepted_per_step": self.accepted, "tau": self.tau,
@@ -66,6 +74,7 @@ def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_to
         verifier.truncate(len(ctx.tokens) + n)  # keep the pending token and the n accepted drafts
         ctx.commit(out, n + 1, drafted.tokens[:n].tolist() + [verdict.next_token])
         stats.accepted.append(n)
+        stats.drafted.append(drafted.tokens.numel())
     new = ctx.tokens[len(prompt_ids):]
     if eos_token_id in new:
         new = new[:new.index(eos_token_id) + 1]

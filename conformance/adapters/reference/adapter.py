@@ -82,7 +82,10 @@ def run_verify_sampling(model: Model, params: dict, x: Tensors) -> Tensors:
 def run_generate(model: Model, params: dict, x: Tensors) -> Tensors:
     result = generate(model.verifier, model.draft, x["prompt_ids"].tolist(), params["max_new_tokens"],
                       Proposal("greedy", params["k"]))
-    return {"tokens": torch.tensor(result.tokens, dtype=torch.long)}
+    counters = result.stats.counters()
+    return {"tokens": torch.tensor(result.tokens, dtype=torch.long),
+            "drafts": torch.tensor([counters["drafts"]], dtype=torch.long),
+            "accepted_per_position": torch.tensor(counters["accepted_per_position"], dtype=torch.long)}
 
 
 Operation = Callable[[Model, dict, Tensors], Tensors]

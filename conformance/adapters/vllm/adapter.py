@@ -3,7 +3,8 @@
 
 Runs in the `.venv-interop` environment. Each draft is served the way a user serves it,
 LLM(model=draft) (engine.py's "auto" mode), fp32, greedy, from token-id prompts:
-- generate: vLLM's greedy output tokens for the prompt (max_tokens = max_new_tokens).
+- generate: vLLM's greedy output tokens for the prompt (max_tokens = max_new_tokens), and the request's
+  acceptance counters: the change of spec_decode_num_drafts and spec_decode_num_accepted_tokens_per_pos.
 - propose: the case's context ends in the verifier's greedy token, so vLLM reaches it by decoding:
   the prompt is token_ids[:-1], and the answer is the draft of vLLM's first proposal at that context
   length (captured by engine.py's proposer hook, pinned to 0.32.0), whose pending token must be
@@ -35,6 +36,9 @@ import engine  # noqa: E402  (conformance/adapters/vllm/engine.py: engine settin
 import jsonlines  # noqa: E402  (conformance/adapters/jsonlines.py: the protocol transport)
 
 HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256)  # what vLLM's CPU attention kernels run
+# Registered, but refused by the CPU build when the engine is made (docs/guides/vllm.md).
+CPU_REFUSED = {"dspark": "vLLM 0.32.0's CPU build refuses dspark: Model Runner V1 does not support dspark speculative "
+                         "decoding, and Model Runner V2 needs Triton, which has no CPU backend"}
 HANDLES: dict[str, tuple[str, str]] = {}
 ENGINE: dict = {}  # {"key": (checkpoint, verifier, k), "llm": LLM, "dir": temporary copy}
 
@@ -52,6 +56,8 @@ def unsupported(checkpoint_dir: str, verifier_dir: str) -> str | None:
     served = sorted(SUPPORTED_SPECULATORS_TYPES)
     if algorithm not in served:
         return f"vLLM {engine.HOOK_VERSION} serves {', '.join(served)} from the speculators format, not {algorithm}"
+    if algorithm in CPU_REFUSED:
+        return CPU_REFUSED[algorithm]
     for name, layer in (("verifier", read_config(verifier_dir)), ("draft", config.get("transformer_layer_config"))):
         head_dim = (layer or {}).get("head_dim")
         if head_dim not in HEAD_DIMS:
@@ -109,8 +115,13 @@ def propose(llm, params: dict, x: dict) -> dict:
 def generate(llm, params: dict, x: dict) -> dict:
     import torch
 
+    before = engine.metrics(llm)
     tokens = engine.greedy(llm, x["prompt_ids"].tolist(), params["max_new_tokens"])
-    return {"tokens": torch.tensor(tokens, dtype=torch.int64)}
+    counters = engine.since(before, engine.metrics(llm))  # this request's, as one engine serves many cases
+    per_position = counters.get("vllm:spec_decode_num_accepted_tokens_per_pos") or [0] * params["k"]
+    return {"tokens": torch.tensor(tokens, dtype=torch.int64),
+            "drafts": torch.tensor([int(counters.get("vllm:spec_decode_num_drafts") or 0)], dtype=torch.int64),
+            "accepted_per_position": torch.tensor([int(c) for c in per_position], dtype=torch.int64)}
 
 
 OPERATIONS = {"propose": propose, "generate": generate}
