@@ -107,10 +107,12 @@ def required_cell(key: str, required: set[str], strict: dict, strict_prop: dict 
 
 
 def path_cell(path: str, seen: set[str]) -> str:
-    """The pointer, breakable at each `/`, with the pointer as its anchor on its first row of the page."""
+    """The pointer, breakable before each `/` but the first and after each `_`, with the pointer as its anchor
+    on its first row of the page."""
     anchor = "" if path in seen else f'<a id="{html.escape(path)}"></a>'
     seen.add(path)
-    return anchor + "<code>" + html.escape(path).replace("/", "<wbr>/") + "</code>"
+    text = html.escape(path).replace("_", "_<wbr>")
+    return anchor + "<code>" + text[:1] + text[1:].replace("/", "<wbr>/") + "</code>"
 
 
 def field_table(compat: dict, strict: dict, name: str, prefix: str, seen: set[str], href: str = "") -> str:

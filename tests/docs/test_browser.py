@@ -1,9 +1,11 @@
-"""The built site as a reader sees it: headless chromium renders the home page, the eagle3 reference page
-and the conformance guide, and the search box finds the eagle3 page.
+"""The built site as a reader sees it: headless chromium renders the home page, the eagle3 and config.json
+reference pages and the conformance guide 1280 px wide, the two reference pages again 390 px wide (a phone),
+and the search box finds the eagle3 page. The reference tables fit: at 1280 px each Description column is in
+view without scrolling sideways, and on a phone every column is in view or the rows are stacked.
 
 site/ is served from a local port by a stdlib HTTP server in a thread; tests/node/browser_check.cjs
-drives Debian's chromium through playwright-core and reports headings, tables and search results as
-JSON. Full-page screenshots land in test-output/docs/.
+drives Debian's chromium through playwright-core and reports headings, tables (with where they sit) and
+search results as JSON. Full-page screenshots land in test-output/docs/.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ SCRIPT = ROOT / "tests" / "node" / "browser_check.cjs"
 SCREENSHOTS = ROOT / "test-output" / "docs"
 CHROMIUM = Path("/usr/bin/chromium")
 NODE = shutil.which("node")
-PAGES = {"home": "", "eagle3": "reference/v1.0/algorithms/eagle3/", "conformance": "conformance/"}
+PHONE = 390  # CSS pixels: a phone held upright
+REFERENCE = {"eagle3": "reference/v1.0/algorithms/eagle3/", "config": "reference/v1.0/config/"}
+PAGES = {"home": "", **REFERENCE, "conformance": "conformance/",
+         **{f"{name}-phone": f"{path}@{PHONE}" for name, path in REFERENCE.items()}}
 SEARCH = "eagle3"
 LAYOUT = json.loads((ROOT / "schemas" / "v1.0" / "layouts" / "eagle3.json").read_text(encoding="utf-8"))
 
@@ -109,3 +114,91 @@ def test_a_full_page_screenshot_is_saved_for_every_page(report):
         screenshot = Path(page["screenshot"])
         assert screenshot.parent == SCREENSHOTS and screenshot.stat().st_size > 10_000
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def hidden_descriptions(page: dict) -> list[str]:
+    """'page table N: reason' for each table with a Description column that a reader cannot see in full
+    without scrolling sideways: the table scrolls, or the Description header ends past the content column."""
+    problems = []
+    for index, table in enumerate(page["tables"]):
+        layout = table["layout"]
+        description = next((c for c in layout["columns"] if c["header"] == "Description"), None)
+        if description is None:
+            continue
+        where = f"{page['name']} table {index} ({' | '.join(table['headers'])})"
+        scroller = layout["scroller"]
+        if scroller["scroll_width"] > scroller["client_width"] + 1:
+            problems.append(f"{where}: scrolls, {scroller['scroll_width']} px wide in {scroller['client_width']}")
+        if not description["visible"] or description["right"] > layout["content"]["right"] + 1:
+            problems.append(f"{where}: Description ends at {description['right']} px, the content column at "
+                            f"{layout['content']['right']}")
+    return problems
+
+
+def unreadable_on_a_phone(page: dict) -> list[str]:
+    """'page table N: reason' for each table that scrolls sideways, or shows only some of its columns, or is
+    stacked without each value labelled by its column."""
+    problems = []
+    for index, table in enumerate(page["tables"]):
+        layout, where = table["layout"], f"{page['name']} table {index} ({' | '.join(table['headers'])})"
+        scroller = layout["scroller"]
+        if scroller["scroll_width"] > scroller["client_width"] + 1:
+            problems.append(f"{where}: scrolls, {scroller['scroll_width']} px wide in {scroller['client_width']}")
+        if layout["stacked"] and not layout["labelled"]:
+            problems.append(f"{where}: stacked, but its cells are not labelled with their column")
+        hidden = [column["header"] for column in layout["columns"] if not column["visible"]]
+        if not layout["stacked"] and hidden:
+            problems.append(f"{where}: columns out of view: {hidden}")
+    return problems
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_at_1280_px_every_reference_table_shows_its_description_without_scrolling(report, name):
+    page = _page(report, name)
+    assert page["viewport"]["width"] == 1280
+    assert sum("Description" in table["headers"] for table in page["tables"]) >= 1, "no table with a Description"
+
+    assert hidden_descriptions(page) == []
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_on_a_phone_every_reference_table_shows_every_column_or_stacks_its_rows(report, name):
+    page = _page(report, f"{name}-phone")
+    assert page["viewport"]["width"] == PHONE
+    assert len(page["tables"]) == len(_page(report, name)["tables"])
+
+    assert unreadable_on_a_phone(page) == []
+
+
+def _layout(columns: list[tuple[str, float]], scroll_width: int, stacked: bool = False, labelled: bool = True):
+    """A table's layout as browser_check.cjs reports it: columns as (header, right edge), 780 px visible."""
+    edges = [0.0] + [right for _, right in columns]
+    return {"headers": [header for header, _ in columns], "layout": {
+        "scroller": {"client_width": 780, "scroll_width": scroll_width}, "content": {"left": 16, "right": 764},
+        "columns": [{"header": header, "left": edges[i], "right": right, "visible": not stacked and right <= 780}
+                    for i, (header, right) in enumerate(columns)],
+        "stacked": stacked, "labelled": labelled}}
+
+
+def test_a_description_behind_a_horizontal_scroll_is_reported():
+    wide = _layout([("Path", 200), ("Type", 400), ("Description", 1076)], scroll_width=1108)
+    fitting = _layout([("Path", 200), ("Type", 400), ("Description", 764)], scroll_width=780)
+    other = _layout([("Symbol", 100), ("Meaning", 900)], scroll_width=932)
+
+    problems = hidden_descriptions({"name": "eagle3", "tables": [fitting, wide, other]})
+
+    assert problems == ["eagle3 table 1 (Path | Type | Description): scrolls, 1108 px wide in 780",
+                        "eagle3 table 1 (Path | Type | Description): Description ends at 1076 px, "
+                        "the content column at 764"]
+
+
+def test_a_phone_table_with_columns_out_of_view_or_unlabelled_stacked_rows_is_reported():
+    tables = [_layout([("Path", 200), ("Type", 900)], scroll_width=932),
+              _layout([("Path", 0), ("Type", 0)], scroll_width=780, stacked=True),
+              _layout([("Path", 0), ("Type", 0)], scroll_width=780, stacked=True, labelled=False)]
+
+    problems = unreadable_on_a_phone({"name": "config-phone", "tables": tables})
+
+    assert problems == ["config-phone table 0 (Path | Type): scrolls, 932 px wide in 780",
+                        "config-phone table 0 (Path | Type): columns out of view: ['Type']",
+                        "config-phone table 2 (Path | Type): stacked, but its cells are not labelled with their column"]

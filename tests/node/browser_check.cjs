@@ -2,10 +2,19 @@
 // Render pages of the built docs site in headless chromium (Debian's, driven by playwright-core) and
 // report what a reader would see. Serves nothing itself: tests/docs/test_browser.py serves site/.
 //
-// usage:  browser_check.cjs BASE_URL SCREENSHOT_DIR [--search=QUERY] NAME=PATH...
-// stdout: JSON {"pages": [{name, url, status, title, headings: {h1, h2}, tables: [{headers, rows}],
-//         screenshot}], "search": {query, opened, meta, results: [{title, href}], screenshot} | null,
+// usage:  browser_check.cjs BASE_URL SCREENSHOT_DIR [--search=QUERY] NAME=PATH[@WIDTH]...
+//         A page is rendered 1280 px wide, or WIDTH px wide (a phone: 390) when its PATH ends in @WIDTH.
+// stdout: JSON {"pages": [{name, url, viewport: {width, height}, status, title, headings: {h1, h2},
+//         tables: [{headers, rows, layout}], screenshot}],
+//         "search": {query, opened, meta, results: [{title, href}], screenshot} | null,
 //         "page_errors": [...], "failed_requests": [...]}
+//         layout, in CSS pixels of the viewport: {table: {left, right}, scroller: {left, right, client_width,
+//         scroll_width} (the box that scrolls the table sideways: material's scroll wrapper, else the table),
+//         content: {left, right} (the content column), columns: [{header, left, right, visible}], stacked,
+//         labelled}.
+//         A column is visible when its header cell lies inside the scroller's client area and the viewport,
+//         so a reader sees it without scrolling sideways; stacked is true when the rows are laid out as
+//         blocks (no visible header row); labelled when every cell's data-label is its column's header.
 // Requests to other hosts are aborted, so the check runs offline (web fonts fall back to system fonts).
 // Exits non-zero with a message on stderr when the browser cannot start or a page does not load.
 "use strict";
@@ -16,6 +25,7 @@ const { chromium } = require("playwright-core");
 
 const EXECUTABLE = process.env.CHROMIUM || "/usr/bin/chromium";
 const VIEWPORT = { width: 1280, height: 900 }; // wide enough for mkdocs-material's header search box
+const PHONE_HEIGHT = 844;
 
 function fail(message) {
   process.stderr.write(`browser_check: ${message}\n`);
@@ -24,15 +34,22 @@ function fail(message) {
 
 function parseArgs(argv) {
   const [base, outDir, ...rest] = argv;
-  if (!base || !outDir) fail("usage: browser_check.cjs BASE_URL SCREENSHOT_DIR [--search=QUERY] NAME=PATH...");
+  if (!base || !outDir) fail("usage: browser_check.cjs BASE_URL SCREENSHOT_DIR [--search=QUERY] NAME=PATH[@WIDTH]...");
   const pages = [];
   let search = null;
   for (const arg of rest) {
     if (arg.startsWith("--search=")) search = arg.slice("--search=".length);
-    else if (arg.includes("=")) pages.push({ name: arg.slice(0, arg.indexOf("=")), path: arg.slice(arg.indexOf("=") + 1) });
-    else fail(`not NAME=PATH: ${arg}`);
+    else if (arg.includes("=")) pages.push(pageArg(arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)));
+    else fail(`not NAME=PATH[@WIDTH]: ${arg}`);
   }
   return { base: base.endsWith("/") ? base : `${base}/`, outDir, pages, search };
+}
+
+// PATH[@WIDTH]: the page and the width of its viewport.
+function pageArg(name, spec) {
+  const match = /^(.*)@([0-9]+)$/.exec(spec);
+  const viewport = match ? { width: Number(match[2]), height: PHONE_HEIGHT } : VIEWPORT;
+  return { name, path: match ? match[1] : spec, viewport };
 }
 
 // Headings and tables of the page's content area (not the navigation or the search overlay).
@@ -41,9 +58,40 @@ function readContent() {
   const text = (el) => el.textContent.replace(/\s+/g, " ").trim().replace(/\s*¶$/, "");
   const visible = (el) => el.checkVisibility() && el.getBoundingClientRect().height > 0;
   const headings = (tag) => [...root.querySelectorAll(tag)].filter(visible).map(text);
+  const inner = root.querySelector(".md-content__inner") || root;
+  const px = (value) => Math.round(value * 10) / 10;
+  // Where a table sits, how far it scrolls sideways, and which of its header cells a reader sees unscrolled.
+  const layout = (table) => {
+    const wrapper = table.closest(".md-typeset__scrollwrap");
+    const scroller = wrapper && root.contains(wrapper) ? wrapper : table;
+    const box = scroller.getBoundingClientRect();
+    const content = inner.getBoundingClientRect();
+    const style = getComputedStyle(inner);
+    const left = content.left + parseFloat(style.paddingLeft);
+    const right = content.right - parseFloat(style.paddingRight);
+    // What a reader sees unscrolled: the scroller's client area (less borders and scroll bar) within the viewport.
+    const clientLeft = box.left + scroller.clientLeft;
+    const limit = { left: Math.max(clientLeft, 0), right: Math.min(clientLeft + scroller.clientWidth, window.innerWidth) };
+    const head = table.querySelector("thead tr");
+    const stacked = !head || !visible(head);
+    const columns = [...table.querySelectorAll("thead th")].map((th) => {
+      const rect = th.getBoundingClientRect();
+      return { header: text(th), left: px(rect.left), right: px(rect.right),
+               visible: !stacked && rect.width > 0 && rect.left >= limit.left - 1 && rect.right <= limit.right + 1 };
+    });
+    const rect = table.getBoundingClientRect();
+    const headers = [...table.querySelectorAll("thead th")].map(text);
+    const labelled = [...table.querySelectorAll("tbody tr")].every((row) =>
+      [...row.querySelectorAll("td")].every((td, index) => td.dataset.label === headers[index]));
+    return { table: { left: px(rect.left), right: px(rect.right) },
+             scroller: { left: px(box.left), right: px(box.right), client_width: scroller.clientWidth,
+                         scroll_width: scroller.scrollWidth },
+             content: { left: px(left), right: px(right) }, columns, stacked, labelled };
+  };
   const tables = [...root.querySelectorAll("table")].filter(visible).map((table) => ({
     headers: [...table.querySelectorAll("thead th")].map(text),
     rows: [...table.querySelectorAll("tbody tr")].map((row) => [...row.querySelectorAll("td")].map(text)),
+    layout: layout(table),
   }));
   return { headings: { h1: headings("h1"), h2: headings("h2") }, tables };
 }
@@ -77,8 +125,9 @@ async function main() {
     const context = await browser.newContext({ viewport: VIEWPORT });
     await context.route("**/*", (route) =>
       new URL(route.request().url()).origin === origin ? route.continue() : route.abort());
-    for (const { name, path: pagePath } of pages) {
+    for (const { name, path: pagePath, viewport } of pages) {
       const page = await context.newPage();
+      await page.setViewportSize(viewport);
       page.on("pageerror", (error) => report.page_errors.push(`${name}: ${error.message}`));
       page.on("response", (response) => {
         if (response.url().startsWith(origin) && response.status() >= 400) {
@@ -91,9 +140,9 @@ async function main() {
       await page.waitForLoadState("networkidle", { timeout: 10000 }).catch(() => {});
       const screenshot = path.join(outDir, `${name}.png`);
       await page.screenshot({ path: screenshot, fullPage: true });
-      report.pages.push({ name, url, status: response.status(), title: await page.title(),
+      report.pages.push({ name, url, viewport, status: response.status(), title: await page.title(),
                           ...(await page.evaluate(readContent)), screenshot });
-      if (query !== null && report.search === null) {
+      if (query !== null && report.search === null && viewport === VIEWPORT) {
         report.search = await search(page, query, path.join(outDir, "search.png"));
       }
       await page.close();

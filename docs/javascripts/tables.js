@@ -1,0 +1,41 @@
+// Content tables, on every page load (material's instant navigation included, when enabled):
+// - each cell gets its column's header as data-label, so that extra.css can size the narrow columns of
+//   the field and tensor tables and, on a phone, stack a wide table's rows and still name every value;
+// - code in a cell may break after a `.` or `_` that ends a part of two or more letters or digits (a
+//   <wbr>), so `layers.0.hidden_norm.weight` wraps between its parts rather than inside one, and `H_t` never.
+(function () {
+  "use strict";
+
+  const AFTER_DOT_OR_UNDERSCORE = /(?<=\w\w[._])(?=[\w{*])/;
+
+  function breakable(code) {
+    const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
+    const nodes = [];
+    while (walker.nextNode()) nodes.push(walker.currentNode);
+    for (const node of nodes) {
+      const parts = node.data.split(AFTER_DOT_OR_UNDERSCORE);
+      if (parts.length < 2) continue;
+      const fragment = document.createDocumentFragment();
+      parts.forEach((part, index) => {
+        if (index) fragment.append(document.createElement("wbr"));
+        fragment.append(part);
+      });
+      node.replaceWith(fragment);
+    }
+  }
+
+  function prepare() {
+    for (const table of document.querySelectorAll(".md-typeset table:not([class])")) {
+      const headers = [...table.querySelectorAll(":scope > thead th")].map((th) => th.textContent.trim());
+      for (const row of table.querySelectorAll(":scope > tbody > tr")) {
+        [...row.children].forEach((cell, index) => {
+          if (headers[index]) cell.dataset.label = headers[index];
+        });
+      }
+      table.querySelectorAll("td code").forEach(breakable);
+    }
+  }
+
+  if (window.document$) window.document$.subscribe(prepare);
+  else document.addEventListener("DOMContentLoaded", prepare);
+})();
