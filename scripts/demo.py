@@ -62,10 +62,10 @@ def measure(verifier: Verifier, draft, prompts: list[list[int]], eos_ids: list[i
 
 
 def conformance() -> bool:
-    print("\n$ specfmt-conformance run --adapter conformance/adapters/reference/adapter.py    # certify the runtime")
+    print('\n$ specfmt-conformance run --adapter "python -m specfmt.conformance_adapter"    # certify the runtime')
     report = ROOT / "test-output" / "demo-conformance"
     proc = subprocess.run([sys.executable, "-m", "specfmt_conformance.cli", "run", "--adapter",
-                           f"{sys.executable} {ROOT / 'conformance/adapters/reference/adapter.py'}",
+                           f"{sys.executable} -m specfmt.conformance_adapter",
                            "--report", str(report)], capture_output=True, text=True, cwd=ROOT)
     print("\n".join(proc.stdout.strip().splitlines()[-4:]))
     summary = json.loads((report / "report.json").read_text())

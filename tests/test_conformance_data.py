@@ -164,9 +164,12 @@ def test_the_manifest_lists_every_file_with_its_sha256():
 
 def suite_files() -> list[Path]:
     """The suite: cases, fixtures, meta schemas, manifest, runner and generators. The adapters (the
-    implementations under test) and results/ (their committed reports) are not part of it."""
+    implementations under test), results/ (their committed reports), build outputs and the runner package's
+    links to the suite files (specfmt_conformance/suite, counted once, where they lie) are not part of it."""
+    links = SUITE / "specfmt_conformance" / "suite"
     return sorted(p for p in SUITE.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                  and p.relative_to(SUITE).parts[0] not in ("adapters", "results"))
+                  and p.relative_to(SUITE).parts[0] not in ("adapters", "results", "build")
+                  and not p.is_relative_to(links) and not any(part.endswith(".egg-info") for part in p.parts))
 
 
 def test_the_suite_an_implementer_downloads_is_under_2_mb_compressed():

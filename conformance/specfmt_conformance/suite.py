@@ -1,6 +1,7 @@
 """The suite on disk: manifest.json, its integrity check, and the cases it lists.
 
-All manifest paths are relative to the suite root (the conformance/ directory). Paths inside a
+All manifest paths are relative to the suite root (the conformance/ directory, which the package ships as
+specfmt_conformance/suite). Paths inside a
 case.json are relative to the case directory; a checkpoint or verifier path that does not exist
 there is looked up from the suite root. No path may leave the suite root.
 """
@@ -16,8 +17,10 @@ from pathlib import Path
 
 from specfmt_conformance import LEVELS
 
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent
-META_DIR = DEFAULT_ROOT / "meta"  # the meta schemas beside this package, for a suite root that has none
+# The suite this package ships: links to the conformance/ directory's files in a checkout, the files themselves
+# once installed (the specfmt-conformance distribution), so no checkout is needed to find them.
+DEFAULT_ROOT = (Path(__file__).resolve().parent / "suite" / "manifest.json").resolve().parent
+META_DIR = DEFAULT_ROOT / "meta"  # the meta schemas shipped with this package, for a suite root that has none
 # A numerics case.json has no meta schema yet; its keys are listed here, once.
 NUMERICS_REQUIRED = ("id", "description", "since", "spec", "operation", "checkpoint", "verifier", "params", "inputs",
                      "expected", "outputs")

@@ -132,7 +132,6 @@ def handle(message: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import jsonlines  # conformance/adapters/jsonlines.py: the protocol transport
+    from specfmt import jsonlines  # the protocol transport (stdlib only)
 
     jsonlines.serve(handle)

@@ -31,9 +31,9 @@ from pathlib import Path
 os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries protocol lines only
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
 import engine  # noqa: E402  (conformance/adapters/vllm/engine.py: engine settings and the proposer hook)
-import jsonlines  # noqa: E402  (conformance/adapters/jsonlines.py: the protocol transport)
+
+from specfmt import jsonlines  # noqa: E402  (the protocol transport, stdlib only)
 
 HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256)  # what vLLM's CPU attention kernels run
 # Registered, but refused by the CPU build when the engine is made (docs/guides/vllm.md).

@@ -1,5 +1,6 @@
-"""The adapter side of the conformance protocol's transport, shared by the Python adapters: JSON lines
-on stdin, one response per request on stdout, logs on stderr (conformance/PROTOCOL.md). Stdlib only."""
+"""The adapter side of the conformance protocol's transport, shared by the Python adapters (the reference adapter,
+the repository's broken, vLLM and speculators adapters): JSON lines on stdin, one response per request on stdout,
+logs on stderr (conformance/PROTOCOL.md). Stdlib only, so an adapter can use it without specfmt's extras."""
 
 from __future__ import annotations
 

@@ -1,0 +1,165 @@
+"""The reference adapter: specfmt itself, speaking the conformance protocol (conformance/PROTOCOL.md).
+
+Installed with `specfmt[runtime]`, it runs as `specfmt conformance-adapter` or `python -m
+specfmt.conformance_adapter`: `specfmt-conformance run --adapter "specfmt conformance-adapter"`.
+The repository's broken adapters (conformance/adapters/broken) reuse `serve` with a transform that damages one
+kind of answer, or with a handler that swaps one numerics operation (OPERATIONS) for a damaged one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from safetensors.torch import load_file
+
+from specfmt import __version__, jsonlines, validate, validate_config
+from specfmt.generate import generate
+from specfmt.proposal import Context, Draft, Picker, Proposal, RecordingPicker
+from specfmt.runtime import load_draft
+from specfmt.safetensors_file import write_tensors
+from specfmt.verification import verify_greedy, verify_sampling
+from specfmt.verifier import Verifier
+
+PROTOCOL = 1
+Transform = Callable[[dict, dict], dict]
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass
+class Model:
+    """What `load` made of a checkpoint and a verifier (either may be absent)."""
+
+    verifier: Verifier | None
+    draft: Draft | None
+
+
+HANDLES: dict[str, Model] = {}
+
+
+def context(x: Tensors) -> Context:
+    return Context(x["token_ids"].tolist(), x["aux"], x["last"], x["normed"])
+
+
+def verifier_forward(model: Model, params: dict, x: Tensors) -> Tensors:
+    model.verifier.truncate(0)
+    out = model.verifier.forward(x["token_ids"], tuple(params["aux_ids"]))
+    return {"logits": out.logits, "aux": out.aux}
+
+
+def propose(model: Model, params: dict, x: Tensors) -> Tensors:
+    model.draft.reset()
+    return {"draft_tokens": model.draft.propose(context(x), params["k"], Picker()).tokens}
+
+
+def draft_forward(model: Model, params: dict, x: Tensors) -> Tensors:
+    model.draft.reset()
+    recorder = RecordingPicker()
+    model.draft.propose(context(x), params["k"], recorder)
+    return {"draft_logits": torch.stack(recorder.logits)}
+
+
+def verdict(result) -> Tensors:
+    return {"accepted": torch.tensor([result.accepted]), "next_token": torch.tensor([result.next_token])}
+
+
+def run_verify_greedy(model: Model, params: dict, x: Tensors) -> Tensors:
+    return verdict(verify_greedy(x["draft_tokens"], x["target_logits"]))
+
+
+def run_verify_sampling(model: Model, params: dict, x: Tensors) -> Tensors:
+    return verdict(verify_sampling(x["draft_tokens"], x["q"], x["p"], x["uniforms"], float(x["final_uniform"][0])))
+
+
+def run_generate(model: Model, params: dict, x: Tensors) -> Tensors:
+    result = generate(model.verifier, model.draft, x["prompt_ids"].tolist(), params["max_new_tokens"],
+                      Proposal("greedy", params["k"]))
+    counters = result.stats.counters()
+    return {"tokens": torch.tensor(result.tokens, dtype=torch.long),
+            "drafts": torch.tensor([counters["drafts"]], dtype=torch.long),
+            "accepted_per_position": torch.tensor(counters["accepted_per_position"], dtype=torch.long)}
+
+
+Operation = Callable[[Model, dict, Tensors], Tensors]
+OPERATIONS: dict[str, Operation] = {
+    "verifier_forward": verifier_forward,
+    "propose": propose,
+    "draft_forward": draft_forward,
+    "verify_greedy": run_verify_greedy,
+    "verify_sampling": run_verify_sampling,
+    "generate": run_generate,
+}
+
+
+def hello(message: dict) -> dict:
+    return {"protocol": PROTOCOL,
+            "implementation": {"name": "specfmt-reference", "version": __version__,
+                               "language": "python"},
+            "supports": {"levels": ["schema", "checkpoint", "numerics"], "profiles": ["compat", "strict"],
+                         "operations": sorted(OPERATIONS)}}
+
+
+def findings_of(report) -> list[dict]:
+    return [{"code": f.code, "pointer": f.pointer, "severity": f.severity, "file": f.file} for f in report.findings]
+
+
+def load(message: dict) -> Model:
+    """The verifier and the draft bound to it, in float32 on the CPU (the goldens' options)."""
+    verifier = Verifier.from_pretrained(message["verifier_dir"]) if message.get("verifier_dir") else None
+    draft = load_draft(message["checkpoint_dir"], verifier)[0] if message.get("checkpoint_dir") else None
+    return Model(verifier, draft)
+
+
+def run(message: dict, operations: dict[str, Operation]) -> dict:
+    outputs = operations[message["operation"]](HANDLES[message["handle"]], message["params"],
+                                               load_file(message["inputs"]))
+    write_tensors(message["outputs"], {name: t.detach().cpu().contiguous() for name, t in outputs.items()})
+    return {"seq": message["seq"], "ok": True}
+
+
+def handle(message: dict, operations: dict[str, Operation] = OPERATIONS) -> dict:
+    """One request -> one response (PROTOCOL.md)."""
+    cmd = message.get("cmd")
+    if cmd == "hello":
+        return hello(message)
+    if cmd == "validate":
+        if "document" in message:
+            report = validate_config(message["document"], message["profile"])
+            return {"seq": message["seq"], "findings": [{k: v for k, v in f.items() if k != "file"}
+                                                        for f in findings_of(report)]}
+        report = validate(message["checkpoint_dir"], message["profile"], scan_values=message.get("scan_values", False))
+        return {"seq": message["seq"], "findings": findings_of(report)}
+    if cmd == "load":
+        handle_id = f"h{message['seq']}"
+        HANDLES[handle_id] = load(message)
+        return {"seq": message["seq"], "handle": handle_id}
+    if cmd == "run":
+        return run(message, operations)
+    if cmd == "unload":
+        HANDLES.pop(message["handle"], None)
+        return {"seq": message["seq"], "ok": True}
+    return {"seq": message.get("seq"), "error": {"message": f"unsupported command {cmd!r}"}}
+
+
+def with_operations(**replaced: Operation) -> Callable[[dict], dict]:
+    """`handle` with some numerics operations replaced (the broken adapters' defects)."""
+    return partial(handle, operations={**OPERATIONS, **replaced})
+
+
+def serve(transform: Transform | None = None, handler: Callable[[dict], dict] = handle) -> None:
+    """Serve `handler` over the protocol's JSON lines; `transform` damages each response (broken adapters)."""
+    if transform is None:
+        jsonlines.serve(handler)
+    else:
+        jsonlines.serve(lambda message: transform(message, handler(message)))
+
+
+def main() -> int:
+    serve()
+    return 0
+
+
+if __name__ == "__main__":
+    main()
