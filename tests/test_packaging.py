@@ -95,7 +95,7 @@ def test_the_conformance_distribution_alone_lists_the_suite_it_ships(conformance
 
 def test_the_installed_runner_certifies_the_installed_reference_adapter(conformance, runtime, outside):
     report = outside / "report"
-    run([conformance / "specfmt-conformance", "run", "--adapter", f"{runtime / 'python'} -m specfmt.conformance_adapter",
-         "--report", report], outside)
+    adapter = f"{runtime / 'python'} -m specfmt.conformance_adapter"
+    run([conformance / "specfmt-conformance", "run", "--adapter", adapter, "--report", report], outside)
     header = json.loads((report / "report.json").read_text(encoding="utf-8"))["header"]
     assert header["certifying"] is True

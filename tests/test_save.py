@@ -143,3 +143,24 @@ def test_the_tensor_writer_round_trips_every_dtype_and_layout_through_safetensor
     back = load_file(tmp_path / "t.safetensors")
     assert back.keys() == tensors.keys()
     assert all(torch.equal(back[n], t) and back[n].dtype == t.dtype for n, t in tensors.items())
+
+
+def nested_items(doc: dict, prefix: tuple = ()) -> list[tuple[tuple, object]]:
+    out = []
+    for key, value in doc.items():
+        out += nested_items(value, prefix + (key,)) if isinstance(value, dict) else [(prefix + (key,), value)]
+    return out
+
+
+@pytest.mark.parametrize("variant", ["eagle3", "dspark", "medusa", "independent_qwen2_tied"])
+def test_a_typed_model_saves_the_document_it_was_made_from_with_its_defaults_explicit(variant, tmp_path):
+    from specfmt import models
+
+    config = config_of(variant)
+    typed = models.STRICT.validate_python(config)
+    path = save(typed, tensors_for(config), tmp_path / variant)
+    written = json.loads((path / "config.json").read_text())
+    written_items = dict(nested_items(written))
+    assert all(written_items[key] == value for key, value in nested_items(config))
+    assert models.STRICT.validate_python(written) == typed
+    assert validate(path, "strict").findings == []

@@ -24,6 +24,26 @@ def dump_config(config: dict[str, Any]) -> str:
     return json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def config_document(config: Any) -> dict[str, Any]:
+    """config.json's content: a dict as given, or a typed model of specfmt.models (`models.STRICT.validate_python`
+    or a class such as `ConfigEagle3Strict`) as the document it holds: every field that was set or has a default,
+    and no optional field that was never set (a model holds those as None)."""
+    from pydantic import BaseModel
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            fields = {name: getattr(value, name) for name in type(value).model_fields}
+            kept = {name: v for name, v in fields.items() if v is not None or name in value.model_fields_set}
+            return {name: plain(v) for name, v in {**kept, **(value.model_extra or {})}.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(config)
+
+
 def _shards(tensors: dict, max_shard_bytes: int | None) -> list[dict]:
     if not max_shard_bytes:
         return [tensors]
@@ -60,9 +80,9 @@ def _write(config: dict, tensors: dict, directory: Path, max_shard_bytes: int | 
     (directory / INDEX).write_text(dump_config(index), encoding="utf-8")
 
 
-def save(config: dict[str, Any], tensors: dict[str, Any], path: str | os.PathLike, *,
+def save(config: Any, tensors: dict[str, Any], path: str | os.PathLike, *,
          max_shard_bytes: int | None = None, overwrite: bool = False) -> Path:
-    """Write a strict v1 checkpoint to `path` atomically.
+    """Write a strict v1 checkpoint to `path` atomically; `config` is a dict or a typed model (config_document).
 
     The files are written into a temporary directory beside `path` and validated under the strict
     profile; only a clean checkpoint is renamed into place. Otherwise ValidationError carries every
@@ -77,7 +97,7 @@ def save(config: dict[str, Any], tensors: dict[str, Any], path: str | os.PathLik
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; the checkpoint gets the usual mode
     try:
-        _write(config, tensors, staging, max_shard_bytes)
+        _write(config_document(config), tensors, staging, max_shard_bytes)
         report = validate(staging, "strict")
         if report.errors:
             raise ValidationError([f for f in report.findings if f.severity == "error"])
