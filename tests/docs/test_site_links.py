@@ -8,6 +8,7 @@ an element id (or a name) of the target page. All broken links are reported toge
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import pytest
 
 LINK_ATTRIBUTES = {"a": "href", "link": "href", "img": "src", "script": "src"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Page(HTMLParser):
@@ -102,6 +104,15 @@ def test_the_site_has_pages_that_link_to_each_other(site, site_url):
     pages = {path: _parse(path) for path in site.rglob("*.html")}
     assert len(pages) >= 3
     assert sum(len(page.links) for page in pages.values()) >= 10 * len(pages)
+
+
+@pytest.mark.docs
+def test_every_page_links_to_the_repository(site):
+    repo_url = re.search(r"^repo_url: (\S+)$", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), re.M)[1]
+    pages = {path: _parse(path) for path in site.rglob("*.html")}
+
+    assert repo_url.startswith("https://github.com/")
+    assert [path.relative_to(site).as_posix() for path, page in pages.items() if repo_url not in page.links] == []
 
 
 def _write(path: Path, html: str) -> None:
