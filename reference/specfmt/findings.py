@@ -65,6 +65,11 @@ def mismatch(subject: str, expected: Any, found: Any, note: str = "") -> str:
     return f"{subject}; expected {render(expected)}{extra}, found {render(found)}"
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 error`, `0 errors`, `2 errors`: a count and its noun, singular for one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 @dataclass
 class Report:
     """Every finding for one checkpoint under one profile, sorted."""
@@ -95,7 +100,7 @@ class Report:
     def summary(self) -> str:
         verdict = "valid" if self.ok else "invalid"
         return (f"{self.path}: {verdict} under {self.profile} "
-                f"({len(self.errors)} errors, {len(self.warnings)} warnings)")
+                f"({counted(len(self.errors), 'error')}, {counted(len(self.warnings), 'warning')})")
 
     def to_json(self) -> dict[str, Any]:
         return {
