@@ -5,6 +5,7 @@ Spec: spec/verification.md#VRF-6
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -52,12 +53,14 @@ class Generation:
 
 @torch.inference_mode()
 def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_tokens: int, proposal: Proposal,
-             seed: int = 0, eos_token_id: int | None = None) -> Generation:
+             seed: int = 0, eos_token_id: int | None = None,
+             progress: Callable[[int], None] | None = None) -> Generation:
     """Decode up to `max_new_tokens` tokens after `prompt_ids`, K = proposal.speculative_tokens per step.
 
     Each step: the draft proposes K tokens; the verifier runs the pending token and the K drafts in
     one pass; the proposal method accepts a prefix and picks the next token; the verifier's cache is
-    rolled back to the committed length. Spec: spec/verification.md#VRF-6
+    rolled back to the committed length. `progress`, when given, receives the new-token count after each
+    step. Spec: spec/verification.md#VRF-6
     """
     generator = torch.Generator().manual_seed(seed)
     verifier.truncate(0)
@@ -75,6 +78,8 @@ def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_to
         ctx.commit(out, n + 1, drafted.tokens[:n].tolist() + [verdict.next_token])
         stats.accepted.append(n)
         stats.drafted.append(drafted.tokens.numel())
+        if progress is not None:
+            progress(len(ctx.tokens) - len(prompt_ids))
     new = ctx.tokens[len(prompt_ids):]
     if eos_token_id in new:
         new = new[:new.index(eos_token_id) + 1]

@@ -7,6 +7,7 @@ Spec: spec/index.md#GEN-5
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 SHARD_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors$")
 
 
-def validate(path: str | Path, profile: str = "compat", scan_values: bool = False) -> Report:
-    """Validate the checkpoint directory at `path` under `profile` ("strict" or "compat").
+def validate(path: str | Path, profile: str = "compat", scan_values: bool = False,
+             progress: Callable[[str], None] | None = None) -> Report:
+    """Validate the checkpoint directory at `path` under `profile` ("strict" or "compat"); `progress` receives a
+    line per tensor that scan_values reads.
 
     Spec: spec/index.md#GEN-5
     """
@@ -55,7 +58,7 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
         report.symbols, report.tensors = binding.symbols, binding.rows
         if scan_values:
             read = {row["name"] for row in binding.rows if row["role"] and row["status"] in ("ok", "mismatch")}
-            findings += values.scan(root, found, read, binding.symbols, profile)
+            findings += values.scan(root, found, read, binding.symbols, profile, progress)
     report.findings = _unique(_fold_required(findings))
     return report
 

@@ -6,6 +6,7 @@ Spec: spec/layout.md#LAY-7, spec/hazards.md#hazard.nonfinite, spec/hazards.md#ha
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,15 @@ def _nonfinite_count(root: Path, t: TensorInfo) -> int:
 
 
 def scan(root: Path, found: dict[str, TensorInfo], read: set[str], symbols: dict[str, Any],
-         profile: str) -> list[Finding]:
+         profile: str, progress: Callable[[str], None] | None = None) -> list[Finding]:
     """NaN or Inf in floating-point tensors, and d2t/t2d that do not describe one vocabulary subset. A tensor
-    in `read` (bound to the layout, so the forward reads it) with no finite value is an error.
-    Spec: spec/layout.md#LAY-7"""
+    in `read` (bound to the layout, so the forward reads it) with no finite value is an error. `progress`, when
+    given, receives a line naming each tensor before it is read. Spec: spec/layout.md#LAY-7"""
     out = []
-    for name in sorted(found):
+    for i, name in enumerate(sorted(found), start=1):
         t = found[name]
+        if progress is not None:
+            progress(f"scanning {t.file}: tensor {i}/{len(found)} {name}")
         if DTYPES[t.dtype]["class"] in ("float", "float8"):
             bad, total = _nonfinite_count(root, t), (t.end - t.start) // DTYPES[t.dtype]["bytes"]
             if bad == total and total and name in read:
