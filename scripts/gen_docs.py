@@ -279,7 +279,7 @@ def argument_rows(parser) -> list[str]:
         values = " \\| ".join(f"`{c}`" for c in action.choices) if action.choices else ""
         if action.nargs == "+":
             values = (values or f"`{action.dest.upper()}`") + " ..."
-        default = "" if action.default in (None, False) else f"`{action.default}`"
+        default = "" if action.default is None or action.default is False else f"`{action.default}`"
         required = "required. " if action.required and action.option_strings else ""
         required = "optional. " if action.nargs == "?" and not action.option_strings else required
         text = (action.help or "").replace(" (default: %(default)s)", "")  # the Default column says it
@@ -294,8 +294,17 @@ def cli_page(root: Path) -> str:
     helps = {a.dest: a.help for a in commands._choices_actions}
     out = ["# Command line: `specfmt`", "", parser.description, "",
            "Exit codes: 0 when there is no error (warnings are printed), 1 with at least one error, 2 on a "
-           "usage error. `--format json` prints the machine form of a report "
-           f"([findings.schema.json](../{SCHEMAS}/findings.schema.json)).", ""]
+           "usage error: a bad option, a path that does not exist or is not a directory, a hub id not in the local "
+           "cache, a draft given as the verifier, or a package the command needs that is not installed. A usage "
+           "error is one line on stderr; a missing package names the extra that brings it "
+           "(`pip install 'specfmt[runtime]'` for torch and safetensors, `specfmt[text]` for tokenizers, "
+           "`specfmt[train]` for datagen and train). `--format json` prints the machine form of a report "
+           f"([findings.schema.json](../{SCHEMAS}/findings.schema.json)).", "",
+           "A directory argument that does not exist but reads as a hub id, `ORG/NAME[@REVISION]` (as vLLM's "
+           "`--speculative-config` takes it), is looked up in the local Hugging Face cache (`$HF_HUB_CACHE`, else "
+           "`$HF_HOME/hub`, else `~/.cache/huggingface/hub`); specfmt never downloads. `specfmt --version` prints "
+           "the package and format versions; `python -m specfmt` is the same command. Output to a pipe that closes "
+           "early (`specfmt schema eagle3 | head`) ends the command quietly with status 141, as SIGPIPE would.", ""]
     for name, sub in commands.choices.items():
         out += [f"## `specfmt {name}`", "", helps[name][:1].upper() + helps[name][1:] + ".", "", *argument_rows(sub)]
         for group in sub._mutually_exclusive_groups:

@@ -243,12 +243,11 @@ def test_a_checkpoint_without_weights_is_reported(ckpt):
     assert codes(ckpt) == {("weights.missing", "")}
 
 
-@pytest.mark.parametrize("breakage", ["missing-dir", "bad-json", "bad-header"])
+@pytest.mark.parametrize("breakage", ["bad-json", "bad-header"])
 def test_the_cli_exits_1_with_findings_and_no_traceback(tmp_path, breakage):
+    # A missing directory is a usage error, exit 2: test_cli_errors.py
     path = write_variant("eagle3", tmp_path / "ckpt")
-    if breakage == "missing-dir":
-        path = tmp_path / "nope"
-    elif breakage == "bad-json":
+    if breakage == "bad-json":
         (path / "config.json").write_bytes(b"\xff")
     else:
         write_raw(path / "model.safetensors", b"{{{{", 0)

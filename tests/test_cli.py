@@ -1,13 +1,19 @@
-"""The specfmt command line: validate, inspect, schema; exit codes 0, 1 and 2."""
+"""The specfmt command line: validate, inspect, schema; exit codes 0, 1 and 2; help, reports and progress.
+The failures at the CLI boundary are in test_cli_errors.py."""
 
+import argparse
+import io
 import json
+import sys
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from builders import corpus_checkpoint, write_variant
-from specfmt.cli import main
-from specfmt.schemas import load
+from builders import corpus_checkpoint, draft_for, verifier_for, write_variant, write_verifier
+from specfmt.cli import build_parser, main, schema_named, short_name
+from specfmt.cli_common import Progress
+from specfmt.findings import Finding, Report
+from specfmt.schemas import load, schema_names
 
 
 def run(capsys, *argv) -> tuple[int, str]:
@@ -95,3 +101,152 @@ def test_an_unknown_command_is_a_usage_error():
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_validate_takes_several_paths_and_exits_1_when_any_has_an_error(tmp_path, capsys):
+    clean = write_variant("eagle3", tmp_path / "clean")
+    broken = corpus_checkpoint("head--mtp_qwen3", tmp_path / "broken")
+    code, out = run(capsys, "validate", str(clean), str(broken), "--profile", "strict")
+    summaries = [line for line in out.splitlines() if not line.startswith("error: ")]
+    assert code == 1
+    assert summaries == [f"{clean}: valid under strict (0 errors, 0 warnings)",
+                         f"{broken}: invalid under strict (7 errors, 0 warnings)"]
+
+
+def test_validate_json_of_several_paths_is_a_list_of_reports(tmp_path, capsys):
+    paths = [str(write_variant(v, tmp_path / v)) for v in ("eagle3", "medusa")]
+    code, out = run(capsys, "validate", *paths, "--format", "json")
+    reports = json.loads(out)
+    assert code == 0 and [r["path"] for r in reports] == paths
+    for report in reports:
+        Draft202012Validator(load("findings.schema.json")).validate(report)
+
+
+def test_validate_quiet_prints_errors_and_the_summary_but_no_warning(tmp_path, capsys):
+    path = corpus_checkpoint("head--mtp_qwen3", tmp_path / "ckpt")
+    code, out = run(capsys, "validate", str(path), "-q")
+    assert code == 0 and out == f"{path}: valid under compat (0 errors, 1 warning)\n"
+    code, out = run(capsys, "validate", str(path), "--quiet", "--profile", "strict")
+    assert code == 1 and len(out.splitlines()) == 8
+
+
+def test_the_summary_counts_one_error_and_one_warning_in_the_singular():
+    error = Finding("config.json", "/a", "config.required", "m")
+    warning = Finding("config.json", "/b", "hazard.d2t_missing", "m", severity="warning")
+    assert Report("p", "compat", [error, warning]).summary() == "p: invalid under compat (1 error, 1 warning)"
+    assert Report("p", "compat", [error, error, warning, warning]).summary().endswith("(2 errors, 2 warnings)")
+    assert Report("p", "compat", []).summary().endswith("(0 errors, 0 warnings)")
+
+
+def test_every_schema_document_has_a_unique_short_name_that_resolves_to_it():
+    names = schema_names()
+    shorts = [short_name(n) for n in names]
+    assert len(set(shorts)) == len(names), shorts
+    assert {"config", "config.strict", "findings", "safetensors", "codes", "layout", "eagle3"} <= set(shorts)
+    assert all(schema_named(short) == name for short, name in zip(shorts, names, strict=True))
+
+
+def test_schema_config_and_findings_print_their_documents(capsys):
+    code, out = run(capsys, "schema", "config")
+    assert code == 0 and json.loads(out)["$id"].endswith("/config.schema.json")
+    code, out = run(capsys, "schema", "findings")
+    assert code == 0 and json.loads(out)["$id"].endswith("/findings.schema.json")
+
+
+def test_the_schema_list_shows_each_short_name_beside_its_file(capsys):
+    code, out = run(capsys, "schema")
+    assert code == 0
+    assert [line.split() for line in out.splitlines()] == [[short_name(n), n] for n in schema_names()]
+
+
+def test_an_unknown_schema_name_is_one_line_listing_the_names(capsys):
+    assert main(["schema", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("specfmt schema: no schema named 'nope'; expected one of codes, config, ")
+    assert err.count("\n") == 1
+
+
+def subparsers() -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_argument_of_every_command_has_help():
+    missing = [f"{name} {a.dest}" for name, p in subparsers().items() for a in p._actions if not a.help]
+    assert missing == []
+
+
+def test_help_shows_each_default_that_has_a_value(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert "(default: float32)" in out and "(default: 64)" in out and "(default: 0)" in out  # --seed 0 too
+    assert "(default: None)" not in out and "(default: False)" not in out
+    for name, parser in subparsers().items():
+        for a in parser._actions:
+            if a.default is not None and a.default is not False and a.default is not argparse.SUPPRESS:
+                assert "default" in a.help, f"{name} {a.dest}"
+
+
+def test_version_names_the_package_and_the_format(capsys):
+    from specfmt import __version__
+    from specfmt.schemas import VERSION
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"specfmt {__version__} (format {VERSION})\n"
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_rewrites_one_line_on_a_terminal_and_erases_it():
+    stream = Terminal()
+    bar = Progress(stream)
+    bar.show("a")
+    bar.show("b")
+    bar.clear()
+    assert stream.getvalue() == "\r\033[Ka\r\033[Kb\r\033[K"
+
+
+def test_progress_writes_nothing_to_a_stream_that_is_not_a_terminal():
+    stream = io.StringIO()
+    bar = Progress(stream)
+    bar.show("a")
+    bar.clear()
+    assert stream.getvalue() == ""
+
+
+def test_validate_scan_values_shows_each_tensor_on_a_terminal_and_nothing_otherwise(tmp_path, capsys, monkeypatch):
+    path = write_variant("medusa", tmp_path / "ckpt")
+    code, _ = run(capsys, "validate", str(path), "--scan-values")
+    assert code == 0 and capsys.readouterr().err == ""
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert main(["validate", str(path), "--scan-values"]) == 0
+    shown = sys.stderr.getvalue()
+    assert "scanning model.safetensors: tensor 1/" in shown and shown.endswith("\r\033[K")
+
+
+def test_generate_shows_the_tokens_so_far_on_a_terminal(tmp_path, capsys, monkeypatch):
+    verifier, draft = write_verifier(tmp_path / "verifier"), write_variant("eagle3", tmp_path / "draft")
+    argv = ["generate", "--verifier", str(verifier), "--draft", str(draft), "--prompt-ids", "1",
+            "--max-new-tokens", "6"]
+    assert main(argv) == 0 and capsys.readouterr().err == ""
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert main(argv) == 0
+    assert "generate: 6/6 tokens" in sys.stderr.getvalue()
+
+
+def test_generate_reports_the_new_token_count_after_each_step():
+    from specfmt.generate import generate
+    from specfmt.proposal import Proposal
+
+    verifier = verifier_for(0)
+    counts = []
+    result = generate(verifier, draft_for("eagle3", verifier), [1, 2], 9, Proposal("greedy", 2), progress=counts.append)
+    assert len(counts) == len(result.stats.accepted)
+    assert counts == sorted(counts) and counts[-1] >= 9

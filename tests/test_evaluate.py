@@ -96,7 +96,7 @@ def usage_error(capsys, argv: list[str]) -> str:
 
 def test_eval_refuses_a_missing_verifier_directory_in_one_line(dirs, tmp_path, capsys):
     _, draft, prompts = dirs
-    assert "not a verifier directory" in usage_error(capsys, eval_args(tmp_path / "absent", draft, prompts))
+    assert "--verifier" in usage_error(capsys, eval_args(tmp_path / "absent", draft, prompts))
 
 
 def test_eval_refuses_an_absent_prompt_file_in_one_line(dirs, tmp_path, capsys):

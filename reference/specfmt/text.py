@@ -43,7 +43,8 @@ class Text:
         try:
             from tokenizers import Tokenizer
         except ImportError:
-            raise TextError("text needs the `tokenizers` package (pip install specfmt[text])") from None
+            missing = "text needs the tokenizers package, which is not installed: pip install 'specfmt[text]'"
+            raise TextError(missing) from None
         tok_config = _read_json(root / "tokenizer_config.json")
         eos = _ids(_read_json(root / "generation_config.json").get("eos_token_id"))
         eos |= _ids(_read_json(root / "config.json").get("eos_token_id"))
