@@ -259,7 +259,9 @@ def schemas_page(root: Path) -> str:
         f"Every schema is served by this site at the path of its `$id` (`https://specfmt.dev/schemas/v{VERSION}/...`), "
         "copied at build time from the repository's `schemas/` directory, its only source. A released version "
         "is immutable: a change makes a new `v1.x` directory (see [versioning](../../spec/versioning.md)). "
-        "Each file name below links to the raw document, for download.", "",
+        "Each file name below links to the raw document, for download; "
+        f"[schemas-v{VERSION}.zip](../../schemas/schemas-v{VERSION}.zip) holds every file of `{SCHEMAS}/` "
+        f"(under `v{VERSION}/`) in one download, built with the site by docs/hooks/schemas.py.", "",
         "The documents with a `$id` are JSON Schemas (draft 2020-12), media type `application/schema+json`. The "
         "layout documents are instances of layout.schema.json, media type `application/json`. A static host may "
         "label every file `application/json` or `application/octet-stream`. The bytes are the same, so a "
