@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from specfmt import __version__
 from specfmt.cli_common import (
@@ -48,8 +49,14 @@ def print_report(report: Report, fmt: str, quiet: bool = False) -> None:
     print(report.summary())
 
 
+def containing_dirs(files: list[str]) -> list[str]:
+    """The checkpoint directories that hold `files` (a pre-commit hook's changed files), each once, in order."""
+    return list(dict.fromkeys(str(Path(f).parent) for f in files))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    paths = [checkpoint_dir(arg) for arg in args.path]  # every usage error before any work
+    given = containing_dirs(args.path) if args.containing else args.path
+    paths = [checkpoint_dir(arg) for arg in given]  # every usage error before any work
     if args.scan_values:
         import_torch()
     bar = Progress(sys.stderr)
@@ -135,6 +142,9 @@ def add_check_parsers(sub) -> None:
                    help="also read tensor data: NaN/Inf, d2t/t2d values (needs specfmt[runtime])")
     v.add_argument("-q", "--quiet", action="store_true", help="text format: errors and the summary line only, no "
                                                               "warnings")
+    v.add_argument("--containing", action="store_true",
+                   help="each PATH is a file of a checkpoint (its config.json, say): validate the directory that "
+                        "holds it, once (the pre-commit hooks of .pre-commit-hooks.yaml pass changed files)")
     v.set_defaults(func=cmd_validate)
     i = sub.add_parser("inspect", help="resolved algorithm, symbols and the tensor table")
     i.add_argument("path", help=PATH_HELP)
@@ -149,6 +159,13 @@ def add_check_parsers(sub) -> None:
     s.set_defaults(func=cmd_schema)
 
 
+def cmd_conformance_adapter(args: argparse.Namespace) -> int:
+    import_torch()  # the runtime extra, checked before the protocol starts
+    from specfmt.conformance_adapter import main as serve
+
+    return serve()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specfmt", description="The specfmt draft-checkpoint standard.")
     parser.add_argument("--version", action="version", version=f"specfmt {__version__} (format {VERSION})",
@@ -157,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_parsers(sub)
     add_runtime_parsers(sub)  # generate and eval
     add_train_parsers(sub)  # datagen and train
+    a = sub.add_parser("conformance-adapter", help="the reference adapter: answer the conformance protocol "
+                                                   "(conformance/PROTOCOL.md) on stdin and stdout (needs "
+                                                   "specfmt[runtime])")
+    a.set_defaults(func=cmd_conformance_adapter)
     for command in sub.choices.values():
         show_defaults(command)
     return parser
