@@ -9,14 +9,27 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from specfmt.schemas import CODES
+from specfmt.schemas import CODES, load
 
 PROFILES = ("strict", "compat")
+# The docs site's address, declared once beside the field it builds (findings.schema.json, x-specfmt-site).
+SITE: str = load("findings.schema.json")["$defs"]["finding"]["properties"]["spec"]["x-specfmt-site"]
 
 
 def pointer(*parts: str | int) -> str:
     """An RFC 6901 JSON Pointer from unescaped reference tokens."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def spec_url(spec_path: str) -> str:
+    """The docs URL of a rule that codes.json names by repository path: the site serves spec/X.md at spec/X/
+    and spec/X/index.md at spec/X/, so spec/layout.md#SFT-4 is https://specfmt.dev/spec/layout/#SFT-4.
+
+    Spec: spec/index.md#GEN-4 (the finding's spec; its form: findings.schema.json)
+    """
+    page, hashmark, anchor = spec_path.partition("#")
+    directory, _, name = page.removesuffix(".md").rpartition("/")
+    return SITE + directory + "/" + ("" if name == "index" else name + "/") + hashmark + anchor
 
 
 def render(value: Any) -> str:
@@ -38,7 +51,8 @@ class Finding:
     severity: str = "error"
     expected: Any = field(default=None, compare=False)
     found: Any = field(default=None, compare=False)
-    spec: str = field(default="", compare=False)
+    spec: str = field(default="", compare=False)  # the rule's docs URL
+    spec_path: str = field(default="", compare=False)  # the rule in the repository, as codes.json names it
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.file}#{self.pointer}: {self.message} [{self.code}]"
@@ -56,7 +70,7 @@ def finding(code: str, file: str, ptr: str, message: str, *, profile: str,
     entry = CODES[code]  # KeyError here is a bug: every code is declared in codes.json
     severity = "warning" if entry["kind"] == "hazard" and profile == "compat" else "error"
     return Finding(file=file, pointer=ptr, code=code, message=message, severity=severity,
-                   expected=expected, found=found, spec=entry["spec"])
+                   expected=expected, found=found, spec=spec_url(entry["spec"]), spec_path=entry["spec"])
 
 
 def mismatch(subject: str, expected: Any, found: Any, note: str = "") -> str:

@@ -1,8 +1,9 @@
-"""Internal links and anchors of the built site.
+"""Internal links and anchors of the built site, and the docs URLs that findings carry.
 
 Every <a href>, <link href>, <img src> and <script src> of every HTML page that stays inside the site
 (relative, root-relative, or under the site_url) must name a file of site/, and a #fragment must name
-an element id (or a name) of the target page. All broken links are reported together.
+an element id (or a name) of the target page. All broken links are reported together. The `spec` URL of
+every finding code must resolve the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
+
+from specfmt.findings import spec_url
+from specfmt.schemas import CODES
 
 LINK_ATTRIBUTES = {"a": "href", "link": "href", "img": "src", "script": "src"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,31 +68,46 @@ def _json_pointer_resolves(document: object, pointer: str) -> bool:
     return True
 
 
+def _unresolved(site: Path, site_url: str, url: str, pages: dict[Path, _Page]) -> str | None:
+    """Why an absolute URL under site_url names no file of site/, or no anchor or JSON Pointer of it; None
+    when it resolves, and for URLs elsewhere (another host, mailto:, javascript:, data:)."""
+    base, parts = urlsplit(site_url), urlsplit(url)
+    if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or not parts.path.startswith(base.path):
+        return None
+    target = _target(site, parts.path[len(base.path):])
+    if target is None:
+        return f"no file {parts.path} in the site"
+    fragment = unquote(parts.fragment)
+    if fragment and target.suffix == ".html":
+        if fragment not in (pages.get(target) or _parse(target)).anchors:
+            return f"no id {fragment!r} in {target.relative_to(site).as_posix()}"
+    elif fragment.startswith("/") and target.suffix == ".json":
+        if not _json_pointer_resolves(json.loads(target.read_text(encoding="utf-8")), fragment):
+            return f"pointer {fragment} not in {target.relative_to(site)}"
+    return None
+
+
 def broken_links(site: Path, site_url: str) -> list[str]:
     """'page: href (reason)' for every internal link or anchor of site/ that does not resolve."""
     pages = {path: _parse(path) for path in sorted(site.rglob("*.html"))}
-    base = urlsplit(site_url)
     problems = []
     for path, page in pages.items():
         relative = path.relative_to(site).as_posix()
         for href in page.links:
-            parts = urlsplit(urljoin(site_url + relative, href.strip()))
-            if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or not parts.path.startswith(base.path):
-                continue  # another host, or mailto:, javascript:, data:
-            target = _target(site, parts.path[len(base.path):])
-            if target is None:
-                problems.append(f"{relative}: {href} (no file {parts.path} in the site)")
-                continue
-            fragment = unquote(parts.fragment)
-            if not fragment:
-                continue
-            if target.suffix == ".html":
-                anchors = (pages.get(target) or _parse(target)).anchors
-                if fragment not in anchors:
-                    problems.append(f"{relative}: {href} (no id {fragment!r} in {target.relative_to(site).as_posix()})")
-            elif target.suffix == ".json" and fragment.startswith("/"):
-                if not _json_pointer_resolves(json.loads(target.read_text(encoding="utf-8")), fragment):
-                    problems.append(f"{relative}: {href} (pointer {fragment} not in {target.relative_to(site)})")
+            reason = _unresolved(site, site_url, urljoin(site_url + relative, href.strip()), pages)
+            if reason:
+                problems.append(f"{relative}: {href} ({reason})")
+    return problems
+
+
+def unresolved_urls(site: Path, site_url: str, urls: dict[str, str]) -> list[str]:
+    """'name: url (reason)' for each URL, by name, that is not under site_url or does not resolve in site/."""
+    problems = []
+    for name, url in urls.items():
+        reason = ("not under " + site_url if not url.startswith(site_url)
+                  else _unresolved(site, site_url, url, {}))
+        if reason:
+            problems.append(f"{name}: {url} ({reason})")
     return problems
 
 
@@ -104,6 +123,26 @@ def test_the_site_has_pages_that_link_to_each_other(site, site_url):
     pages = {path: _parse(path) for path in site.rglob("*.html")}
     assert len(pages) >= 3
     assert sum(len(page.links) for page in pages.values()) >= 10 * len(pages)
+
+
+@pytest.mark.docs
+def test_every_finding_code_names_its_rule_by_a_url_of_an_anchor_in_the_site(site, site_url):
+    urls = {code: spec_url(entry["spec"]) for code, entry in CODES.items()}
+
+    assert len(urls) >= 40
+    assert unresolved_urls(site, site_url, urls) == []
+
+
+def test_a_url_outside_the_site_or_of_a_missing_page_or_anchor_is_reported(tmp_path):
+    _write(tmp_path / "spec" / "layout" / "index.html", '<a id="SFT-4"></a>')
+    urls = {"ok": "https://specfmt.dev/spec/layout/#SFT-4", "anchor": "https://specfmt.dev/spec/layout/#SFT-9",
+            "page": "https://specfmt.dev/spec/layout.md#SFT-4", "host": "https://example.org/spec/layout/#SFT-4"}
+
+    problems = unresolved_urls(tmp_path, "https://specfmt.dev/", urls)
+
+    assert problems == ["anchor: https://specfmt.dev/spec/layout/#SFT-9 (no id 'SFT-9' in spec/layout/index.html)",
+                        "page: https://specfmt.dev/spec/layout.md#SFT-4 (no file /spec/layout.md in the site)",
+                        "host: https://example.org/spec/layout/#SFT-4 (not under https://specfmt.dev/)"]
 
 
 @pytest.mark.docs
