@@ -100,6 +100,16 @@ def test_the_cli_reports_a_deeply_nested_header_in_one_line_with_exit_1(ckpt):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "header.json" in proc.stdout
 
 
+def test_the_cli_prints_a_lone_surrogate_from_config_json_as_its_escape(ckpt):
+    # Found by make fuzz: JSON text may escape a lone surrogate, which Python reads into a str that no UTF-8 stream
+    # can carry, so printing the finding was a UnicodeEncodeError traceback.
+    (ckpt / "config.json").write_text((ckpt / "config.json").read_text().replace('"float32"', '"\\ud800"'))
+    assert ("config.enum", "/dtype") in codes(ckpt)
+    proc = subprocess.run([sys.executable, "-m", "specfmt.cli", "validate", str(ckpt)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert 'found "\\ud800" [config.enum]' in proc.stdout
+
+
 def test_the_writer_refuses_a_config_holding_nan(tmp_path):
     from specfmt.checkpoint import dump_config
 

@@ -55,7 +55,9 @@ class Finding:
     spec_path: str = field(default="", compare=False)  # the rule in the repository, as codes.json names it
 
     def __str__(self) -> str:
-        return f"{self.severity}: {self.file}#{self.pointer}: {self.message} [{self.code}]"
+        line = f"{self.severity}: {self.file}#{self.pointer}: {self.message} [{self.code}]"
+        # JSON may escape a lone surrogate ("\ud800"), which no UTF-8 output can carry: print its escape instead.
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
