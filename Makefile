@@ -9,7 +9,7 @@ NODE_STAMP := node_modules/.installed
 INTEROP := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 
-.PHONY: demo demo-models test test-slow check lint generate bench interop reports conformance dist dist-test docs docs-serve docs-test clean
+.PHONY: demo demo-models test test-slow fuzz check lint generate bench interop reports conformance dist dist-test docs docs-serve docs-test clean
 
 # Both distributions, editable: specfmt (reference/) and specfmt-conformance (conformance/).
 $(STAMP): pyproject.toml conformance/pyproject.toml constraints.txt
@@ -35,6 +35,11 @@ test: $(STAMP) $(NODE_STAMP)
 
 test-slow: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# 10^5 fuzzed inputs per target (configs, config.json bytes, safetensors headers, shard indexes, JSON text); prints
+# the uncaught exceptions (goal 0), the slowest input and the peak RSS; inputs kept under test-output/fuzz.
+fuzz: $(STAMP)
+	$(BIN)/python scripts/fuzz.py
 
 # Drift checks (generated files must match their sources) and lint.
 check: $(STAMP)
