@@ -1,8 +1,8 @@
 // Content tables, on every page load (material's instant navigation included, when enabled):
 // - each cell gets its column's header as data-label, so that extra.css can size the narrow columns of
 //   the field and tensor tables and, on a phone, stack a wide table's rows and still name every value;
-// - code in a cell may break after a `.` or `_` that ends a part of two or more letters or digits (a
-//   <wbr>), so `layers.0.hidden_norm.weight` wraps between its parts rather than inside one, and `H_t` never.
+// - code and links in a cell may break after a `.` or `_` that ends a part of two or more letters or digits
+//   (a <wbr>), so `layers.0.hidden_norm.weight` wraps between its parts rather than inside one, and `H_t` never.
 (function () {
   "use strict";
 
@@ -32,7 +32,7 @@
           if (headers[index]) cell.dataset.label = headers[index];
         });
       }
-      table.querySelectorAll("td code").forEach(breakable);
+      table.querySelectorAll("td code, td a").forEach(breakable);
     }
   }
 
