@@ -30,6 +30,7 @@ from specfmt.cli_common import (
     missing_extra,
     show_defaults,
 )
+from specfmt.cli_convert import add_parsers as add_convert_parsers
 from specfmt.cli_runtime import add_parsers as add_runtime_parsers
 from specfmt.findings import PROFILES, Report
 from specfmt.schemas import VERSION, load, schema_names, version_dir
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_parsers(sub)
     add_runtime_parsers(sub)  # generate and eval
     add_train_parsers(sub)  # datagen and train
+    add_convert_parsers(sub)  # convert, upgrade, export
     a = sub.add_parser("conformance-adapter", help="the reference adapter: answer the conformance protocol "
                                                    "(conformance/PROTOCOL.md) on stdin and stdout (needs "
                                                    "specfmt[runtime])")

@@ -57,3 +57,13 @@ def not_cached(text: str) -> str:
     option = "" if revision == "main" else f" --revision {revision}"
     return (f"{text}: no such directory, and hub id {repo} (revision {revision}) is not in the Hugging Face cache "
             f"{cache_dir()}; specfmt never downloads: run `huggingface-cli download {repo}{option}` first")
+
+
+def name_of(path: Path) -> str | None:
+    """The hub id `owner/name` of a path inside a cache snapshot (`.../models--owner--name/snapshots/<hash>/...`),
+    or None for any other path."""
+    for part in Path(path).resolve().parts:
+        if part.startswith("models--") and part.count("--") >= 2:
+            owner, _, name = part.removeprefix("models--").partition("--")
+            return f"{owner}/{name}"
+    return None

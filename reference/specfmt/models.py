@@ -68,11 +68,28 @@ class SpeculatorsConfig(Model):
     verifier: Verifier = Field(description="The verifier the draft was trained for (CFG-8).")
 
 
+class ConfigEagle3SpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigEagle3SpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigEagle3SpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigEagle3SpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigEagle3SpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigEagle3SpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class LayerConfigLlama(Model):
@@ -179,11 +196,28 @@ class ConfigEagle3(Model):
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
 
 
+class ConfigEagleSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigEagleSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigEagleSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigEagleSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigEagleSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigEagleSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigEagle(Model):
@@ -204,11 +238,28 @@ class ConfigEagle(Model):
     fusion_bias: StrictBool = Field(default=False, description="fusion_fc carries a bias (HASS).")
 
 
+class ConfigIndependentSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigIndependentSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigIndependentSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigIndependentSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigIndependentSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigIndependentSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigIndependent(Model):
@@ -226,11 +277,28 @@ class ConfigIndependent(Model):
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The draft model's own config; vocab_size MUST equal the verifier's.")
 
 
+class ConfigMtpSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigMtpSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigMtpSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigMtpSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigMtpSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigMtpSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigMtp(Model):
@@ -249,11 +317,28 @@ class ConfigMtp(Model):
     num_nextn_predict_layers: Annotated[Literal[1], member(1)] = Field(default=1, description="MTP layers in the file; v1.0 defines 1.")
 
 
+class ConfigPeagleSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigPeagleSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigPeagleSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigPeagleSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigPeagleSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigPeagleSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigPeagle(Model):
@@ -283,11 +368,28 @@ class ConfigPeagle(Model):
     down_sample_ratio_min: Annotated[float, Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
 
 
+class ConfigDflashSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigDflashSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigDflashSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigDflashSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigDflashSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigDflashSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigDflash(Model):
@@ -313,11 +415,28 @@ class ConfigDflash(Model):
     sample_from_anchor: StrictBool = Field(default=False, description="false: slot 0 holds the anchor and B-1 slots predict; true: all B slots predict.")
 
 
+class ConfigDsparkSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigDsparkSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigDsparkSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigDsparkSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigDsparkSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigDsparkSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigDspark(Model):
@@ -347,11 +466,28 @@ class ConfigDspark(Model):
     confidence_head_with_markov: StrictBool = Field(default=True, description="The confidence head also reads the Markov state; requires markov_rank > 0.")
 
 
+class ConfigMedusaSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigMedusaSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigMedusaSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigMedusaSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigMedusaSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigMedusaSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigMedusa(Model):
@@ -372,11 +508,28 @@ class ConfigMedusa(Model):
     original_lm_head: StrictBool = Field(description="All heads reuse the verifier lm_head; the file has no per-head output matrix.")
 
 
+class ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigMlpSpeculatorSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigMlpSpeculatorSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigMlpSpeculatorSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigMlpSpeculator(Model):
@@ -399,11 +552,28 @@ class ConfigMlpSpeculator(Model):
     n_candidates: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Candidate sequences kept from the tree.")
 
 
+class ConfigNgramSpecfmtProvenanceConversionDecisionsItem(Model):
+    """ConfigNgramSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigNgramSpecfmtProvenanceConversion(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigNgramSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigNgramSpecfmtProvenance(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigNgramSpecfmtProvenanceConversion = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigNgram(Model):
@@ -476,11 +646,28 @@ class SpeculatorsConfigStrict(Model):
     verifier: VerifierStrict = Field(description="The verifier the draft was trained for (CFG-8).")
 
 
+class ConfigEagle3SpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigEagle3SpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigEagle3SpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigEagle3SpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigEagle3SpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigEagle3SpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class LayerConfigLlamaStrict(Model):
@@ -569,11 +756,28 @@ class ConfigEagle3Strict(Model):
     embed_requires_grad: StrictBool = Field(default=None, description="Training only; ignored by readers.")
 
 
+class ConfigEagleSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigEagleSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigEagleSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigEagleSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigEagleSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigEagleSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigEagleStrict(Model):
@@ -594,11 +798,28 @@ class ConfigEagleStrict(Model):
     fusion_bias: StrictBool = Field(description="fusion_fc carries a bias (HASS).")
 
 
+class ConfigIndependentSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigIndependentSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigIndependentSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigIndependentSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigIndependentSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigIndependentSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigIndependentStrict(Model):
@@ -616,11 +837,28 @@ class ConfigIndependentStrict(Model):
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The draft model's own config; vocab_size MUST equal the verifier's.")
 
 
+class ConfigMtpSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigMtpSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigMtpSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigMtpSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigMtpSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigMtpSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigMtpStrict(Model):
@@ -639,11 +877,28 @@ class ConfigMtpStrict(Model):
     num_nextn_predict_layers: Annotated[Literal[1], member(1)] = Field(description="MTP layers in the file; v1.0 defines 1.")
 
 
+class ConfigPeagleSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigPeagleSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigPeagleSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigPeagleSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigPeagleSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigPeagleSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigPeagleStrict(Model):
@@ -673,11 +928,28 @@ class ConfigPeagleStrict(Model):
     down_sample_ratio_min: Annotated[float, Strict(), Field()] = Field(default=None, description="Training only; ignored by readers.")
 
 
+class ConfigDflashSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigDflashSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigDflashSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigDflashSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigDflashSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigDflashSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigDflashStrict(Model):
@@ -703,11 +975,28 @@ class ConfigDflashStrict(Model):
     sample_from_anchor: StrictBool = Field(description="false: slot 0 holds the anchor and B-1 slots predict; true: all B slots predict.")
 
 
+class ConfigDsparkSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigDsparkSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigDsparkSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigDsparkSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigDsparkSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigDsparkSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigDsparkStrict(Model):
@@ -737,11 +1026,28 @@ class ConfigDsparkStrict(Model):
     confidence_head_with_markov: StrictBool = Field(description="The confidence head also reads the Markov state; requires markov_rank > 0.")
 
 
+class ConfigMedusaSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigMedusaSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigMedusaSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigMedusaSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigMedusaSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigMedusaSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigMedusaStrict(Model):
@@ -762,11 +1068,28 @@ class ConfigMedusaStrict(Model):
     original_lm_head: StrictBool = Field(description="All heads reuse the verifier lm_head; the file has no per-head output matrix.")
 
 
+class ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigMlpSpeculatorSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigMlpSpeculatorSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigMlpSpeculatorSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigMlpSpeculatorStrict(Model):
@@ -789,11 +1112,28 @@ class ConfigMlpSpeculatorStrict(Model):
     n_candidates: Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1)] = Field(default=5, description="Candidate sequences kept from the tree.")
 
 
+class ConfigNgramSpecfmtProvenanceConversionDecisionsItemStrict(Model):
+    """ConfigNgramSpecfmtProvenanceConversionDecisionsItem"""
+
+    kind: Annotated[Literal['default', 'translated', 'renamed', 'dropped', 'computed', 'given'], member('default', 'translated', 'renamed', 'dropped', 'computed', 'given')] = Field(description="default: a value the source left out, filled in; translated: a convention (a layer id, a flag) turned into specfmt's; renamed, dropped, computed: tensors; given: a value from --set.")
+    subject: Annotated[str, Strict(), Field()] = Field(description="The config field (a dotted path) or the tensor name pattern it is about.")
+    detail: Annotated[str, Strict(), Field()] = Field(description="What was decided, in words.")
+
+
+class ConfigNgramSpecfmtProvenanceConversionStrict(Model):
+    """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
+
+    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
+    decisions: Annotated[list[ConfigNgramSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
+
+
 class ConfigNgramSpecfmtProvenanceStrict(Model):
     """How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys."""
 
     tool: Annotated[str, Strict(), Field()] = Field(description="The tool that wrote the checkpoint.")
     command: Annotated[list[Annotated[str, Strict(), Field()]], Strict(), Field()] = Field(default=None, description="The command line that reproduces the checkpoint, one argument per item.")
+    conversion: ConfigNgramSpecfmtProvenanceConversionStrict = Field(default=None, description="What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational.")
 
 
 class ConfigNgramStrict(Model):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from specfmt.algorithms.eagle3 import default_aux_ids
-from specfmt.schemas import VERSION
+from specfmt.envelope import envelope
 from specfmt.synthetic import random_tensors
 from specfmt.train import TRAINABLE
 from specfmt.verifier import Verifier
@@ -35,19 +35,6 @@ class Recipe:
     config: dict
     tensors: dict[str, torch.Tensor]
     frozen: set[str] = field(default_factory=set)  # on-disk names the trainer leaves as they are
-
-
-def envelope(algorithm: str, verifier: Verifier, verifier_name: str, k: int, **fields) -> dict:
-    c = verifier.config
-    return {"speculators_model_type": algorithm, "speculators_format_version": VERSION, "dtype": "float32",
-            "speculators_config": {
-                "algorithm": algorithm, "default_proposal_method": "greedy",
-                "proposal_methods": [{"proposal_type": "greedy", "speculative_tokens": k, "verifier_accept_k": 1,
-                                      "accept_tolerance": 0.0}],
-                "verifier": {"name_or_path": verifier_name, "architectures": c.get("architectures", []),
-                             "hidden_size": c["hidden_size"], "num_hidden_layers": c["num_hidden_layers"],
-                             "vocab_size": c["vocab_size"]}},
-            **fields}
 
 
 def eagle3_aux_ids(num_layers: int) -> tuple[int, ...]:
@@ -68,9 +55,9 @@ def eagle3(verifier: Verifier, verifier_name: str, k: int, counts: torch.Tensor,
     layer = {key: c[key] for key in LAYER_KEYS if c.get(key) is not None}
     layer.update(num_hidden_layers=1, model_type=c["model_type"] if c["model_type"] != "qwen2" else "llama",
                  hidden_act=c.get("hidden_act", "silu"), attention_bias=False)
-    config = envelope("eagle3", verifier, verifier_name, k, transformer_layer_config=layer, draft_vocab_size=vocab,
-                      norm_before_residual=True, norm_before_fc=True, fc_norm=False, norm_output=False,
-                      target_hidden_size=None,
+    config = envelope("eagle3", verifier.config, verifier_name, k, transformer_layer_config=layer,
+                      draft_vocab_size=vocab, norm_before_residual=True, norm_before_fc=True, fc_norm=False,
+                      norm_output=False, target_hidden_size=None,
                       eagle_aux_hidden_state_layer_ids=list(eagle3_aux_ids(c["num_hidden_layers"])))
     tensors = {n: torch.ones_like(t) if NORM.search(n) else t
                for n, t in random_tensors(config, seed, std=0.02).items() if n != "embed_tokens.weight"}
@@ -83,13 +70,13 @@ def eagle3(verifier: Verifier, verifier_name: str, k: int, counts: torch.Tensor,
 
 
 def medusa(verifier: Verifier, verifier_name: str, k: int, seed: int) -> Recipe:
-    config = envelope("medusa", verifier, verifier_name, k, medusa_num_heads=k, medusa_num_layers=1,
+    config = envelope("medusa", verifier.config, verifier_name, k, medusa_num_heads=k, medusa_num_layers=1,
                       medusa_fc_bias=True, original_lm_head=True)
     return Recipe(config, {n: torch.zeros_like(t) for n, t in random_tensors(config, seed).items()})
 
 
 def mlp_speculator(verifier: Verifier, verifier_name: str, k: int, seed: int) -> Recipe:
-    config = envelope("mlp_speculator", verifier, verifier_name, k, n_predict=k, inner_dim=0, tie_weights=False,
+    config = envelope("mlp_speculator", verifier.config, verifier_name, k, n_predict=k, inner_dim=0, tie_weights=False,
                       scale_input=True, top_k_tokens_per_head=[1] * k, n_candidates=1)
     g, tensors = torch.Generator().manual_seed(seed), {}
     for name, t in random_tensors(config, seed).items():

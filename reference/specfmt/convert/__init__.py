@@ -1,0 +1,44 @@
+"""Bringing drafts of other formats into v1: `specfmt convert`, `specfmt upgrade` (compat to strict) and
+`specfmt export` (what an engine needs to serve a draft).
+
+FORMATS maps each `--from` name to its converter module's `convert(source, verifier, given) -> Conversion`
+(convert/common.py says what a converter does). Every conversion ends in `write`: the decisions go into the
+config under specfmt_provenance.conversion, and the checkpoint is written through `save`, so what is written
+validates strict or nothing is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from specfmt.convert.common import Conversion, Source, VerifierFacts
+
+Converter = Callable[[Source, VerifierFacts, dict], Conversion]
+
+FORMATS: dict[str, tuple[str, str]] = {  # --from name -> (module under specfmt.convert, what it reads)
+}
+
+
+def converter(fmt: str) -> Converter:
+    """The convert function of a --from name (imported when asked for: each pulls in torch)."""
+    import importlib
+
+    module, _ = FORMATS[fmt]
+    return importlib.import_module(f"specfmt.convert.{module}").convert
+
+
+def provenance(conversion: Conversion, tool: str, fmt: str, source: str, argv: list[str] | None) -> dict:
+    """specfmt_provenance of a converted checkpoint: the tool, its command and every decision."""
+    return {"tool": tool, "command": list(argv if argv is not None else sys.argv[1:]),
+            "conversion": {"from": fmt, "source": source, "decisions": [d.to_json() for d in conversion.decisions]}}
+
+
+def write(conversion: Conversion, out: Path, tool: str, fmt: str, source: str, argv: list[str] | None = None,
+          overwrite: bool = False) -> Path:
+    """Write the conversion as a strict checkpoint (ValidationError with every finding when it is not one)."""
+    from specfmt import save
+
+    config = dict(conversion.config, specfmt_provenance=provenance(conversion, tool, fmt, source, argv))
+    return save(config, conversion.tensors, out, overwrite=overwrite)

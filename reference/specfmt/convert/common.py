@@ -1,0 +1,240 @@
+"""What every converter shares: reading a source's config and tensors without running code, the verifier facts,
+the decisions a conversion makes, and the refusals that name the flag to supply.
+
+A converter is a function `convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion`. It builds
+the strict config and the tensors, records a Decision for each default it fills, convention it translates and
+tensor it renames, drops or computes, and raises Refused when the intended value cannot be known from the source
+(then each refusal names the `--set FIELD=VALUE` that supplies it). Nothing here imports a source's Python files
+or unpickles: `.bin` and `.pt` files are read with torch.load(weights_only=True) only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specfmt import hub, json_text
+from specfmt.schemas import LAYER_FAMILIES, SAFETENSORS, load
+
+# The kinds of decision; the provenance schema (specfmt_provenance.conversion) declares the same list.
+KINDS = tuple(load("config.schema.json")["properties"]["specfmt_provenance"]["properties"]["conversion"]
+              ["properties"]["decisions"]["items"]["properties"]["kind"]["enum"])
+INDEX = "model.safetensors.index.json"
+PICKLED = (".bin", ".pt", ".pth")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One thing the converter decided: `kind` (KINDS), what it is about (a config field or a tensor pattern) and
+    what was done, in words."""
+
+    kind: str
+    subject: str
+    detail: str
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"decision kind {self.kind!r} is not one of {KINDS}")
+
+    def line(self) -> str:
+        return f"{self.kind}: {self.subject}: {self.detail}"
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "subject": self.subject, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A value the converter cannot know: where it is (file and JSON Pointer), why, and the flag that supplies it."""
+
+    file: str
+    pointer: str
+    message: str
+    flag: str
+    code: str = "convert.undecidable"
+
+    def __str__(self) -> str:
+        return f"error: {self.file}#{self.pointer}: {self.message}; supply {self.flag} [{self.code}]"
+
+
+class Refused(Exception):
+    """The conversion cannot go on; every refusal found, not only the first."""
+
+    def __init__(self, refusals: list[Refusal]):
+        self.refusals = refusals
+        super().__init__("\n".join(map(str, refusals)))
+
+
+class SourceError(Exception):
+    """The source cannot be read as the format says (a missing file, a pickle that is not plain tensors)."""
+
+
+@dataclass
+class Source:
+    """A source checkpoint: its directory (or file), its config.json (None when it has none) and its tensors."""
+
+    path: Path
+    config: dict | None
+    tensors: dict[str, Any]
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Conversion:
+    """What a converter made: the strict config, the tensors, and every decision in order."""
+
+    config: dict
+    tensors: dict[str, Any]
+    decisions: list[Decision]
+
+
+@dataclass(frozen=True)
+class VerifierFacts:
+    """The verifier a draft is bound to: its Hugging Face config and the hub id that names it (CFG-8)."""
+
+    config: dict
+    name: str
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config["hidden_size"]
+
+    @property
+    def num_layers(self) -> int:
+        return self.config["num_hidden_layers"]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config["vocab_size"]
+
+
+def read_json(path: Path) -> Any:
+    """A JSON document read as strictly as a validator reads one (GEN-7)."""
+    try:
+        return json_text.read(path, SAFETENSORS["config_max_bytes"], path.name)
+    except (OSError, json_text.JsonProblem) as e:
+        raise SourceError(f"{path}: cannot read it as JSON: {e}") from None
+
+
+def read_tensors(path: Path, only: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
+    """Every tensor of a directory (a shard index, else every .safetensors file, else every .bin/.pt/.pth file) or
+    of one file, as CPU tensors; `only` keeps the files named so. Pickled files are read with weights_only=True."""
+    import torch
+    from safetensors.torch import load_file
+
+    if path.is_file():
+        files = [path]
+    elif (path / INDEX).is_file():
+        weight_map = read_json(path / INDEX).get("weight_map", {})
+        files = [path / shard for shard in sorted(set(weight_map.values()))]
+    else:
+        files = sorted(path.glob("*.safetensors")) or sorted(p for p in path.iterdir() if p.suffix in PICKLED)
+    files = [f for f in files if not only or f.name in only]
+    if not files:
+        raise SourceError(f"{path}: no weights (safetensors, or .bin/.pt read with weights_only=True)")
+    tensors: dict[str, Any] = {}
+    for f in files:
+        if f.suffix == ".safetensors":
+            tensors.update(load_file(str(f)))
+            continue
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch refuses anything but tensors and plain containers
+            raise SourceError(f"{f}: not a plain tensor file (read with weights_only=True): {e}") from None
+        if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+            raise SourceError(f"{f}: expected a flat dict of tensors, found {type(state).__name__}")
+        tensors.update(state)
+    return tensors, [f.name for f in files]
+
+
+def read_source(path: Path, only: tuple[str, ...] = ()) -> Source:
+    """A source directory: config.json when present and its tensors."""
+    config = read_json(path / "config.json") if (path / "config.json").is_file() else None
+    tensors, files = read_tensors(path, only)
+    return Source(path, config, tensors, files)
+
+
+def verifier_facts(arg: str, name: str | None) -> VerifierFacts:
+    """The verifier of `--verifier`: a Hugging Face directory or its config.json, or a hub id in the local cache.
+    `name` (--verifier-name) is the hub id written as name_or_path; without it, a hub id given or a cache snapshot
+    path names it, and a plain local path is refused (strict requires a hub id, CFG-8)."""
+    path = Path(arg)
+    if not path.exists() and hub.parse(arg) is not None:
+        snapshot = hub.snapshot(arg)
+        if snapshot is None:
+            raise SourceError(hub.not_cached(arg))
+        name, path = name or arg.split("@")[0], snapshot
+    file = path if path.is_file() else path / "config.json"
+    config = read_json(file)
+    if not isinstance(config, dict):
+        raise SourceError(f"{file}: the verifier config is not a JSON object")
+    config = config.get("text_config", config) if "hidden_size" not in config else config
+    missing = [k for k in ("hidden_size", "num_hidden_layers", "vocab_size") if k not in config]
+    if missing:
+        raise SourceError(f"{file}: the verifier config lacks {missing}")
+    name = name or hub.name_of(path)
+    if name is None:
+        raise Refused([Refusal(str(file), "", "the verifier is a local path, and a strict checkpoint names it by "
+                                             "hub id (spec/config.md#CFG-8)", "--verifier-name ORG/NAME")])
+    return VerifierFacts(config, name)
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    """`--set FIELD=VALUE` pairs: FIELD a dotted config path, VALUE JSON (a bare word is a string)."""
+    given: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected FIELD=VALUE")
+        try:
+            given[key] = json.loads(text)
+        except ValueError:
+            given[key] = text
+    return given
+
+
+def layer_config(source: dict, keys: tuple[str, ...]) -> dict:
+    """The decoder keys of a Hugging Face config that a transformer_layer_config carries."""
+    out = {k: source[k] for k in keys if k in source}
+    if out.get("model_type") not in LAYER_FAMILIES:
+        out["model_type"] = "llama"
+    return out
+
+
+def renamed(tensors: dict, rules: list[tuple[str, str]], decisions: list[Decision],
+            drop: tuple[str, ...] = ()) -> dict:
+    """Tensors renamed by the first matching (regex, replacement) rule; names matching a `drop` regex are left out.
+    One Decision per rule and per dropped pattern, with the number of tensors it touched; a name no rule or drop
+    matches is kept as it is."""
+    out, counts, dropped = {}, dict.fromkeys((r for r, _ in rules), 0), dict.fromkeys(drop, 0)
+    for name, t in tensors.items():
+        gone = next((d for d in drop if re.fullmatch(d, name)), None)
+        if gone is not None:
+            dropped[gone] += 1
+            continue
+        rule = next(((r, new) for r, new in rules if re.fullmatch(r, name)), None)
+        if rule is None:
+            out[name] = t
+            continue
+        counts[rule[0]] += 1
+        out[re.sub(rule[0], rule[1], name)] = t
+    decisions += [Decision("renamed", r, f"{r} -> {new} ({counts[r]} tensor{'s' * (counts[r] != 1)})")
+                  for r, new in rules if counts[r]]
+    decisions += [Decision("dropped", d, f"{dropped[d]} tensor{'s' * (dropped[d] != 1)} not part of the v1 layout")
+                  for d in drop if dropped[d]]
+    return out
+
+
+def apply_given(config: dict, given: dict[str, Any], decisions: list[Decision]) -> dict:
+    """Write each `--set` value into the config (a dotted path), recording it as given."""
+    for key, value in given.items():
+        *parents, last = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+        decisions.append(Decision("given", key, f"{json.dumps(value)} from --set"))
+    return config
