@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from specfmt import hub
 from specfmt.convert.common import Decision, Refusal, Refused, VerifierFacts, apply_given, read_json
 from specfmt.defaults import applicable_properties, resolve
 from specfmt.findings import ValidationError
@@ -53,8 +54,8 @@ def with_verifier(config: dict, verifier: VerifierFacts | None, source: str, dec
     if not isinstance(facts, dict):
         return config
     missing = [k for k in VERIFIER_FACTS if k not in facts]
-    if not isinstance(facts.get("name_or_path"), str) or "/" not in facts["name_or_path"]:
-        missing.append("name_or_path")
+    if not isinstance(facts.get("name_or_path"), str) or hub.parse(facts["name_or_path"]) is None:
+        missing.append("name_or_path")  # null, or a local path: strict names the verifier by hub id (CFG-8)
     if missing and verifier is None:
         refusals.append(Refusal(f"{source}/{CONFIG}", "/speculators_config/verifier", f"the verifier facts "
                                 f"{missing} are absent", "--verifier PATH (its config.json) and --verifier-name "

@@ -1,0 +1,92 @@
+"""specfmt upgrade: compat checkpoints made strict, every default explicit, or refused with the flag to supply."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builders import config_of, write_variant
+from conformance.generators.variants import corpus_checkpoint, corpus_names
+from specfmt import validate
+from specfmt.convert.common import Refused, VerifierFacts
+from specfmt.convert.upgrade import upgrade
+from specfmt.safetensors_header import read_header
+
+VERIFIER_NAME = "org/verifier"
+
+
+def facts_for(config: dict) -> VerifierFacts:
+    """The verifier a corpus draft was made for, as far as its own config tells (hidden size, layers, vocabulary)."""
+    layer = config.get("transformer_layer_config", {})
+    ids = config.get("eagle_aux_hidden_state_layer_ids") or config.get("aux_hidden_state_layer_ids") or [3]
+    layers = layer["num_hidden_layers"] if config["speculators_model_type"] == "mtp" else max(ids) + 1
+    return VerifierFacts({"hidden_size": config.get("target_hidden_size") or layer["hidden_size"],
+                          "num_hidden_layers": layers, "vocab_size": layer["vocab_size"],
+                          "architectures": ["LlamaForCausalLM"]}, VERIFIER_NAME)
+
+
+@pytest.mark.parametrize("name", corpus_names())
+def test_every_corpus_checkpoint_upgrades_to_strict_with_its_verifier(name, tmp_path):
+    source = corpus_checkpoint(name, tmp_path / "source")
+    config = json.loads((source / "config.json").read_text())
+    out, decisions = upgrade(source, tmp_path / "out", {}, facts_for(config))
+    assert validate(out, "strict").findings == []
+    written = json.loads((out / "config.json").read_text())
+    assert written["specfmt_provenance"]["conversion"]["decisions"] == [d.to_json() for d in decisions]
+    named = config["speculators_config"]["verifier"].get("name_or_path")
+    kept = named if isinstance(named, str) and "/" in named else VERIFIER_NAME  # a source's hub id stays
+    assert written["speculators_config"]["verifier"]["name_or_path"] == kept
+
+
+def test_a_corpus_checkpoint_without_its_verifier_facts_is_refused_naming_the_verifier_flag(tmp_path):
+    source = corpus_checkpoint("v0.9.0--dflash_qwen3_fullvocab", tmp_path / "source")
+    with pytest.raises(Refused) as refused:
+        upgrade(source, tmp_path / "out", {})
+    assert [r.flag for r in refused.value.refusals] == ["--verifier PATH (its config.json) and --verifier-name "
+                                                       "ORG/NAME"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_field_engines_read_differently_is_refused_until_set(tmp_path):
+    config = config_of("eagle3")
+    source = write_variant("eagle3", tmp_path / "source")
+    del config["norm_before_residual"]
+    (source / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Refused) as refused:
+        upgrade(source, tmp_path / "out", {})
+    (refusal,) = refused.value.refusals
+    assert (refusal.pointer, refusal.flag) == ("/norm_before_residual", "--set norm_before_residual=true|false")
+    out, decisions = upgrade(source, tmp_path / "out", {"norm_before_residual": False})
+    assert json.loads((out / "config.json").read_text())["norm_before_residual"] is False
+    assert ("given", "norm_before_residual") in {(d.kind, d.subject) for d in decisions}
+
+
+def test_the_upgrade_changes_config_json_only_and_drops_the_stray_verifier_tensor(tmp_path):
+    source = corpus_checkpoint("head--mtp_qwen3", tmp_path / "source")
+    config = json.loads((source / "config.json").read_text())
+    out, decisions = upgrade(source, tmp_path / "out", {}, facts_for(config))
+    before, _, _ = read_header(str(source / "model.safetensors"), "model.safetensors", "compat")
+    after, _, _ = read_header(str(out / "model.safetensors"), "model.safetensors", "compat")
+    assert {t.name for t in before} - {t.name for t in after} == {"verifier_lm_head.weight"}
+    assert {(t.name, t.dtype, t.shape) for t in after} <= {(t.name, t.dtype, t.shape) for t in before}
+    assert ("dropped", "verifier_lm_head.weight") in {(d.kind, d.subject) for d in decisions}
+
+
+def test_specfmt_upgrade_prints_its_decisions_and_refusals_with_exit_codes(tmp_path):
+    source = corpus_checkpoint("v0.9.0--dflash_qwen3_fullvocab", tmp_path / "source")
+    refused = subprocess.run([sys.executable, "-m", "specfmt", "upgrade", str(source), "--out", str(tmp_path / "o")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 1 and "supply --verifier PATH" in refused.stderr
+    verifier = tmp_path / "verifier.json"
+    config = json.loads((source / "config.json").read_text())
+    verifier.write_text(json.dumps(facts_for(config).config))
+    done = subprocess.run([sys.executable, "-m", "specfmt", "upgrade", str(source), "--out", str(tmp_path / "o"),
+                           "--verifier", str(verifier), "--verifier-name", VERIFIER_NAME],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "given: speculators_config.verifier.hidden_size" in done.stdout and "wrote" in done.stdout
+    assert validate(Path(tmp_path / "o"), "strict").ok
