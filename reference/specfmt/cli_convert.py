@@ -31,6 +31,16 @@ def _given(args: argparse.Namespace) -> dict:
         raise UsageError(str(e)) from None
 
 
+def _reader(fmt: str, default):
+    """The format's own `read_source(path, only=())` when its module has one (MTP heads read only the shards that
+    hold them), else common.read_source."""
+    import importlib
+
+    from specfmt.convert import FORMATS
+
+    return getattr(importlib.import_module(f"specfmt.convert.{FORMATS[fmt][0]}"), "read_source", default)
+
+
 def _report(decisions, out: Path, refused=None, invalid=None) -> int:
     for d in decisions:
         print(d.line())
@@ -61,8 +71,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if verifier is None:
         raise UsageError("--verifier is required: the draft's strict config names its verifier and its facts")
     given = _given(args)
+    reader = _reader(args.from_, read_source)
     try:
-        conversion = converter(args.from_)(read_source(source) if source.is_dir() else read_source(source.parent,
+        conversion = converter(args.from_)(reader(source) if source.is_dir() else reader(source.parent,
                                            (source.name,)), verifier, given)
     except Refused as e:
         return _report([], args.out, refused=e)

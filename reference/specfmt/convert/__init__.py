@@ -18,6 +18,11 @@ from specfmt.convert.common import Conversion, Source, VerifierFacts
 Converter = Callable[[Source, VerifierFacts, dict], Conversion]
 
 FORMATS: dict[str, tuple[str, str]] = {  # --from name -> (module under specfmt.convert, what it reads)
+    "eagle-research": ("eagle_research", "SafeAILab EAGLE-1/2 and HASS research drafts (fc, layers.0.*, bias)"),
+    "medusa": ("medusa", "FasterDecoding Medusa heads (medusa_lm_head.pt/.safetensors, medusa_head.*, medusa_heads.*)"),
+    "mlp-speculator": ("mlp_speculator", "IBM fms-extras MLPSpeculator directory (emb, proj, ln, head; speculator.*)"),
+    "eagle3-research": ("eagle3_research", "SafeAILab EAGLE-3 research and SpecForge/SGLang drafts (midlayer.*)"),
+    "zlab-dflash": ("zlab_dflash", "a z-lab DFlash draft (config.json with dflash_config, layers.*, fc, hidden_norm)"),
 }
 
 
