@@ -1,0 +1,209 @@
+"""--from eagle-research: SafeAILab EAGLE-1/EAGLE-2 and HASS research checkpoints as a strict `eagle` checkpoint.
+
+The source is a directory with a Llama-style config.json (plus `bias`, the fc bias flag that the research code reads
+as true when absent, and `qkv_bias`) and pytorch_model.bin (read with weights_only=True) or model.safetensors. Its
+tensors are fc.{weight,bias} over cat(embedding, feature), one decoder layer layers.0.* without an input norm, an
+optional copy of the verifier's embed_tokens, and, in HASS files trained with speculators v0.2, extra norms
+(embed_layernorm or post_embedding_layernorm, hidden_layernorm, lm_head_layernorm).
+Upstream: SafeAILab/EAGLE eagle/model/cnets1.py (Model, LlamaDecoderLayer with index 0), ea_model.py (bias);
+vllm-project/speculators v0.2 convert/eagle (the norm names). Spec: spec/algorithms/eagle.md
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from specfmt.convert.common import (
+    Conversion,
+    Decision,
+    Refusal,
+    Refused,
+    Source,
+    SourceError,
+    VerifierFacts,
+    apply_given,
+    renamed,
+)
+from specfmt.envelope import envelope
+
+SPECULATIVE_TOKENS = 3  # the research code proposes trees; speculators' converter writes a chain of 3 (#146)
+QKV_BIAS = tuple(f"layers.0.self_attn.{p}_proj.bias" for p in "qkv")
+# The three extra norms of a HASS-with-norms file, by role: the source names each may carry.
+NORMS = {"embedding": ("embed_layernorm.weight", "post_embedding_layernorm.weight"),
+         "input": ("hidden_layernorm.weight", "layers.0.input_layernorm.weight"),
+         "pre_lm_head": ("lm_head_layernorm.weight",)}
+KNOWN = re.compile(r"fc\.(weight|bias)|embed_tokens\.weight|(embed|post_embedding|hidden|lm_head)_layernorm\.weight"
+                   r"|layers\.0\.(self_attn\.[qkvo]_proj\.(weight|bias)|mlp\.(gate|up|down)_proj\.weight"
+                   r"|(input|post_attention)_layernorm\.weight)")
+RULES = [(r"fc\.(weight|bias)", r"fusion_fc.\1"),
+         (r"layers\.0\.(.+)", r"transformer.\1"),
+         (r"(?:embed|post_embedding)_layernorm\.weight", "embedding_layernorm.weight"),
+         (r"hidden_layernorm\.weight", "transformer.input_layernorm.weight"),
+         (r"lm_head_layernorm\.weight", "pre_lm_head_layernorm.weight")]
+# Research configs leave these out; the values are what the research code (a transformers LlamaConfig) then uses.
+LAYER_DEFAULTS = {"rms_norm_eps": 1e-6, "rope_theta": 10000.0, "hidden_act": "silu"}
+LAYER_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
+              "rms_norm_eps", "rope_theta", "hidden_act", "max_position_embeddings")
+
+
+def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
+    """The strict `eagle` checkpoint of a research EAGLE-1/2 or HASS directory. Spec: spec/algorithms/eagle.md"""
+    if source.config is None:
+        raise SourceError(f"{source.path}: no config.json; an EAGLE research checkpoint has one")
+    cfg, where = source.config, f"{source.path}/config.json"
+    tensors, decisions, refusals = dict(source.tensors), [], []
+    check_names(tensors, source)
+    if tensors.pop("embed_tokens.weight", None) is not None:
+        decisions.append(Decision("dropped", "embed_tokens.weight", "a copy of the verifier's embedding (the research "
+                                  "code loads the verifier's); v1 reads the verifier's own (ALG-EAGLE-5)"))
+    fusion_bias = fc_bias(cfg, tensors, given, where, decisions, refusals)
+    family = attention_family(cfg, tensors, given, where, decisions, refusals)
+    layernorms = extra_norms(tensors, given, f"{source.path}/{source.files[0]}", decisions, refusals)
+    layer = layer_config(cfg, family, verifier, where, decisions, refusals)
+    if refusals:
+        raise Refused(refusals)
+    dtype = dtype_name(tensors, source)
+    decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens",
+                              f"{SPECULATIVE_TOKENS}: research checkpoints state no chain length (they propose trees); "
+                              "3 is what the speculators converter writes"))
+    config = envelope("eagle", verifier.config, verifier.name, SPECULATIVE_TOKENS, dtype,
+                      transformer_layer_config=layer, transformer_layer_architecture="LlamaDecoderLayer",
+                      layernorms=layernorms, fusion_bias=fusion_bias)
+    return Conversion(apply_given(config, given, decisions), renamed(tensors, RULES, decisions), decisions)
+
+
+def check_names(tensors: dict, source: Source) -> None:
+    """Every tensor is one the research layout has; a second decoder layer has no place in v1's eagle."""
+    extra = sorted(n for n in tensors if re.match(r"layers\.[1-9]", n))
+    if extra:
+        raise SourceError(f"{source.path}: {extra[0]} belongs to a second draft layer; v1's eagle has exactly one "
+                          "decoder layer (ALG-EAGLE-1)")
+    unknown = sorted(n for n in tensors if not KNOWN.fullmatch(n))
+    if unknown:
+        raise SourceError(f"{source.path}: {unknown} are not tensors of an EAGLE-1/2 or HASS checkpoint; expected "
+                          "fc.*, layers.0.*, embed_tokens.weight and the HASS norms")
+
+
+def fc_bias(cfg: dict, tensors: dict, given: dict, where: str, decisions: list, refusals: list) -> bool:
+    """fusion_bias from fc.bias, checked against the config's `bias` (absent reads as true: ea_model.py builds
+    fc with bias=True unless the config says otherwise, and loads with strict=False)."""
+    has, stated = "fc.bias" in tensors, cfg.get("bias")
+    if "fusion_bias" in given:
+        if given["fusion_bias"] and not has:
+            raise SourceError(f"{where}: --set fusion_bias=true, but the weights hold no fc.bias")
+        if not given["fusion_bias"] and tensors.pop("fc.bias", None) is not None:
+            decisions.append(Decision("dropped", "fc.bias", "--set fusion_bias=false"))
+        return bool(given["fusion_bias"])
+    read = True if stated is None else bool(stated)
+    if read != has:
+        said = "absent, which the research code reads as true" if stated is None else json.dumps(stated)
+        effect = "start fc from a randomly initialised bias" if read else "ignore the stored fc.bias"
+        refusals.append(Refusal(where, "/bias", f"bias is {said}, but fc.bias is {'present' if has else 'absent'}; "
+                                f"the research code would {effect}, so the intended bias is unknown",
+                                "--set fusion_bias=true|false"))
+        return has
+    said = "absent (the research code reads it as true)" if stated is None else json.dumps(stated)
+    decisions.append(Decision("default" if stated is None else "translated", "fusion_bias",
+                              f"{json.dumps(has)}: config.json bias is {said} and fc.bias is "
+                              f"{'present' if has else 'absent'}"))
+    return has
+
+
+def attention_family(cfg: dict, tensors: dict, given: dict, where: str, decisions: list, refusals: list) -> str:
+    """The v1 decoder family: q/k/v biases without an o_proj bias (research `qkv_bias`) are the qwen2 layer,
+    none are the llama layer. cnets1.py builds the biases only when the config has qkv_bias."""
+    present = [n for n in QKV_BIAS if n in tensors]
+    if present and len(present) != len(QKV_BIAS):
+        raise SourceError(f"{where}: the weights hold {present} but not all of {list(QKV_BIAS)}")
+    has, stated = bool(present), bool(cfg.get("qkv_bias", False))
+    want = given.get("transformer_layer_config.model_type")
+    if want is not None:
+        if want == "qwen2" and not has:
+            raise SourceError(f"{where}: --set transformer_layer_config.model_type=qwen2, but the weights hold no "
+                              "q/k/v biases")
+        if want != "qwen2" and has:
+            for name in QKV_BIAS:
+                del tensors[name]
+            decisions.append(Decision("dropped", "layers.0.self_attn.{q,k,v}_proj.bias",
+                                      f"--set transformer_layer_config.model_type={want}"))
+        return want
+    if stated != has:
+        refusals.append(Refusal(where, "/qkv_bias", f"qkv_bias is {json.dumps(cfg.get('qkv_bias'))}, but the "
+                                f"q/k/v biases are {'present' if has else 'absent'}; the intended attention is unknown",
+                                "--set transformer_layer_config.model_type=llama|qwen2"))
+    family = "qwen2" if has else "llama"
+    if family != cfg.get("model_type"):
+        decisions.append(Decision("translated", "transformer_layer_config.model_type",
+                                  f"{json.dumps(cfg.get('model_type'))} -> \"{family}\": the layer has "
+                                  f"{'q/k/v biases and no o_proj bias' if has else 'no attention bias'}"))
+    return family
+
+
+def extra_norms(tensors: dict, given: dict, weights: str, decisions: list, refusals: list) -> bool:
+    """layernorms: all three extra norms present (speculators v0.2 detects them by the embedding norm), none, or
+    a refusal; --set layernorms=false drops the ones found."""
+    found = {role: [n for n in names if n in tensors] for role, names in NORMS.items()}
+    doubled = [names for names in found.values() if len(names) > 1]
+    if doubled:
+        raise SourceError(f"{weights}: {doubled[0]} are two names for one norm")
+    present = [names[0] for names in found.values() if names]
+    if not present or given.get("layernorms") is False:
+        for name in present:
+            del tensors[name]
+            decisions.append(Decision("dropped", name, "--set layernorms=false"))
+        if not present and given.get("layernorms"):
+            raise SourceError(f"{weights}: --set layernorms=true, but the weights hold none of the extra norms")
+        if "layernorms" not in given:
+            decisions.append(Decision("translated", "layernorms", "false: the weights hold no extra norm"))
+        return False
+    missing = [NORMS[role][0] for role, names in found.items() if not names]
+    if missing:
+        refusals.append(Refusal(weights, "", f"the extra norms are incomplete: {present} present, {missing} absent; "
+                                "v1 eagle carries all three or none", "--set layernorms=false (drops the ones found)"))
+        return False
+    if "layernorms" not in given:
+        decisions.append(Decision("translated", "layernorms", f"true: the weights hold {present}"))
+    return True
+
+
+def layer_config(cfg: dict, family: str, verifier: VerifierFacts, where: str, decisions: list,
+                 refusals: list) -> dict:
+    """transformer_layer_config: the research config's decoder keys, each value the research code would use."""
+    missing = [k for k in ("hidden_size", "intermediate_size", "num_attention_heads", "vocab_size") if k not in cfg]
+    refusals += [Refusal(where, f"/{k}", f"{k} is absent", f"--set transformer_layer_config.{k}=N") for k in missing]
+    if missing:
+        return {}
+    if cfg.get("num_hidden_layers", 1) != 1:
+        raise SourceError(f"{where}: num_hidden_layers is {cfg['num_hidden_layers']}; v1's eagle has exactly one "
+                          "decoder layer (ALG-EAGLE-1)")
+    layer = {k: cfg[k] for k in LAYER_KEYS if k in cfg}
+    layer.update(model_type=family, num_hidden_layers=1)
+    if cfg.get("rope_scaling") is not None:
+        layer["rope_scaling"] = cfg["rope_scaling"]
+    filled = {**LAYER_DEFAULTS, "num_key_value_heads": cfg["num_attention_heads"]}
+    for key, value in filled.items():
+        if key not in cfg:
+            layer[key] = value
+            decisions.append(Decision("default", f"transformer_layer_config.{key}",
+                                      f"{json.dumps(value)}: absent, the research code's default"))
+    layer["head_dim"] = cfg["hidden_size"] // cfg["num_attention_heads"]
+    decisions.append(Decision("default", "transformer_layer_config.head_dim", f"{layer['head_dim']}: the research "
+                              "attention always uses hidden_size // num_attention_heads"))
+    if family == "llama":
+        layer["attention_bias"] = False
+        decisions.append(Decision("default", "transformer_layer_config.attention_bias",
+                                  "false: the research attention has no o_proj bias"))
+    for key, fact in (("hidden_size", verifier.hidden_size), ("vocab_size", verifier.vocab_size)):
+        if layer[key] != fact:
+            refusals.append(Refusal(where, f"/{key}", f"{key} is {layer[key]}, the verifier's is {fact}",
+                                    f"--verifier PATH (a verifier with {key} {layer[key]})"))
+    return layer
+
+
+def dtype_name(tensors: dict, source: Source) -> str:
+    """The one float dtype of the tensors, as config.json names it."""
+    names = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
+    if len(names) != 1:
+        raise SourceError(f"{source.path}: expected one float dtype across the tensors, found {names}")
+    return names[0]
