@@ -23,6 +23,7 @@ FORMATS: dict[str, tuple[str, str]] = {  # --from name -> (module under specfmt.
     "mlp-speculator": ("mlp_speculator", "IBM fms-extras MLPSpeculator directory (emb, proj, ln, head; speculator.*)"),
     "eagle3-research": ("eagle3_research", "SafeAILab EAGLE-3 research and SpecForge/SGLang drafts (midlayer.*)"),
     "zlab-dflash": ("zlab_dflash", "a z-lab DFlash draft (config.json with dflash_config, layers.*, fc, hidden_norm)"),
+    "mtp": ("mtp", "the native MTP layer of a verifier checkpoint (MiMo, DeepSeek-V3, Qwen3-Next names; its shards)"),
 }
 
 
