@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from builders import write_verifier
 from research_draft_math import HfLlama, eagle_chain
@@ -248,3 +248,21 @@ def test_specfmt_convert_prints_each_decision_and_exits_1_on_a_refusal(verifier_
     assert main(["convert", str(bad), *args, "--out", str(tmp_path / "out2")]) == 1
     assert "supply --set fusion_bias=true|false [convert.undecidable]" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+
+
+def test_the_speculators_post_embedding_layernorm_name_is_the_embedding_norm(verifier_dir, tmp_path):
+    tensors = research_tensors(HASS, verifier_dir, fc_bias=True, norms=True)
+    tensors["post_embedding_layernorm.weight"] = tensors.pop("embed_layernorm.weight")
+    src = write_research(tmp_path / "src", HASS, tensors, False)
+    out, _ = convert(src, verifier_dir, tmp_path / "out")
+    stored = load_file(str(out / "model.safetensors"))
+    assert torch.equal(stored["embedding_layernorm.weight"], tensors["post_embedding_layernorm.weight"])
+
+
+def test_an_absent_layer_size_is_refused_naming_the_field_to_set(verifier_dir, tmp_path):
+    cfg = {k: v for k, v in LLAMA3.items() if k != "intermediate_size"}
+    src = write_research(tmp_path / "src", cfg, research_tensors(LLAMA3, verifier_dir), False)
+    with pytest.raises(Refused) as refused:
+        convert(src, verifier_dir, tmp_path / "out")
+    assert [(r.pointer, r.flag) for r in refused.value.refusals] == [
+        ("/intermediate_size", "--set transformer_layer_config.intermediate_size=N")]

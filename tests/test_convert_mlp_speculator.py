@@ -175,3 +175,14 @@ def test_specfmt_convert_mlp_speculator_prints_each_decision(verifier_dir, tmp_p
     assert main(["convert", str(src), "--from", "mlp-speculator", "--verifier", str(verifier_dir),
                  "--verifier-name", VERIFIER_NAME, "--out", str(tmp_path / "out")]) == 0
     assert "computed: emb.*, head.*, ln.*, proj.*: 14 tied copies" in capsys.readouterr().out
+
+
+def test_an_absent_n_predict_hidden_by_tied_storage_is_refused_naming_the_flag(verifier_dir, tmp_path):
+    once = {n: t for n, t in stages(LLAMA3_70B).items() if n.split(".")[1] == "0" or n == "proj.1.weight"}
+    cfg = {k: v for k, v in LLAMA3_70B.items() if k != "n_predict"}
+    src = write_source(tmp_path / "src", cfg, once)
+    with pytest.raises(Refused) as refused:
+        convert(src, verifier_dir, tmp_path / "out")
+    assert [(r.pointer, r.flag) for r in refused.value.refusals] == [("/n_predict", "--set n_predict=N")]
+    out, _ = convert(src, verifier_dir, tmp_path / "out", {"n_predict": 4})
+    assert validate(out, "strict").findings == []
