@@ -10,6 +10,7 @@ integral float is an integer, a string is never coerced.
 from __future__ import annotations
 
 import json
+import keyword
 from dataclasses import dataclass, field
 
 from specfmt.schemas import VERSION
@@ -181,6 +182,9 @@ class Generator:
         lines.append(f'    """{doc}"""')
         lines.append("")
         for key, prop in spec.props.items():
+            if not key.isidentifier() or keyword.iskeyword(key):
+                raise ValueError(f"{spec.name}: property {key!r} is not a Python identifier, so it cannot be a "
+                                 "model field; name it otherwise in the schema")
             annotation = self.type_of(prop, spec.name + camel(key))
             description = json.dumps(prop.get("description", ""))
             if key in spec.required:

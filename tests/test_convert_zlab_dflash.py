@@ -206,4 +206,4 @@ def test_specfmt_convert_prints_each_decision_and_records_it_in_the_provenance(t
     provenance = json.loads((tmp_path / "out" / "config.json").read_text())["specfmt_provenance"]
     printed = [line for line in done.stdout.splitlines() if not line.startswith("wrote ")]
     assert printed == [f"{d['kind']}: {d['subject']}: {d['detail']}" for d in provenance["conversion"]["decisions"]]
-    assert provenance["conversion"]["from"] == "zlab-dflash"
+    assert provenance["conversion"]["format"] == "zlab-dflash"

@@ -34,11 +34,9 @@ def _given(args: argparse.Namespace) -> dict:
 def _reader(fmt: str, default):
     """The format's own `read_source(path, only=())` when its module has one (MTP heads read only the shards that
     hold them), else common.read_source."""
-    import importlib
+    from specfmt.convert import module
 
-    from specfmt.convert import FORMATS
-
-    return getattr(importlib.import_module(f"specfmt.convert.{FORMATS[fmt][0]}"), "read_source", default)
+    return getattr(module(fmt), "read_source", default)
 
 
 def _report(decisions, out: Path, refused=None, invalid=None) -> int:
@@ -107,8 +105,35 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return _report(decisions, args.out)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import_torch()
+    from specfmt.convert.common import Refused
+    from specfmt.convert.export import export
+    from specfmt.findings import ValidationError
+
+    source = local_dir(args.source)
+    if not source.is_dir():
+        raise UsageError(f"{args.source}: not a checkpoint directory")
+    try:
+        done = export(source, args.engine, args.out, args.verifier, args.overwrite)
+    except Refused as e:
+        return _report([], args.out, refused=e)
+    except ValidationError as e:
+        for f in e.findings:
+            print(f, file=sys.stderr)
+        print(f"not exported: {args.source} is not a strict checkpoint (specfmt upgrade makes one)", file=sys.stderr)
+        return 1
+    except FileExistsError as e:
+        raise UsageError(str(e)) from None
+    for d in done.decisions:
+        print(d.line())
+    print(f"wrote {done.out} for {args.engine}; serve it with:\n{done.command}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     from specfmt.convert import FORMATS
+    from specfmt.convert.export import ENGINES
 
     sets = {"action": "append", "default": [], "metavar": "FIELD=VALUE",
             "help": "state a config value the source leaves open (FIELD a dotted path, VALUE JSON); a refusal names "
@@ -133,3 +158,13 @@ def add_parsers(sub) -> None:
     u.add_argument("--set", **sets)
     u.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     u.set_defaults(func=cmd_upgrade)
+    e = sub.add_parser("export", help="a strict checkpoint as an engine serves it, and the command that serves it")
+    e.add_argument("source", help="the strict checkpoint directory, or a cached hub id")
+    e.add_argument("--for", dest="engine", required=True, choices=sorted(ENGINES),
+                   help="the engine: vllm (the checkpoint as it is; vLLM reads the format) or sglang (eagle3 only, "
+                        "in the SafeAILab/SpecForge form; what SGLang would compute otherwise is refused)")
+    e.add_argument("--out", type=Path, required=True, help="the directory to write")
+    e.add_argument("--verifier", type=Path, help="the verifier's directory, for --for sglang when the draft stores "
+                                                  "embed_tokens (SGLang uses the verifier's: they must be equal)")
+    e.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+    e.set_defaults(func=cmd_export)

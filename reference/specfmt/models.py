@@ -79,7 +79,7 @@ class ConfigEagle3SpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigEagle3SpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigEagle3SpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -207,7 +207,7 @@ class ConfigEagleSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigEagleSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigEagleSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -249,7 +249,7 @@ class ConfigIndependentSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigIndependentSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigIndependentSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -288,7 +288,7 @@ class ConfigMtpSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigMtpSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigMtpSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -328,7 +328,7 @@ class ConfigPeagleSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigPeagleSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigPeagleSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -379,7 +379,7 @@ class ConfigDflashSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigDflashSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigDflashSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -426,7 +426,7 @@ class ConfigDsparkSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigDsparkSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigDsparkSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -477,7 +477,7 @@ class ConfigMedusaSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigMedusaSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigMedusaSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -519,7 +519,7 @@ class ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigMlpSpeculatorSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -563,7 +563,7 @@ class ConfigNgramSpecfmtProvenanceConversionDecisionsItem(Model):
 class ConfigNgramSpecfmtProvenanceConversion(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigNgramSpecfmtProvenanceConversionDecisionsItem], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -657,7 +657,7 @@ class ConfigEagle3SpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigEagle3SpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigEagle3SpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -767,7 +767,7 @@ class ConfigEagleSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigEagleSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigEagleSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -809,7 +809,7 @@ class ConfigIndependentSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigIndependentSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigIndependentSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -848,7 +848,7 @@ class ConfigMtpSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigMtpSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigMtpSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -888,7 +888,7 @@ class ConfigPeagleSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigPeagleSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigPeagleSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -939,7 +939,7 @@ class ConfigDflashSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigDflashSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigDflashSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -986,7 +986,7 @@ class ConfigDsparkSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigDsparkSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigDsparkSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -1037,7 +1037,7 @@ class ConfigMedusaSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigMedusaSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigMedusaSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -1079,7 +1079,7 @@ class ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigMlpSpeculatorSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigMlpSpeculatorSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 
@@ -1123,7 +1123,7 @@ class ConfigNgramSpecfmtProvenanceConversionDecisionsItemStrict(Model):
 class ConfigNgramSpecfmtProvenanceConversionStrict(Model):
     """What `specfmt convert` or `specfmt upgrade` decided in making this checkpoint from another one: the source format, the source, and every decision in order (a default filled in, a convention translated, a tensor renamed, dropped or computed, a value given with --set). Informational."""
 
-    from: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
+    format: Annotated[str, Strict(), Field()] = Field(description="The source format: a `specfmt convert --from` name, or `compat` for `specfmt upgrade`.")
     source: Annotated[str, Strict(), Field()] = Field(default=None, description="The source as it was given: a path or a hub id.")
     decisions: Annotated[list[ConfigNgramSpecfmtProvenanceConversionDecisionsItemStrict], Strict(), Field()] = Field(description="Every decision, in the order it was made.")
 

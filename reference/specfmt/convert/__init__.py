@@ -17,28 +17,37 @@ from specfmt.convert.common import Conversion, Source, VerifierFacts
 
 Converter = Callable[[Source, VerifierFacts, dict], Conversion]
 
-FORMATS: dict[str, tuple[str, str]] = {  # --from name -> (module under specfmt.convert, what it reads)
+FORMATS: dict[str, tuple[str, str]] = {  # --from name -> (its module under specfmt.convert, what it reads)
     "eagle-research": ("eagle_research", "SafeAILab EAGLE-1/2 and HASS research drafts (fc, layers.0.*, bias)"),
     "medusa": ("medusa", "FasterDecoding Medusa heads (medusa_lm_head.pt/.safetensors, medusa_head.*, medusa_heads.*)"),
     "mlp-speculator": ("mlp_speculator", "IBM fms-extras MLPSpeculator directory (emb, proj, ln, head; speculator.*)"),
     "eagle3-research": ("eagle3_research", "SafeAILab EAGLE-3 research and SpecForge/SGLang drafts (midlayer.*)"),
     "zlab-dflash": ("zlab_dflash", "a z-lab DFlash draft (config.json with dflash_config, layers.*, fc, hidden_norm)"),
     "mtp": ("mtp", "the native MTP layer of a verifier checkpoint (MiMo, DeepSeek-V3, Qwen3-Next names; its shards)"),
+    "speculators": ("speculators", "a speculators library checkpoint, v0.1 on (flattened independent configs too)"),
 }
 
 
-def converter(fmt: str) -> Converter:
-    """The convert function of a --from name (imported when asked for: each pulls in torch)."""
-    import importlib
+def module(fmt: str):
+    """The converter module of a --from name. The modules are imported here, when one is asked for, since they
+    import torch; FORMATS (the command line's choices) does not."""
+    from specfmt.convert import eagle3_research, eagle_research, medusa, mlp_speculator, mtp, speculators, zlab_dflash
 
-    module, _ = FORMATS[fmt]
-    return importlib.import_module(f"specfmt.convert.{module}").convert
+    modules = {"eagle3-research": eagle3_research, "eagle-research": eagle_research, "medusa": medusa,
+               "mlp-speculator": mlp_speculator, "zlab-dflash": zlab_dflash, "mtp": mtp,
+               "speculators": speculators}
+    return modules[fmt]
+
+
+def converter(fmt: str) -> Converter:
+    """The convert function of a --from name."""
+    return module(fmt).convert
 
 
 def provenance(conversion: Conversion, tool: str, fmt: str, source: str, argv: list[str] | None) -> dict:
     """specfmt_provenance of a converted checkpoint: the tool, its command and every decision."""
     return {"tool": tool, "command": list(argv if argv is not None else sys.argv[1:]),
-            "conversion": {"from": fmt, "source": source, "decisions": [d.to_json() for d in conversion.decisions]}}
+            "conversion": {"format": fmt, "source": source, "decisions": [d.to_json() for d in conversion.decisions]}}
 
 
 def write(conversion: Conversion, out: Path, tool: str, fmt: str, source: str, argv: list[str] | None = None,

@@ -181,6 +181,6 @@ def upgrade(source: Path, out: Path, given: dict[str, Any], verifier: VerifierFa
                            "verifier's own); speculators' MTP converter saves an uninitialised copy")
                   for name in sorted(stray)]
     strict["specfmt_provenance"] = {"tool": "specfmt upgrade", "command": list(argv or []),
-                                    "conversion": {"from": "compat", "source": str(source),
+                                    "conversion": {"format": "compat", "source": str(source),
                                                    "decisions": [d.to_json() for d in decisions]}}
     return write_upgrade(strict, source, out, overwrite, stray), decisions
