@@ -114,8 +114,9 @@ def verifier_dir(tmp_path: Path) -> Path:
 
 def hf_hidden_states(verifier: Path, prompts: list[torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
     """Hugging Face's hidden_states (float64) of each prompt: [k] is the input of decoder layer k for k < N."""
-    transformers = __import__("transformers")
-    model = transformers.LlamaForCausalLM.from_pretrained(verifier, dtype=torch.float64).eval()
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(verifier, dtype=torch.float64).eval()
     with torch.no_grad():
         return [tuple(h[0] for h in model(p[None], output_hidden_states=True).hidden_states) for p in prompts]
 
