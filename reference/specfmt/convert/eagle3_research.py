@@ -12,6 +12,7 @@ Spec: spec/algorithms/eagle3.md, spec/config.md#CFG-9
 
 from __future__ import annotations
 
+import json
 import re
 
 from specfmt.convert.common import (
@@ -101,8 +102,9 @@ def _layer_config(cfg: dict, verifier: VerifierFacts, given: dict, decisions: li
     """transformer_layer_config: the source's Llama keys, every default strict requires made explicit."""
     layer = {"model_type": "llama", **{k: cfg[k] for k in LAYER_KEYS if k in cfg}}
     if cfg.get("model_type", "llama") != "llama":
-        decisions.append(Decision("translated", "transformer_layer_config.model_type", f"{cfg['model_type']!r} "
-                                  "-> 'llama': both codes build Llama layers whatever model_type says"))
+        decisions.append(Decision("translated", "transformer_layer_config.model_type",
+                                  f'{json.dumps(cfg["model_type"])} -> "llama": both codes build Llama layers '
+                                  "whatever model_type says"))
     defaults = {"vocab_size": (verifier.vocab_size, "the verifier's vocabulary"),
                 "num_key_value_heads": (layer["num_attention_heads"], "num_attention_heads, the Llama default"),
                 "head_dim": (layer["hidden_size"] // layer["num_attention_heads"], "hidden_size // "
@@ -112,7 +114,7 @@ def _layer_config(cfg: dict, verifier: VerifierFacts, given: dict, decisions: li
     for key, (value, why) in defaults.items():
         if key not in layer:
             layer[key] = value
-            _decide(decisions, given, "default", f"transformer_layer_config.{key}", f"{value!r} ({why})")
+            _decide(decisions, given, "default", f"transformer_layer_config.{key}", f"{json.dumps(value)} ({why})")
     if "tie_word_embeddings" in cfg:
         layer["tie_word_embeddings"] = False
     if cfg.get("tie_word_embeddings"):
@@ -154,9 +156,10 @@ def _aux_ids(cfg: dict, at: str, n: int, given: dict, decisions: list[Decision],
                                   "number the output of layer X, CFG-9 the input of layer X+1"))
         return [i + 1 for i in ids]
     pointer = "/eagle_config/" + key if key in (cfg.get("eagle_config") or {}) else "/" + key
-    refusals.append(Refusal(at, pointer, f"explicit aux ids {ids} in a config that is not SpecForge's "
-                            f"(architectures {cfg.get('architectures')}): they may count layer outputs (SGLang, "
-                            "SpecForge) or layer inputs (vLLM, CFG-9)", f"--set {key}=[...] (CFG-9 ids)"))
+    refusals.append(Refusal(at, pointer, f"explicit aux ids {json.dumps(ids)} in a config that is not "
+                            f"SpecForge's (architectures {json.dumps(cfg.get('architectures'))}): they may count "
+                            "layer outputs (SGLang, SpecForge) or layer inputs (vLLM, CFG-9)",
+                            f"--set {key}=[...] (CFG-9 ids)"))
     return ids
 
 
@@ -188,9 +191,9 @@ def _norm_output(cfg: dict, at: str, given: dict, decisions: list[Decision], ref
                                   "output back to the next step"))
         return False
     if SPECFORGE not in cfg.get("architectures", []):
-        refusals.append(Refusal(at, "/norm_output", f"norm_output {cfg['norm_output']} in a config that is not "
-                                "SpecForge's: SpecForge reads it as 'lm_head reads norm(h)', vLLM as 'feed the "
-                                "post-norm state back'", "--set norm_output=true|false (the spec's meaning)"))
+        refusals.append(Refusal(at, "/norm_output", f"norm_output {json.dumps(cfg['norm_output'])} in a config "
+                                "that is not SpecForge's: SpecForge reads it as 'lm_head reads norm(h)', vLLM as "
+                                "'feed the post-norm state back'", "--set norm_output=true|false (the spec's meaning)"))
     elif cfg["norm_output"] is False:
         refusals.append(Refusal(at, "/norm_output", "SpecForge norm_output false: lm_head reads the state without "
                                 "the final norm", UNSUPPORTED))

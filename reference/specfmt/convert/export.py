@@ -62,7 +62,8 @@ def to_vllm(source: Path, config: dict, out: Path, verifier: Path | None) -> Exp
     algorithm = config["speculators_model_type"]
     if algorithm not in VLLM_METHODS:
         raise Refused([Refusal(f"{source}/{CONFIG}", "/speculators_model_type", f"vLLM 0.32 reads the speculators "
-                               f"types {sorted(VLLM_METHODS)}; found {algorithm!r}", "no flag: vLLM cannot serve it")])
+                               f"types {json.dumps(sorted(VLLM_METHODS))}; found {json.dumps(algorithm)}",
+                               "no flag: vLLM cannot serve it")])
     publish(out, {name: source / name for name in [CONFIG, *weight_files(source)]})
     spec = {"model": str(out.resolve()), **VLLM_METHODS[algorithm], "num_speculative_tokens": default_k(config)}
     verifier_name = config["speculators_config"]["verifier"]["name_or_path"]
@@ -104,7 +105,7 @@ def sglang_refusals(source: Path, config: dict) -> list[Refusal]:
     at, layer = f"{source}/{CONFIG}", config.get("transformer_layer_config", {})
     if config["speculators_model_type"] != "eagle3":
         return [Refusal(at, "/speculators_model_type", f"SGLang serves eagle3 drafts in this form; found "
-                        f"{config['speculators_model_type']!r}", VLLM_INSTEAD)]
+                        f"{json.dumps(config['speculators_model_type'])}", VLLM_INSTEAD)]
     ids, n = config["eagle_aux_hidden_state_layer_ids"], config["speculators_config"]["verifier"]["num_hidden_layers"]
     checks = [
         ("/transformer_layer_config/model_type", layer["model_type"] == "llama", "SGLang builds Llama layers only "
