@@ -4,8 +4,8 @@ numbering), what SGLang cannot serve refused, and round trips back through specf
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,8 +203,10 @@ def test_the_cli_prints_the_serve_command_and_exits_1_on_a_refusal(tmp_path, cap
 
 
 def demo_verifier() -> Path | None:
-    root = os.environ.get("SPECFMT_CACHE") or Path.home() / ".cache" / "specfmt"
-    path = Path(root) / "models" / "SmolLM2-135M-Instruct"
+    """The demo verifier's directory, as scripts/demo_models.py --print-path names it, when it has been built."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "demo_models.py"
+    printed = subprocess.run([sys.executable, str(script), "--print-path"], capture_output=True, text=True, check=True)
+    path = Path(printed.stdout.strip())
     return path if (path / "model.safetensors").is_file() else None
 
 
@@ -230,4 +232,3 @@ def test_on_the_demo_verifier_the_sglang_round_trip_proposes_the_same_on_the_hel
               for a, b in zip(la, lb, strict=True))
     print(f"{len(prompts)} prompts, {sum(len(t) for t, _ in ours)} proposals equal; max |logit gap| {gap:.3g}")
     assert gap <= TOLERANCE
-    shutil.rmtree(tmp_path)
