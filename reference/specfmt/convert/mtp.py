@@ -213,8 +213,9 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     layer = layer_config(cfg, where, refusals, decisions)
     mismatched = [k for k in ("hidden_size", "num_hidden_layers", "vocab_size") if cfg.get(k) != verifier.config[k]]
     if mismatched:
-        refusals.append(Refusal(where, f"/{mismatched[0]}", f"{mismatched} differ from --verifier's: the MTP "
-                                "layer belongs to this checkpoint's own verifier", "--verifier PATH (this checkpoint)"))
+        refusals.append(Refusal(where, f"/{mismatched[0]}", f"{json.dumps(mismatched)} differ from --verifier's: "
+                                "the MTP layer belongs to this checkpoint's own verifier",
+                                "--verifier PATH (this checkpoint)"))
     if accepted != "pre_norm":
         refusals.append(Refusal(where, "", f"the {name} MTP layer was trained on the verifier state after its final "
                                 "norm; v1 mtp feeds the state before it (ALG-MTP-5), so the first proposal of each "
@@ -224,8 +225,9 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                       fam["drop"])
     stray = sorted(k for k in tensors if not k.startswith("mtp_layers.0."))
     if stray:
-        refusals.append(Refusal(f"{where}#{stray[0]}", "", f"MTP tensors {stray} have no place in the mtp layout",
-                                "a checkpoint without them (no flag converts this one)", "convert.unsupported"))
+        refusals.append(Refusal(f"{where}#{stray[0]}", "", f"MTP tensors {json.dumps(stray)} have no place in the "
+                                "mtp layout", "a checkpoint without them (no flag converts this one)",
+                                "convert.unsupported"))
     tensors = computed(tensors, fam, layer["hidden_size"], decisions)
     if accepted == "pre_norm":
         decisions.append(Decision("given", ACCEPT, "pre_norm from --set: the draft reads the verifier state before "
@@ -242,5 +244,6 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     if refusals:
         raise Refused(refusals)
     if len(dtypes) != 1:
-        raise SourceError(f"{source.path}: expected the MTP tensors in one float dtype, found {sorted(dtypes)}")
+        raise SourceError(f"{source.path}: expected the MTP tensors in one float dtype, found "
+                          f"{json.dumps(sorted(dtypes))}")
     return Conversion(config, tensors, decisions + more)

@@ -34,7 +34,7 @@ def unflattened(cfg: dict, tensors: dict, decisions: list[Decision]) -> dict:
     out["transformer_layer_config"] = layer
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
     if len(dtypes) != 1:
-        raise SourceError(f"expected the draft LM's float tensors in one dtype, found {dtypes}")
+        raise SourceError(f"expected the draft LM's float tensors in one dtype, found {json.dumps(dtypes)}")
     out["dtype"] = dtypes[0]
     decisions.append(Decision("computed", "dtype", f"{json.dumps(dtypes[0])}, the dtype of the LM's tensors"))
     return out

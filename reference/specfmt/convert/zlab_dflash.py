@@ -62,7 +62,7 @@ def aux_ids(cfg: dict, verifier: VerifierFacts, given: dict, where: str, refusal
     n = verifier.num_layers
     beyond = [i for i in source_ids if not 0 <= i < n - 1]
     if beyond:
-        refusals.append(Refusal(where, "/dflash_config/target_layer_ids", f"ids {beyond} read Hugging Face "
+        refusals.append(Refusal(where, "/dflash_config/target_layer_ids", f"ids {json.dumps(beyond)} read Hugging Face "
                                 f"hidden_states[id + 1] with id + 1 >= N = {n}: the state after the final norm (or "
                                 f"none), which no aux id names (CFG-9); dropping it would change fc's input",
                                 "a draft whose target_layer_ids lie below N - 1 (no flag converts this one)",
@@ -120,14 +120,14 @@ def tensors_of(source: Source, layer: dict, refusals: list[Refusal], decisions: 
         out[name] = t
     if fused:
         decisions.append(Decision("computed", "layers.*.self_attn.qkv_proj", f"{fused} fused tensors split by rows "
-                                  f"into q_proj, k_proj, v_proj ({rows})"))
+                                  f"into q_proj, k_proj, v_proj ({json.dumps(rows)})"))
     return out
 
 
 def float_dtype(tensors: dict) -> str:
     dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()}
     if len(dtypes) != 1:
-        raise SourceError(f"expected the draft's float tensors in one dtype, found {sorted(dtypes)}")
+        raise SourceError(f"expected the draft's float tensors in one dtype, found {json.dumps(sorted(dtypes))}")
     return dtypes.pop()
 
 
