@@ -90,3 +90,13 @@ def test_specfmt_upgrade_prints_its_decisions_and_refusals_with_exit_codes(tmp_p
     assert done.returncode == 0, done.stderr
     assert "given: speculators_config.verifier.hidden_size" in done.stdout and "wrote" in done.stdout
     assert validate(Path(tmp_path / "o"), "strict").ok
+
+
+def test_a_set_path_through_a_list_index_reaches_the_list_item():
+    from specfmt.convert.common import apply_given
+
+    config = {"speculators_config": {"proposal_methods": [{"proposal_type": "sampling"}]}}
+    decisions = []
+    apply_given(config, {"speculators_config.proposal_methods.0.proposal_type": "greedy"}, decisions)
+    assert config["speculators_config"]["proposal_methods"] == [{"proposal_type": "greedy"}]
+    assert decisions[0].kind == "given"

@@ -229,12 +229,16 @@ def renamed(tensors: dict, rules: list[tuple[str, str]], decisions: list[Decisio
 
 
 def apply_given(config: dict, given: dict[str, Any], decisions: list[Decision]) -> dict:
-    """Write each `--set` value into the config (a dotted path), recording it as given."""
+    """Write each `--set` value into the config (a dotted path; a number indexes a list, as in
+    speculators_config.proposal_methods.0.proposal_type), recording it as given."""
     for key, value in given.items():
         *parents, last = key.split(".")
-        node = config
+        node: Any = config
         for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
         decisions.append(Decision("given", key, f"{json.dumps(value)} from --set"))
     return config
