@@ -45,7 +45,7 @@ CHECKPOINT = FIXTURES / "numerics" / "eagle3"  # the checkpoint whose files the 
 
 SCALARS = [None, True, False, 0, 1, -1, 2, 3, 8, 255, 256, 2**31 - 1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63,
            2**64, -(2**63), 10**100, 10**400, 0.0, -0.0, 0.5, 1.5, 1e-6, 5e-324, 1.7976931348623157e308,
-           float("inf"), float("-inf"), "", "0", "1.0", "x" * 4096, "\ud800", "\x00", "é", "../x", "null"]
+           float("inf"), float("-inf"), "", "0", "0.5", "x" * 4096, "\ud800", "\x00", "é", "../x", "null"]
 TOKENS = [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-0", b"99999999999999999999999", b"null", b"true", b'"',
           b"\\", b'"\\ud800"', b"{", b"}", b"[", b"]", b",", b":", b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\x00",
           b"[" * 100, b"[" * 100_000, b'{"a":' * 70]
