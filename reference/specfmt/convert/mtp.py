@@ -147,7 +147,8 @@ def layer_config(cfg: dict, where: str, refusals: list[Refusal], decisions: list
     if found or family is None:
         what = ", ".join(found) or "a decoder layer of another family"
         refusals.append(Refusal(where, "/model_type", f"model_type {json.dumps(cfg.get('model_type'))}: its MTP "
-                                f"layer has {what}; the v1 mtp layout runs one dense llama, qwen2 or qwen3 layer (ALG-MTP-1)",
+                                f"layer has {what}; the v1 mtp layout runs one dense llama, qwen2 or qwen3 layer "
+                                "(ALG-MTP-1)",
                                 "a dense llama, qwen2 or qwen3 verifier (no flag converts this one)",
                                 "convert.unsupported"))
     elif family != cfg["model_type"]:
@@ -192,13 +193,13 @@ def one_layer(source: Source, fam: dict, layers: dict[str, int], given: dict, wh
     cfg = text_config(source.config)
     count = max([cfg[k] for k in COUNT_KEYS if k in cfg] + [max(layers.values()) + 1])
     if count > 1 and given.get("num_nextn_predict_layers") != 1:
-        refusals.append(Refusal(where, "/num_nextn_predict_layers", f"{count} MTP layers; the v1 layout defines one, and "
-                                "engines run layer s mod n at step s", "--set num_nextn_predict_layers=1 (keep the "
+        refusals.append(Refusal(where, "/num_nextn_predict_layers", f"{count} MTP layers; the v1 layout defines "
+                                "one, and engines run layer s mod n at step s", "--set num_nextn_predict_layers=1 (keep the "
                                 "first layer for every step)"))
     later = [k for k, i in layers.items() if i > 0]
     if later:
-        decisions.append(Decision("dropped", "MTP layers after the first", f"{len(later)} tensors (v1.0 keeps one "
-                                  "layer)"))
+        decisions.append(Decision("dropped", "MTP layers after the first", f"{len(later)} tensors (the v1 layout keeps "
+                                  "one layer)"))
     return {k: source.tensors[k] for k, i in layers.items() if i == 0}
 
 
