@@ -194,8 +194,8 @@ def one_layer(source: Source, fam: dict, layers: dict[str, int], given: dict, wh
     count = max([cfg[k] for k in COUNT_KEYS if k in cfg] + [max(layers.values()) + 1])
     if count > 1 and given.get("num_nextn_predict_layers") != 1:
         refusals.append(Refusal(where, "/num_nextn_predict_layers", f"{count} MTP layers; the v1 layout defines "
-                                "one, and engines run layer s mod n at step s", "--set num_nextn_predict_layers=1 (keep the "
-                                "first layer for every step)"))
+                                "one, and engines run layer s mod n at step s",
+                                "--set num_nextn_predict_layers=1 (keep the first layer for every step)"))
     later = [k for k, i in layers.items() if i > 0]
     if later:
         decisions.append(Decision("dropped", "MTP layers after the first", f"{len(later)} tensors (the v1 layout keeps "
