@@ -110,6 +110,17 @@ def test_the_cli_prints_a_lone_surrogate_from_config_json_as_its_escape(ckpt):
     assert 'found "\\ud800" [config.enum]' in proc.stdout
 
 
+def test_nested_layout_loops_share_one_iteration_bound(tmp_path):
+    # Found by make fuzz: 3 medusa heads of 10^5 layers each stay under the 10^5 bound of one loop, and were
+    # expanded into 6 * 10^5 expected tensors (13 s, 0.9 GB); 10^4 heads of 10^4 layers ran out of memory.
+    path = write_variant("medusa", tmp_path / "medusa")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "medusa_num_layers": 100_000}))
+    report = validate(path)
+    assert report.codes() == {("layout.expression", "")}
+    assert "loop l: 100000 iterations exceed 33333" in report.findings[0].message
+
+
 def test_the_writer_refuses_a_config_holding_nan(tmp_path):
     from specfmt.checkpoint import dump_config
 
