@@ -6,7 +6,8 @@ neither drives 10^5 inputs. What this script chose: hypothesis-jsonschema draws 
 (--schema-examples per algorithm and profile, through @given with max_examples); then a random.Random seeded with
 --seed picks a seed input (real configs, headers and indexes, and that pool) and applies the mutators of
 fuzz_targets, which tests/test_fuzz.py drives through hypothesis. The first few failing inputs, their tracebacks
-and each target's slowest input are written under --out.
+and each target's slowest input are written under --out. The address space is capped (--max-memory-gib), so an
+input that makes the validator allocate without bound is a MemoryError counted here, not a run the kernel kills.
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="configs drawn from the schema per algorithm and profile (default: 5)")
     parser.add_argument("--targets", nargs="+", default=None, help="run only these targets (default: all)")
     parser.add_argument("--out", type=Path, default=Path("test-output/fuzz"), help="where inputs are saved")
+    parser.add_argument("--max-memory-gib", type=float, default=4.0,
+                        help="address-space limit of this process (default: 4.0)")
     args = parser.parse_args(argv)
+    limit = int(args.max_memory_gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     args.out.mkdir(parents=True, exist_ok=True)
     begin = time.perf_counter()
     pool = draw_pool(args.schema_examples, args.seed) if args.schema_examples else []
