@@ -1,13 +1,13 @@
 """make fuzz: at least 10^5 inputs through each fuzz target of scripts/fuzz_targets.py, then per target the inputs run,
 the uncaught exceptions (the goal is 0), the slowest input and the peak RSS. Exit 1 if any exception escaped.
 
-hypothesis runs a few hundred examples a minute here, and hypothesis-jsonschema about one config a second, so
-neither drives 10^5 inputs. What this script chose: hypothesis-jsonschema draws a pool of configs once
-(--schema-examples per algorithm and profile, through @given with max_examples); then a random.Random seeded with
---seed picks a seed input (real configs, headers and indexes, and that pool) and applies the mutators of
-fuzz_targets, which tests/test_fuzz.py drives through hypothesis. The first few failing inputs, their tracebacks
-and each target's slowest input are written under --out. The address space is capped (--max-memory-gib), so an
-input that makes the validator allocate without bound is a MemoryError counted here, not a run the kernel kills.
+hypothesis-jsonschema takes 0.5 to 3 s a config here, so it cannot draw 10^5 of them. What this script chose: it
+draws a pool once (--schema-examples per algorithm and profile, through @given with max_examples); then a
+random.Random seeded with --seed picks a seed input (real configs, headers and indexes; that pool too for the config
+target) and applies the mutators of fuzz_targets, the same that tests/test_fuzz.py runs with hypothesis choosing
+their seed. The first few failing inputs, their tracebacks and each target's slowest input are written under --out.
+The address space is capped (--max-memory-gib), so an input that makes the validator allocate without bound is a
+MemoryError counted here, not a run the kernel kills.
 """
 
 from __future__ import annotations
