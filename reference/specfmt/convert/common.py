@@ -182,6 +182,15 @@ def verifier_facts(arg: str, name: str | None) -> VerifierFacts:
     return VerifierFacts(config, name)
 
 
+def float_dtype(tensors: dict, where: str) -> str:
+    """The one float dtype of `tensors`, as config.json names it (`bfloat16`); SourceError naming `where` when they
+    hold several."""
+    names = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
+    if len(names) != 1:
+        raise SourceError(f"{where}: expected the float tensors in one dtype, found {json.dumps(names)}")
+    return names[0]
+
+
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
     """`--set FIELD=VALUE` pairs: FIELD a dotted config path, VALUE JSON (a bare word is a string)."""
     given: dict[str, Any] = {}

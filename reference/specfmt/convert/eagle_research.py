@@ -23,6 +23,7 @@ from specfmt.convert.common import (
     SourceError,
     VerifierFacts,
     apply_given,
+    float_dtype,
     renamed,
 )
 from specfmt.envelope import envelope
@@ -63,7 +64,7 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     layer = layer_config(cfg, family, verifier, where, decisions, refusals)
     if refusals:
         raise Refused(refusals)
-    dtype = dtype_name(tensors, source)
+    dtype = float_dtype(tensors, str(source.path))
     decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens",
                               f"{SPECULATIVE_TOKENS}: research checkpoints state no chain length (they propose trees); "
                               "3 is what the speculators converter writes"))
@@ -200,10 +201,3 @@ def layer_config(cfg: dict, family: str, verifier: VerifierFacts, where: str, de
                                     f"--verifier PATH (a verifier with {key} {layer[key]})"))
     return layer
 
-
-def dtype_name(tensors: dict, source: Source) -> str:
-    """The one float dtype of the tensors, as config.json names it."""
-    names = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
-    if len(names) != 1:
-        raise SourceError(f"{source.path}: expected one float dtype across the tensors, found {names}")
-    return names[0]

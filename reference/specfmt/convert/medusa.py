@@ -25,6 +25,7 @@ from specfmt.convert.common import (
     SourceError,
     VerifierFacts,
     apply_given,
+    float_dtype,
     renamed,
 )
 from specfmt.envelope import envelope
@@ -52,7 +53,7 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
         raise Refused(refusals)
     decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens",
                               f"{num_heads}: one token per head (head k predicts the token k + 2 positions ahead)"))
-    config = envelope("medusa", verifier.config, verifier.name, num_heads, dtype_name(heads, source),
+    config = envelope("medusa", verifier.config, verifier.name, num_heads, float_dtype(heads, str(source.path)),
                       medusa_num_heads=num_heads, medusa_num_layers=num_layers, medusa_fc_bias=fc_bias,
                       original_lm_head=original)
     return Conversion(apply_given(config, given, decisions), renamed(heads, RULES, decisions), decisions)
@@ -212,10 +213,3 @@ def check_verifier(heads: dict, verifier: VerifierFacts, source: Source, refusal
                                     f"verifier's is {verifier.config[key]}",
                                     f"--verifier PATH (a verifier with {key} {value})"))
 
-
-def dtype_name(tensors: dict, source: Source) -> str:
-    """The one float dtype of the tensors, as config.json names it."""
-    names = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
-    if len(names) != 1:
-        raise SourceError(f"{source.path}: expected one float dtype across the tensors, found {names}")
-    return names[0]

@@ -25,6 +25,7 @@ from specfmt.convert.common import (
     SourceError,
     VerifierFacts,
     apply_given,
+    float_dtype,
     renamed,
 )
 from specfmt.envelope import envelope
@@ -64,8 +65,8 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     fields = dict(flags, n_predict=n_predict, **tree_keys(cfg, n_predict, decisions))
     decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens",
                               f"{n_predict}: one token per stage (vLLM's default num_speculative_tokens is n_predict)"))
-    config = envelope("mlp_speculator", verifier.config, verifier.name, n_predict, dtype_name(tensors, source),
-                      **fields)
+    dtype = float_dtype(tensors, str(source.path))
+    config = envelope("mlp_speculator", verifier.config, verifier.name, n_predict, dtype, **fields)
     return Conversion(apply_given(config, given, decisions), tensors, decisions)
 
 
@@ -148,10 +149,3 @@ def check_verifier(tensors: dict, verifier: VerifierFacts, where: str, refusals:
             refusals.append(Refusal(where, "", f"the speculator's {key} is {value}, the verifier's is "
                                     f"{verifier.config[key]}", f"--verifier PATH (a verifier with {key} {value})"))
 
-
-def dtype_name(tensors: dict, source: Source) -> str:
-    """The one float dtype of the tensors, as config.json names it."""
-    names = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
-    if len(names) != 1:
-        raise SourceError(f"{source.path}: expected one float dtype across the tensors, found {names}")
-    return names[0]

@@ -14,7 +14,16 @@ from __future__ import annotations
 import copy
 import json
 
-from specfmt.convert.common import Conversion, Decision, Refusal, Refused, Source, SourceError, VerifierFacts
+from specfmt.convert.common import (
+    Conversion,
+    Decision,
+    Refusal,
+    Refused,
+    Source,
+    SourceError,
+    VerifierFacts,
+    float_dtype,
+)
 from specfmt.convert.upgrade import STRAY, upgraded_config
 
 CONFIG = "config.json"
@@ -32,11 +41,8 @@ def unflattened(cfg: dict, tensors: dict, decisions: list[Decision]) -> dict:
                               "transformer_layer_config"))
     out = {k: cfg[k] for k in ENVELOPE if k in cfg}
     out["transformer_layer_config"] = layer
-    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()})
-    if len(dtypes) != 1:
-        raise SourceError(f"expected the draft LM's float tensors in one dtype, found {json.dumps(dtypes)}")
-    out["dtype"] = dtypes[0]
-    decisions.append(Decision("computed", "dtype", f"{json.dumps(dtypes[0])}, the dtype of the LM's tensors"))
+    out["dtype"] = float_dtype(tensors, "the draft LM's tensors")
+    decisions.append(Decision("computed", "dtype", f"{json.dumps(out['dtype'])}, the dtype of the LM's tensors"))
     return out
 
 

@@ -13,7 +13,16 @@ from __future__ import annotations
 import json
 import re
 
-from specfmt.convert.common import Conversion, Decision, Refusal, Refused, Source, SourceError, VerifierFacts
+from specfmt.convert.common import (
+    Conversion,
+    Decision,
+    Refusal,
+    Refused,
+    Source,
+    SourceError,
+    VerifierFacts,
+    float_dtype,
+)
 from specfmt.convert.upgrade import upgraded_config
 from specfmt.envelope import envelope
 
@@ -124,13 +133,6 @@ def tensors_of(source: Source, layer: dict, refusals: list[Refusal], decisions: 
     return out
 
 
-def float_dtype(tensors: dict) -> str:
-    dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()}
-    if len(dtypes) != 1:
-        raise SourceError(f"expected the draft's float tensors in one dtype, found {json.dumps(sorted(dtypes))}")
-    return dtypes.pop()
-
-
 def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     """The strict dflash config and tensors of a z-lab DFlash draft. Spec: spec/algorithms/dflash.md"""
     if source.config is None:
@@ -165,7 +167,8 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                  "hidden size, null when it is H)")]
     decisions += [Decision("default", name, "not stored: the verifier's is used (ALG-DFLASH-5), as z-lab does")
                   for name in ("embed_tokens.weight", "lm_head.weight") if name not in tensors]
-    config = envelope("dflash", verifier.config, verifier.name, (b or 2) - 1, float_dtype(tensors), **fields)
+    dtype = float_dtype(tensors, str(source.path))
+    config = envelope("dflash", verifier.config, verifier.name, (b or 2) - 1, dtype, **fields)
     try:
         config, more = upgraded_config(config, given, str(source.path), verifier)
     except Refused as e:
