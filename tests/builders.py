@@ -53,3 +53,19 @@ def draft_for(variant: str, verifier, seed: int = 1):
     tensors = {k: (v.to(verifier.dtype) * 10 if v.is_floating_point() else v).to(verifier.device) for k, v in
                tensors_for(resolved, seed).items()}
     return build_draft(resolved, tensors, verifier)
+
+
+CORPUS_VERIFIER_NAME = "org/verifier"
+
+
+def corpus_verifier_facts(config: dict):
+    """The verifier a corpus draft was made for, as far as its own config tells (hidden size, layers, vocabulary):
+    what `specfmt upgrade` and `convert --from speculators` need beside a speculators checkpoint."""
+    from specfmt.convert.common import VerifierFacts
+
+    layer = config.get("transformer_layer_config", {})
+    ids = config.get("eagle_aux_hidden_state_layer_ids") or config.get("aux_hidden_state_layer_ids") or [3]
+    layers = layer["num_hidden_layers"] if config["speculators_model_type"] == "mtp" else max(ids) + 1
+    return VerifierFacts({"hidden_size": config.get("target_hidden_size") or layer["hidden_size"],
+                          "num_hidden_layers": layers, "vocab_size": layer["vocab_size"],
+                          "architectures": ["LlamaForCausalLM"]}, CORPUS_VERIFIER_NAME)

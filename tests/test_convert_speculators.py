@@ -13,7 +13,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from builders import VERIFIER_CONFIG, config_of, corpus_checkpoint, corpus_names, write_variant, write_verifier
+from builders import (
+    CORPUS_VERIFIER_NAME,
+    VERIFIER_CONFIG,
+    config_of,
+    corpus_checkpoint,
+    corpus_names,
+    corpus_verifier_facts,
+    write_variant,
+    write_verifier,
+)
 from specfmt import validate
 from specfmt.convert import converter, write
 from specfmt.convert.common import Refused, VerifierFacts, parse_sets, read_source
@@ -22,17 +31,7 @@ from specfmt.runtime import load_draft
 from specfmt.verifier import Verifier
 
 TOLERANCE = 1e-12  # the same math on the same tensors, in float64
-NAME = "org/verifier"
 
-
-def facts_for(config: dict) -> VerifierFacts:
-    """The verifier a corpus draft was made for, as far as its own config tells."""
-    layer = config.get("transformer_layer_config", {})
-    ids = config.get("eagle_aux_hidden_state_layer_ids") or config.get("aux_hidden_state_layer_ids") or [3]
-    layers = layer["num_hidden_layers"] if config["speculators_model_type"] == "mtp" else max(ids) + 1
-    return VerifierFacts({"hidden_size": config.get("target_hidden_size") or layer["hidden_size"],
-                          "num_hidden_layers": layers, "vocab_size": layer["vocab_size"],
-                          "architectures": ["LlamaForCausalLM"]}, NAME)
 
 
 def converted(source: Path, facts: VerifierFacts, out: Path, given: dict | None = None) -> Path:
@@ -45,7 +44,7 @@ def test_every_corpus_checkpoint_converts_to_strict_or_is_refused_naming_its_fla
     source = corpus_checkpoint(name, tmp_path / "source")
     config = json.loads((source / "config.json").read_text())
     try:
-        out = converted(source, facts_for(config), tmp_path / "out")
+        out = converted(source, corpus_verifier_facts(config), tmp_path / "out")
     except Refused as refused:  # what strict needs and the source leaves open
         assert all(r.flag.startswith("--set ") for r in refused.value.refusals), refused.value
         return
@@ -82,7 +81,7 @@ def test_a_compat_eagle3_checkpoint_converts_and_proposes_what_it_proposed_under
     tensors = load_file(str(source / "model.safetensors"))
     save_file(dict(tensors, **{"verifier_lm_head.weight": torch.full((128, 32), float("nan"))}),
               str(source / "model.safetensors"))
-    out = converted(source, VerifierFacts(VERIFIER_CONFIG, NAME), tmp_path / "out")
+    out = converted(source, VerifierFacts(VERIFIER_CONFIG, CORPUS_VERIFIER_NAME), tmp_path / "out")
     decisions = json.loads((out / "config.json").read_text())["specfmt_provenance"]["conversion"]["decisions"]
     assert {("dropped", "auto_map"), ("dropped", "verifier_lm_head.weight"), ("default", "target_hidden_size")} <= \
         {(d["kind"], d["subject"]) for d in decisions}
@@ -104,7 +103,7 @@ def v0_1_form(source: Path, default: str) -> dict:
 
 def test_a_v0_1_config_has_torch_dtype_translated_and_an_unused_removed_proposal_type_dropped(tmp_path):
     source = corpus_checkpoint("v0.2.0--eagle_layernorms0_fusionbias0", tmp_path / "source")
-    out = converted(source, facts_for(v0_1_form(source, "greedy")), tmp_path / "out")
+    out = converted(source, corpus_verifier_facts(v0_1_form(source, "greedy")), tmp_path / "out")
     config = json.loads((out / "config.json").read_text())
     assert config["dtype"] == "float32"
     assert [m["proposal_type"] for m in config["speculators_config"]["proposal_methods"]] == ["greedy"]
@@ -112,7 +111,7 @@ def test_a_v0_1_config_has_torch_dtype_translated_and_an_unused_removed_proposal
 
 def test_a_removed_proposal_type_as_the_default_is_refused_with_a_flag_that_works(tmp_path):
     source = corpus_checkpoint("v0.2.0--eagle_layernorms0_fusionbias0", tmp_path / "source")
-    facts = facts_for(v0_1_form(source, "sampling"))
+    facts = corpus_verifier_facts(v0_1_form(source, "sampling"))
     with pytest.raises(Refused) as refused:
         converted(source, facts, tmp_path / "out")
     (refusal,) = refused.value.refusals
@@ -143,7 +142,7 @@ def test_a_flattened_independent_config_becomes_a_v1_independent_draft_of_the_sa
     (source / "config.json").write_text(json.dumps(flattened("independent")))
     (source / "model.safetensors").write_bytes((original / "model.safetensors").read_bytes())
     assert validate(source, "compat").errors  # compat does not read this form
-    out = converted(source, VerifierFacts(VERIFIER_CONFIG, NAME), tmp_path / "out")
+    out = converted(source, VerifierFacts(VERIFIER_CONFIG, CORPUS_VERIFIER_NAME), tmp_path / "out")
     assert validate(out, "strict").findings == []
     config = json.loads((out / "config.json").read_text())
     assert config["transformer_layer_config"]["model_type"] == "llama" and "model_type" not in config
@@ -161,11 +160,11 @@ def test_the_config_only_mlp_type_is_refused_as_unsupported(tmp_path):
         "inputs": ["input_embeddings", "hidden_states[-1]"], "inputs_hidden_states_normalized": False,
         "hidden_size": 32, "intermediate_size": 32, "vocab_size": 128, "num_layers": 5, "tie_weights": True,
         "speculators_config": {"algorithm": "mlp", "default_proposal_method": "greedy", "proposal_methods": [
-            {"proposal_type": "greedy", "speculative_tokens": 5}], "verifier": {"name_or_path": NAME,
+            {"proposal_type": "greedy", "speculative_tokens": 5}], "verifier": {"name_or_path": CORPUS_VERIFIER_NAME,
                                                                               "architectures": []}}}))
     save_file({"head.0.weight": torch.zeros(128, 32)}, str(source / "model.safetensors"))
     with pytest.raises(Refused) as refused:
-        converted(source, VerifierFacts(VERIFIER_CONFIG, NAME), tmp_path / "out")
+        converted(source, VerifierFacts(VERIFIER_CONFIG, CORPUS_VERIFIER_NAME), tmp_path / "out")
     assert [(r.pointer, r.code) for r in refused.value.refusals] == [("/speculators_model_type", "convert.unsupported")]
 
 
@@ -175,9 +174,9 @@ def test_specfmt_convert_from_speculators_exits_1_with_a_refusal_and_0_once_set(
     del config["sliding_window_non_causal"]
     (source / "config.json").write_text(json.dumps(config))
     verifier = tmp_path / "verifier.json"
-    verifier.write_text(json.dumps(facts_for(config).config))
+    verifier.write_text(json.dumps(corpus_verifier_facts(config).config))
     command = [sys.executable, "-m", "specfmt", "convert", str(source), "--from", "speculators", "--verifier",
-               str(verifier), "--verifier-name", NAME, "--out", str(tmp_path / "out")]
+               str(verifier), "--verifier-name", CORPUS_VERIFIER_NAME, "--out", str(tmp_path / "out")]
     refused = subprocess.run(command, capture_output=True, text=True)
     assert refused.returncode == 1 and "supply --set sliding_window_non_causal=true|false" in refused.stderr
     done = subprocess.run(command + ["--set", "sliding_window_non_causal=false"], capture_output=True, text=True)

@@ -9,36 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from builders import config_of, write_variant
+from builders import CORPUS_VERIFIER_NAME, config_of, corpus_verifier_facts, write_variant
 from conformance.generators.variants import corpus_checkpoint, corpus_names
 from specfmt import validate
-from specfmt.convert.common import Refused, VerifierFacts
+from specfmt.convert.common import Refused
 from specfmt.convert.upgrade import upgrade
 from specfmt.safetensors_header import read_header
-
-VERIFIER_NAME = "org/verifier"
-
-
-def facts_for(config: dict) -> VerifierFacts:
-    """The verifier a corpus draft was made for, as far as its own config tells (hidden size, layers, vocabulary)."""
-    layer = config.get("transformer_layer_config", {})
-    ids = config.get("eagle_aux_hidden_state_layer_ids") or config.get("aux_hidden_state_layer_ids") or [3]
-    layers = layer["num_hidden_layers"] if config["speculators_model_type"] == "mtp" else max(ids) + 1
-    return VerifierFacts({"hidden_size": config.get("target_hidden_size") or layer["hidden_size"],
-                          "num_hidden_layers": layers, "vocab_size": layer["vocab_size"],
-                          "architectures": ["LlamaForCausalLM"]}, VERIFIER_NAME)
 
 
 @pytest.mark.parametrize("name", corpus_names())
 def test_every_corpus_checkpoint_upgrades_to_strict_with_its_verifier(name, tmp_path):
     source = corpus_checkpoint(name, tmp_path / "source")
     config = json.loads((source / "config.json").read_text())
-    out, decisions = upgrade(source, tmp_path / "out", {}, facts_for(config))
+    out, decisions = upgrade(source, tmp_path / "out", {}, corpus_verifier_facts(config))
     assert validate(out, "strict").findings == []
     written = json.loads((out / "config.json").read_text())
     assert written["specfmt_provenance"]["conversion"]["decisions"] == [d.to_json() for d in decisions]
     named = config["speculators_config"]["verifier"].get("name_or_path")
-    kept = named if isinstance(named, str) and "/" in named else VERIFIER_NAME  # a source's hub id stays
+    kept = named if isinstance(named, str) and "/" in named else CORPUS_VERIFIER_NAME  # a source's hub id stays
     assert written["speculators_config"]["verifier"]["name_or_path"] == kept
 
 
@@ -68,7 +56,7 @@ def test_a_field_engines_read_differently_is_refused_until_set(tmp_path):
 def test_the_upgrade_changes_config_json_only_and_drops_the_stray_verifier_tensor(tmp_path):
     source = corpus_checkpoint("head--mtp_qwen3", tmp_path / "source")
     config = json.loads((source / "config.json").read_text())
-    out, decisions = upgrade(source, tmp_path / "out", {}, facts_for(config))
+    out, decisions = upgrade(source, tmp_path / "out", {}, corpus_verifier_facts(config))
     before, _, _ = read_header(str(source / "model.safetensors"), "model.safetensors", "compat")
     after, _, _ = read_header(str(out / "model.safetensors"), "model.safetensors", "compat")
     assert {t.name for t in before} - {t.name for t in after} == {"verifier_lm_head.weight"}
@@ -83,9 +71,9 @@ def test_specfmt_upgrade_prints_its_decisions_and_refusals_with_exit_codes(tmp_p
     assert refused.returncode == 1 and "supply --verifier PATH" in refused.stderr
     verifier = tmp_path / "verifier.json"
     config = json.loads((source / "config.json").read_text())
-    verifier.write_text(json.dumps(facts_for(config).config))
+    verifier.write_text(json.dumps(corpus_verifier_facts(config).config))
     done = subprocess.run([sys.executable, "-m", "specfmt", "upgrade", str(source), "--out", str(tmp_path / "o"),
-                           "--verifier", str(verifier), "--verifier-name", VERIFIER_NAME],
+                           "--verifier", str(verifier), "--verifier-name", CORPUS_VERIFIER_NAME],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "given: speculators_config.verifier.hidden_size" in done.stdout and "wrote" in done.stdout
