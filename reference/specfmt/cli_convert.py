@@ -31,14 +31,6 @@ def _given(args: argparse.Namespace) -> dict:
         raise UsageError(str(e)) from None
 
 
-def _reader(fmt: str, default):
-    """The format's own `read_source(path, only=())` when its module has one (MTP heads read only the shards that
-    hold them), else common.read_source."""
-    from specfmt.convert import module
-
-    return getattr(module(fmt), "read_source", default)
-
-
 def _report(decisions, out: Path, refused=None, invalid=None) -> int:
     for d in decisions:
         print(d.line())
@@ -58,8 +50,8 @@ def _report(decisions, out: Path, refused=None, invalid=None) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     import_torch()
-    from specfmt.convert import converter, write
-    from specfmt.convert.common import Refused, SourceError, read_source
+    from specfmt.convert import convert, write
+    from specfmt.convert.common import Refused, SourceError
     from specfmt.findings import ValidationError
 
     source = local_dir(args.source)
@@ -69,10 +61,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if verifier is None:
         raise UsageError("--verifier is required: the draft's strict config names its verifier and its facts")
     given = _given(args)
-    reader = _reader(args.from_, read_source)
     try:
-        conversion = converter(args.from_)(reader(source) if source.is_dir() else reader(source.parent,
-                                           (source.name,)), verifier, given)
+        conversion = convert(args.from_, source, verifier, given)
     except Refused as e:
         return _report([], args.out, refused=e)
     except SourceError as e:

@@ -44,6 +44,17 @@ def converter(fmt: str) -> Converter:
     return module(fmt).convert
 
 
+def convert(fmt: str, path: Path, verifier: VerifierFacts, given: dict) -> Conversion:
+    """Read the source at `path` (a directory, or one weights file and its directory's config.json) with the
+    format's own `read_source` when it has one (MTP heads read only the shards that hold them), else
+    common.read_source, and convert it."""
+    from specfmt.convert.common import read_source
+
+    reader = getattr(module(fmt), "read_source", read_source)
+    source = reader(path) if path.is_dir() else reader(path.parent, (path.name,))
+    return converter(fmt)(source, verifier, given)
+
+
 def provenance(conversion: Conversion, tool: str, fmt: str, source: str, argv: list[str] | None) -> dict:
     """specfmt_provenance of a converted checkpoint: the tool, its command and every decision."""
     return {"tool": tool, "command": list(argv if argv is not None else sys.argv[1:]),
