@@ -32,8 +32,11 @@ def test_validate_exits_0_with_warnings_printed_under_compat(tmp_path, capsys):
     path = corpus_checkpoint("head--mtp_qwen3", tmp_path / "ckpt")
     code, out = run(capsys, "validate", str(path))
     assert code == 0
-    assert out.splitlines()[0].startswith("warning: model.safetensors#/verifier_lm_head.weight:")
-    assert "[hazard.stray_verifier_tensor]" in out
+    lines = out.splitlines()
+    assert lines[0].startswith("warning: config.json#/verifier_hidden_state:")
+    assert "[hazard.default_conflict]" in lines[0]
+    assert lines[1].startswith("warning: model.safetensors#/verifier_lm_head.weight:")
+    assert "[hazard.stray_verifier_tensor]" in lines[1]
 
 
 def test_validate_exits_1_on_errors_with_one_finding_per_line(tmp_path, capsys):
@@ -41,7 +44,7 @@ def test_validate_exits_1_on_errors_with_one_finding_per_line(tmp_path, capsys):
     code, out = run(capsys, "validate", str(path), "--profile", "strict")
     lines = out.splitlines()
     assert code == 1
-    assert len(lines) == 8 and lines[-1].endswith("invalid under strict (7 errors, 0 warnings)")
+    assert len(lines) == 9 and lines[-1].endswith("invalid under strict (8 errors, 0 warnings)")
     assert all(line.startswith("error: ") for line in lines[:-1])
 
 
@@ -50,7 +53,7 @@ def test_json_output_validates_against_the_findings_schema(tmp_path, capsys):
     code, out = run(capsys, "validate", str(path), "--profile", "strict", "--format", "json")
     report = json.loads(out)
     Draft202012Validator(load("findings.schema.json")).validate(report)
-    assert code == 1 and report["valid"] is False and report["errors"] == 6
+    assert code == 1 and report["valid"] is False and report["errors"] == 7
 
 
 def test_a_shape_message_names_expected_expression_and_found(tmp_path, capsys):
@@ -110,7 +113,7 @@ def test_validate_takes_several_paths_and_exits_1_when_any_has_an_error(tmp_path
     summaries = [line for line in out.splitlines() if not line.startswith("error: ")]
     assert code == 1
     assert summaries == [f"{clean}: valid under strict (0 errors, 0 warnings)",
-                         f"{broken}: invalid under strict (7 errors, 0 warnings)"]
+                         f"{broken}: invalid under strict (8 errors, 0 warnings)"]
 
 
 def test_validate_json_of_several_paths_is_a_list_of_reports(tmp_path, capsys):
@@ -125,9 +128,9 @@ def test_validate_json_of_several_paths_is_a_list_of_reports(tmp_path, capsys):
 def test_validate_quiet_prints_errors_and_the_summary_but_no_warning(tmp_path, capsys):
     path = corpus_checkpoint("head--mtp_qwen3", tmp_path / "ckpt")
     code, out = run(capsys, "validate", str(path), "-q")
-    assert code == 0 and out == f"{path}: valid under compat (0 errors, 1 warning)\n"
+    assert code == 0 and out == f"{path}: valid under compat (0 errors, 2 warnings)\n"
     code, out = run(capsys, "validate", str(path), "--quiet", "--profile", "strict")
-    assert code == 1 and len(out.splitlines()) == 8
+    assert code == 1 and len(out.splitlines()) == 9
 
 
 def test_the_summary_counts_one_error_and_one_warning_in_the_singular():

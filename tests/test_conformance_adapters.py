@@ -47,6 +47,7 @@ BROKEN = {
     "off_by_one_accepted": "verify-",
     "late_features": "generate.accept",
     "gqa_head_mapping": "gqa",
+    "mtp_pre_norm": "mtp-post-norm",
 }
 
 

@@ -12,11 +12,12 @@ from builders import CORPUS, corpus_checkpoint, corpus_names
 from specfmt import validate
 
 STRAY = ("hazard.stray_verifier_tensor", "/verifier_lm_head.weight")
+MTP_STATE = ("hazard.default_conflict", "/verifier_hidden_state")  # no speculators mtp checkpoint states it
 
 # What each checkpoint's content deserves under compat: warnings only.
 COMPAT_EXPECTED = {name: set() for name in corpus_names()}
-COMPAT_EXPECTED["head--mtp_qwen3"] = {STRAY}
-COMPAT_EXPECTED["head-converted--mtp_converted"] = {STRAY}
+COMPAT_EXPECTED["head--mtp_qwen3"] = {STRAY, MTP_STATE}
+COMPAT_EXPECTED["head-converted--mtp_converted"] = {STRAY, MTP_STATE}
 
 # Under strict every speculators checkpoint lacks the format version and the verifier facts, and
 # carries auto_map; some lack more.
@@ -28,8 +29,8 @@ STRICT_COMMON = {
     ("config.required", "/speculators_config/verifier/vocab_size"),
 }
 STRICT_EXTRA = {name: set() for name in corpus_names()}
-STRICT_EXTRA["head--mtp_qwen3"] = {STRAY}
-STRICT_EXTRA["head-converted--mtp_converted"] = {STRAY}
+STRICT_EXTRA["head--mtp_qwen3"] = {STRAY, ("config.required", "/verifier_hidden_state")}
+STRICT_EXTRA["head-converted--mtp_converted"] = {STRAY, ("config.required", "/verifier_hidden_state")}
 # The library writes a null verifier when it trains without a hub id; strict names a hub id (CFG-8).
 NULL_VERIFIER = ("config.type", "/speculators_config/verifier/name_or_path")
 for name in corpus_names():
@@ -104,5 +105,6 @@ def test_validating_a_config_alone_reports_its_config_findings_only(tmp_path):
     from specfmt import validate_config
 
     config = json.loads((corpus_checkpoint("head--mtp_qwen3", tmp_path / "c") / "config.json").read_text())
-    assert validate_config(config, "compat").codes() == set()  # the stray tensor needs the weights to be seen
-    assert validate_config(config, "strict").codes() == STRICT_COMMON | {NULL_VERIFIER}
+    assert validate_config(config, "compat").codes() == {MTP_STATE}  # the stray tensor needs the weights to be seen
+    assert validate_config(config, "strict").codes() == STRICT_COMMON | {NULL_VERIFIER,
+                                                                         ("config.required", "/verifier_hidden_state")}

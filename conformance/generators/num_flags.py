@@ -6,7 +6,8 @@ grouped-query attention of more than one key-value head (4 query heads on 2), so
   (target_hidden_size);
 - peagle with fc_norm; eagle with HASS's layernorms and fusion bias;
 - dspark's gated and rnn Markov heads; dflash with a sliding-window layer (window 3) before a full one;
-- medusa on the verifier's own LM head with 2 layers per head; mtp with attention bias;
+- medusa on the verifier's own LM head with 2 layers per head; mtp with attention bias, and mtp reading the
+  verifier state after its final norm (post_norm);
 - independent drafts of the qwen2 family with tied embeddings and of qwen3 with attention bias;
 - a qwen2 verifier (q, k and v biases) with tied embeddings and 2 key-value heads, run alone
   (verifier_forward) and under the wide eagle3 draft.
@@ -50,6 +51,7 @@ DRAFTS = {
     "mtp-bias": ("mtp_qwen3_bias", {}, {}, num_fixtures.VERIFIER),
     "independent-qwen2-tied": ("independent_qwen2_tied", {}, {}, num_fixtures.VERIFIER),
     "independent-qwen3-bias": ("independent_qwen3_bias", {}, {}, num_fixtures.VERIFIER),
+    "mtp-post-norm": ("mtp_post_norm", {}, {}, num_fixtures.VERIFIER),  # last: each fixture's seed is its index
 }
 
 

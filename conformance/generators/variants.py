@@ -99,9 +99,12 @@ VARIANTS: dict[str, dict] = {
     "independent_qwen3_bias": envelope("independent", transformer_layer_config=layer(
         model_type="qwen3", num_hidden_layers=2, attention_bias=True)),
     "mtp": envelope("mtp", transformer_layer_config=layer(model_type="qwen3", num_hidden_layers=N_VERIFIER),
-                    num_nextn_predict_layers=1),
+                    num_nextn_predict_layers=1, verifier_hidden_state="pre_norm"),
     "mtp_qwen3_bias": envelope("mtp", transformer_layer_config=layer(
-        model_type="qwen3", num_hidden_layers=N_VERIFIER, attention_bias=True), num_nextn_predict_layers=1),
+        model_type="qwen3", num_hidden_layers=N_VERIFIER, attention_bias=True), num_nextn_predict_layers=1,
+        verifier_hidden_state="pre_norm"),
+    "mtp_post_norm": envelope("mtp", transformer_layer_config=layer(model_type="qwen3", num_hidden_layers=N_VERIFIER),
+                              num_nextn_predict_layers=1, verifier_hidden_state="post_norm"),
     "dflash": envelope("dflash", **dflash_fields()),
     "dflash_bias": envelope("dflash", **dflash_fields(transformer_layer_config=layer(
         model_type="qwen3", num_hidden_layers=2, attention_bias=True))),

@@ -315,6 +315,7 @@ class ConfigMtp(Model):
     specfmt_provenance: ConfigMtpSpecfmtProvenance = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlama, Tag('llama')], Annotated[LayerConfigQwen2, Tag('qwen2')], Annotated[LayerConfigQwen3, Tag('qwen3')], Annotated[LayerConfig, Tag('__absent__')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), '__absent__'))] = Field(description="The verifier's text config; num_hidden_layers is the verifier depth, not the draft's.")
     num_nextn_predict_layers: Annotated[Literal[1], member(1)] = Field(default=1, description="MTP layers in the file; v1.0 defines 1.")
+    verifier_hidden_state: Annotated[Literal['pre_norm', 'post_norm'], member('pre_norm', 'post_norm')] = Field(default='pre_norm', description="The verifier state the first row reads: pre_norm, its residual stream after the last decoder layer (aux id N); post_norm, the same state after its final norm, what its LM head reads.")
 
 
 class ConfigPeagleSpecfmtProvenanceConversionDecisionsItem(Model):
@@ -875,6 +876,7 @@ class ConfigMtpStrict(Model):
     specfmt_provenance: ConfigMtpSpecfmtProvenanceStrict = Field(default=None, description="How a tool of specfmt made this checkpoint, so that it can be made again: `tool` (for example `specfmt train`), `command` (its arguments), the data and versions it used, and what it measured. Informational: readers ignore it, as speculators and vLLM ignore unknown keys.")
     transformer_layer_config: Annotated[Union[Annotated[LayerConfigLlamaStrict, Tag('llama')], Annotated[LayerConfigQwen2Strict, Tag('qwen2')], Annotated[LayerConfigQwen3Strict, Tag('qwen3')]], Discriminator(tag('model_type', ('llama', 'qwen2', 'qwen3'), None))] = Field(description="The verifier's text config; num_hidden_layers is the verifier depth, not the draft's.")
     num_nextn_predict_layers: Annotated[Literal[1], member(1)] = Field(description="MTP layers in the file; v1.0 defines 1.")
+    verifier_hidden_state: Annotated[Literal['pre_norm', 'post_norm'], member('pre_norm', 'post_norm')] = Field(description="The verifier state the first row reads: pre_norm, its residual stream after the last decoder layer (aux id N); post_norm, the same state after its final norm, what its LM head reads.")
 
 
 class ConfigPeagleSpecfmtProvenanceConversionDecisionsItemStrict(Model):

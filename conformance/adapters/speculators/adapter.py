@@ -12,7 +12,8 @@ each draft is driven through one of them with what training randomizes held fixe
   speculators' from_pretrained replaces the stored `embed_tokens.weight` with the verifier's embedding,
   so a DFlash checkpoint whose stored embedding differs from its verifier's runs differently there
   (the spec and vLLM use the stored one).
-Other algorithms are answered `skipped` with the reason.
+Other algorithms, and mtp drafts that read the verifier's final-normed state (`verifier_hidden_state: post_norm`,
+which speculators does not implement), are answered `skipped` with the reason.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ def build(checkpoint_dir: str, verifier_dir: str) -> tuple[str, object]:
     from speculators.config import SpeculatorModelConfig
     from speculators.model import SpeculatorModel
 
-    algorithm = json.loads((Path(checkpoint_dir) / "config.json").read_text())["speculators_model_type"]
+    config = json.loads((Path(checkpoint_dir) / "config.json").read_text())
+    algorithm = config["speculators_model_type"]
     if algorithm not in ROWS:
         return algorithm, None
+    if config.get("verifier_hidden_state") == "post_norm":  # speculators trains and runs mtp on pre_norm only
+        return "mtp:post_norm", None
     config = SpeculatorModelConfig.from_pretrained(checkpoint_dir)
     config.speculators_config.verifier.name_or_path = verifier_dir  # read the local verifier, not the hub
     if hasattr(config, "transformer_layer_config") and algorithm in ("eagle3", "peagle"):
@@ -119,6 +123,9 @@ def handle(message: dict) -> dict:
         return {"seq": seq, "ok": True}
     if cmd == "run":
         algorithm, model = MODELS[message["handle"]]
+        if algorithm == "mtp:post_norm":
+            return {"seq": seq, "skipped": True, "reason": "speculators 0.9.0 feeds mtp the verifier state before its "
+                    "final norm only (verifier_hidden_state post_norm)"}
         if algorithm not in ROWS:
             return {"seq": seq, "skipped": True, "reason": f"speculators 0.9.0 has no CPU path wired for {algorithm}"}
         x = load_file(message["inputs"])

@@ -1,5 +1,6 @@
 """MTP draft: one multi-token-prediction layer of the verifier's family, applied once per step; the
-verifier's embedding and LM head; the output of final_layernorm is fed back.
+verifier's embedding and LM head; the output of final_layernorm is fed back. The first row reads the verifier state
+that verifier_hidden_state names: before its final norm (pre_norm) or after it (post_norm).
 
 Spec: spec/algorithms/mtp.md (forward computation, ALG-MTP-*)
 """
@@ -25,9 +26,10 @@ def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
 
 
 class Mtp:
-    aux_ids: tuple[int, ...] = ()  # reads ctx.last, the verifier state before its final norm (aux id N)
+    aux_ids: tuple[int, ...] = ()  # reads ctx.last (pre_norm, aux id N) or ctx.normed (post_norm)
 
     def __init__(self, config: dict, w: dict, verifier: Verifier):
+        self.post_norm = config["verifier_hidden_state"] == "post_norm"  # ALG-MTP-5
         self.cfg = nn.LayerConfig.from_config(config["transformer_layer_config"])
         self.inv_freq = nn.rope_inv_freq(self.cfg).to(verifier.device)
         self.w = w
@@ -57,7 +59,8 @@ class Mtp:
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Catch-up rows over new verified states, then k - 1 speculative rows.
         Spec: spec/algorithms/mtp.md#ALG-MTP-5"""
-        return propose_recurrent(self, lambda positions: ctx.last[positions.to(ctx.last.device)], ctx, k, pick)
+        states = ctx.normed if self.post_norm else ctx.last
+        return propose_recurrent(self, lambda positions: states[positions.to(states.device)], ctx, k, pick)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Mtp:
