@@ -1,6 +1,6 @@
 """specfmt convert --from mtp: the native MTP layer of a verifier checkpoint (MiMo, DeepSeek-V3 and Qwen3-Next names)
 becomes a strict mtp draft whose logits equal the family's MTP formula computed here from the source tensors, on the
-verifier state v1 feeds it (before the final norm, accepted with --set mtp_hidden_state=pre_norm)."""
+verifier state the layer was trained on (after the final norm: verifier_hidden_state post_norm)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from specfmt.verifier import Verifier
 
 N, H = VERIFIER_CONFIG["num_hidden_layers"], VERIFIER_CONFIG["hidden_size"]
 TOLERANCE = 1e-5  # relative to the largest logit: float64 on both sides, the recorded logits rounded to float32
-ACCEPT = {"mtp_hidden_state": "pre_norm"}
 
 # The keys of XiaomiMiMo/MiMo-7B-Base's config.json (a Qwen2 config with model_type "mimo", MiMoForCausalLM,
 # num_nextn_predict_layers 1, rope_theta 640000, rms_norm_eps 1e-5), sizes shrunk to the tiny verifier.
@@ -150,7 +149,7 @@ def source_for(family: str, tmp_path: Path, verifiers: dict, config: dict | None
 
 def converted(family: str, source: Path, verifiers: dict, out: Path, given: dict | None = None) -> Path:
     facts = verifier_facts(str(verifiers[family]), "org/verifier")
-    conversion = converter("mtp")(read_source(source), facts, dict(ACCEPT) if given is None else given)
+    conversion = converter("mtp")(read_source(source), facts, given or {})
     return write(conversion, out, "specfmt convert", "mtp", str(source), argv=[])
 
 
@@ -191,19 +190,31 @@ def test_each_mtp_family_converts_to_strict_and_its_logits_equal_the_family_form
     recorder = RecordingPicker()
     draft.propose(Context(x, states.aux, states.last, states.normed), 3, recorder)
     source_cfg, w = dict(FAMILIES[family][0], head_dim=H // 4), read_source(source).tensors
-    expected = mtp_chain_logits(family, w, source_cfg, states.last, x, verifier.embed_tokens, verifier.lm_head, 3)
+    expected = mtp_chain_logits(family, w, source_cfg, states.normed, x, verifier.embed_tokens, verifier.lm_head, 3)
     difference = (torch.stack(recorder.logits).double() - expected).abs().max().item()
     assert difference < TOLERANCE * expected.abs().max().item(), difference
-    as_trained = mtp_chain_logits(family, w, source_cfg, states.normed, x, verifier.embed_tokens, verifier.lm_head, 1)
-    assert (as_trained[0] - expected[0]).abs().max() > 100 * difference  # why the conversion asks for the --set
+    on_pre_norm = mtp_chain_logits(family, w, source_cfg, states.last, x, verifier.embed_tokens, verifier.lm_head, 1)
+    assert (on_pre_norm[0] - expected[0]).abs().max() > 100 * difference  # the state the layer reads matters
 
 
-def test_the_conversion_is_refused_until_the_pre_norm_state_is_accepted(tmp_path, verifiers):
-    source = source_for("mimo", tmp_path, verifiers)
-    with pytest.raises(Refused) as refused:
-        converted("mimo", source, verifiers, tmp_path / "out", given={})
-    assert [r.flag for r in refused.value.refusals] == ["--set mtp_hidden_state=pre_norm (accept that)"]
-    assert not (tmp_path / "out").exists()
+def test_the_draft_states_post_norm_and_a_set_pre_norm_feeds_it_the_state_before_the_final_norm(tmp_path, verifiers):
+    source = source_for("deepseek", tmp_path, verifiers)
+    config = json.loads((converted("deepseek", source, verifiers, tmp_path / "post") / "config.json").read_text())
+    assert config["verifier_hidden_state"] == "post_norm"
+    assert ("default", "verifier_hidden_state") in {
+        (d["kind"], d["subject"]) for d in config["specfmt_provenance"]["conversion"]["decisions"]}
+    out = converted("deepseek", source, verifiers, tmp_path / "pre", given={"verifier_hidden_state": "pre_norm"})
+    verifier = Verifier.from_pretrained(verifiers["deepseek"], dtype=torch.float64)
+    draft, config = load_draft(out, verifier)
+    assert config["verifier_hidden_state"] == "pre_norm"
+    prompt = torch.tensor([5, 8, 13, 21, 34])
+    states = verifier.forward(prompt)
+    x = prompt.tolist() + [int(states.logits[-1].argmax())]
+    recorder = RecordingPicker()
+    draft.propose(Context(x, states.aux, states.last, states.normed), 2, recorder)
+    expected = mtp_chain_logits("deepseek", read_source(source).tensors, dict(DEEPSEEK_DENSE, head_dim=H // 4),
+                                states.last, x, verifier.embed_tokens, verifier.lm_head, 2)
+    assert (torch.stack(recorder.logits).double() - expected).abs().max() < TOLERANCE * expected.abs().max()
 
 
 @pytest.mark.parametrize("config", [DEEPSEEK_V3, dict(QWEN3_DENSE, model_type="qwen3_next", num_experts=512,
@@ -230,7 +241,7 @@ def test_a_second_mtp_layer_is_refused_until_one_layer_is_asked_for(tmp_path, ve
         converted("mimo", source, verifiers, tmp_path / "out")
     assert [(r.pointer, r.flag.split(" ")[1]) for r in refused.value.refusals] == [
         ("/num_nextn_predict_layers", "num_nextn_predict_layers=1")]
-    out = converted("mimo", source, verifiers, tmp_path / "out", dict(ACCEPT, num_nextn_predict_layers=1))
+    out = converted("mimo", source, verifiers, tmp_path / "out", {"num_nextn_predict_layers": 1})
     decisions = json.loads((out / "config.json").read_text())["specfmt_provenance"]["conversion"]["decisions"]
     assert ("dropped", "MTP layers after the first") in {(d["kind"], d["subject"]) for d in decisions}
 
@@ -250,12 +261,14 @@ def test_a_deepseek_head_copy_that_differs_from_the_verifiers_lm_head_is_refused
 def test_specfmt_convert_reads_the_mtp_shard_and_prints_its_decisions(tmp_path, verifiers):
     source = source_for("mimo", tmp_path, verifiers)
     done = subprocess.run([sys.executable, "-m", "specfmt", "convert", str(source), "--from", "mtp", "--verifier",
-                           str(verifiers["mimo"]), "--verifier-name", "XiaomiMiMo/MiMo-7B-Base", "--set",
-                           "mtp_hidden_state=pre_norm", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+                           str(verifiers["mimo"]), "--verifier-name", "XiaomiMiMo/MiMo-7B-Base", "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "computed: mtp_layers.0.input_proj.weight" in done.stdout
     assert "translated: transformer_layer_config.model_type: mimo -> qwen2" in done.stdout
+    assert "default: verifier_hidden_state: post_norm" in done.stdout
     refused = subprocess.run([sys.executable, "-m", "specfmt", "convert", str(source), "--from", "mtp", "--verifier",
-                              str(verifiers["mimo"]), "--verifier-name", "XiaomiMiMo/MiMo-7B-Base", "--out",
-                              str(tmp_path / "refused")], capture_output=True, text=True)
-    assert refused.returncode == 1 and "supply --set mtp_hidden_state=pre_norm" in refused.stderr
+                              str(verifiers["mimo"]), "--verifier-name", "XiaomiMiMo/MiMo-7B-Base", "--set",
+                              "verifier_hidden_state=normed", "--out", str(tmp_path / "refused")], capture_output=True,
+                             text=True)
+    assert refused.returncode == 1 and "verifier_hidden_state" in refused.stderr, refused.stderr

@@ -16,12 +16,20 @@ from specfmt.convert.common import Refused
 from specfmt.convert.upgrade import upgrade
 from specfmt.safetensors_header import read_header
 
+UNDECIDABLE = {"mtp": {"verifier_hidden_state": "post_norm"}}  # fields no corpus checkpoint of the type states
+
 
 @pytest.mark.parametrize("name", corpus_names())
-def test_every_corpus_checkpoint_upgrades_to_strict_with_its_verifier(name, tmp_path):
+def test_every_corpus_checkpoint_upgrades_to_strict_with_its_verifier_or_is_refused_naming_the_flag(name, tmp_path):
     source = corpus_checkpoint(name, tmp_path / "source")
     config = json.loads((source / "config.json").read_text())
-    out, decisions = upgrade(source, tmp_path / "out", {}, corpus_verifier_facts(config))
+    given = UNDECIDABLE.get(config["speculators_model_type"], {})
+    if given:
+        with pytest.raises(Refused) as refused:
+            upgrade(source, tmp_path / "out", {}, corpus_verifier_facts(config))
+        assert [(r.pointer, r.code) for r in refused.value.refusals] == [
+            (f"/{field}", "convert.undecidable") for field in given]
+    out, decisions = upgrade(source, tmp_path / "out", given, corpus_verifier_facts(config))
     assert validate(out, "strict").findings == []
     written = json.loads((out / "config.json").read_text())
     assert written["specfmt_provenance"]["conversion"]["decisions"] == [d.to_json() for d in decisions]
@@ -47,7 +55,7 @@ def test_a_field_engines_read_differently_is_refused_until_set(tmp_path):
     with pytest.raises(Refused) as refused:
         upgrade(source, tmp_path / "out", {})
     (refusal,) = refused.value.refusals
-    assert (refusal.pointer, refusal.flag) == ("/norm_before_residual", "--set norm_before_residual=true|false")
+    assert (refusal.pointer, refusal.flag) == ("/norm_before_residual", "--set norm_before_residual=false|true")
     out, decisions = upgrade(source, tmp_path / "out", {"norm_before_residual": False})
     assert json.loads((out / "config.json").read_text())["norm_before_residual"] is False
     assert ("given", "norm_before_residual") in {(d.kind, d.subject) for d in decisions}
@@ -56,7 +64,7 @@ def test_a_field_engines_read_differently_is_refused_until_set(tmp_path):
 def test_the_upgrade_changes_config_json_only_and_drops_the_stray_verifier_tensor(tmp_path):
     source = corpus_checkpoint("head--mtp_qwen3", tmp_path / "source")
     config = json.loads((source / "config.json").read_text())
-    out, decisions = upgrade(source, tmp_path / "out", {}, corpus_verifier_facts(config))
+    out, decisions = upgrade(source, tmp_path / "out", UNDECIDABLE["mtp"], corpus_verifier_facts(config))
     before, _, _ = read_header(str(source / "model.safetensors"), "model.safetensors", "compat")
     after, _, _ = read_header(str(out / "model.safetensors"), "model.safetensors", "compat")
     assert {t.name for t in before} - {t.name for t in after} == {"verifier_lm_head.weight"}

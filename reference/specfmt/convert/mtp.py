@@ -7,8 +7,8 @@ and Qwen3.5 `mtp.{fc,pre_fc_norm_embedding,pre_fc_norm_hidden,norm,layers.{i}.*}
 (scale 1 + w). v1 mtp runs one dense llama, qwen2 or qwen3 layer; MLA and mixture-of-experts layers are refused.
 
 Every family's layer was trained on the verifier state after its final norm (vLLM and MiMo feed the base model's
-output), while v1 mtp reads the state before it (ALG-MTP-5). No weight change folds one norm into another, so the
-conversion is refused until `--set mtp_hidden_state=pre_norm` accepts that difference.
+output), so the draft states `verifier_hidden_state: post_norm` (ALG-MTP-5); `--set verifier_hidden_state=pre_norm`
+overrides it, for a layer fine-tuned since on the state before the norm.
 Spec: spec/algorithms/mtp.md
 """
 
@@ -37,7 +37,6 @@ from specfmt.convert.upgrade import upgraded_config
 from specfmt.envelope import envelope
 
 CONFIG = "config.json"
-ACCEPT = "mtp_hidden_state"  # --set mtp_hidden_state=pre_norm: not a config field, consumed here
 FAMILY_OF = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "mimo": "qwen2"}  # MiMoConfig is a Qwen2Config
 COUNT_KEYS = ("num_nextn_predict_layers", "mtp_num_hidden_layers")  # Qwen3.5 uses the second
 LAYER = r"(input_layernorm|post_attention_layernorm|self_attn\.\w+|mlp\.\w+)\.(weight|bias)"
@@ -208,7 +207,6 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     if source.config is None:
         raise SourceError(f"{source.path}: the verifier checkpoint has no config.json")
     cfg, where, decisions, refusals = text_config(source.config), f"{source.path}/{CONFIG}", [], []
-    given, accepted = {k: v for k, v in given.items() if k != ACCEPT}, given.get(ACCEPT)
     n = cfg.get("num_hidden_layers")
     name, fam, layers = family_of(source, n)
     layer = layer_config(cfg, where, refusals, decisions)
@@ -217,10 +215,6 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
         refusals.append(Refusal(where, f"/{mismatched[0]}", f"{json.dumps(mismatched)} differ from --verifier's: "
                                 "the MTP layer belongs to this checkpoint's own verifier",
                                 "--verifier PATH (this checkpoint)"))
-    if accepted != "pre_norm":
-        refusals.append(Refusal(where, "", f"the {name} MTP layer was trained on the verifier state after its final "
-                                "norm; v1 mtp feeds the state before it (ALG-MTP-5), so the first proposal of each "
-                                "round would differ from the source's", f"--set {ACCEPT}=pre_norm (accept that)"))
     checked_copies(source, n, where, refusals)
     tensors = renamed(one_layer(source, fam, layers, given, where, refusals, decisions), fam["rules"], decisions,
                       fam["drop"])
@@ -230,12 +224,11 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                                 "mtp layout", "a checkpoint without them (no flag converts this one)",
                                 "convert.unsupported"))
     tensors = computed(tensors, fam, layer["hidden_size"], decisions)
-    if accepted == "pre_norm":
-        decisions.append(Decision("given", ACCEPT, "pre_norm from --set: the draft reads the verifier state before "
-                                  "its final norm, where the source layer read it after"))
+    decisions.append(Decision("default", "verifier_hidden_state", f"post_norm: the {name} MTP layer reads the "
+                              "verifier state after its final norm, as vLLM's native MTP feeds it"))
     dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values()}
     config = envelope("mtp", verifier.config, verifier.name, 1, min(dtypes), transformer_layer_config=layer,
-                      num_nextn_predict_layers=1)
+                      num_nextn_predict_layers=1, verifier_hidden_state="post_norm")
     decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens", "1: one step "
                               "per MTP layer, vLLM's default num_speculative_tokens for native MTP"))
     try:

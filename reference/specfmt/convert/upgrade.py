@@ -79,8 +79,9 @@ def upgraded_config(config: dict, given: dict[str, Any], source: str,
         readings = prop.get("x-specfmt-engine-defaults")
         if readings and name not in config and name not in given:
             what = ", ".join(f"{engine} reads {json.dumps(v)}" for engine, v in readings.items())
+            values = "|".join(dict.fromkeys(v if isinstance(v, str) else json.dumps(v) for v in readings.values()))
             refusals.append(Refusal(f"{source}/{CONFIG}", f"/{name}", f"{name} is absent and engines read it "
-                                    f"differently ({what})", f"--set {name}=true|false"))
+                                    f"differently ({what})", f"--set {name}={values}"))
     out = copy.deepcopy(config)
     for key in DROPPED:
         if out.pop(key, None) is not None:
