@@ -75,9 +75,17 @@ def layout_cases() -> list[CheckpointCase]:
     cases.append(CheckpointCase("ckpt.layout.expression-loop-bound", f"medusa_num_heads {MAX_LOOP + 1} runs a layout "
                                 f"loop past the {MAX_LOOP}-iteration bound", "compat", _loop_past_bound,
                                 "layout.expression", ("spec/index.md#GEN-6",)))
+    cases.append(CheckpointCase("ckpt.layout.expression-nested-loop-bound", "1000 medusa heads of 1000 layers: each "
+                                f"loop within {MAX_LOOP}, together 10^6 tensors past the bound the nested loops share",
+                                "compat", _nested_loops_past_bound, "layout.expression", ("spec/index.md#GEN-6",)))
     return cases
 
 
 def _loop_past_bound(path: Path) -> None:
     config = {**TINY, "medusa_num_heads": MAX_LOOP + 1}
+    write_sparse(write_config(path, config) / "model.safetensors", entries(TINY))
+
+
+def _nested_loops_past_bound(path: Path) -> None:
+    config = {**TINY, "medusa_num_heads": 1000, "medusa_num_layers": 1000}
     write_sparse(write_config(path, config) / "model.safetensors", entries(TINY))

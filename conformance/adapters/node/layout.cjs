@@ -21,16 +21,17 @@ function evalBool(expr, scope, config) {
 }
 
 // Expand nested loops, outer first, calling fn(scope, layers) per iteration; layers: [{pointer, value}].
-function expandLoops(loops, scope, config, fn, layers = []) {
+// Nested loops share MAX_LOOP (GEN-6): an inner loop may run the budget divided by the outer loop's count.
+function expandLoops(loops, scope, config, fn, layers = [], budget = MAX_LOOP) {
   if (!loops || loops.length === 0) return fn(scope, layers);
   const [loop, ...rest] = loops;
   const from = loop.from === undefined ? 0 : evalInt(loop.from, scope, config);
   const to = evalInt(loop.to, scope, config);
-  if (to - from > MAX_LOOP) throw new ExprError(`loop ${loop.var} runs past ${MAX_LOOP} iterations`);
+  if (to - from > budget) throw new ExprError(`loop ${loop.var} runs past ${budget} iterations`);
   for (let v = from; v < to; v++) {
     const inner = { ...scope, [loop.var]: v };
     const more = loop.layers_of ? [...layers, { pointer: loop.layers_of, value: v }] : layers;
-    expandLoops(rest, inner, config, fn, more);
+    expandLoops(rest, inner, config, fn, more, Math.floor(budget / (to - from)));
   }
 }
 
