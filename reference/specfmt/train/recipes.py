@@ -4,7 +4,8 @@ trainer must not change. One recipe per trainable algorithm; the math they train
 - eagle3: one llama-family layer as wide as the verifier, aux ids of the CFG-9 fallback (x-specfmt-fallback,
   stated explicitly), a draft vocabulary of the most frequent supervised tokens (d2t/t2d) whose lm_head rows are
   the verifier's and stay frozen (as speculators does), the verifier's embedding shared (no embed_tokens),
-  norm_before_fc and norm_before_residual on.
+  norm_before_fc and norm_before_residual off: the research EAGLE-3 layer, which SGLang and TensorRT-LLM hard-wire
+  (they have neither flag) and vLLM and speculators read from the config, so the draft serves in all four.
 - medusa: residual SiLU heads on the verifier's final state, zero-initialised (each head starts as the verifier's
   own next-token head), the verifier's lm_head shared (original_lm_head).
 - mlp_speculator: fms-extras stages with scale_input, N(0, 1/sqrt(D)) initialisation.
@@ -56,7 +57,7 @@ def eagle3(verifier: Verifier, verifier_name: str, k: int, counts: torch.Tensor,
     layer.update(num_hidden_layers=1, model_type=c["model_type"] if c["model_type"] != "qwen2" else "llama",
                  hidden_act=c.get("hidden_act", "silu"), attention_bias=False)
     config = envelope("eagle3", verifier.config, verifier_name, k, transformer_layer_config=layer,
-                      draft_vocab_size=vocab, norm_before_residual=True, norm_before_fc=True, fc_norm=False,
+                      draft_vocab_size=vocab, norm_before_residual=False, norm_before_fc=False, fc_norm=False,
                       norm_output=False, target_hidden_size=None,
                       eagle_aux_hidden_state_layer_ids=list(eagle3_aux_ids(c["num_hidden_layers"])))
     tensors = {n: torch.ones_like(t) if NORM.search(n) else t
