@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from builders import VERIFIER_CONFIG, config_of, tensors_for, verifier_for, write_verifier
+from builders import DEMO_DRAFT, VERIFIER_CONFIG, config_of, tensors_for, verifier_for, write_verifier
 from specfmt import save, validate
 from specfmt.cli import main
 from specfmt.convert import FORMATS, converter, write
@@ -20,7 +20,6 @@ from specfmt.defaults import resolve
 from specfmt.proposal import Context, RecordingPicker
 from specfmt.runtime import load_draft
 
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "smollm2-135m-eagle3"
 TOLERANCE = 1e-6  # the same tensors and config on one machine: the proposals' logits agree to rounding
 
 
@@ -128,15 +127,15 @@ def test_a_draft_exported_for_sglang_and_converted_back_proposes_the_same(tmp_pa
 
 
 def test_the_demo_draft_round_trips_through_sglang_with_identical_tensors(tmp_path):
-    done = export(DEMO, "sglang", tmp_path / "sglang")
+    done = export(DEMO_DRAFT, "sglang", tmp_path / "sglang")
     assert json.loads((done.out / "config.json").read_text())["eagle_config"]["eagle_aux_hidden_state_layer_ids"] \
         == [1, 14, 26]
-    facts = VerifierFacts(json.loads((DEMO / "config.json").read_text())["speculators_config"]["verifier"],
+    facts = VerifierFacts(json.loads((DEMO_DRAFT / "config.json").read_text())["speculators_config"]["verifier"],
                           "HuggingFaceTB/SmolLM2-135M-Instruct")
     back = convert_back(done.out, tmp_path / "back", "eagle3-research", facts)
-    same_tensors(DEMO, back)
+    same_tensors(DEMO_DRAFT, back)
     assert comparable(json.loads((back / "config.json").read_text())) == \
-        comparable(json.loads((DEMO / "config.json").read_text()))
+        comparable(json.loads((DEMO_DRAFT / "config.json").read_text()))
 
 
 def test_the_eagle3_draft_specfmt_train_starts_from_exports_for_sglang(tmp_path):

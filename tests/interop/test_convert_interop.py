@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the library reaches for the hub 
 
 import test_convert_export as ex  # noqa: E402
 import test_convert_mtp as mtp_sources  # noqa: E402
-from builders import DEMO_PROMPTS, demo_verifier_dir, write_verifier  # noqa: E402
+from builders import DEMO_DRAFT, DEMO_PROMPTS, demo_verifier_dir, write_verifier  # noqa: E402
 from eagle3_sources import SAFEAILAB, VERIFIER, source_tensors, write_source  # noqa: E402
 from specfmt.convert import converter, write  # noqa: E402
 from specfmt.convert.common import VerifierFacts, read_source, verifier_facts  # noqa: E402
@@ -287,14 +287,14 @@ def test_the_demo_draft_exported_for_sglang_and_converted_back_proposes_the_same
     path = demo_verifier_dir()
     if not (path / "model.safetensors").is_file():
         pytest.skip("the demo verifier is absent: run `make demo-models` (make interop does)")
-    done = export(ex.DEMO, "sglang", tmp_path / "sglang")
+    done = export(DEMO_DRAFT, "sglang", tmp_path / "sglang")
     facts = VerifierFacts(json.loads((path / "config.json").read_text()), "HuggingFaceTB/SmolLM2-135M-Instruct")
     back = ex.convert_back(done.out, tmp_path / "back", "eagle3-research", facts)
-    ex.same_tensors(ex.DEMO, back)
+    ex.same_tensors(DEMO_DRAFT, back)
     text = Text.from_verifier(path)
     prompts = [text.prompt_ids(r) for r in read_prompts(DEMO_PROMPTS)]
     verifier = Verifier.from_pretrained(path, dtype=torch.float32)
-    ours_, theirs_ = ex.proposals(ex.DEMO, verifier, prompts), ex.proposals(back, verifier, prompts)
+    ours_, theirs_ = ex.proposals(DEMO_DRAFT, verifier, prompts), ex.proposals(back, verifier, prompts)
     assert [t for t, _ in ours_] == [t for t, _ in theirs_]
     gap = max(float((a - b).abs().max()) for (_, la), (_, lb) in zip(ours_, theirs_, strict=True)
               for a, b in zip(la, lb, strict=True))

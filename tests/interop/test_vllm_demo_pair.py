@@ -25,7 +25,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.vllm]
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "conformance" / "adapters" / "vllm" / "engine.py"
-DRAFT, HELD_OUT = DEMO_DRAFT, DEMO_PROMPTS
 K, PROMPTS, MAX_TOKENS = 3, 8, 96
 
 
@@ -36,12 +35,12 @@ def pair(tmp_path_factory):
         pytest.skip("the demo verifier is absent: run `make demo-models` (make interop does)")
     root = tmp_path_factory.mktemp("demo-pair")
     draft = root / "draft"
-    shutil.copytree(DRAFT, draft)
+    shutil.copytree(DEMO_DRAFT, draft)
     config = json.loads((draft / "config.json").read_text())
     config["speculators_config"]["verifier"]["name_or_path"] = str(found)  # vLLM loads it for LLM(model=draft)
     (draft / "config.json").write_text(json.dumps(config, indent=2))
     text = Text.from_verifier(found)
-    prompts = [text.prompt_ids(r) for r in read_prompts(HELD_OUT)[:PROMPTS]]
+    prompts = [text.prompt_ids(r) for r in read_prompts(DEMO_PROMPTS)[:PROMPTS]]
     base = {"verifier": str(found), "prompts": prompts, "max_tokens": MAX_TOKENS, "k": K}
     # "method" named: speculative_config alone makes vLLM 0.32 guess it from the path ("eagle3" in the name),
     # and this copy's path has no such word, so it would load the draft as an independent model and fail
