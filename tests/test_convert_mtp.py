@@ -204,6 +204,8 @@ def test_the_draft_states_post_norm_and_a_set_pre_norm_feeds_it_the_state_before
     assert ("default", "verifier_hidden_state") in {
         (d["kind"], d["subject"]) for d in config["specfmt_provenance"]["conversion"]["decisions"]}
     out = converted("deepseek", source, verifiers, tmp_path / "pre", given={"verifier_hidden_state": "pre_norm"})
+    decisions = json.loads((out / "config.json").read_text())["specfmt_provenance"]["conversion"]["decisions"]
+    assert [d["kind"] for d in decisions if d["subject"] == "verifier_hidden_state"] == ["given"]
     verifier = Verifier.from_pretrained(verifiers["deepseek"], dtype=torch.float64)
     draft, config = load_draft(out, verifier)
     assert config["verifier_hidden_state"] == "pre_norm"

@@ -224,8 +224,9 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                                 "mtp layout", "a checkpoint without them (no flag converts this one)",
                                 "convert.unsupported"))
     tensors = computed(tensors, fam, layer["hidden_size"], decisions)
-    decisions.append(Decision("default", "verifier_hidden_state", f"post_norm: the {name} MTP layer reads the "
-                              "verifier state after its final norm, as vLLM's native MTP feeds it"))
+    if "verifier_hidden_state" not in given:  # a --set value is recorded as given by upgraded_config
+        decisions.append(Decision("default", "verifier_hidden_state", f"post_norm: the {name} MTP layer reads the "
+                                  "verifier state after its final norm, as vLLM's native MTP feeds it"))
     dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values()}
     config = envelope("mtp", verifier.config, verifier.name, 1, min(dtypes), transformer_layer_config=layer,
                       num_nextn_predict_layers=1, verifier_hidden_state="post_norm")
