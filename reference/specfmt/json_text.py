@@ -11,6 +11,7 @@ Spec: spec/index.md#GEN-7
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,12 @@ def parse(raw: bytes, what: str) -> Any:
 
 
 def read(path: Path, max_bytes: int, what: str) -> Any:
-    """The JSON value of the file at `path`, read only if it is at most `max_bytes` long."""
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise JsonProblem("too_large", f"{what} too large; expected <= {max_bytes} bytes, found {size} bytes")
-    return parse(path.read_bytes(), what)
+    """The JSON value of the file at `path`, read only if it is a regular file (specfmt.files.open_regular: a FIFO
+    is refused, never waited on) at most `max_bytes` long."""
+    from specfmt.files import open_regular
+
+    with open_regular(path, what) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise JsonProblem("too_large", f"{what} too large; expected <= {max_bytes} bytes, found {size} bytes")
+        return parse(f.read(max_bytes + 1)[:max_bytes], what)

@@ -42,26 +42,35 @@ def read_header(path: str, file: str, profile: str
     a malformed entry is reported and left out, so later checks see only what could be read, and
     its name counts as stored (LAY-3). The entries are None when the header itself cannot be read.
     """
+    from specfmt.files import open_regular
+
+    try:
+        with open_regular(path, file) as f:
+            return read_open_header(f, os.fstat(f.fileno()).st_size, file, profile)
+    except OSError as e:  # a FileRefused (not a regular file, a symlink loop) or a failed read
+        message = e.finding.message if hasattr(e, "finding") else f"cannot read the file: {e.strerror}"
+        return None, [finding("header.truncated", file, "", message, profile=profile)], []
+
+
+def read_open_header(f, size: int, file: str, profile: str
+                     ) -> tuple[list[TensorInfo] | None, list[Finding], list[str]]:
+    """read_header of a file already open (at its start) whose size is `size`: the header is read once, from the
+    descriptor that the data will be read from."""
     def err(code: str, ptr: str, message: str, **kw) -> Finding:
         return finding(code, file, ptr, message, profile=profile, **kw)
 
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                return None, [err("header.truncated", "", mismatch("file too short for the header length",
-                                                                     ">= 8 bytes", f"{size} bytes"))], []
-            (length,) = struct.unpack("<Q", prefix)
-            if length > HEADER_MAX_BYTES:
-                return None, [err("header.length", "", mismatch("header length over the bound",
-                                                                  f"<= {HEADER_MAX_BYTES}", length))], []
-            if 8 + length > size:
-                return None, [err("header.length", "", mismatch("header length past the end of the file",
-                                                                  f"<= {size - 8}", length))], []
-            raw = f.read(length)
-    except OSError as e:
-        return None, [err("header.truncated", "", f"cannot read the file: {e.strerror}")], []
+    prefix = f.read(8)
+    if len(prefix) < 8:
+        return None, [err("header.truncated", "", mismatch("file too short for the header length",
+                                                             ">= 8 bytes", f"{size} bytes"))], []
+    (length,) = struct.unpack("<Q", prefix)
+    if length > HEADER_MAX_BYTES:
+        return None, [err("header.length", "", mismatch("header length over the bound",
+                                                          f"<= {HEADER_MAX_BYTES}", length))], []
+    if 8 + length > size:
+        return None, [err("header.length", "", mismatch("header length past the end of the file",
+                                                          f"<= {size - 8}", length))], []
+    raw = f.read(length)
     try:
         header = json_text.parse(raw, "header")
     except json_text.JsonProblem as e:

@@ -6,13 +6,13 @@ Spec: spec/index.md#GEN-5
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from specfmt import config_checks, json_text, layout, values
 from specfmt.defaults import resolve
+from specfmt.files import shard_name_ok
 from specfmt.findings import PROFILES, Finding, Report, finding, mismatch, pointer
 from specfmt.safetensors_header import TensorInfo, read_header
 from specfmt.schemas import ALGORITHMS, SAFETENSORS
@@ -21,7 +21,6 @@ CONFIG = "config.json"
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-SHARD_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors$")
 
 
 def validate(path: str | Path, profile: str = "compat", scan_values: bool = False,
@@ -105,6 +104,9 @@ def read_json(path: Path, file: str, prefix: str, profile: str) -> tuple[Any, li
     except json_text.JsonProblem as e:
         return None, [finding(f"config.{e.kind}" if prefix == "config" else "index.json", file, "", str(e),
                               profile=profile)]
+    except OSError as e:  # replaced by a FIFO or removed since the check above: files.FileRefused
+        return None, [finding("config.missing" if prefix == "config" else "index.json", file, "",
+                              f"{file} is not readable: {e}", profile=profile)]
 
 
 def read_weights(root: Path, profile: str, needs_weights: bool = True
@@ -165,7 +167,7 @@ def _read_sharded(root: Path, profile: str
     readable: set[str] = set()  # shards whose header parsed, a header with no tensor included
     complete = True
     for shard in sorted(set(weight_map.values())):
-        if not SHARD_NAME.match(shard) or shard.startswith(".."):
+        if not shard_name_ok(shard):
             complete = False
             findings.append(finding("index.path", INDEX, "/weight_map",
                                     mismatch("shard name", "a file name in the checkpoint directory", shard),
