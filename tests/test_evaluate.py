@@ -134,3 +134,29 @@ def test_a_mismatch_reports_the_first_new_token_that_differs():
             {"plain": [4, 5], "speculative": [4, 5, 6], "accepted": [2], "t_plain": 1.0, "t_speculative": 1.0}]
     result = _aggregate(runs, {"c": 0.1, "r": 1.0}, 2)
     assert result["mismatches"] == [1, 2] and result["first_difference"] == [1, 2]
+
+
+def test_timing_warning_names_the_load_and_the_cores_when_the_load_exceeds_the_cores(monkeypatch):
+    import specfmt.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module.os, "getloadavg", lambda: (9.5, 9.0, 8.0))
+    monkeypatch.setattr(evaluate_module, "usable_cores", lambda: 2)
+    line = evaluate_module.timing_warning()
+    assert line.startswith("warning: load average 9.50 exceeds the 2 usable cores") and "unreliable" in line
+
+
+def test_timing_warning_is_none_on_a_machine_no_busier_than_its_cores(monkeypatch):
+    import specfmt.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module.os, "getloadavg", lambda: (2.0, 1.0, 1.0))
+    monkeypatch.setattr(evaluate_module, "usable_cores", lambda: 2)
+    assert evaluate_module.timing_warning() is None
+
+
+def test_the_result_json_carries_the_timing_warning_of_a_busy_machine(monkeypatch):
+    import specfmt.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    verifier = verifier_for(0)
+    result = evaluate(verifier, draft_for("eagle3", verifier), PROMPTS[:1], 2, 4, (), repeats=1)
+    assert result["timing_warning"].startswith("warning: load average 64.00 exceeds the")

@@ -13,6 +13,7 @@ the bound is expected_tokens(alpha, K) / (K c + r) (r = 1 is the paper's factor)
     dtype, device, threads  verifier dtype ("bfloat16"), device ("cpu"), torch threads used
     load_average            the machine's 1-minute load average at the end (null where unknown): a load
                             above the CPU count means other processes took time from the measurement
+    timing_warning          timing_warning() at the end: a line saying the timings are unreliable, or null
     prompts                 number of prompts
     eos_token_id            the id decoding stops on (the first of eos_ids), or null
     tokens_plain, tokens_speculative     tokens generated in all prompts, by each decoder
@@ -81,12 +82,28 @@ def leviathan_bound(alpha: float, k: int, c: float, r: float) -> float:
     return expected_tokens(alpha, k) / (k * c + r)
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def timing_warning() -> str | None:
+    """A warning line when the 1-minute load average exceeds the usable cores: other processes then take time
+    from the measurement, and a speedup measured so is unreliable (one run under load 4x the cores printed 3.24x
+    against a bound of 0.63x). None on a quiet machine, or where the OS reports no load average."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    load, cores = os.getloadavg()[0], usable_cores()
+    if load <= cores:
+        return None
+    return (f"warning: load average {load:.2f} exceeds the {cores} usable cores: other processes took time from "
+            "the measurement, so the timings and the speedup are unreliable; rerun on a quieter machine")
+
+
 def set_threads(count: int | None = None) -> int:
     """Set torch's intra-op threads to `count` (default: the CPUs this process may run on) and return the
     count in use; a bare python may otherwise not use every core it is given."""
-    if count is None:
-        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(count)
+    torch.set_num_threads(usable_cores() if count is None else count)
     return torch.get_num_threads()
 
 
@@ -177,7 +194,8 @@ def evaluate(verifier, draft, prompts: list[list[int]], k: int, max_new_tokens: 
     result = {"schema": SCHEMA, "k": k, "max_new_tokens": max_new_tokens,
               "dtype": str(verifier.dtype).removeprefix("torch."), "device": str(verifier.device),
               "threads": torch.get_num_threads(), "prompts": len(prompts), "eos_token_id": eos,
-              "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+              "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+              "timing_warning": timing_warning()}
     return {**result, **_aggregate(runs, costs, k)}
 
 
