@@ -9,6 +9,7 @@ from safetensors import safe_open
 
 from builders import VARIANTS, H, V, config_of, tensors_for, write_variant
 from specfmt import ValidationError, load, save, validate
+from specfmt.publish import UnsafeOut
 from specfmt.safetensors_file import write_tensors
 
 WEIGHTED = [v for v in VARIANTS if v != "ngram"]
@@ -69,7 +70,7 @@ def test_save_refuses_a_non_strict_checkpoint_and_leaves_nothing_behind(tmp_path
 
 def test_save_does_not_overwrite_unless_asked(tmp_path):
     path = write_variant("eagle3", tmp_path / "ckpt")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(UnsafeOut):
         write_variant("eagle3", path)
     write_variant("eagle", path, overwrite=True)
     assert json.loads((path / "config.json").read_text())["speculators_model_type"] == "eagle"

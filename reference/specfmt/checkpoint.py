@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from specfmt import json_text
 from specfmt.findings import ValidationError
+from specfmt.publish import looks_like_checkpoint, publish
 from specfmt.schemas import SAFETENSORS
 from specfmt.validate import CONFIG, INDEX, SINGLE, validate
 
@@ -80,38 +80,25 @@ def _write(config: dict, tensors: dict, directory: Path, max_shard_bytes: int | 
     (directory / INDEX).write_text(dump_config(index), encoding="utf-8")
 
 
-def save(config: Any, tensors: dict[str, Any], path: str | os.PathLike, *,
-         max_shard_bytes: int | None = None, overwrite: bool = False) -> Path:
+def save(config: Any, tensors: dict[str, Any], path: str | os.PathLike, *, max_shard_bytes: int | None = None,
+         overwrite: bool = False, protect: Iterable[str | os.PathLike] = ()) -> Path:
     """Write a strict v1 checkpoint to `path` atomically; `config` is a dict or a typed model (config_document).
 
-    The files are written into a temporary directory beside `path` and validated under the strict
-    profile; only a clean checkpoint is renamed into place. Otherwise ValidationError carries every
-    finding and nothing is left behind.
+    Spec: spec/layout.md#SFT-1. The files are staged beside `path`, validated under the strict profile and
+    published (specfmt.publish): a ValidationError carries every finding and leaves nothing behind. An existing
+    `path` is replaced only with `overwrite`, and only when it is a checkpoint (or empty); `path` is never the
+    working directory or a `protect`ed path (the source of a conversion), inside one or a parent of one
+    (UnsafeOut).
     """
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; the checkpoint gets the usual mode
-    try:
-        _write(config_document(config), tensors, staging, max_shard_bytes)
+    document = config_document(config)
+
+    def write(staging: Path) -> None:
+        _write(document, tensors, staging, max_shard_bytes)
         report = validate(staging, "strict")
         if report.errors:
             raise ValidationError([f for f in report.findings if f.severity == "error"])
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.rename(target, retired / target.name)
-            os.rename(staging, target)
-            shutil.rmtree(retired)
-        else:
-            os.rename(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return target
+
+    return publish(path, write, protect=protect, overwrite=overwrite, kind_check=looks_like_checkpoint)
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:

@@ -33,6 +33,7 @@ from specfmt.cli_common import (
 from specfmt.cli_convert import add_parsers as add_convert_parsers
 from specfmt.cli_runtime import add_parsers as add_runtime_parsers
 from specfmt.findings import PROFILES, Report
+from specfmt.publish import DiskFull, UnsafeOut
 from specfmt.schemas import VERSION, load, schema_names, version_dir
 from specfmt.train.commands import add_parsers as add_train_parsers
 from specfmt.validate import validate
@@ -202,7 +203,7 @@ def dispatch(argv: list[str] | None) -> int:
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         return run(args)
-    except UsageError as e:
+    except (UsageError, UnsafeOut, DiskFull) as e:  # specfmt.publish: an unsafe --out, a full disk
         print(f"specfmt {args.command}: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:

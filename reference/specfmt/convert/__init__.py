@@ -63,8 +63,9 @@ def provenance(conversion: Conversion, tool: str, fmt: str, source: str, argv: l
 
 def write(conversion: Conversion, out: Path, tool: str, fmt: str, source: str, argv: list[str] | None = None,
           overwrite: bool = False) -> Path:
-    """Write the conversion as a strict checkpoint (ValidationError with every finding when it is not one)."""
+    """Write the conversion as a strict checkpoint (ValidationError with every finding when it is not one),
+    published beside `out` and never at, inside or above `source` (specfmt.publish.UnsafeOut)."""
     from specfmt import save
 
     config = dict(conversion.config, specfmt_provenance=provenance(conversion, tool, fmt, source, argv))
-    return save(config, conversion.tensors, out, overwrite=overwrite)
+    return save(config, conversion.tensors, out, overwrite=overwrite, protect=[source])
