@@ -26,7 +26,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from specfmt.findings import Finding, finding, mismatch
+from specfmt.findings import Finding, finding, mismatch, pointer
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -49,6 +49,17 @@ class FileRefused(OSError):
 def refuse(code: str, file: str | os.PathLike, ptr: str, message: str, found: Any = None) -> FileRefused:
     """The FileRefused of one error finding."""
     return FileRefused(finding(code, str(file), ptr, message, profile="strict", found=found))
+
+
+def json_type(value: object) -> str:
+    """The JSON type of a parsed value, as messages name it."""
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+def not_object(file: str | os.PathLike, ptr: str, value: object) -> FileRefused:
+    """The refusal of a document (or member) that must be a JSON object and is not (`config.type`)."""
+    return refuse("config.type", file, ptr, mismatch("not an object", "object", json_type(value)), json_type(value))
 
 
 def inside(relative: object) -> bool:
@@ -131,13 +142,12 @@ def read_json(path: str | os.PathLike, file: str | os.PathLike | None = None) ->
 def index_shards(root: str | os.PathLike, index: Any, file: str | os.PathLike = INDEX) -> dict[str, Path]:
     """Tensor name -> shard path of an index document: refused unless it is an object whose weight_map maps names
     to shard file names inside `root`."""
-    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(index, dict):
+        raise refuse("index.json", file, "", mismatch("index not an object", "object", json_type(index)))
+    weight_map = index.get("weight_map")
     if not isinstance(weight_map, dict):
-        raise refuse("index.json", file, "/weight_map" if isinstance(index, dict) else "",
-                     mismatch("weight_map", "an object of tensor name -> shard file", type(weight_map).__name__
-                              if isinstance(index, dict) else f"an index of type {type(index).__name__}"))
-    from specfmt.findings import pointer
-
+        raise refuse("index.json", file, "/weight_map", mismatch("weight_map", "an object of tensor name -> shard "
+                                                                 "file", json_type(weight_map)))
     return {name: shard_path(root, shard, file, pointer("weight_map", name)) for name, shard in weight_map.items()}
 
 

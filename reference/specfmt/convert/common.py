@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specfmt import hub, json_text
-from specfmt.schemas import LAYER_FAMILIES, SAFETENSORS, load
+from specfmt import hub
+from specfmt.schemas import LAYER_FAMILIES, load
 
 # The kinds of decision; the provenance schema (specfmt_provenance.conversion) declares the same list.
 KINDS = tuple(load("config.schema.json")["properties"]["specfmt_provenance"]["properties"]["conversion"]
@@ -112,49 +112,64 @@ class VerifierFacts:
 
 
 def read_json(path: Path) -> Any:
-    """A JSON document read as strictly as a validator reads one (GEN-7)."""
+    """A JSON document read as strictly and with the same bounds as a validator reads one (GEN-7), through the one
+    reader (specfmt.files: a FIFO or a device is refused, never waited on)."""
+    from specfmt import files
+
     try:
-        return json_text.read(path, SAFETENSORS["config_max_bytes"], path.name)
-    except (OSError, json_text.JsonProblem) as e:
-        raise SourceError(f"{path}: cannot read it as JSON: {e}") from None
+        return files.read_json(path, path)
+    except files.FileRefused as e:
+        raise SourceError(str(e)) from None
 
 
 def read_tensors(path: Path, only: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
     """Every tensor of a directory (a shard index, else every .safetensors file, else every .bin/.pt/.pth file) or
-    of one file, as CPU tensors; `only` keeps the files named so. Pickled files are read with weights_only=True."""
+    of one file, as CPU tensors; `only` keeps the files named so. Pickled files are read with weights_only=True.
+    Every file is read through specfmt.files: an index's shards stay inside the directory (index.path), only
+    regular files are opened, a safetensors header is checked in full before its data is read."""
     import torch
-    from safetensors.torch import load_file
 
-    if path.is_file():
-        files = [path]
-    elif (path / INDEX).is_file():
-        weight_map = read_json(path / INDEX).get("weight_map", {})
-        files = [path / shard for shard in sorted(set(weight_map.values()))]
-    else:
-        files = sorted(path.glob("*.safetensors")) or sorted(p for p in path.iterdir() if p.suffix in PICKLED)
-    files = [f for f in files if not only or f.name in only]
-    if not files:
-        raise SourceError(f"{path}: no weights (safetensors, or .bin/.pt read with weights_only=True)")
-    tensors: dict[str, Any] = {}
-    for f in files:
-        if f.suffix == ".safetensors":
-            tensors.update(load_file(str(f)))
-            continue
-        try:
-            state = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch refuses anything but tensors and plain containers
-            raise SourceError(f"{f}: not a plain tensor file (read with weights_only=True): {e}") from None
-        if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
-            raise SourceError(f"{f}: expected a flat dict of tensors, found {type(state).__name__}")
-        tensors.update(state)
-    return tensors, [f.name for f in files]
+    from specfmt import files
+
+    try:
+        if not path.is_dir():
+            paths = [path]
+        elif (path / INDEX).exists() or (path / INDEX).is_symlink():
+            paths = sorted(set(files.index_shards(path, files.read_json(path / INDEX, path / INDEX)).values()))
+        else:
+            paths = sorted(path.glob("*.safetensors")) or sorted(p for p in path.iterdir() if p.suffix in PICKLED)
+        paths = [f for f in paths if not only or f.name in only]
+        if not paths:
+            raise SourceError(f"{path}: no weights (safetensors, or .bin/.pt read with weights_only=True)")
+        tensors: dict[str, Any] = {}
+        for f in paths:
+            if f.suffix == ".safetensors":
+                tensors.update(files.read_safetensors(f, f))
+                continue
+            with files.open_regular(f) as handle:
+                try:
+                    state = torch.load(handle, map_location="cpu", weights_only=True)
+                except Exception as e:  # torch refuses anything but tensors and plain containers
+                    raise SourceError(f"{f}: not a plain tensor file (read with weights_only=True): {e}") from None
+            if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+                raise SourceError(f"{f}: expected a flat dict of tensors, found {type(state).__name__}")
+            tensors.update(state)
+    except files.FileRefused as e:
+        raise SourceError(str(e)) from None
+    return tensors, [f.name for f in paths]
 
 
 def read_source(path: Path, only: tuple[str, ...] = ()) -> Source:
-    """A source directory: config.json when present and its tensors."""
-    config = read_json(path / "config.json") if (path / "config.json").is_file() else None
-    tensors, files = read_tensors(path, only)
-    return Source(path, config, tensors, files)
+    """A source directory: config.json when present (a JSON object, else refused) and its tensors."""
+    from specfmt import files
+
+    config = None
+    if (path / "config.json").exists() or (path / "config.json").is_symlink():
+        config = read_json(path / "config.json")
+        if not isinstance(config, dict):
+            raise SourceError(str(files.not_object(path / "config.json", "", config)))
+    tensors, names = read_tensors(path, only)
+    return Source(path, config, tensors, names)
 
 
 def verifier_facts(arg: str, name: str | None) -> VerifierFacts:
