@@ -1,9 +1,12 @@
 """The source formats' own math in plain torch, written from their documentation and never calling specfmt's runtime:
 the converter tests compare a converted draft's logits with it. Float64 throughout.
 
-Llama: HF LlamaDecoderLayer (RMSNorm in float, rotate-half RoPE, GQA, SiLU MLP). EAGLE-1: SafeAILab/EAGLE
-cnets1.py Model.forward (fc over cat(embedding, feature), layer 0 without an input norm, logits through the verifier's
-lm_head on the raw output). Medusa: FasterDecoding ResBlock, x + SiLU(W x + b). MLP speculator: fms-extras
+Llama: HF LlamaDecoderLayer (RMSNorm in float, rotate-half RoPE, GQA, SiLU MLP; head_dim from the config when
+stated, as the HASS research attention reads it). EAGLE-1: SafeAILab/EAGLE cnets1.py Model.forward (fc over
+cat(embedding, feature), layer 0 without an input norm, logits through the verifier's lm_head on the raw output); HASS
+with norms (speculators research/hass Model.forward and its training loop): embed_layernorm on the embedding,
+hidden_layernorm on the feature BEFORE fc, layer 0 still without an input norm, lm_head_layernorm before the head, the
+raw output fed back. Medusa: FasterDecoding ResBlock, x + SiLU(W x + b). MLP speculator: fms-extras
 MLPSpeculator with LayerNormParameterized(use_mean=False, eps 1e-6) and exact GELU.
 """
 
@@ -36,7 +39,7 @@ def llama_layer(x: torch.Tensor, w: dict, cfg: dict, input_norm: torch.Tensor | 
     """One decoder layer over rows x [T, H] at positions 0..T-1 with causal attention; `w` holds self_attn.* and
     mlp.* names; input_norm None is the identity (EAGLE-1's layer 0)."""
     t, nh, nkv = x.shape[0], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    d, eps = cfg["hidden_size"] // nh, cfg["rms_norm_eps"]
+    d, eps = cfg.get("head_dim", cfg["hidden_size"] // nh), cfg["rms_norm_eps"]
     u = x if input_norm is None else rms(x, input_norm, eps)
     q, k, v = (F.linear(u, w[f"self_attn.{p}_proj.weight"], w.get(f"self_attn.{p}_proj.bias")) for p in "qkv")
     q, k, v = q.view(t, nh, d), k.view(t, nkv, d), v.view(t, nkv, d)
@@ -78,17 +81,19 @@ class HfLlama:
 def eagle_rows(src: dict, cfg: dict, verifier: HfLlama, tokens: list[int], feats: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """EAGLE-1 draft rows from research tensors `src` (row t: token x[t+1], feature f[t], position t) ->
-    (logits [T, V] through the verifier's lm_head, raw outputs [T, H]). With the HASS norms (speculators v0.2 names):
-    the embedding norm, the layer's input norm and a norm before the lm_head."""
+    (logits [T, V] through the verifier's lm_head, raw outputs [T, H]). Each extra norm the file holds applies where
+    its code applies it: embed_layernorm to the embedding, hidden_layernorm to the feature before fc,
+    layers.0.input_layernorm (a layer's own input norm) to fc's output, lm_head_layernorm before the head."""
     eps, w = cfg.get("rms_norm_eps", 1e-6), {n: t.double() for n, t in src.items()}
     e = verifier.embed[torch.tensor(tokens)]
-    norms = "embed_layernorm.weight" in w
-    if norms:
+    if "embed_layernorm.weight" in w:
         e = rms(e, w["embed_layernorm.weight"], eps)
+    if "hidden_layernorm.weight" in w:
+        feats = rms(feats, w["hidden_layernorm.weight"], eps)
     z = F.linear(torch.cat([e, feats], -1), w["fc.weight"], w.get("fc.bias"))  # [T, 2H] -> [T, H]
     layer_cfg = {"num_key_value_heads": cfg["num_attention_heads"], "rope_theta": 10000.0, **cfg, "rms_norm_eps": eps}
-    h = llama_layer(z, sub(w, "layers.0."), layer_cfg, w["hidden_layernorm.weight"] if norms else None)
-    out = rms(h, w["lm_head_layernorm.weight"], eps) if norms else h
+    h = llama_layer(z, sub(w, "layers.0."), layer_cfg, w.get("layers.0.input_layernorm.weight"))
+    out = rms(h, w["lm_head_layernorm.weight"], eps) if "lm_head_layernorm.weight" in w else h
     return F.linear(out, verifier.lm_head), h
 
 

@@ -40,7 +40,14 @@ VICUNA = {"architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_i
 # HArmonizedSS/HASS train/EAGLE-LLaMA3-Instruct-8B has EAGLE's keys (other-formats.md §3.1); a HASS file trained with
 # the norms (e.g. nm-testing/Eagle_Speculator_Llama_3_1_8B_TTT) has an fc bias and the speculators v0.2 norm names.
 HASS = dict(LLAMA3, bias=True)
+# The norms of the speculators research/hass Model: embed_layernorm on the embedding, hidden_layernorm on the feature
+# before fc, lm_head_layernorm before the head (its decoder layers keep no input norm).
 NORMS = ("embed_layernorm.weight", "hidden_layernorm.weight", "lm_head_layernorm.weight")
+# The three norms v1's layernorms expresses: a decoder layer's own input norm normalises fc's output.
+V1_NORMS = ("embed_layernorm.weight", "layers.0.input_layernorm.weight", "lm_head_layernorm.weight")
+# speculators research/hass train/mistral_spec_config.json states head_dim 128 for hidden_size 5120 and 32 heads
+# (160 each otherwise); its attention reads config.head_dim. Shrunk: 4 heads of 16 over hidden_size 32.
+WIDE_HEADS = dict(LLAMA3, head_dim=16)
 PROMPT = [3, 17, 42, 5, 99, 64, 7]
 K = 3
 # Both sides compute in float64; the runtime's recorded logits are rounded to float32 (at most 6e-8 relative), so the
@@ -53,12 +60,14 @@ def verifier_dir(tmp_path_factory) -> Path:
     return write_verifier(tmp_path_factory.mktemp("verifier") / "llama")
 
 
-def research_tensors(cfg: dict, verifier_dir: Path, seed: int = 0, fc_bias: bool = False, norms: bool = False,
-                     qkv_bias: bool = False, embed: bool = False) -> dict[str, torch.Tensor]:
-    """Random research tensors under cnets1.py's names, in the config's torch_dtype."""
+def research_tensors(cfg: dict, verifier_dir: Path, seed: int = 0, fc_bias: bool = False,
+                     norms: tuple[str, ...] | bool = False, qkv_bias: bool = False, embed: bool = False
+                     ) -> dict[str, torch.Tensor]:
+    """Random research tensors under cnets1.py's names, in the config's torch_dtype; `norms` names the extra norms
+    (True: the HASS research set, NORMS)."""
     g = torch.Generator().manual_seed(seed)
     h, i, nh = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"]
-    d, nkv = h // nh, cfg.get("num_key_value_heads", nh)
+    d, nkv = cfg.get("head_dim", h // nh), cfg.get("num_key_value_heads", nh)
 
     def r(*shape, scale=0.3):
         return (torch.randn(*shape, generator=g) * scale).to(torch.float16)
@@ -74,8 +83,7 @@ def research_tensors(cfg: dict, verifier_dir: Path, seed: int = 0, fc_bias: bool
     if qkv_bias:
         t.update({f"{layer}self_attn.{p}_proj.bias": r(w.shape[0]) for p in "qkv"
                   for w in [t[f"{layer}self_attn.{p}_proj.weight"]]})
-    if norms:
-        t.update({name: 1 + r(h, scale=0.1) for name in NORMS})
+    t.update({name: 1 + r(h, scale=0.1) for name in (NORMS if norms is True else norms or ())})
     if embed:  # the file's frozen copy of the verifier's embedding
         t["embed_tokens.weight"] = HfLlama(verifier_dir).embed.to(torch.float16)
     return t
@@ -118,11 +126,12 @@ def decided(conversion) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("cfg", "pickled", "fc_bias", "norms", "qkv_bias"), [
-    (LLAMA3, True, False, False, False),
-    (VICUNA, False, True, False, False),
-    (HASS, False, True, True, False),
-    (dict(LLAMA3, qkv_bias=True), False, False, False, True),
-], ids=["eagle-llama3-bin", "eagle-vicuna-safetensors", "hass-norms", "qkv-bias"])
+    (LLAMA3, True, False, (), False),
+    (VICUNA, False, True, (), False),
+    (HASS, False, True, V1_NORMS, False),
+    (dict(LLAMA3, qkv_bias=True), False, False, (), True),
+    (WIDE_HEADS, False, False, (), False),
+], ids=["eagle-llama3-bin", "eagle-vicuna-safetensors", "layer-input-norms", "qkv-bias", "stated-head-dim"])
 def test_a_research_checkpoint_converts_to_strict_and_drafts_the_research_math(cfg, pickled, fc_bias, norms, qkv_bias,
                                                                                verifier_dir, tmp_path):
     tensors = research_tensors(cfg, verifier_dir, fc_bias=fc_bias, norms=norms, qkv_bias=qkv_bias, embed=pickled)
@@ -130,8 +139,9 @@ def test_a_research_checkpoint_converts_to_strict_and_drafts_the_research_math(c
     out, conversion = convert(src, verifier_dir, tmp_path / "out")
     assert validate(out, "strict").findings == []
     config = json.loads((out / "config.json").read_text())
-    assert (config["fusion_bias"], config["layernorms"]) == (fc_bias, norms)
+    assert (config["fusion_bias"], config["layernorms"]) == (fc_bias, bool(norms))
     assert config["transformer_layer_config"]["model_type"] == ("qwen2" if qkv_bias else "llama")
+    assert config["transformer_layer_config"]["head_dim"] == cfg.get("head_dim", 8)
     assert config["dtype"] == "float16"
     assert config["specfmt_provenance"]["conversion"]["decisions"] == [d.to_json() for d in conversion.decisions]
     assert max_logit_difference(out, verifier_dir, tensors, cfg) < TOLERANCE
@@ -176,14 +186,15 @@ def test_a_stored_fc_bias_the_config_disables_is_kept_only_when_set(verifier_dir
 
 
 def test_incomplete_extra_norms_are_refused_naming_the_flag_that_drops_them(verifier_dir, tmp_path):
-    tensors = research_tensors(HASS, verifier_dir, fc_bias=True, norms=True)
+    tensors = research_tensors(HASS, verifier_dir, fc_bias=True, norms=V1_NORMS)
     del tensors["lm_head_layernorm.weight"]
     src = write_research(tmp_path / "src", HASS, tensors, False)
     with pytest.raises(Refused) as refused:
         convert(src, verifier_dir, tmp_path / "out")
     assert [r.flag for r in refused.value.refusals] == ["--set layernorms=false (drops the ones found)"]
     out, conversion = convert(src, verifier_dir, tmp_path / "out", {"layernorms": False})
-    assert {("dropped", "embed_layernorm.weight"), ("dropped", "hidden_layernorm.weight")} <= decided(conversion)
+    assert {("dropped", "embed_layernorm.weight"), ("dropped", "layers.0.input_layernorm.weight")} <= \
+        decided(conversion)
     assert validate(out, "strict").findings == []
 
 
@@ -251,7 +262,7 @@ def test_specfmt_convert_prints_each_decision_and_exits_1_on_a_refusal(verifier_
 
 
 def test_the_speculators_post_embedding_layernorm_name_is_the_embedding_norm(verifier_dir, tmp_path):
-    tensors = research_tensors(HASS, verifier_dir, fc_bias=True, norms=True)
+    tensors = research_tensors(HASS, verifier_dir, fc_bias=True, norms=V1_NORMS)
     tensors["post_embedding_layernorm.weight"] = tensors.pop("embed_layernorm.weight")
     src = write_research(tmp_path / "src", HASS, tensors, False)
     out, _ = convert(src, verifier_dir, tmp_path / "out")
@@ -266,3 +277,65 @@ def test_an_absent_layer_size_is_refused_naming_the_field_to_set(verifier_dir, t
         convert(src, verifier_dir, tmp_path / "out")
     assert [(r.pointer, r.flag) for r in refused.value.refusals] == [
         ("/intermediate_size", "--set transformer_layer_config.intermediate_size=N")]
+
+
+def test_a_hass_file_whose_hidden_layernorm_norms_the_feature_before_fc_is_refused_naming_why(verifier_dir, tmp_path,
+                                                                                             capsys):
+    tensors = research_tensors(HASS, verifier_dir, fc_bias=True, norms=True)
+    src = write_research(tmp_path / "src", HASS, tensors, False)
+    with pytest.raises(Refused) as refused:
+        convert(src, verifier_dir, tmp_path / "out")
+    assert [(r.pointer, r.flag) for r in refused.value.refusals] == [
+        ("/hidden_layernorm.weight", "no flag: no v1 eagle checkpoint computes this draft")]
+    assert "before fc" in refused.value.refusals[0].message
+    # why: v1 would apply the norm to fc's output, the research code applies it to the feature; the logits differ
+    hf = HfLlama(verifier_dir)
+    context = PROMPT + [hf.greedy(PROMPT)]
+    as_v1 = {("layers.0.input_layernorm.weight" if n == "hidden_layernorm.weight" else n): t
+             for n, t in tensors.items()}
+    research, v1 = eagle_chain(tensors, HASS, hf, context, 1)[0], eagle_chain(as_v1, HASS, hf, context, 1)[0]
+    assert float((research - v1).abs().max()) > 1e-2 * float(research.abs().max())
+    # --set layernorms=false does not make it convertible: dropping the norm writes another function
+    with pytest.raises(Refused):
+        convert(src, verifier_dir, tmp_path / "out", {"layernorms": False})
+    assert main(["convert", str(src), "--from", "eagle-research", "--verifier", str(verifier_dir),
+                 "--verifier-name", VERIFIER_NAME, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "#/hidden_layernorm.weight" in err and not (tmp_path / "out").exists()
+
+
+def test_a_stated_head_dim_is_kept_and_a_set_one_is_recorded_once(verifier_dir, tmp_path):
+    src = write_research(tmp_path / "src", WIDE_HEADS, research_tensors(WIDE_HEADS, verifier_dir), False)
+    out, conversion = convert(src, verifier_dir, tmp_path / "out")
+    assert json.loads((out / "config.json").read_text())["transformer_layer_config"]["head_dim"] == 16
+    assert not any(d.subject == "transformer_layer_config.head_dim" for d in conversion.decisions)
+    unstated = {k: v for k, v in WIDE_HEADS.items() if k != "head_dim"}
+    src = write_research(tmp_path / "unstated", unstated, research_tensors(WIDE_HEADS, verifier_dir), False)
+    out, conversion = convert(src, verifier_dir, tmp_path / "out2", {"transformer_layer_config.head_dim": 16})
+    assert [(d.kind, d.detail) for d in conversion.decisions if d.subject == "transformer_layer_config.head_dim"] == \
+        [("given", "16 from --set")]
+    assert max_logit_difference(out, verifier_dir, research_tensors(WIDE_HEADS, verifier_dir), WIDE_HEADS) < TOLERANCE
+
+
+def test_a_head_dim_the_q_proj_rows_contradict_is_refused_naming_the_value_they_hold(verifier_dir, tmp_path):
+    # SafeAILab cnets1.py ignores a stated head_dim: its q_proj has hidden_size rows whatever the config says
+    src = write_research(tmp_path / "src", WIDE_HEADS, research_tensors(LLAMA3, verifier_dir), False)
+    with pytest.raises(Refused) as refused:
+        convert(src, verifier_dir, tmp_path / "out")
+    assert [(r.pointer, r.flag) for r in refused.value.refusals] == [
+        ("/head_dim", "--set transformer_layer_config.head_dim=8")]
+    out, _ = convert(src, verifier_dir, tmp_path / "out", {"transformer_layer_config.head_dim": 8})
+    assert validate(out, "strict").findings == []
+
+
+def test_every_pending_refusal_is_reported_in_one_run(verifier_dir, tmp_path, capsys):
+    cfg = {k: v for k, v in dict(VICUNA, hidden_size=16).items() if k != "intermediate_size"}
+    tensors = research_tensors(VICUNA, verifier_dir, qkv_bias=True, norms=V1_NORMS[:2])  # bias read true, no fc.bias
+    src = write_research(tmp_path / "src", cfg, tensors, False)
+    with pytest.raises(Refused) as refused:
+        convert(src, verifier_dir, tmp_path / "out")
+    assert sorted(r.pointer for r in refused.value.refusals) == ["", "/bias", "/hidden_size", "/intermediate_size",
+                                                                 "/qkv_bias"]
+    assert main(["convert", str(src), "--from", "eagle-research", "--verifier", str(verifier_dir),
+                 "--verifier-name", VERIFIER_NAME, "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.count("[convert.undecidable]") == 5

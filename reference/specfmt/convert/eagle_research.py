@@ -3,10 +3,12 @@
 The source is a directory with a Llama-style config.json (plus `bias`, the fc bias flag that the research code reads
 as true when absent, and `qkv_bias`) and pytorch_model.bin (read with weights_only=True) or model.safetensors. Its
 tensors are fc.{weight,bias} over cat(embedding, feature), one decoder layer layers.0.* without an input norm, an
-optional copy of the verifier's embed_tokens, and, in HASS files trained with speculators v0.2, extra norms
-(embed_layernorm or post_embedding_layernorm, hidden_layernorm, lm_head_layernorm).
+optional copy of the verifier's embed_tokens, and the extra norms: embed_layernorm (or post_embedding_layernorm) on
+the embedding and lm_head_layernorm before the head, which v1 carries, and hidden_layernorm, which the HASS research
+code (speculators research/hass, Model.forward) applies to the verifier feature BEFORE fc while layer 0 keeps no
+input norm: v1 has no norm there (its transformer.input_layernorm normalises fc's output), so such a file is refused.
 Upstream: SafeAILab/EAGLE eagle/model/cnets1.py (Model, LlamaDecoderLayer with index 0), ea_model.py (bias);
-vllm-project/speculators v0.2 convert/eagle (the norm names). Spec: spec/algorithms/eagle.md
+speculators research/hass (the norms, config.head_dim). Spec: spec/algorithms/eagle.md
 """
 
 from __future__ import annotations
@@ -30,22 +32,26 @@ from specfmt.envelope import envelope
 
 SPECULATIVE_TOKENS = 3  # the research code proposes trees; speculators' converter writes a chain of 3 (#146)
 QKV_BIAS = tuple(f"layers.0.self_attn.{p}_proj.bias" for p in "qkv")
-# The three extra norms of a HASS-with-norms file, by role: the source names each may carry.
+# The three extra norms of v1's `layernorms`, by role: the source names each may carry. A decoder layer's own
+# input_layernorm normalises the layer's input, fc's output, as v1's transformer.input_layernorm does.
 NORMS = {"embedding": ("embed_layernorm.weight", "post_embedding_layernorm.weight"),
-         "input": ("hidden_layernorm.weight", "layers.0.input_layernorm.weight"),
+         "input": ("layers.0.input_layernorm.weight",),
          "pre_lm_head": ("lm_head_layernorm.weight",)}
+FEATURE_NORM = "hidden_layernorm.weight"  # HASS research: RMSNorm of the verifier feature before fc
+NO_FLAG = "no flag: no v1 eagle checkpoint computes this draft"
 KNOWN = re.compile(r"fc\.(weight|bias)|embed_tokens\.weight|(embed|post_embedding|hidden|lm_head)_layernorm\.weight"
                    r"|layers\.0\.(self_attn\.[qkvo]_proj\.(weight|bias)|mlp\.(gate|up|down)_proj\.weight"
                    r"|(input|post_attention)_layernorm\.weight)")
 RULES = [(r"fc\.(weight|bias)", r"fusion_fc.\1"),
          (r"layers\.0\.(.+)", r"transformer.\1"),
          (r"(?:embed|post_embedding)_layernorm\.weight", "embedding_layernorm.weight"),
-         (r"hidden_layernorm\.weight", "transformer.input_layernorm.weight"),
          (r"lm_head_layernorm\.weight", "pre_lm_head_layernorm.weight")]
 # Research configs leave these out; the values are what the research code (a transformers LlamaConfig) then uses.
-LAYER_DEFAULTS = {"rms_norm_eps": 1e-6, "rope_theta": 10000.0, "hidden_act": "silu"}
-LAYER_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
-              "rms_norm_eps", "rope_theta", "hidden_act", "max_position_embeddings")
+LAYER_DEFAULTS = {"rms_norm_eps": (1e-6, "absent, the research code's default"),
+                  "rope_theta": (10000.0, "absent, the research code's default"),
+                  "hidden_act": ("silu", "absent, the research code's default")}
+LAYER_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+              "vocab_size", "rms_norm_eps", "rope_theta", "hidden_act", "max_position_embeddings")
 
 
 def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
@@ -61,7 +67,8 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     fusion_bias = fc_bias(cfg, tensors, given, where, decisions, refusals)
     family = attention_family(cfg, tensors, given, where, decisions, refusals)
     layernorms = extra_norms(tensors, given, f"{source.path}/{source.files[0]}", decisions, refusals)
-    layer = layer_config(cfg, family, verifier, where, decisions, refusals)
+    layer = layer_config(cfg, family, verifier, given, where, decisions, refusals)
+    check_head_dim(layer, tensors, given, where, refusals)
     if refusals:
         raise Refused(refusals)
     dtype = float_dtype(tensors, str(source.path))
@@ -143,7 +150,13 @@ def attention_family(cfg: dict, tensors: dict, given: dict, where: str, decision
 
 def extra_norms(tensors: dict, given: dict, weights: str, decisions: list, refusals: list) -> bool:
     """layernorms: all three extra norms present (speculators v0.2 detects them by the embedding norm), none, or
-    a refusal; --set layernorms=false drops the ones found."""
+    a refusal; --set layernorms=false drops the ones found. hidden_layernorm is refused whatever is set: the HASS
+    research code normalises the verifier feature with it before fc, which no v1 eagle computes."""
+    if FEATURE_NORM in tensors:
+        refusals.append(Refusal(weights, f"/{FEATURE_NORM}", f"{FEATURE_NORM} normalises the verifier feature "
+                                "before fc (HASS research: fc(cat(embed_layernorm(E[x]), hidden_layernorm(f))), layer "
+                                "0 without an input norm); v1's eagle has no norm there, its "
+                                "transformer.input_layernorm normalises fc's output", NO_FLAG))
     found = {role: [n for n in names if n in tensors] for role, names in NORMS.items()}
     doubled = [names for names in found.values() if len(names) > 1]
     if doubled:
@@ -159,20 +172,26 @@ def extra_norms(tensors: dict, given: dict, weights: str, decisions: list, refus
             decisions.append(Decision("translated", "layernorms", "false: the weights hold no extra norm"))
         return False
     missing = [NORMS[role][0] for role, names in found.items() if not names]
-    if missing:
+    if missing and FEATURE_NORM not in tensors:  # with hidden_layernorm, its own refusal says why
         refusals.append(Refusal(weights, "", f"the extra norms are incomplete: {present} present, {missing} absent; "
                                 "v1 eagle carries all three or none", "--set layernorms=false (drops the ones found)"))
+    if missing:
         return False
     if "layernorms" not in given:
         decisions.append(Decision("translated", "layernorms", f"true: the weights hold {present}"))
     return True
 
 
-def layer_config(cfg: dict, family: str, verifier: VerifierFacts, where: str, decisions: list,
+def layer_config(cfg: dict, family: str, verifier: VerifierFacts, given: dict, where: str, decisions: list,
                  refusals: list) -> dict:
-    """transformer_layer_config: the research config's decoder keys, each value the research code would use."""
+    """transformer_layer_config: the research config's decoder keys, each value the research code would use; every
+    absent size and every disagreement with the verifier is a refusal, all of them at once."""
     missing = [k for k in ("hidden_size", "intermediate_size", "num_attention_heads", "vocab_size") if k not in cfg]
     refusals += [Refusal(where, f"/{k}", f"{k} is absent", f"--set transformer_layer_config.{k}=N") for k in missing]
+    for key, fact in (("hidden_size", verifier.hidden_size), ("vocab_size", verifier.vocab_size)):
+        if key in cfg and cfg[key] != fact:
+            refusals.append(Refusal(where, f"/{key}", f"{key} is {cfg[key]}, the verifier's is {fact}",
+                                    f"--verifier PATH (a verifier with {key} {cfg[key]})"))
     if missing:
         return {}
     if cfg.get("num_hidden_layers", 1) != 1:
@@ -182,22 +201,28 @@ def layer_config(cfg: dict, family: str, verifier: VerifierFacts, where: str, de
     layer.update(model_type=family, num_hidden_layers=1)
     if cfg.get("rope_scaling") is not None:
         layer["rope_scaling"] = cfg["rope_scaling"]
-    filled = {**LAYER_DEFAULTS, "num_key_value_heads": cfg["num_attention_heads"]}
-    for key, value in filled.items():
-        if key not in cfg:
+    filled = {**LAYER_DEFAULTS, "num_key_value_heads": (cfg["num_attention_heads"], "absent, the research code's "
+                                                        "default (num_attention_heads)"),
+              "head_dim": (cfg["hidden_size"] // cfg["num_attention_heads"], "absent: both research attentions "
+                           "then use hidden_size // num_attention_heads"),
+              **({"attention_bias": (False, "the research attention has no o_proj bias")} if family == "llama" else {})}
+    for key, (value, why) in filled.items():
+        if key not in layer:
             layer[key] = value
-            decisions.append(Decision("default", f"transformer_layer_config.{key}",
-                                      f"{json.dumps(value)}: absent, the research code's default"))
-    layer["head_dim"] = cfg["hidden_size"] // cfg["num_attention_heads"]
-    decisions.append(Decision("default", "transformer_layer_config.head_dim", f"{layer['head_dim']}: the research "
-                              "attention always uses hidden_size // num_attention_heads"))
-    if family == "llama":
-        layer["attention_bias"] = False
-        decisions.append(Decision("default", "transformer_layer_config.attention_bias",
-                                  "false: the research attention has no o_proj bias"))
-    for key, fact in (("hidden_size", verifier.hidden_size), ("vocab_size", verifier.vocab_size)):
-        if layer[key] != fact:
-            refusals.append(Refusal(where, f"/{key}", f"{key} is {layer[key]}, the verifier's is {fact}",
-                                    f"--verifier PATH (a verifier with {key} {layer[key]})"))
+            if f"transformer_layer_config.{key}" not in given:  # a --set value is recorded once, as given
+                decisions.append(Decision("default", f"transformer_layer_config.{key}", f"{json.dumps(value)}: {why}"))
     return layer
 
+
+def check_head_dim(layer: dict, tensors: dict, given: dict, where: str, refusals: list) -> None:
+    """The q_proj rows are num_attention_heads * head_dim: a stated head_dim (the HASS research attention reads
+    config.head_dim) the weights contradict is refused, naming the value they hold (SafeAILab cnets1.py ignores
+    a stated head_dim and uses hidden_size // num_attention_heads)."""
+    q = tensors.get("layers.0.self_attn.q_proj.weight")
+    if q is None or not layer or q.dim() != 2:
+        return
+    heads = layer["num_attention_heads"]
+    head_dim = given.get("transformer_layer_config.head_dim", layer["head_dim"])
+    if q.shape[0] != heads * head_dim:
+        refusals.append(Refusal(where, "/head_dim", f"head_dim is {head_dim}, but q_proj has {q.shape[0]} rows for "
+                                f"{heads} heads", f"--set transformer_layer_config.head_dim={q.shape[0] // heads}"))
