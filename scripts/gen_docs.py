@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gen_docs_conformance as conformance
+import gen_docs_install as install
 import gen_spec
 import gen_strict
 from gen_docs_conformance import cell
@@ -272,6 +273,12 @@ def schemas_page(root: Path) -> str:
         *schema_rows(root, "conformance/meta", 2), ""])
 
 
+def plain(text: str) -> str:
+    """Plain text (argparse help) as Markdown that shows it verbatim: `layers.0.*` stays a star, not italics."""
+    text = re.sub(r"([\\`*_\[\]])", r"\\\1", text)
+    return cell(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+
+
 def argument_rows(parser) -> list[str]:
     rows = ["| Argument | Values | Default | Description |", "|---|---|---|---|"]
     for action in parser._actions:
@@ -286,7 +293,7 @@ def argument_rows(parser) -> list[str]:
         required = "optional. " if action.nargs == "?" and not action.option_strings else required
         text = (action.help or "").replace(" (default: %(default)s)", "")  # the Default column says it
         text = text.replace("%(default)s", str(action.default))
-        rows.append(f"| `{name}` | {values} | {default} | {required}{cell(text)} |")
+        rows.append(f"| `{name}` | {values} | {default} | {required}{plain(text)} |")
     return rows
 
 
@@ -308,7 +315,8 @@ def cli_page(root: Path) -> str:
            "the package and format versions; `python -m specfmt` is the same command. Output to a pipe that closes "
            "early (`specfmt schema eagle3 | head`) ends the command quietly with status 141, as SIGPIPE would.", ""]
     for name, sub in commands.choices.items():
-        out += [f"## `specfmt {name}`", "", helps[name][:1].upper() + helps[name][1:] + ".", "", *argument_rows(sub)]
+        out += [f"## `specfmt {name}`", "", plain(helps[name][:1].upper() + helps[name][1:]) + ".", "",
+                *argument_rows(sub)]
         for group in sub._mutually_exclusive_groups:
             names = ", ".join(f"`{a.option_strings[0]}`" for a in group._group_actions)
             out.append(f"\nExactly one of {names}{' is required' if group.required else ' may be given'}.")
@@ -358,6 +366,11 @@ def pages(root: Path) -> dict[str, tuple[str, Callable[[Path], str]]]:
         "conformance/tolerances.md": ("conformance/cases/numerics/*/*/case.json", conformance.tolerances_page),
         "conformance/results.md": ("conformance/results/*/report.json", conformance.results_page),
         "_snippets/vllm/negative-controls.md": ("tests/interop/vllm_negative_controls.json", vllm_controls_snippet),
+        "_snippets/install/extras.md": ("reference/specfmt/extras.py", install.extras_table),
+        "_snippets/install/cpu-torch.md": ("scripts/gen_docs_install.py", install.cpu_torch),
+        "_snippets/conformance/make-conformance.md": (install.REPORT, install.conformance_run),
+        "_snippets/conformance/reference-run.md": (install.REPORT, install.reference_run_snippet),
+        "_snippets/conformance/hello-run.md": (install.MANIFEST, install.not_applicable_run),
     }
     for algorithm in algorithms(root):
         out[f"{REFERENCE}/algorithms/{algorithm}.md"] = (

@@ -1,8 +1,8 @@
 """Regenerate every derived file from schemas/, or with --check fail when one is stale.
 
 Derived files: schemas/v1.0/config.strict.schema.json (gen_strict), reference/specfmt/models.py
-(gen_models), the generated blocks in spec/*.md (gen_spec) and the generated pages of the docs site
-(gen_docs).
+(gen_models), the generated blocks in spec/*.md (gen_spec), the generated pages and snippets of the docs site
+(gen_docs) and the generated blocks of README.md (gen_docs_install: the extras table).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import gen_docs  # noqa: E402
+import gen_docs_install  # noqa: E402
 import gen_models  # noqa: E402
 import gen_spec  # noqa: E402
 import gen_strict  # noqa: E402
@@ -32,6 +33,7 @@ def outputs() -> dict[Path, str]:
     files[ROOT / "reference" / "specfmt" / "models.py"] = gen_models.generate(compat, strict)
     files.update(gen_spec.generate(ROOT))
     files.update(gen_docs.generate(ROOT))
+    files.update(gen_docs_install.readme(ROOT))
     return files
 
 

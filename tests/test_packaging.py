@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from links import relative_links
+
 ROOT = Path(__file__).resolve().parents[1]
 CONSTRAINTS = ROOT / "constraints.txt"
 FIXTURES = ROOT / "conformance" / "fixtures" / "numerics"
@@ -35,13 +37,36 @@ def run(args: list, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> dict[str, Path]:
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """Both distributions built as `make dist` builds them (the sdist, then the wheel from it): the directory and
+    the build's output."""
     out = tmp_path_factory.mktemp("dist")
-    for project in (ROOT, ROOT / "conformance"):
-        run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", out, project], cwd=ROOT)
-    found = {p.name.split("-")[0]: p for p in out.glob("*.whl")}
+    logs = [run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, project], cwd=ROOT)
+            for project in (ROOT, ROOT / "conformance")]
+    return out, "".join(done.stdout + done.stderr for done in logs)
+
+
+@pytest.fixture(scope="module")
+def wheels(built) -> dict[str, Path]:
+    found = {p.name.split("-")[0]: p for p in built[0].glob("*.whl")}
     assert set(found) == {"specfmt", "specfmt_conformance"}, found
     return found
+
+
+def test_make_dist_declares_its_package_data_so_setuptools_warns_of_no_ignored_package(built):
+    assert "would be ignored" not in built[1]
+    assert "is absent from the `packages` configuration" not in built[1]
+
+
+def test_each_wheel_long_description_has_no_relative_link_and_shows_pip_install(wheels):
+    import zipfile
+
+    for name, wheel in wheels.items():
+        with zipfile.ZipFile(wheel) as z:
+            metadata = next(z.read(n).decode() for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        description = metadata.split("\n\n", 1)[1]
+        assert f"pip install {name.replace('_', '-')}" in description, name
+        assert relative_links(description) == [], name
 
 
 def make_env(path: Path, *requirements: str) -> Path:

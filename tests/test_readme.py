@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
+from links import relative_links
 from specfmt.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +47,27 @@ def test_every_specfmt_command_line_in_the_readme_names_a_real_subcommand_and_op
         known = {opt for action in sub._actions for opt in action.option_strings}
         options = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", " ".join(words[2:])))
         assert options <= known, (words[1], options - known)
+
+
+def readme_of(project: Path) -> str:
+    """The long description a distribution publishes: the file its pyproject.toml names as `readme`."""
+    name = re.search(r'^readme = "([^"]+)"', (project / "pyproject.toml").read_text(encoding="utf-8"), re.M)[1]
+    return (project / name).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("project, name", [(ROOT, "specfmt"), (ROOT / "conformance", "specfmt-conformance")])
+def test_a_pypi_page_has_no_repository_relative_link_and_shows_pip_install_and_a_command(project, name):
+    text = readme_of(project)
+    assert relative_links(text) == []
+    assert f"pip install {name}\n" in text
+    command = "specfmt validate " if name == "specfmt" else "specfmt-conformance run --adapter "
+    assert command in text
+
+
+def test_the_readme_extras_table_is_the_one_the_cli_declaration_generates():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from gen_docs_install import cpu_torch, extras_table
+
+    assert extras_table(ROOT) in README
+    assert cpu_torch(ROOT) in README
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in README

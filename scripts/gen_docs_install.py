@@ -1,0 +1,88 @@
+"""The install facts that the README and the site show, generated rather than typed: the extras table (from
+specfmt.extras, the declaration the CLI's missing-package message uses too), the conformance run's console block
+(from the committed report of the reference implementation) and the README's generated blocks.
+
+A README block is delimited as gen_spec's are: `<!-- BEGIN GENERATED: <kind> <arg> -->` ... `END GENERATED`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from specfmt.extras import NEEDS, install_line
+
+REPORT = "conformance/results/specfmt-reference/report.json"
+MANIFEST = "conformance/manifest.json"
+BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<kind>[a-z-]+) (?P<arg>[a-z0-9_-]+) -->\n)(?P<body>.*?)"
+                   r"(<!-- END GENERATED: (?P=kind) (?P=arg) -->)", re.S)
+CPU_TORCH = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+
+
+def extras_table(root: Path) -> str:
+    """One row per command or option: the extra it needs and the pip line that brings it."""
+    rows = ["| Command | Needs | Install |", "|---|---|---|"]
+    for command, option, extra, why in NEEDS:
+        name = f"`specfmt {command}`" + (f" with `{option.split(' ')[0]}`" + option[len(option.split(' ')[0]):]
+                                         if option else "")
+        rows.append(f"| {name} | {why} | `{install_line(extra)}` |")
+    return "\n".join(rows) + "\n"
+
+
+def cpu_torch(root: Path) -> str:
+    """How to install the CPU build of torch before an extra that needs torch."""
+    return ("`specfmt[runtime]` and `specfmt[train]` need torch, and a plain `pip install` of torch on Linux brings "
+            "its CUDA build (several GB of NVIDIA libraries). On a machine without a GPU, install the CPU build "
+            "first, then the extra:\n\n"
+            f"```sh\n{CPU_TORCH}\npip install 'specfmt[runtime]'\n```\n\n"
+            "pip keeps the torch that is installed when it satisfies the extra. In a repository checkout, "
+            "`constraints.txt` pins the CPU build for `make`.\n")
+
+
+def reference_report(root: Path) -> dict:
+    return json.loads((root / REPORT).read_text(encoding="utf-8"))
+
+
+def conformance_run(root: Path, command: str = "make conformance") -> str:
+    """The console block of a run of the whole suite against the reference adapter, as the committed report of
+    that run prints it (tests/docs/test_generated_counts.py checks that the report is of the current suite)."""
+    sys.path.insert(0, str(root / "conformance"))
+    from specfmt_conformance.report import console_lines
+
+    return "```console\n$ " + command + "\n" + "\n".join(console_lines(reference_report(root))) + "\n```\n"
+
+
+def reference_run_snippet(root: Path) -> str:
+    return conformance_run(root, 'specfmt-conformance run --adapter "specfmt conformance-adapter"')
+
+
+def case_counts(root: Path) -> dict[str, int]:
+    """The number of cases of each level in the suite's manifest."""
+    counts: dict[str, int] = {}
+    for case in json.loads((root / MANIFEST).read_text(encoding="utf-8"))["cases"]:
+        counts[case["level"]] = counts.get(case["level"], 0) + 1
+    return counts
+
+
+def not_applicable_run(root: Path) -> str:
+    """What the runner prints for an adapter that declares nothing: every case not-applicable."""
+    lines = [f"{level}: {n} case(s): {n} not-applicable" for level, n in case_counts(root).items()]
+    return ('```console\n$ specfmt-conformance run --adapter "python3 hello_adapter.py"\n'
+            + "\n".join(lines) + "\ncertifying: no\n```\n")
+
+
+README_BLOCKS = {("extras", "table"): extras_table, ("extras", "cpu-torch"): cpu_torch}
+
+
+def readme(root: Path) -> dict[Path, str]:
+    """README.md with its generated blocks filled."""
+    path = root / "README.md"
+    text = path.read_text(encoding="utf-8")
+
+    def fill(m: re.Match) -> str:
+        body = README_BLOCKS[(m["kind"], m["arg"])](root)
+        return m.group(1) + body + m.group(5)
+
+    return {path: BLOCK.sub(fill, text)}
