@@ -83,3 +83,14 @@ def demo_verifier_dir() -> Path:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.verifier_dir()
+
+
+def corpus_verifier(config: dict):
+    """corpus_verifier_facts as a user gives them: --verifier-name (CORPUS_VERIFIER_NAME) only where the checkpoint
+    names no hub id of its own; a different name would contradict the checkpoint."""
+    from specfmt import hub
+    from specfmt.convert.common import VerifierFacts
+
+    facts = corpus_verifier_facts(config)
+    named = config["speculators_config"]["verifier"].get("name_or_path")
+    return VerifierFacts(facts.config, None if isinstance(named, str) and hub.parse(named) else facts.name)

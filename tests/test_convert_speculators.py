@@ -19,7 +19,7 @@ from builders import (
     config_of,
     corpus_checkpoint,
     corpus_names,
-    corpus_verifier_facts,
+    corpus_verifier,
     write_variant,
     write_verifier,
 )
@@ -44,7 +44,7 @@ def test_every_corpus_checkpoint_converts_to_strict_or_is_refused_naming_its_fla
     source = corpus_checkpoint(name, tmp_path / "source")
     config = json.loads((source / "config.json").read_text())
     try:
-        out = converted(source, corpus_verifier_facts(config), tmp_path / "out")
+        out = converted(source, corpus_verifier(config), tmp_path / "out")
     except Refused as refused:  # what engines read differently and the source leaves open
         assert [(r.pointer, r.flag) for r in refused.refusals] == [
             ("/verifier_hidden_state", "--set verifier_hidden_state=pre_norm|post_norm")], refused
@@ -83,7 +83,7 @@ def test_a_compat_eagle3_checkpoint_converts_and_proposes_what_it_proposed_under
     tensors = load_file(str(source / "model.safetensors"))
     save_file(dict(tensors, **{"verifier_lm_head.weight": torch.full((128, 32), float("nan"))}),
               str(source / "model.safetensors"))
-    out = converted(source, VerifierFacts(VERIFIER_CONFIG, CORPUS_VERIFIER_NAME), tmp_path / "out")
+    out = converted(source, VerifierFacts(VERIFIER_CONFIG, None), tmp_path / "out")  # the source names one
     decisions = json.loads((out / "config.json").read_text())["specfmt_provenance"]["conversion"]["decisions"]
     assert {("dropped", "auto_map"), ("dropped", "verifier_lm_head.weight"), ("default", "target_hidden_size")} <= \
         {(d["kind"], d["subject"]) for d in decisions}
@@ -105,7 +105,7 @@ def v0_1_form(source: Path, default: str) -> dict:
 
 def test_a_v0_1_config_has_torch_dtype_translated_and_an_unused_removed_proposal_type_dropped(tmp_path):
     source = corpus_checkpoint("v0.2.0--eagle_layernorms0_fusionbias0", tmp_path / "source")
-    out = converted(source, corpus_verifier_facts(v0_1_form(source, "greedy")), tmp_path / "out")
+    out = converted(source, corpus_verifier(v0_1_form(source, "greedy")), tmp_path / "out")
     config = json.loads((out / "config.json").read_text())
     assert config["dtype"] == "float32"
     assert [m["proposal_type"] for m in config["speculators_config"]["proposal_methods"]] == ["greedy"]
@@ -113,7 +113,7 @@ def test_a_v0_1_config_has_torch_dtype_translated_and_an_unused_removed_proposal
 
 def test_a_removed_proposal_type_as_the_default_is_refused_with_a_flag_that_works(tmp_path):
     source = corpus_checkpoint("v0.2.0--eagle_layernorms0_fusionbias0", tmp_path / "source")
-    facts = corpus_verifier_facts(v0_1_form(source, "sampling"))
+    facts = corpus_verifier(v0_1_form(source, "sampling"))
     with pytest.raises(Refused) as refused:
         converted(source, facts, tmp_path / "out")
     (refusal,) = refused.value.refusals
@@ -144,7 +144,7 @@ def test_a_flattened_independent_config_becomes_a_v1_independent_draft_of_the_sa
     (source / "config.json").write_text(json.dumps(flattened("independent")))
     (source / "model.safetensors").write_bytes((original / "model.safetensors").read_bytes())
     assert validate(source, "compat").errors  # compat does not read this form
-    out = converted(source, VerifierFacts(VERIFIER_CONFIG, CORPUS_VERIFIER_NAME), tmp_path / "out")
+    out = converted(source, VerifierFacts(VERIFIER_CONFIG, None), tmp_path / "out")
     assert validate(out, "strict").findings == []
     config = json.loads((out / "config.json").read_text())
     assert config["transformer_layer_config"]["model_type"] == "llama" and "model_type" not in config
@@ -176,9 +176,9 @@ def test_specfmt_convert_from_speculators_exits_1_with_a_refusal_and_0_once_set(
     del config["sliding_window_non_causal"]
     (source / "config.json").write_text(json.dumps(config))
     verifier = tmp_path / "verifier.json"
-    verifier.write_text(json.dumps(corpus_verifier_facts(config).config))
+    verifier.write_text(json.dumps(corpus_verifier(config).config))
     command = [sys.executable, "-m", "specfmt", "convert", str(source), "--from", "speculators", "--verifier",
-               str(verifier), "--verifier-name", CORPUS_VERIFIER_NAME, "--out", str(tmp_path / "out")]
+               str(verifier), "--out", str(tmp_path / "out")]  # the source names its verifier's hub id
     refused = subprocess.run(command, capture_output=True, text=True)
     assert refused.returncode == 1 and "supply --set sliding_window_non_causal=false|true" in refused.stderr
     done = subprocess.run(command + ["--set", "sliding_window_non_causal=false"], capture_output=True, text=True)

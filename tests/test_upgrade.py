@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import CORPUS_VERIFIER_NAME, config_of, corpus_verifier_facts, write_variant
+from builders import CORPUS_VERIFIER_NAME, config_of, corpus_verifier, write_variant
 from conformance.generators.variants import corpus_checkpoint, corpus_names
 from specfmt import validate
 from specfmt.convert.common import Refused
@@ -26,10 +26,10 @@ def test_every_corpus_checkpoint_upgrades_to_strict_with_its_verifier_or_is_refu
     given = UNDECIDABLE.get(config["speculators_model_type"], {})
     if given:
         with pytest.raises(Refused) as refused:
-            upgrade(source, tmp_path / "out", {}, corpus_verifier_facts(config))
+            upgrade(source, tmp_path / "out", {}, corpus_verifier(config))
         assert [(r.pointer, r.code) for r in refused.value.refusals] == [
             (f"/{field}", "convert.undecidable") for field in given]
-    out, decisions = upgrade(source, tmp_path / "out", given, corpus_verifier_facts(config))
+    out, decisions = upgrade(source, tmp_path / "out", given, corpus_verifier(config))
     assert validate(out, "strict").findings == []
     written = json.loads((out / "config.json").read_text())
     assert written["specfmt_provenance"]["conversion"]["decisions"] == [d.to_json() for d in decisions]
@@ -38,12 +38,11 @@ def test_every_corpus_checkpoint_upgrades_to_strict_with_its_verifier_or_is_refu
     assert written["speculators_config"]["verifier"]["name_or_path"] == kept
 
 
-def test_a_corpus_checkpoint_without_its_verifier_facts_is_refused_naming_the_verifier_flag(tmp_path):
-    source = corpus_checkpoint("v0.9.0--dflash_qwen3_fullvocab", tmp_path / "source")
+def test_a_corpus_checkpoint_without_its_verifier_facts_is_refused_naming_only_the_verifier_flag_it_needs(tmp_path):
+    source = corpus_checkpoint("v0.9.0--dflash_qwen3_fullvocab", tmp_path / "source")  # it names a hub id
     with pytest.raises(Refused) as refused:
         upgrade(source, tmp_path / "out", {})
-    assert [r.flag for r in refused.value.refusals] == ["--verifier PATH (its config.json) and --verifier-name "
-                                                       "ORG/NAME"]
+    assert [r.flag for r in refused.value.refusals] == ["--verifier PATH (its config.json)"]
     assert not (tmp_path / "out").exists()
 
 
@@ -64,7 +63,7 @@ def test_a_field_engines_read_differently_is_refused_until_set(tmp_path):
 def test_the_upgrade_changes_config_json_only_and_drops_the_stray_verifier_tensor(tmp_path):
     source = corpus_checkpoint("head--mtp_qwen3", tmp_path / "source")
     config = json.loads((source / "config.json").read_text())
-    out, decisions = upgrade(source, tmp_path / "out", UNDECIDABLE["mtp"], corpus_verifier_facts(config))
+    out, decisions = upgrade(source, tmp_path / "out", UNDECIDABLE["mtp"], corpus_verifier(config))
     before, _, _ = read_header(str(source / "model.safetensors"), "model.safetensors", "compat")
     after, _, _ = read_header(str(out / "model.safetensors"), "model.safetensors", "compat")
     assert {t.name for t in before} - {t.name for t in after} == {"verifier_lm_head.weight"}
@@ -79,9 +78,9 @@ def test_specfmt_upgrade_prints_its_decisions_and_refusals_with_exit_codes(tmp_p
     assert refused.returncode == 1 and "supply --verifier PATH" in refused.stderr
     verifier = tmp_path / "verifier.json"
     config = json.loads((source / "config.json").read_text())
-    verifier.write_text(json.dumps(corpus_verifier_facts(config).config))
+    verifier.write_text(json.dumps(corpus_verifier(config).config))
     done = subprocess.run([sys.executable, "-m", "specfmt", "upgrade", str(source), "--out", str(tmp_path / "o"),
-                           "--verifier", str(verifier), "--verifier-name", CORPUS_VERIFIER_NAME],
+                           "--verifier", str(verifier)],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "given: speculators_config.verifier.hidden_size" in done.stdout and "wrote" in done.stdout

@@ -17,16 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from specfmt.convert.common import Decision, Refusal, Refused, read_json, renamed
+from specfmt.convert.common import Decision, Refusal, Refused, layer_config, read_json, renamed
 from specfmt.convert.upgrade import weight_files
 from specfmt.findings import ValidationError
 from specfmt.validate import CONFIG, validate
 
 VLLM_METHODS = {"eagle3": {"method": "eagle3"}, "peagle": {"method": "eagle3", "parallel_drafting": True},
                 "dflash": {"method": "dflash"}, "dspark": {"method": "dspark"}}  # vLLM 0.32's speculators types
-SGLANG_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-               "head_dim", "num_hidden_layers", "vocab_size", "rms_norm_eps", "hidden_act", "attention_bias",
-               "max_position_embeddings", "rope_theta", "rope_scaling", "rope_parameters")
 VLLM_INSTEAD = "--for vllm (vLLM reads every eagle3 field)"
 EMBED = "model.embed_tokens.weight"
 
@@ -169,7 +166,7 @@ def verifier_embedding(path: Path):
 def sglang_config(config: dict, decisions: list[Decision]) -> dict:
     """A LlamaConfig with SGLang's EAGLE-3 keys; the aux ids in SGLang's numbering (the output of layer X)."""
     layer, ids = config["transformer_layer_config"], config["eagle_aux_hidden_state_layer_ids"]
-    out = {"architectures": ["LlamaForCausalLMEagle3"], **{k: layer[k] for k in SGLANG_KEYS if k in layer},
+    out = {"architectures": ["LlamaForCausalLMEagle3"], **layer_config(layer),
            "tie_word_embeddings": False, "draft_vocab_size": config["draft_vocab_size"],
            "torch_dtype": config["dtype"],
            "eagle_config": {"eagle_aux_hidden_state_layer_ids": [i - 1 for i in ids], "use_aux_hidden_state": True}}

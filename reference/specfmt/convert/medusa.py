@@ -20,11 +20,10 @@ from specfmt.convert.common import (
     Conversion,
     Decision,
     Refusal,
-    Refused,
     Source,
     SourceError,
     VerifierFacts,
-    apply_given,
+    finish,
     float_dtype,
     renamed,
 )
@@ -49,14 +48,13 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     fc_bias = block_bias(heads, num_heads, num_layers, decisions, source)
     original = output_heads(heads, outputs, num_heads, cfg, given, where, decisions, refusals)
     check_verifier(heads, verifier, source, refusals)
-    if refusals:
-        raise Refused(refusals)
     decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens",
                               f"{num_heads}: one token per head (head k predicts the token k + 2 positions ahead)"))
     config = envelope("medusa", verifier.config, verifier.name, num_heads, float_dtype(heads, str(source.path)),
                       medusa_num_heads=num_heads, medusa_num_layers=num_layers, medusa_fc_bias=fc_bias,
                       original_lm_head=original)
-    return Conversion(apply_given(config, given, decisions), renamed(heads, RULES, decisions), decisions)
+    tensors = renamed(heads, RULES, decisions)
+    return finish(config, tensors, decisions, given, str(source.path), verifier, refusals)
 
 
 def heads_only(source: Source, decisions: list) -> dict:

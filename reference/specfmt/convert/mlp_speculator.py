@@ -20,11 +20,10 @@ from specfmt.convert.common import (
     Conversion,
     Decision,
     Refusal,
-    Refused,
     Source,
     SourceError,
     VerifierFacts,
-    apply_given,
+    finish,
     float_dtype,
     renamed,
 )
@@ -60,14 +59,13 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
             refusals.append(Refusal(where, "/tie_weights", f"tie_weights is {json.dumps(cfg.get('tie_weights'))}, but "
                                     f"{missing} are absent", "--set tie_weights=true (fms tying fills them in)"))
     check_verifier(tensors, verifier, where, refusals)
-    if refusals:
-        raise Refused(refusals)
-    fields = dict(flags, n_predict=n_predict, **tree_keys(cfg, n_predict, decisions))
+    k = n_predict or 1  # a placeholder where a refusal already speaks
+    fields = dict(flags, n_predict=k, **tree_keys(cfg, k, decisions))
     decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens",
-                              f"{n_predict}: one token per stage (vLLM's default num_speculative_tokens is n_predict)"))
+                              f"{k}: one token per stage (vLLM's default num_speculative_tokens is n_predict)"))
     dtype = float_dtype(tensors, str(source.path))
-    config = envelope("mlp_speculator", verifier.config, verifier.name, n_predict, dtype, **fields)
-    return Conversion(apply_given(config, given, decisions), tensors, decisions)
+    config = envelope("mlp_speculator", verifier.config, verifier.name, k, dtype, **fields)
+    return finish(config, tensors, decisions, given, str(source.path), verifier, refusals)
 
 
 def stage_names(n_predict: int) -> list[str]:

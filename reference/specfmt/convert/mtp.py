@@ -25,15 +25,14 @@ from specfmt.convert.common import (
     Conversion,
     Decision,
     Refusal,
-    Refused,
     Source,
     SourceError,
     VerifierFacts,
+    finish,
     read_json,
     read_tensors,
     renamed,
 )
-from specfmt.convert.upgrade import upgraded_config
 from specfmt.envelope import envelope
 
 CONFIG = "config.json"
@@ -224,7 +223,7 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                                 "mtp layout", "a checkpoint without them (no flag converts this one)",
                                 "convert.unsupported"))
     tensors = computed(tensors, fam, layer["hidden_size"], decisions)
-    if "verifier_hidden_state" not in given:  # a --set value is recorded as given by upgraded_config
+    if "verifier_hidden_state" not in given:  # a --set value is recorded as given by finish
         decisions.append(Decision("default", "verifier_hidden_state", f"post_norm: the {name} MTP layer reads the "
                                   "verifier state after its final norm, as vLLM's native MTP feeds it"))
     dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values()}
@@ -232,13 +231,7 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                       num_nextn_predict_layers=1, verifier_hidden_state="post_norm")
     decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens", "1: one step "
                               "per MTP layer, vLLM's default num_speculative_tokens for native MTP"))
-    try:
-        config, more = upgraded_config(config, given, str(source.path), verifier)
-    except Refused as e:
-        refusals, more = refusals + e.refusals, []
-    if refusals:
-        raise Refused(refusals)
     if len(dtypes) != 1:
         raise SourceError(f"{source.path}: expected the MTP tensors in one float dtype, found "
                           f"{json.dumps(sorted(dtypes))}")
-    return Conversion(config, tensors, decisions + more)
+    return finish(config, tensors, decisions, given, str(source.path), verifier, refusals)

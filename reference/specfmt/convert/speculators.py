@@ -1,7 +1,8 @@
 """specfmt convert --from speculators: a checkpoint the speculators library wrote, v0.1 on, as a strict one.
 
-What compat reads goes through specfmt upgrade's logic (upgraded_config: defaults explicit, engine-default conflicts
-refused unless --set, verifier facts from --verifier, auto_map dropped), with the tensors read and written again
+What compat reads goes through the finishing step upgrade uses too (common.finish: defaults explicit, engine-default
+conflicts refused unless --set, verifier facts from --verifier and refused where they contradict it, auto_map dropped,
+torch_dtype read as dtype), with the tensors read and written again
 and the stray verifier tensors (the MTP converter's NaN verifier_lm_head) left out. Two historical forms compat does
 not read: the flattened `independent` config of v0.1 to v0.4 (the draft LM's own Hugging Face config at the top
 level, with its model_type, beside speculators_config; the weights are the LM's), which becomes a v1 independent
@@ -22,9 +23,10 @@ from specfmt.convert.common import (
     Source,
     SourceError,
     VerifierFacts,
+    finish,
     float_dtype,
 )
-from specfmt.convert.upgrade import STRAY, upgraded_config
+from specfmt.convert.upgrade import STRAY
 
 CONFIG = "config.json"
 REMOVED = ("sampling", "static_tree", "dynamic_tree")  # proposal types speculators 0.3.0 removed (#213)
@@ -51,15 +53,6 @@ def stray_tensors(source: Source) -> set[str]:
     from specfmt.validate import validate
 
     return {f.pointer[1:] for f in validate(source.path, "compat").findings if f.code in STRAY}
-
-
-def with_dtype(cfg: dict, given: dict, decisions: list[Decision]) -> dict:
-    """transformers 4 wrote the dtype as torch_dtype (speculators v0.1-v0.2); strict names it dtype."""
-    if "dtype" in cfg or "dtype" in given or "torch_dtype" not in cfg:
-        return cfg
-    decisions.append(Decision("translated", "dtype", f"{json.dumps(cfg['torch_dtype'])} from torch_dtype, "
-                              "transformers 4's name for it"))
-    return dict(cfg, dtype=cfg["torch_dtype"])
 
 
 def without_removed(cfg: dict, given: dict, where: str, refusals: list[Refusal], decisions: list[Decision]) -> dict:
@@ -108,14 +101,5 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                                "verifier's own); speculators' MTP converter saves an uninitialised copy")
                       for name in sorted(stray)]
         tensors = {k: t for k, t in tensors.items() if k not in stray}
-        cfg = with_dtype(cfg, given, decisions)
     cfg = without_removed(cfg, given, where, refusals, decisions)
-    try:
-        config, more = upgraded_config(cfg, given, str(source.path), verifier)
-    except Refused as e:
-        more = []
-        mine = [r.pointer for r in refusals]  # upgrade's own flag for them would name a list index --set cannot set
-        refusals += [r for r in e.refusals if not any(r.pointer.startswith(p) for p in mine)]
-    if refusals:
-        raise Refused(refusals)
-    return Conversion(config, tensors, decisions + more)
+    return finish(cfg, tensors, decisions, given, str(source.path), verifier, refusals)

@@ -7,101 +7,25 @@ Spec: spec/config.md#CFG-11, spec/versioning.md
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from specfmt import hub
-from specfmt.convert.common import Decision, Refusal, Refused, VerifierFacts, apply_given, read_json
-from specfmt.defaults import applicable_properties, resolve
+from specfmt.convert.common import Decision, VerifierFacts, finish, read_json
 from specfmt.findings import ValidationError
-from specfmt.schemas import VERSION, load
-from specfmt.validate import CONFIG, INDEX, SINGLE, validate, validate_config
+from specfmt.publish import looks_like_checkpoint, publish
+from specfmt.validate import CONFIG, INDEX, SINGLE, validate
 
-COMPAT = load("config.schema.json")
-DROPPED = ("auto_map",)  # strict forbids them and no reader needs them (GEN-5: never executed)
 STRAY = ("hazard.stray_verifier_tensor",)  # tensors a layout names as the verifier's, which the draft never reads
 
 
-def _filled(original: Any, resolved: Any, path: str, decisions: list[Decision]) -> None:
-    """A `default` decision for each value `resolved` holds that `original` lacks."""
-    if not isinstance(resolved, dict) or not isinstance(original, dict):
-        return
-    for key, value in resolved.items():
-        where = f"{path}.{key}" if path else key
-        if key not in original:
-            decisions.append(Decision("default", where, f"{json.dumps(value)} (the schema default, now explicit)"))
-        else:
-            _filled(original[key], value, where, decisions)
-
-
-def dotted(pointer: str) -> str:
-    return ".".join(t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:])
-
-
-VERIFIER_FACTS = ("hidden_size", "num_hidden_layers", "vocab_size")
-
-
-def with_verifier(config: dict, verifier: VerifierFacts | None, source: str, decisions: list[Decision],
-                  refusals: list[Refusal]) -> dict:
-    """speculators_config.verifier completed from --verifier: the facts CFG-8 requires and its hub id. The
-    speculators library writes neither the facts nor, for local verifiers, a hub id."""
-    facts = config.get("speculators_config", {}).get("verifier")
-    if not isinstance(facts, dict):
-        return config
-    missing = [k for k in VERIFIER_FACTS if k not in facts]
-    if not isinstance(facts.get("name_or_path"), str) or hub.parse(facts["name_or_path"]) is None:
-        missing.append("name_or_path")  # null, or a local path: strict names the verifier by hub id (CFG-8)
-    if missing and verifier is None:
-        refusals.append(Refusal(f"{source}/{CONFIG}", "/speculators_config/verifier", f"the verifier facts "
-                                f"{missing} are absent", "--verifier PATH (its config.json) and --verifier-name "
-                                "ORG/NAME"))
-        return config
-    for key in missing:
-        value = verifier.name if key == "name_or_path" else verifier.config[key]
-        facts[key] = value
-        decisions.append(Decision("given", f"speculators_config.verifier.{key}",
-                                  f"{json.dumps(value)} from --verifier"))
-    return config
-
-
-def upgraded_config(config: dict, given: dict[str, Any], source: str,
-                    verifier: VerifierFacts | None = None) -> tuple[dict, list[Decision]]:
-    """The strict config of a compat `config` and the decisions; Refused when engines disagree on an absent
-    field that --set does not state, or strict needs a value the source does not hold."""
-    decisions: list[Decision] = []
-    refusals: list[Refusal] = []
-    for name, prop in applicable_properties(config, COMPAT).items():
-        readings = prop.get("x-specfmt-engine-defaults")
-        if readings and name not in config and name not in given:
-            what = ", ".join(f"{engine} reads {json.dumps(v)}" for engine, v in readings.items())
-            values = "|".join(dict.fromkeys(v if isinstance(v, str) else json.dumps(v) for v in readings.values()))
-            refusals.append(Refusal(f"{source}/{CONFIG}", f"/{name}", f"{name} is absent and engines read it "
-                                    f"differently ({what})", f"--set {name}={values}"))
-    out = copy.deepcopy(config)
-    for key in DROPPED:
-        if out.pop(key, None) is not None:
-            decisions.append(Decision("dropped", key, "strict forbids it; specfmt never runs code it points to"))
-    out = with_verifier(out, verifier, source, decisions, refusals)
-    out = apply_given(out, given, decisions)
-    resolved = resolve(out)
-    _filled(out, resolved, "", decisions)
-    if resolved.get("speculators_format_version") != VERSION:
-        decisions.append(Decision("translated", "speculators_format_version",
-                                  f"{json.dumps(resolved.get('speculators_format_version'))} -> \"{VERSION}\""))
-        resolved["speculators_format_version"] = VERSION
-    refused = [r.pointer for r in refusals]
-    for f in validate_config(resolved, "strict").findings:
-        if f.severity == "error" and not any(f.pointer.startswith(p) for p in refused):
-            refusals.append(Refusal(f"{source}/{CONFIG}", f.pointer, f"strict: {f.message} [{f.code}]",
-                                    f"--set {dotted(f.pointer)}=VALUE"))
-    if refusals:
-        raise Refused(refusals)
-    return resolved, decisions
+def upgraded_config(config: dict, given: dict[str, Any], source: str, verifier: VerifierFacts | None = None,
+                    shapes: dict | None = None) -> tuple[dict, list[Decision]]:
+    """The strict config of a compat `config` and the decisions, through the converters' finishing step
+    (common.finish); `shapes` are the stored tensors' shapes (name -> shape), checked against --verifier's facts."""
+    done = finish(config, {}, [], given, source, verifier, shapes=shapes or {})
+    return done.config, done.decisions
 
 
 def weight_files(path: Path) -> list[str]:
@@ -138,15 +62,12 @@ def read_json_header_metadata(path: Path) -> dict | None:
 
 def write_upgrade(config: dict, source: Path, out: Path, overwrite: bool = False,
                   drop: set[str] = frozenset()) -> Path:
-    """config.json and the source's weights files (copied, less the tensors in `drop`) at `out`, atomically, only
-    when strict validation passes; otherwise ValidationError with every finding and nothing left behind."""
+    """config.json and the source's weights files (copied, less the tensors in `drop`) published at `out`
+    (specfmt.publish: never at, inside or above `source`), only when strict validation passes; otherwise
+    ValidationError with every finding and nothing left behind."""
     from specfmt.checkpoint import dump_config
 
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    def write(staging: Path) -> None:
         (staging / CONFIG).write_text(dump_config(config), encoding="utf-8")
         for name in weight_files(source):
             if drop and name.endswith(".safetensors"):
@@ -160,13 +81,16 @@ def write_upgrade(config: dict, source: Path, out: Path, overwrite: bool = False
         report = validate(staging, "strict")
         if report.errors:
             raise ValidationError([f for f in report.findings if f.severity == "error"])
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return out
+
+    return publish(out, write, protect=[source], overwrite=overwrite, kind_check=looks_like_checkpoint)
+
+
+def stored_shapes(source: Path) -> dict[str, tuple]:
+    """The shape of each tensor the checkpoint stores, from the safetensors headers (no tensor is read)."""
+    from specfmt.safetensors_header import read_header
+
+    return {t.name: tuple(t.shape) for name in weight_files(source) if name.endswith(".safetensors")
+            for t in read_header(str(source / name), name, "compat")[0]}
 
 
 def upgrade(source: Path, out: Path, given: dict[str, Any], verifier: VerifierFacts | None = None,
@@ -176,7 +100,7 @@ def upgrade(source: Path, out: Path, given: dict[str, Any], verifier: VerifierFa
     if report.errors:
         raise ValidationError([f for f in report.findings if f.severity == "error"])
     config = read_json(source / CONFIG)
-    strict, decisions = upgraded_config(config, given, str(source), verifier)
+    strict, decisions = upgraded_config(config, given, str(source), verifier, stored_shapes(source))
     stray = {f.pointer[1:] for f in report.findings if f.code in STRAY}
     decisions += [Decision("dropped", name, "a verifier tensor the draft does not read (the runtime uses the "
                            "verifier's own); speculators' MTP converter saves an uninitialised copy")

@@ -17,13 +17,12 @@ from specfmt.convert.common import (
     Conversion,
     Decision,
     Refusal,
-    Refused,
     Source,
     SourceError,
     VerifierFacts,
+    finish,
     float_dtype,
 )
-from specfmt.convert.upgrade import upgraded_config
 from specfmt.envelope import envelope
 
 CONFIG = "config.json"
@@ -169,11 +168,4 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                   for name in ("embed_tokens.weight", "lm_head.weight") if name not in tensors]
     dtype = float_dtype(tensors, str(source.path))
     config = envelope("dflash", verifier.config, verifier.name, (b or 2) - 1, dtype, **fields)
-    try:
-        config, more = upgraded_config(config, given, str(source.path), verifier)
-    except Refused as e:
-        refusals += e.refusals
-        more = []
-    if refusals:
-        raise Refused(refusals)
-    return Conversion(config, tensors, decisions + more)
+    return finish(config, tensors, decisions, given, str(source.path), verifier, refusals)
