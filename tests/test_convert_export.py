@@ -195,3 +195,44 @@ def test_the_cli_prints_the_serve_command_and_exits_1_on_a_refusal(tmp_path, cap
     refused = saved(tmp_path / "refused", sglang_ready(norm_before_residual=True, norm_before_fc=True))
     assert main(["export", str(refused), "--for", "sglang", "--out", str(tmp_path / "demo")]) == 1
     assert capsys.readouterr().err.count("[convert.undecidable]") == 2
+
+
+@pytest.mark.parametrize(("variant", "proposed"), [("eagle", "no flag: no export target serves eagle"),
+                                                   ("peagle", "--for vllm (it serves peagle)")])
+def test_an_sglang_refusal_proposes_vllm_only_for_an_algorithm_vllm_serves(variant, proposed, tmp_path):
+    source = save(config_of(variant), tensors_for(config_of(variant)), tmp_path / "draft")
+    with pytest.raises(Refused) as refused:
+        export(source, "sglang", tmp_path / "out")
+    assert [r.flag.split(" (serve")[0] for r in refused.value.refusals] == [proposed]
+
+
+def test_a_config_only_verifier_is_reported_as_nothing_compared_not_as_different(tmp_path):
+    verifier = tmp_path / "verifier"
+    verifier.mkdir()
+    (verifier / "config.json").write_text(json.dumps(VERIFIER_CONFIG))
+    source = save(sglang_ready(), tensors_for(sglang_ready()), tmp_path / "draft")
+    for given in (verifier, verifier / "config.json"):
+        with pytest.raises(Refused) as refused:
+            export(source, "sglang", tmp_path / "out", given)
+        (refusal,) = refused.value.refusals
+        assert refusal.message.startswith("nothing was compared") and "differs" not in refusal.message
+
+
+def test_an_export_never_replaces_its_source_and_gets_the_usual_mode(tmp_path):
+    from specfmt.publish import UnsafeOut
+
+    source = saved(tmp_path / "draft", config_of("eagle3"), embed=True)
+    for out in (source, source / "inside", tmp_path):
+        with pytest.raises(UnsafeOut):
+            export(source, "vllm", out, overwrite=True)
+    assert validate(source, "strict").ok
+    done = export(source, "vllm", tmp_path / "vllm")
+    assert done.out.stat().st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    current = os.umask(0)
+    os.umask(current)
+    return current

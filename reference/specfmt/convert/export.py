@@ -3,28 +3,28 @@
 vllm: vLLM 0.32 reads the speculators format itself, so the export is the checkpoint as it is (copied), served with
 the method and the number of speculative tokens stated in --speculative-config. sglang: SGLang serves EAGLE-3 drafts
 in the SafeAILab/SpecForge form (LlamaForCausalLMEagle3, midlayer.*, aux ids counting layer outputs); what that form
-cannot carry, or what SGLang would silently compute otherwise, is refused, never written.
-Facts: /work/shared/reference/engines.md (vLLM §1, SGLang §4), other-formats.md §4.
+cannot carry, or what SGLang would silently compute otherwise, is refused, never written; a refusal proposes only
+the engines that serve the algorithm. Every export is published through specfmt.publish (never at, inside or above
+the source). Facts: vLLM 0.32's speculators config reader; SGLang's LlamaForCausalLMEagle3 (engines.md §1, §4).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from specfmt.convert.common import Decision, Refusal, Refused, layer_config, read_json, renamed
 from specfmt.convert.upgrade import weight_files
 from specfmt.findings import ValidationError
+from specfmt.publish import check_out, looks_like_checkpoint, publish
 from specfmt.validate import CONFIG, validate
 
 VLLM_METHODS = {"eagle3": {"method": "eagle3"}, "peagle": {"method": "eagle3", "parallel_drafting": True},
                 "dflash": {"method": "dflash"}, "dspark": {"method": "dspark"}}  # vLLM 0.32's speculators types
-VLLM_INSTEAD = "--for vllm (vLLM reads every eagle3 field)"
+SERVES = {"vllm": tuple(VLLM_METHODS), "sglang": ("eagle3",)}  # the algorithms each engine serves
 EMBED = "model.embed_tokens.weight"
 
 
@@ -43,9 +43,15 @@ def export(source: Path, engine: str, out: Path, verifier: Path | None = None, o
     report = validate(source, "strict")
     if report.errors:
         raise ValidationError(report.errors)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    return ENGINES[engine](source, read_json(source / CONFIG), out, verifier)
+    check_out(out, protect=[source], overwrite=overwrite, kind_check=looks_like_checkpoint)
+    return ENGINES[engine](source, read_json(source / CONFIG), out, verifier, overwrite)
+
+
+def instead(algorithm: str, engine: str) -> str:
+    """The flag of each other engine that serves `algorithm`, or that none does."""
+    others = [f"--for {e}" for e, algorithms in SERVES.items() if e != engine and algorithm in algorithms]
+    return " or ".join(others) + f" (it serves {algorithm})" if others else \
+        f"no flag: no export target serves {algorithm} (serve it with the specfmt runtime)"
 
 
 def default_k(config: dict) -> int:
@@ -54,21 +60,21 @@ def default_k(config: dict) -> int:
     return method["speculative_tokens"]
 
 
-def to_vllm(source: Path, config: dict, out: Path, verifier: Path | None) -> Export:
+def to_vllm(source: Path, config: dict, out: Path, verifier: Path | None, overwrite: bool = False) -> Export:
     """The checkpoint copied as it is, and `vllm serve VERIFIER --speculative-config {...}`."""
     algorithm = config["speculators_model_type"]
     if algorithm not in VLLM_METHODS:
         raise Refused([Refusal(f"{source}/{CONFIG}", "/speculators_model_type", f"vLLM 0.32 reads the speculators "
                                f"types {json.dumps(sorted(VLLM_METHODS))}; found {json.dumps(algorithm)}",
-                               "no flag: vLLM cannot serve it")])
-    publish(out, {name: source / name for name in [CONFIG, *weight_files(source)]})
+                               instead(algorithm, "vllm"))])
+    written(out, {name: source / name for name in [CONFIG, *weight_files(source)]}, source, overwrite)
     spec = {"model": str(out.resolve()), **VLLM_METHODS[algorithm], "num_speculative_tokens": default_k(config)}
     verifier_name = config["speculators_config"]["verifier"]["name_or_path"]
     command = f"vllm serve {shlex.quote(verifier_name)} --speculative-config {shlex.quote(json.dumps(spec))}"
     return Export(out, [], command)
 
 
-def to_sglang(source: Path, config: dict, out: Path, verifier: Path | None) -> Export:
+def to_sglang(source: Path, config: dict, out: Path, verifier: Path | None, overwrite: bool = False) -> Export:
     """The SafeAILab/SpecForge form of an eagle3 draft SGLang can serve as the spec computes it, and
     `python -m sglang.launch_server ... --speculative-algorithm EAGLE3`."""
     from safetensors.torch import save
@@ -86,7 +92,7 @@ def to_sglang(source: Path, config: dict, out: Path, verifier: Path | None) -> E
         raise Refused(refusals)
     files = {CONFIG: (json.dumps(sglang_config(config, decisions), indent=2) + "\n").encode(),
              "model.safetensors": save({k: v.contiguous() for k, v in tensors.items()}, {"format": "pt"})}
-    publish(out, files)
+    written(out, files, source, overwrite)
     k = default_k(config)
     verifier_name = config["speculators_config"]["verifier"]["name_or_path"]
     command = (f"python -m sglang.launch_server --model-path {shlex.quote(verifier_name)} --speculative-algorithm "
@@ -102,7 +108,8 @@ def sglang_refusals(source: Path, config: dict) -> list[Refusal]:
     at, layer = f"{source}/{CONFIG}", config.get("transformer_layer_config", {})
     if config["speculators_model_type"] != "eagle3":
         return [Refusal(at, "/speculators_model_type", f"SGLang serves eagle3 drafts in this form; found "
-                        f"{json.dumps(config['speculators_model_type'])}", VLLM_INSTEAD)]
+                        f"{json.dumps(config['speculators_model_type'])}",
+                        instead(config["speculators_model_type"], "sglang"))]
     ids, n = config["eagle_aux_hidden_state_layer_ids"], config["speculators_config"]["verifier"]["num_hidden_layers"]
     checks = [
         ("/transformer_layer_config/model_type", layer["model_type"] == "llama", "SGLang builds Llama layers only "
@@ -122,8 +129,8 @@ def sglang_refusals(source: Path, config: dict) -> list[Refusal]:
         ("/fc_norm", not config["fc_norm"], "SGLang ignores fc_norm and fc_norm.{a}.weight"),
         ("/norm_output", not config["norm_output"], "SGLang feeds the pre-norm state back"),
     ]
-    return [Refusal(at, pointer, f"{json.dumps(value_at(config, pointer))} cannot be served: {why}", VLLM_INSTEAD)
-            for pointer, ok, why in checks if not ok]
+    return [Refusal(at, pointer, f"{json.dumps(value_at(config, pointer))} cannot be served: {why}",
+                    instead("eagle3", "sglang")) for pointer, ok, why in checks if not ok]
 
 
 def value_at(config: dict, pointer: str):
@@ -140,12 +147,19 @@ def shared_embedding(config: dict, tensors: dict, verifier: Path | None, decisio
     if "embed_tokens.weight" not in tensors or width not in (None, config["transformer_layer_config"]["hidden_size"]):
         return None
     if verifier is None:
-        return "the draft stores embed_tokens and SGLang uses the verifier's instead; give the verifier to show they " \
-               "are the same"
-    theirs = verifier_embedding(verifier)
-    mine = tensors["embed_tokens.weight"]
-    if theirs is None or theirs.shape != mine.shape or not theirs.to(mine.dtype).equal(mine):
-        return f"the draft's embed_tokens differs from the verifier's at {verifier}, which SGLang would use instead"
+        return "the draft stores embed_tokens and SGLang uses the verifier's instead; give the verifier's " \
+               "directory with its weights to show they are the same"
+    theirs, mine = verifier_embedding(verifier), tensors["embed_tokens.weight"]
+    if theirs is None:
+        return f"nothing was compared: {verifier} holds no {EMBED} in a safetensors file (a config.json alone " \
+               "cannot show that the draft's embed_tokens is the verifier's, which SGLang would use instead)"
+    if theirs.shape != mine.shape:
+        return f"the draft's embed_tokens is {list(mine.shape)}, the verifier's {EMBED} at {verifier} is " \
+               f"{list(theirs.shape)}; SGLang would use the verifier's instead"
+    if not theirs.to(mine.dtype).equal(mine):
+        return f"the draft's embed_tokens differs from the verifier's {EMBED} at {verifier} (both " \
+               f"{list(mine.shape)}, compared value by value in {str(mine.dtype).removeprefix('torch.')}), which " \
+               "SGLang would use instead"
     del tensors["embed_tokens.weight"]
     decisions.append(Decision("dropped", "embed_tokens.weight", f"equal to the verifier's ({verifier}), which "
                               "SGLang uses in its place"))
@@ -153,10 +167,12 @@ def shared_embedding(config: dict, tensors: dict, verifier: Path | None, decisio
 
 
 def verifier_embedding(path: Path):
-    """The verifier's model.embed_tokens.weight, read from whichever safetensors file holds it."""
+    """The verifier's model.embed_tokens.weight, read from whichever safetensors file of its directory (`path`, or
+    the directory of its config.json) holds it; None when none does."""
     from safetensors import safe_open
 
-    for f in sorted(path.glob("*.safetensors")):
+    directory = path if path.is_dir() else path.parent
+    for f in sorted(directory.glob("*.safetensors")):
         with safe_open(str(f), "pt") as st:
             if EMBED in st.keys():
                 return st.get_tensor(EMBED)
@@ -177,25 +193,17 @@ def sglang_config(config: dict, decisions: list[Decision]) -> dict:
     return out
 
 
-def publish(out: Path, files: dict[str, bytes | Path]) -> None:
-    """Write `files` (bytes, or a file to copy) into `out` atomically: a staging directory renamed into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; the export gets the usual mode
-    try:
+def written(out: Path, files: dict[str, bytes | Path], source: Path, overwrite: bool) -> None:
+    """`files` (bytes, or a file to copy) published at `out` (specfmt.publish: staged beside, renamed into place)."""
+
+    def write(staging: Path) -> None:
         for name, data in files.items():
             if isinstance(data, Path):
                 shutil.copyfile(data, staging / name)
             else:
                 (staging / name).write_bytes(data)
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+
+    publish(out, write, protect=[source], overwrite=overwrite, kind_check=looks_like_checkpoint)
 
 
 ENGINES = {"vllm": to_vllm, "sglang": to_sglang}
