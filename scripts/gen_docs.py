@@ -371,6 +371,8 @@ def pages(root: Path) -> dict[str, tuple[str, Callable[[Path], str]]]:
         "_snippets/conformance/make-conformance.md": (install.REPORT, install.conformance_run),
         "_snippets/conformance/reference-run.md": (install.REPORT, install.reference_run_snippet),
         "_snippets/conformance/hello-run.md": (install.MANIFEST, install.not_applicable_run),
+        "_snippets/conformance/schema-adapter-run.md": ("the run of the schema adapter of conformance/adapters.md",
+                                                        install.schema_adapter_run),
     }
     for algorithm in algorithms(root):
         out[f"{REFERENCE}/algorithms/{algorithm}.md"] = (

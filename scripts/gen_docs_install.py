@@ -86,3 +86,30 @@ def readme(root: Path) -> dict[Path, str]:
         return m.group(1) + body + m.group(5)
 
     return {path: BLOCK.sub(fill, text)}
+
+
+ADAPTERS_PAGE = "docs/conformance/adapters.md"
+
+
+def schema_adapter_run(root: Path) -> str:
+    """The schema-only adapter of the adapters page (its `schema_adapter.py` block) run against the suite's schema
+    level: the console block and the sentence that counts what the schemas alone pass."""
+    import subprocess
+    import tempfile
+
+    page = (root / ADAPTERS_PAGE).read_text(encoding="utf-8")
+    code = re.search(r'```python title="schema_adapter.py"\n(.*?)```', page, re.S)[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = Path(tmp) / "schema_adapter.py"
+        adapter.write_text(code, encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "specfmt_conformance", "run", "--level", "schema", "--adapter",
+                               f"{sys.executable} {adapter} {root / 'schemas' / 'v1.0'}"], cwd=root,
+                              capture_output=True, text=True, timeout=300)
+    lines = done.stdout.splitlines()
+    failing = [line for line in lines if line.startswith("FAIL")]
+    summary = next(line for line in lines if line.startswith("schema: "))
+    passed, total = re.search(r"(\d+) pass", summary)[1], re.search(r"schema: (\d+) case", summary)[1]
+    shown = failing[:1] + (["..."] if len(failing) > 1 else [])
+    return ('```console\n$ specfmt-conformance run --adapter "python3 schema_adapter.py schemas/v1.0" --level schema '
+            "--report out\n" + "\n".join(shown + [summary, "certifying: no"]) + "\n```\n\n"
+            f"The schemas alone pass {passed} of the {total} cases.")
