@@ -315,8 +315,9 @@ def cli_page(root: Path) -> str:
            "the package and format versions; `python -m specfmt` is the same command. Output to a pipe that closes "
            "early (`specfmt schema eagle3 | head`) ends the command quietly with status 141, as SIGPIPE would.", ""]
     for name, sub in commands.choices.items():
+        rows = argument_rows(sub)
         out += [f"## `specfmt {name}`", "", plain(helps[name][:1].upper() + helps[name][1:]) + ".", "",
-                *argument_rows(sub)]
+                *(rows if len(rows) > 2 else ["It takes no arguments."])]
         for group in sub._mutually_exclusive_groups:
             names = ", ".join(f"`{a.option_strings[0]}`" for a in group._group_actions)
             out.append(f"\nExactly one of {names}{' is required' if group.required else ' may be given'}.")
