@@ -1,4 +1,4 @@
-"""The CLI boundary (STYLE.md section 7): every failure is one line on stderr and an exit status, never a traceback.
+"""The CLI boundary (CONTRIBUTING.md section 7): every failure is one line on stderr and an exit status, no traceback.
 Exit 2 for usage mistakes, 1 for findings, 0 otherwise; a missing optional package names the extra to install.
 Where the exit status and stderr of the process itself matter, the CLI runs in a subprocess."""
 

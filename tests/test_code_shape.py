@@ -1,4 +1,4 @@
-"""Size and binding rules of the runtime (STYLE.md section 2; issue acceptance): each algorithm module
+"""Size and binding rules of the runtime (CONTRIBUTING.md section 2; issue acceptance): each algorithm module
 is under 300 lines and reads weights only by role; the generate loop is one function of <= 60 lines."""
 
 import ast
