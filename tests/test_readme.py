@@ -71,3 +71,13 @@ def test_the_readme_extras_table_is_the_one_the_cli_declaration_generates():
     assert extras_table(ROOT) in README
     assert cpu_torch(ROOT) in README
     assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in README
+
+
+def test_the_house_style_that_tests_and_code_cite_is_in_the_repository():
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "*.py", "*.md", "*.toml", "*.cjs", "*.js"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    citing = [f for f in files if (ROOT / f).is_file() and "STYLE" + ".md" in (ROOT / f).read_text("utf-8")]
+    assert citing == []
+    assert "## 7. Contracts the code can check" in (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
