@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -35,14 +36,18 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def add_parsers(sub) -> None:
     d = sub.add_parser("datagen", help="documents and the verifier's hidden states, cached for training")
     add_data_options(d)
-    d.add_argument("--out", required=True, help="cache directory to write")
+    d.add_argument("--out", required=True, help="cache directory to write (an existing datagen cache is rewritten)")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a datagen cache")
     d.add_argument("--algorithm", choices=TRAINABLE, default="eagle3",
                    help="the draft the features are for: which aux states to keep (default: %(default)s)")
     d.set_defaults(func=cmd_datagen)
     t = sub.add_parser("train", help="train a draft for a frozen verifier; writes a strict checkpoint")
     t.add_argument("algorithm", choices=TRAINABLE, help="the kind of draft to train")
     add_data_options(t)
-    t.add_argument("--out", required=True, help="directory of the trained draft (a strict checkpoint)")
+    t.add_argument("--out", required=True, help="directory of the trained draft (a strict checkpoint; one that "
+                                                "specfmt train wrote is replaced)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out checkpoint that specfmt train "
+                                                            "did not write")
     t.add_argument("--work", help="checkpoints, log and data cache (default: OUT.work)")
     t.add_argument("--k", type=int, default=3, help="draft tokens per proposal: TTT steps, heads or stages")
     t.add_argument("--epochs", type=int, default=1, help="passes over the training samples")
@@ -77,12 +82,25 @@ def set_threads(n: int) -> int:
     return set_torch_threads(n or None)
 
 
+def rank() -> int:
+    """This process's rank under torchrun (RANK, else LOCAL_RANK); 0 without torchrun. Only rank 0 prints."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+
+
 def report(line: str) -> None:
-    """A progress line: rewritten in place on a terminal, one line each otherwise."""
+    """A progress line: rewritten in place on a terminal, one line each otherwise; printed by rank 0 only."""
+    if rank() != 0:
+        return
     if sys.stderr.isatty():
         print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
     else:
         print(line, file=sys.stderr, flush=True)
+
+
+def end_line() -> None:
+    """Ends a progress line rewritten in place (on a terminal; elsewhere each line is already whole)."""
+    if sys.stderr.isatty() and rank() == 0:
+        print(file=sys.stderr)
 
 
 def aux_ids_for(algorithm: str, num_layers: int) -> tuple[int, ...]:
@@ -92,33 +110,41 @@ def aux_ids_for(algorithm: str, num_layers: int) -> tuple[int, ...]:
     return eagle3_aux_ids(num_layers) if algorithm == "eagle3" else ()
 
 
-def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...]):
+def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...], protect: list[Path]):
     """The cache of args.data at `target`: reused when it exists for the same options, else written."""
     import torch
 
     from specfmt.text import Text
-    from specfmt.train.datagen import Cache, write_cache
+    from specfmt.train.datagen import Cache, is_cache, write_cache
     from specfmt.verifier import Verifier
 
     opts = data_options(args)
-    if (target / "index.json").is_file():
+    if is_cache(target):
         cache = Cache(target)
         if cache.index["options"] == asdict(opts) and tuple(cache.index["aux_ids"]) == aux_ids:
             return cache
     verifier = Verifier.from_pretrained(verifier_dir, dtype=getattr(torch, args.gen_dtype))
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_cache(target, verifier, Text.from_verifier(verifier_dir), aux_ids, opts, report)
-    print(file=sys.stderr)
+    write_cache(target, verifier, Text.from_verifier(verifier_dir), aux_ids, opts, report, protect=tuple(protect))
+    end_line()
     return Cache(target)
 
 
 def cmd_datagen(args: argparse.Namespace) -> int:
+    from specfmt.train import options, outs
     from specfmt.verifier import load_hf_config
 
+    options.check(args)
+    out = outs.check_datagen_out(args.out, args.verifier, args.data, args.overwrite)
     set_threads(args.threads)
     config = load_hf_config(args.verifier)
     aux_ids = aux_ids_for(args.algorithm, config["num_hidden_layers"])
-    cache = build_cache(args, Path(args.verifier), Path(args.out), aux_ids)
+    try:
+        cache = build_cache(args, Path(args.verifier), out, aux_ids, outs.inputs(args.verifier, args.data))
+    except KeyboardInterrupt:
+        end_line()
+        print(f"specfmt datagen: interrupted; {args.out} is as it was", file=sys.stderr)
+        return 130
     index = cache.index
     print(f"datagen: {index['samples']} samples, {index['documents']} documents, {index['tokens']} tokens "
           f"({index['supervised']} supervised), {len(index['val_prompts'])} validation prompts; "
@@ -146,35 +172,80 @@ def verifier_name(verifier_dir: Path, given: str | None) -> str:
 
 
 def show(record: dict, total: int) -> None:
+    if "resumed" in record:
+        report(f"resuming from step {record['resumed']}")
+        end_line()
+        return
     if "validation" in record:
         v = record["validation"]
         report(f"epoch {record['epoch']} validation: tau {v['tau']:.3f}, acceptance by position "
                f"{v['acceptance_by_position']} over {v['prompts']} held-out prompts")
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
+        end_line()
         return
     report(f"step {record['step']}/{total} loss {record['loss']:.4f} acc {record['acc_k']} "
            f"chain {record['full_acc_k']} tau~{record['tau_proxy']:.2f} {record['seconds']:.2f}s/step")
 
 
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that resumes this run: the same arguments, less --restart."""
+    return shlex.join(["specfmt", *(a for a in args.argv if a != "--restart")])
+
+
+def interrupted(args: argparse.Namespace, work: Path) -> str:
+    """The one line a Ctrl-C prints: where the last checkpoint is, and the exact command that resumes from it."""
+    from specfmt.train import state
+
+    saved = work / state.CHECKPOINT / "state.json"
+    try:
+        step = json.loads(saved.read_text(encoding="utf-8"))["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"specfmt train: interrupted before the first checkpoint; start again with: {resume_command(args)}"
+    return f"specfmt train: interrupted; resume from step {step} (saved in {work}) with: {resume_command(args)}"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    """train, with its one-line endings: Ctrl-C says how to resume (exit 130); under torchrun only rank 0 prints."""
+    from specfmt.train import options, outs, state
+
+    held, work = None, None
+    try:
+        options.check(args)
+        out, work = outs.check_train_outs(args.out, args.work, args.verifier, args.data, args.overwrite)
+        held = state.lock(work) if rank() == 0 else None
+        return run_train(args, out, work)
+    except KeyboardInterrupt:
+        end_line()
+        if rank() == 0 and work is not None:
+            print(interrupted(args, work), file=sys.stderr)
+        return 130
+    except (ValueError, OSError):
+        if rank() != 0:
+            return 2  # rank 0 says it, once
+        raise
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def run_train(args: argparse.Namespace, out: Path, work: Path) -> int:
     import torch
 
     from specfmt import __version__
     from specfmt.text import Text
     from specfmt.train import loop, recipes
-    from specfmt.train.datagen import Caches
+    from specfmt.train.datagen import Caches, is_cache
+    from specfmt.train.outs import inputs
     from specfmt.verifier import Verifier
 
     threads = set_threads(args.threads)
-    verifier_dir, out = Path(args.verifier), Path(args.out)
-    work = Path(args.work) if args.work else out.with_name(out.name + ".work")
+    verifier_dir = Path(args.verifier)
     verifier = Verifier.from_pretrained(verifier_dir)  # float32: the frozen targets and the shared embedding
     aux_ids = aux_ids_for(args.algorithm, verifier.num_layers)
-    is_cache = all((Path(d) / "index.json").is_file() for d in args.data)
-    if not is_cache and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    caches = all(is_cache(Path(d)) for d in args.data)
+    if not caches and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("under torchrun, --data must be caches: run `specfmt datagen` first and pass its --out")
-    cache = Caches(args.data if is_cache else [build_cache(args, verifier_dir, work / "data", aux_ids).path])
+    cache = Caches(args.data if caches else [
+        build_cache(args, verifier_dir, work / "data", aux_ids, inputs(args.verifier, args.data)).path])
     problems = cache.check(verifier, aux_ids)
     if problems:
         raise ValueError("; ".join(problems))
@@ -197,7 +268,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       {"datagen": [part.index["options"] for part in cache.parts]}, "optimizer_steps": run.step,
                       "validation": validation, "threads": threads, "torch": torch.__version__}
         loop.export(run, out, args.save_dtype, provenance)
-        print(file=sys.stderr)
+        end_line()
         print(f"train: {run.step} optimizer steps; draft written to {out} (strict); log {work / 'log.jsonl'}"
               + (f"; held-out tau {validation['tau']:.3f}" if validation else ""))
     return 0

@@ -14,9 +14,6 @@ recomputed for other aux ids) and `features-NNNNN.safetensors`. Sample i of a sh
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,12 +21,21 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from specfmt import files
 from specfmt.generate import generate_batch
 from specfmt.nn import rms_norm
 from specfmt.proposal import Sample
+from specfmt.publish import publish
 from specfmt.safetensors_file import write_tensors
 from specfmt.text import Text
-from specfmt.train.sources import Document, is_held_out, jsonl_documents, prompt_records, text_documents
+from specfmt.train.sources import (
+    Document,
+    is_held_out,
+    jsonl_documents,
+    prompt_ids,
+    prompt_records,
+    text_documents,
+)
 from specfmt.verifier import Verifier
 
 FORMAT = "specfmt-datagen/1"
@@ -57,15 +63,16 @@ def spread(items: list, limit: int) -> list:
 
 
 def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, report: Report):
-    """The verifier's answers to the spec's training prompts; the held-out prompts' ids are returned unanswered."""
-    records = prompt_records(spec)
-    keyed = [(json.dumps(r, sort_keys=True), r) for r in records]
-    train = [r for key, r in keyed if not is_held_out(key, opts.held_out)]
-    held = [text.prompt_ids(r) for key, r in keyed if is_held_out(key, opts.held_out)]
+    """The verifier's answers to the spec's training prompts; the held-out prompts' ids are returned unanswered.
+    Every record is checked before the first answer, so a bad line stops the command at once."""
+    train, held = [], []
+    for where, record in prompt_records(spec):
+        ids = prompt_ids(where, record, text, verifier.vocab_size)
+        (held if is_held_out(json.dumps(record, sort_keys=True), opts.held_out) else train).append(ids)
     train = spread(train, opts.limit)
     docs, generator = [], torch.Generator().manual_seed(opts.seed)
     for start in range(0, len(train), opts.batch):
-        prompts = [text.prompt_ids(r)[:opts.seq_len // 2] for r in train[start:start + opts.batch]]
+        prompts = [ids[:opts.seq_len // 2] for ids in train[start:start + opts.batch]]
         answers = generate_batch(verifier, prompts, opts.max_new_tokens, text.eos_ids, opts.temperature, generator)
         docs += [Document((p + a)[:opts.seq_len], ([False] * len(p) + [True] * len(a))[:opts.seq_len], len(p))
                  for p, a in zip(prompts, answers, strict=True)]
@@ -124,33 +131,43 @@ def features(verifier: Verifier, docs: list[Document], aux_ids: tuple[int, ...],
 
 
 def write_cache(out: Path, verifier: Verifier, text: Text, aux_ids: tuple[int, ...], opts: DataOptions,
-                report: Report, dtype: torch.dtype = torch.bfloat16) -> Path:
-    """Collect, featurize and write the cache atomically at `out`; its index.json is written last."""
+                report: Report, dtype: torch.dtype = torch.bfloat16, protect: tuple[Path, ...] = ()) -> Path:
+    """Collect, featurize and publish the cache at `out` (specfmt.publish: staged beside it, then swapped in, so
+    a kill leaves the old cache or the new one); its index.json is written last."""
     docs, val = collect(verifier, text, opts, report)
     if not docs:
         raise ValueError(f"the data specs {opts.specs} yield no training document")
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    with open(staging / "documents.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(asdict(d)) + "\n" for d in docs)
-    shards, shard, size, rows = [], {}, 0, pack(docs, opts.seq_len)
-    for i, row in enumerate(rows):
-        for key, tensor in features(verifier, [docs[j] for j in row], aux_ids, dtype).items():
-            shard[f"{i}.{key}"] = tensor
-            size += tensor.numel() * tensor.element_size()
-        if size >= SHARD_BYTES or i == len(rows) - 1:
-            shards.append(f"features-{len(shards):05d}.safetensors")
-            write_tensors(staging / shards[-1], shard, {"format": "pt"})
-            shard, size = {}, 0
-        report(f"features: {i + 1}/{len(rows)} samples")
-    index = {"format": FORMAT, "verifier": fingerprint(verifier), "aux_ids": list(aux_ids), "dtype": str(dtype)[6:],
-             "samples": len(rows), "documents": len(docs), "tokens": sum(len(d.tokens) for d in docs),
-             "supervised": sum(sum(d.supervised) for d in docs), "shards": shards, "val_prompts": val,
-             "options": asdict(opts), "bytes": sum((staging / s).stat().st_size for s in shards)}
-    (staging / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.rename(staging, out)
-    return out
+
+    def write(staging: Path) -> None:
+        with open(staging / "documents.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(asdict(d)) + "\n" for d in docs)
+        shards, shard, size, rows = [], {}, 0, pack(docs, opts.seq_len)
+        for i, row in enumerate(rows):
+            for key, tensor in features(verifier, [docs[j] for j in row], aux_ids, dtype).items():
+                shard[f"{i}.{key}"] = tensor
+                size += tensor.numel() * tensor.element_size()
+            if size >= SHARD_BYTES or i == len(rows) - 1:
+                shards.append(f"features-{len(shards):05d}.safetensors")
+                write_tensors(staging / shards[-1], shard, {"format": "pt"})
+                shard, size = {}, 0
+            report(f"features: {i + 1}/{len(rows)} samples")
+        index = {"format": FORMAT, "verifier": fingerprint(verifier), "aux_ids": list(aux_ids),
+                 "dtype": str(dtype)[6:], "samples": len(rows), "documents": len(docs),
+                 "tokens": sum(len(d.tokens) for d in docs), "supervised": sum(sum(d.supervised) for d in docs),
+                 "shards": shards, "val_prompts": val, "options": asdict(opts),
+                 "bytes": sum((staging / s).stat().st_size for s in shards)}
+        (staging / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+
+    return publish(out, write, protect=protect, overwrite=True)
+
+
+def is_cache(path: Path) -> bool:
+    """Whether `path` is a datagen cache directory (what `specfmt datagen` writes, and may replace)."""
+    try:
+        index = files.read_json(path / "index.json")
+    except OSError:
+        return False
+    return isinstance(index, dict) and index.get("format") == FORMAT
 
 
 def fingerprint(verifier: Verifier) -> dict:
@@ -159,15 +176,38 @@ def fingerprint(verifier: Verifier) -> dict:
     return {k: c[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
 
 
+INDEX_KEYS = {"format": str, "verifier": dict, "aux_ids": list, "samples": int, "documents": int, "tokens": int,
+              "supervised": int, "bytes": int, "shards": list, "val_prompts": list, "options": dict}
+
+
+def read_index(root: Path) -> dict:
+    """The index.json of a cache (specfmt.files.read_json: bounded, a regular file), checked: a JSON object of
+    the FORMAT with each key of its type."""
+    index = files.read_json(root / "index.json")
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise ValueError(f"{root} is not a {FORMAT} cache: its index.json names no such format")
+    for key, kind in INDEX_KEYS.items():
+        if not isinstance(index.get(key), kind) or isinstance(index.get(key), bool):
+            raise ValueError(f"{root / 'index.json'}#/{key}: expected a JSON {kind.__name__}, found "
+                             f"{json.dumps(index.get(key))[:40]}")
+    return index
+
+
+def shard_path(root: Path, i: int, name: object) -> Path:
+    """Shard i the index names, refused unless it is a regular file inside the cache: an index naming `../..`
+    or an absolute path would make training read outside it (index.path), and a FIFO would block it forever."""
+    path = files.resolve_inside(root, name, root / "index.json", f"/shards/{i}")
+    files.open_regular(path).close()
+    return path
+
+
 class Cache:
     """A datagen directory, read lazily: samples come off memory-mapped shards as float32 features."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.index = json.loads((self.path / "index.json").read_text(encoding="utf-8"))
-        if self.index.get("format") != FORMAT:
-            raise ValueError(f"{self.path} is not a {FORMAT} cache")
-        self.files = [safe_open(str(self.path / s), "pt") for s in self.index["shards"]]
+        self.index = read_index(self.path)
+        self.files = [safe_open(str(shard_path(self.path, i, s)), "pt") for i, s in enumerate(self.index["shards"])]
         self.where = {int(k.split(".")[0]): f for f in self.files for k in f.keys() if k.endswith(".tokens")}
 
     def __len__(self) -> int:

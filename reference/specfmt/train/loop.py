@@ -141,15 +141,25 @@ def validate(run: Run, prompts: list[list[int]], eos_id: int | None) -> dict:
             "acceptance_by_position": [round(a, 4) for a in stats.acceptance_by_position]}
 
 
+FLAGS = {"steps": "--k"}  # TrainOptions fields whose flag is not --field-name; grad_clip and log_every have none
+
+
+def changed_options(saved: dict, now: dict) -> list[str]:
+    """`--flag OLD (now NEW)` for each option that differs from the checkpoint's."""
+    return [f"{FLAGS.get(k, '--' + k.replace('_', '-'))} {saved.get(k)} (now {now.get(k)})"
+            for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
+
+
 def resume(run: Run) -> tuple[int, int]:
     """Restore the last checkpoint of the same options: (epoch, batch) to continue from; (0, 0) without one."""
     found = state.read(run.work)
     if found is None:
         return 0, 0
     position, tensors, moments = found
-    if position["options"] != asdict(run.opts):
-        raise ValueError(f"{run.work / state.CHECKPOINT} was written with other options {position['options']}; "
-                         "pass --restart to discard it")
+    changed = changed_options(position["options"], asdict(run.opts))
+    if changed:
+        raise ValueError(f"{run.work / state.CHECKPOINT} (step {position['step']}) was written with other options: "
+                         f"{', '.join(changed)}; pass the same values to resume it, or --restart to discard it")
     state.restore(run.optimizer, run.params, tensors, moments)
     run.step = position["step"]
     return position["epoch"], position["batch"]
@@ -168,6 +178,8 @@ def train(recipe: Recipe, verifier: Verifier, cache: Cache, opts: TrainOptions, 
     work.mkdir(parents=True, exist_ok=True)
     run = Run(recipe, verifier, cache, opts, work)
     start = resume(run)
+    if run.step:
+        progress({"resumed": run.step}, 0)
     per_epoch = len(batches(len(cache), opts, 0))
     total = min(opts.epochs * per_epoch, opts.max_steps or opts.epochs * per_epoch)
     if per_epoch == 0:
@@ -204,9 +216,20 @@ def log(run: Run, record: dict) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The floating-point tensors holding a NaN or an infinity."""
+    return sorted(n for n, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+
+
 def export(run: Run, out: Path, dtype: str, provenance: dict) -> Path:
-    """The trained draft as a strict checkpoint at `out`, weights in `dtype`, with how it was made in its config."""
+    """The trained draft as a strict checkpoint at `out`, weights in `dtype`, with how it was made in its config.
+    A draft with a NaN or infinite weight is refused before anything is written: it would pass strict."""
     config = dict(run.recipe.config, dtype=dtype, specfmt_provenance=provenance)
     torch_dtype = getattr(torch, dtype)
     tensors = {n: t.detach().to(torch_dtype) if t.is_floating_point() else t for n, t in run.tensors.items()}
+    bad = non_finite(tensors)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"the trained draft holds NaN or infinite weights in {bad[0]}{more}; not written to {out}: "
+                         "training diverged, lower --lr or --step-decay and pass --restart")
     return save(config, tensors, out, overwrite=True)

@@ -22,7 +22,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from specfmt.text import Text, TextError, read_prompts
+from specfmt.files import open_regular
+from specfmt.text import Text, TextError
 
 
 @dataclass
@@ -37,10 +38,48 @@ def is_held_out(key: str, fraction: float) -> bool:
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
+def read_regular(path: Path) -> bytes:
+    """The bytes of a regular file (specfmt.files.open_regular: a FIFO or a device is refused, not waited on)."""
+    with open_regular(path) as f:
+        return f.read()
+
+
+def read_text(path: Path) -> str:
+    """The text of a data file (undecodable bytes replaced); a FIFO, a device or a directory is refused before it
+    is read, since reading a FIFO waits for a writer forever."""
+    return read_regular(path).decode("utf-8", errors="replace")
+
+
 def text_documents(path: Path, text: Text, max_len: int) -> list[Document]:
-    ids = text.encode(path.read_text(encoding="utf-8", errors="replace"))
+    ids = text.encode(read_text(path))
     return [Document(ids[i:i + max_len], [True] * len(ids[i:i + max_len])) for i in range(0, len(ids), max_len)
             if len(ids[i:i + max_len]) > 2]
+
+
+def json_lines(path: Path) -> list[tuple[str, object]]:
+    """(`path:line`, value) of each non-blank line of a JSON-lines file; a line that is not JSON is refused."""
+    values = []
+    for n, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            values.append((f"{path}:{n}", json.loads(line)))
+        except ValueError as e:
+            raise TextError(f"{path}:{n}: not JSON ({e})") from None
+    return values
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_messages(where: str, messages: object) -> None:
+    if not (isinstance(messages, list) and messages and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages)):
+        raise TextError(f"{where}: messages must be a non-empty list of {{role, content}} string objects; "
+                        f"found {_shown(messages)}")
 
 
 def conversation_document(messages: list[dict], text: Text, max_len: int) -> Document:
@@ -57,20 +96,52 @@ def conversation_document(messages: list[dict], text: Text, max_len: int) -> Doc
     return Document(encoding.ids[:max_len], supervised[:max_len], first)
 
 
+def record_document(where: str, record: object, text: Text, max_len: int) -> Document:
+    """The document of one training record, {"messages": [...]} or {"text": "..."}; a malformed one is refused
+    with its file and line."""
+    if isinstance(record, dict) and "messages" in record:
+        _check_messages(where, record["messages"])
+        try:
+            doc = conversation_document(record["messages"], text, max_len)
+        except TextError as e:
+            raise TextError(f"{where}: {e}") from None
+    elif isinstance(record, dict) and "text" in record:
+        if not isinstance(record["text"], str):
+            raise TextError(f"{where}: text must be a string; found {_shown(record['text'])}")
+        ids = text.encode(record["text"])[:max_len]
+        doc = Document(ids, [True] * len(ids))
+    else:
+        raise TextError(f"{where}: a record is a JSON object with messages or text; found {_shown(record)}")
+    if not doc.tokens:
+        raise TextError(f"{where}: the record encodes to no token")
+    return doc
+
+
 def jsonl_documents(path: Path, text: Text, max_len: int) -> list[Document]:
-    docs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        if "messages" in record:
-            docs.append(conversation_document(record["messages"], text, max_len))
-        elif "text" in record:
-            ids = text.encode(record["text"])[:max_len]
-            docs.append(Document(ids, [True] * len(ids)))
-        else:
-            raise TextError(f"{path}:{n}: a record needs messages or text")
-    return docs
+    return [record_document(where, record, text, max_len) for where, record in json_lines(path)]
+
+
+def prompt_ids(where: str, record: object, text: Text, vocab_size: int) -> list[int]:
+    """Token ids of one prompt record (as Text.prompt_ids reads it), checked: a JSON object, and prompt_ids a
+    non-empty list of token ids below the verifier's vocabulary size."""
+    if not isinstance(record, dict):
+        raise TextError(f"{where}: a prompt record is a JSON object; found {_shown(record)}")
+    if "prompt_ids" in record:
+        ids = record["prompt_ids"]
+        if not (isinstance(ids, list) and ids and all(type(i) is int and 0 <= i < vocab_size for i in ids)):
+            raise TextError(f"{where}: prompt_ids must be a non-empty list of token ids in [0, {vocab_size}); "
+                            f"found {_shown(ids)}")
+    elif "messages" in record:
+        _check_messages(where, record["messages"])
+    elif "prompt" in record and not isinstance(record["prompt"], str):
+        raise TextError(f"{where}: prompt must be a string; found {_shown(record['prompt'])}")
+    try:
+        ids = text.prompt_ids(record)
+    except TextError as e:
+        raise TextError(f"{where}: {e}") from None
+    if not ids:
+        raise TextError(f"{where}: the prompt encodes to no token")
+    return ids
 
 
 def _modules(stdlib: Path, paths: list[Path]):
@@ -140,9 +211,15 @@ def builtin_prompts(name: str) -> list[str]:
     return prompts + _docstring_prompts(stdlib)
 
 
-def prompt_records(spec: str) -> list[dict]:
-    """The prompt records of `distill:...`."""
+def prompt_records(spec: str) -> list[tuple[str, object]]:
+    """(where, record) of each prompt of `distill:...`: `path:line` of a file's records, or the built-in set's
+    name and index."""
     source = spec.removeprefix("distill:")
     if source.startswith("builtin:"):
-        return [{"prompt": p} for p in builtin_prompts(source.removeprefix("builtin:"))]
-    return read_prompts(source)
+        prompts = builtin_prompts(source.removeprefix("builtin:"))
+        return [(f"{source}#{i}", {"prompt": p}) for i, p in enumerate(prompts)]
+    path = Path(source)
+    if path.suffix in (".jsonl", ".json"):
+        return json_lines(path)
+    return [(f"{path}:{n}", {"prompt": line}) for n, line in enumerate(read_text(path).splitlines(), 1)
+            if line.strip()]
