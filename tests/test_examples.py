@@ -34,3 +34,34 @@ def test_the_demo_runs_and_reports_every_step_as_expected():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "demo: 5/5 steps behaved as expected" in proc.stdout
+
+
+def load_demo(monkeypatch, result: dict, warning: str | None):
+    """scripts/demo.py with evaluate() answering `result` and the machine's load judged by `warning`."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("demo_under_test", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    monkeypatch.setattr(demo, "evaluate", lambda *args, **kwargs: result)
+    monkeypatch.setattr(demo, "format_text", lambda r: "table")
+    monkeypatch.setattr(demo, "timing_warning", lambda: warning)
+    return demo
+
+
+LOADED = "warning: load average 8.00 exceeds the 2 usable cores: ... the speedup are unreliable"
+
+
+def test_the_demo_says_next_to_the_speedup_that_a_loaded_machine_made_it_unreliable(monkeypatch, capsys):
+    demo = load_demo(monkeypatch, {"bound": 0.63, "speedup": 3.24, "tau": 2.0}, LOADED)
+    assert demo.measure(None, None, [[1]], [0])
+    lines = capsys.readouterr().out.splitlines()
+    speedup = next(i for i, line in enumerate(lines) if "measured 3.24x" in line)
+    assert lines[speedup + 1].strip() == LOADED
+
+
+def test_the_demo_on_a_quiet_machine_prints_no_warning_and_judges_the_speedup(monkeypatch, capsys):
+    demo = load_demo(monkeypatch, {"bound": 1.4, "speedup": 0.9, "tau": 2.0, "timing_warning": None}, None)
+    assert not demo.measure(None, None, [[1]], [0])
+    assert "warning" not in capsys.readouterr().out
