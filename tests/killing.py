@@ -5,9 +5,14 @@ A command runs as `python tests/killing.py HOOKS ARGV...`: this file installs th
 os.rename sleeps `slow` seconds (before and after, so the overwrite window between moving the old output aside and
 renaming the new one in is wide), and `fallback` makes publish move the old output aside instead of swapping
 atomically (the path where renameat2 is missing). The child writes one byte on a pipe at its first
-tempfile.mkdtemp (publish creating its staging directory), so kills are timed from there, not from start-up.
+tempfile.mkdtemp (publish creating its staging directory), so kills are timed from there, not from start-up, and
+b"d" when the command returns.
+`hold` (a substring) stops the child for good right after an os.rename whose destination contains it, after
+writing b"h" on the pipe: kill_held kills it there, inside the window that rename opens (".specfmt-old-": the old
+output moved aside, the new one not yet in place).
 
-    times = kill_series(argv, cwd, kills=20, slow=0.02)   # each kill's delay; check the target after each
+    landed = kill_series(argv, cwd, check, kills=20, slow=0.02)   # check() asserts on the target after each kill
+    assert kill_held(argv, cwd, ".specfmt-old-", fallback=True)
 """
 
 from __future__ import annotations
@@ -26,36 +31,41 @@ HERE = Path(__file__).resolve()
 REFERENCE = HERE.parent.parent / "reference"
 
 
-def command(argv: list[str], marker_fd: int, slow: float = 0.0, fallback: bool = False) -> list[str]:
+def command(argv: list[str], marker_fd: int, slow: float = 0.0, fallback: bool = False, hold: str = "") -> list[str]:
     """The child's command line: the hooks as JSON, then the specfmt arguments."""
-    hooks = {"marker_fd": marker_fd, "slow": slow, "fallback": fallback}
+    hooks = {"marker_fd": marker_fd, "slow": slow, "fallback": fallback, "hold": hold}
     return [sys.executable, str(HERE), json.dumps(hooks), *argv]
 
 
-def start(argv: list[str], cwd: Path, slow: float = 0.0, fallback: bool = False) -> tuple[subprocess.Popen, int]:
+def start(argv: list[str], cwd: Path, slow: float = 0.0, fallback: bool = False,
+          hold: str = "") -> tuple[subprocess.Popen, int]:
     """The child, started, and the read end of its marker pipe."""
     read, write = os.pipe()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REFERENCE), os.environ.get("PYTHONPATH")])))
-    child = subprocess.Popen(command(argv, write, slow, fallback), cwd=cwd, env=env, pass_fds=(write,),
+    child = subprocess.Popen(command(argv, write, slow, fallback, hold), cwd=cwd, env=env, pass_fds=(write,),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     os.close(write)
     return child, read
 
 
-def wait_marker(read: int, timeout: float = 120.0) -> bool:
-    """True once the child reached its first mkdtemp; False when it exited (or timed out) before."""
+def wait_marker(read: int, timeout: float = 120.0, expect: bytes = b"s") -> bool:
+    """True once the child wrote `expect` (b"s": it reached its first mkdtemp; b"h": it holds after the rename);
+    False when it exited (or timed out) before."""
     ready, _, _ = select.select([read], [], [], timeout)
-    return bool(ready) and os.read(read, 1) == b"s"
+    return bool(ready) and os.read(read, 1) == expect
 
 
 def run(argv: list[str], cwd: Path, slow: float = 0.0, fallback: bool = False) -> tuple[int, str, float]:
-    """Run to the end: exit status, stderr, and the seconds from the marker to the exit."""
+    """Run to the end: exit status, stderr, and the seconds from the marker to the command's return (b"d", written
+    before the interpreter's slow exit, where a kill tells nothing)."""
     child, read = start(argv, cwd, slow, fallback)
     try:
         wait_marker(read)
         began = time.monotonic()
+        wait_marker(read, timeout=300, expect=b"d")
+        span = time.monotonic() - began
         _, err = child.communicate(timeout=300)
-        return child.returncode, err.decode(errors="replace"), time.monotonic() - began
+        return child.returncode, err.decode(errors="replace"), span
     finally:
         os.close(read)
 
@@ -71,6 +81,19 @@ def kill_at(argv: list[str], cwd: Path, delay: float, slow: float = 0.0, fallbac
             child.send_signal(signal.SIGKILL)
         child.communicate(timeout=300)
         return landed
+    finally:
+        os.close(read)
+
+
+def kill_held(argv: list[str], cwd: Path, hold: str, fallback: bool = False) -> bool:
+    """Start, wait until the child holds after its rename to a name containing `hold`, kill -9 it there. True when
+    it was held (False: it exited without such a rename)."""
+    child, read = start(argv, cwd, fallback=fallback, hold=hold)
+    try:
+        held = wait_marker(read) and wait_marker(read, expect=b"h")
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=300)
+        return held
     finally:
         os.close(read)
 
@@ -124,9 +147,20 @@ def _install(hooks: dict) -> None:
             return result
         return wrapper
 
+    def holding(rename):
+        def wrapper(src, dst, *args, **kwargs):
+            result = rename(src, dst, *args, **kwargs)
+            if hooks["hold"] in os.fsdecode(dst):
+                os.write(marker, b"h")
+                time.sleep(600)
+            return result
+        return wrapper
+
     tempfile.mkdtemp = marked_mkdtemp
     if slow:
         os.fsync, os.rename, os.replace = slowed(os.fsync), slowed(os.rename), slowed(os.replace)
+    if hooks["hold"]:
+        os.rename, os.replace = holding(os.rename), holding(os.replace)
     if hooks["fallback"]:
         from specfmt import publish
 
@@ -137,4 +171,6 @@ if __name__ == "__main__":
     _install(json.loads(sys.argv[1]))
     from specfmt.cli import main
 
-    sys.exit(main(sys.argv[2:]))
+    status = main(sys.argv[2:])
+    os.write(json.loads(sys.argv[1])["marker_fd"], b"d")
+    sys.exit(status)
