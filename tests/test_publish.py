@@ -172,3 +172,16 @@ def test_every_refusal_is_one_line_naming_the_path(tmp_path, monkeypatch):
     with pytest.raises(UnsafeOut) as refused:
         check_out("out")
     assert "\n" not in str(refused.value) and str(tmp_path.resolve() / "out") in str(refused.value)
+
+
+def test_a_full_disk_while_writing_is_disk_full_in_one_line_with_nothing_left(tmp_path):
+    from specfmt.publish import DiskFull
+
+    def full(staging: Path) -> None:
+        (staging / "half").write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(DiskFull) as refused:
+        publish(tmp_path / "out", full)
+    assert "no space left" in str(refused.value) and str(tmp_path) in str(refused.value)
+    assert "\n" not in str(refused.value) and os.listdir(tmp_path) == []

@@ -1,8 +1,9 @@
 """publish: the one way specfmt writes a directory (a checkpoint, an export, a datagen cache, a training state).
 
-Spec: a command writes only under its --out, staged beside it (same filesystem), fsynced, given the usual mode
-and renamed into place; it never deletes what it did not write unless --overwrite says so, and never the working
-directory, the source, or a parent of either (check_out). On any error the staging directory is removed.
+Spec: spec/layout.md#SFT-1 (a checkpoint is written atomically, beside its destination). A command writes only under
+its --out, staged beside it (same filesystem), fsynced, given the usual mode and renamed into place; it never
+deletes what it did not write unless --overwrite says so, and never the working directory, the source, or a parent
+of either (check_out). On any error the staging directory is removed.
 
 Crash guarantee: after a kill -9 at any point, `out` holds the old complete output or the new complete output,
 nothing else -- at once where the kernel can swap two directories (Linux renameat2 RENAME_EXCHANGE), else after
@@ -206,18 +207,17 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None], *, protect: I
     path.parent.mkdir(parents=True, exist_ok=True)
     recover(path)
     path = check_out(path, protect=protect, overwrite=overwrite, kind_check=kind_check)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{STAGING}-{os.getpid()}-", dir=path.parent))
+    staging = None
     try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{STAGING}-{os.getpid()}-", dir=path.parent))
         write(staging)
         _seal(staging, mode)
         _swap_in(staging, path)
-    except OSError as e:
-        _remove(staging)
-        if e.errno == errno.ENOSPC:
+    except BaseException as e:
+        if staging is not None and os.path.lexists(staging):
+            _remove(staging)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(f"no space left on the device of {path.parent} while writing {path.name} (nothing was "
                            "left behind); free some space or choose an --out on another disk") from None
-        raise
-    except BaseException:
-        _remove(staging)
         raise
     return path
