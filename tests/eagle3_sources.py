@@ -1,6 +1,7 @@
-"""EAGLE-3 drafts as SafeAILab's research code and SpecForge write them (tiny random weights under the real tensor
-names and config keys), and the research forward written out in plain torch from the source's documented math,
-for tests/test_convert_eagle3_research.py and tests/test_convert_export.py.
+"""EAGLE-3 drafts as SafeAILab's research code, SpecForge and the speculators repository's research code write them
+(tiny random weights under the real tensor names, dtypes and config keys), and the research forward written out in
+plain torch from the sources' documented math, for tests/test_convert_eagle3_research.py and
+tests/test_convert_export.py.
 
 The reference math reads the source tensors by their source names and the verifier's hidden states from Hugging
 Face transformers; it shares no code with specfmt's runtime.
@@ -54,6 +55,21 @@ SPECFORGE_WIDE = {"architectures": ["LlamaForCausalLMEagle3"], "bos_token_id": 1
                   "target_hidden_size": 32, "fc_norm": True}
 
 
+# The keys of vllm-project/speculators research/eagle3/train/llama3_8_B.json (before #177 removed the research tree):
+# no eagle_config, no head_dim, llama3 rope_scaling, torch_dtype bfloat16, draft_vocab_size; sizes shrunk (and the
+# scaling's original_max_position_embeddings, so that it bends the tiny positions too).
+SPECULATORS_RESEARCH = {"architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+                        "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
+                        "hidden_size": 32, "initializer_range": 0.02, "intermediate_size": 64,
+                        "max_position_embeddings": 131072, "mlp_bias": False, "model_type": "llama",
+                        "num_attention_heads": 4, "num_hidden_layers": 1, "num_key_value_heads": 2,
+                        "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+                        "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                         "original_max_position_embeddings": 64, "rope_type": "llama3"},
+                        "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+                        "transformers_version": "4.42.3", "use_cache": True, "draft_vocab_size": 40, "vocab_size": 128}
+
+
 def sizes(cfg: dict) -> dict:
     h, n_h = cfg["hidden_size"], cfg["num_attention_heads"]
     return {"H": h, "H_t": cfg.get("target_hidden_size", h), "n_h": n_h, "n_kv": cfg.get("num_key_value_heads", n_h),
@@ -97,6 +113,15 @@ def source_tensors(cfg: dict, prefixes: list[str], embed: bool = True, seed: int
     return t
 
 
+def speculators_research_tensors(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The state its research/eagle3 training saves, as its convert_checkpoint.py renames it (hidden_norm and the
+    embedding's input_layernorm under layers.0., lm_head_layernorm as norm, d2t and t2d added): the Model's float32
+    parameters, with fc built in bfloat16 and embed_tokens and lm_head loaded from the verifier in bfloat16."""
+    t = source_tensors(cfg, ["layers.0."], seed=seed)
+    return {n: v.to(torch.bfloat16) if n in ("fc.weight", "embed_tokens.weight", "lm_head.weight") else v
+            for n, v in t.items()}
+
+
 def write_source(path: Path, cfg: dict, tensors: dict, fmt: str = "safetensors") -> Path:
     """A source directory: config.json and model.safetensors, or pytorch_model.bin as the research code saves."""
     path.mkdir(parents=True, exist_ok=True)
@@ -124,6 +149,7 @@ def hf_hidden_states(verifier: Path, prompts: list[torch.Tensor]) -> list[tuple[
 # The research forward (other-formats.md §4.3, cnets.py L387-461 and L586-665), written out:
 #   a = cat(h^(l1), h^(l2), h^(l3)); g = fc(a) (fc_norm: RMSNorm per aux chunk first, SpecForge)
 #   u = cat(input_layernorm(E[x]), hidden_norm(g)); y = g + o_proj(Attn(u)); out = y + MLP(post_norm(y))
+#   (speculators research/eagle3, modeling_llama_TTT_eagle3.py: the residual is the second half of u, hidden_norm(g))
 #   further layers (midlayer.1, ...): plain pre-norm Llama layers over out
 #   logits = lm_head(norm(out)); the next row reads out (pre-norm) and the token j + d2t[j]
 
@@ -156,8 +182,10 @@ def rope(x: torch.Tensor, pos: torch.Tensor, freq: torch.Tensor) -> torch.Tensor
 class ResearchDraft:
     """The source draft run row by row, its keys and values kept per layer."""
 
-    def __init__(self, cfg: dict, src: dict, prefixes: list[str], embed: torch.Tensor):
+    def __init__(self, cfg: dict, src: dict, prefixes: list[str], embed: torch.Tensor,
+                 residual_after_norm: bool = False):
         self.cfg, self.s, self.eps = cfg, sizes(cfg), cfg.get("rms_norm_eps", 1e-6)
+        self.residual_after_norm = residual_after_norm
         self.w = {k: v.double() if v.is_floating_point() else v for k, v in src.items()}
         self.prefixes, self.embed, self.freq = prefixes, embed.double(), inv_freq(cfg)
         self.keys: list[list[torch.Tensor]] = [[] for _ in prefixes]
@@ -194,8 +222,9 @@ class ResearchDraft:
         """(logits over the draft vocabulary, the pre-norm output fed back)."""
         p0 = self.prefixes[0]
         e = rms(self.embed[tokens], self.w[p0 + "input_layernorm.weight"], self.eps)
-        u = torch.cat([e, rms(g, self.w[p0 + "hidden_norm.weight"], self.eps)], -1)  # embedding first
-        y = g + self.attention(0, u, pos)  # residual taken before hidden_norm
+        gn = rms(g, self.w[p0 + "hidden_norm.weight"], self.eps)
+        u = torch.cat([e, gn], -1)  # embedding first
+        y = (gn if self.residual_after_norm else g) + self.attention(0, u, pos)
         out = y + self.mlp(p0, rms(y, self.w[p0 + "post_attention_layernorm.weight"], self.eps))
         for i, p in enumerate(self.prefixes[1:], 1):
             y = out + self.attention(i, rms(out, self.w[p + "input_layernorm.weight"], self.eps), pos)

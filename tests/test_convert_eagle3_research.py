@@ -1,6 +1,6 @@
-"""specfmt convert --from eagle3-research: SafeAILab research and SpecForge EAGLE-3 drafts become strict eagle3
-checkpoints whose proposals equal the research math, computed here from the source tensors (tests/eagle3_sources.py)
-on aux states from Hugging Face transformers."""
+"""specfmt convert --from eagle3-research: SafeAILab research, SpecForge and speculators research EAGLE-3 drafts become
+strict eagle3 checkpoints whose proposals equal the research math, computed here from the source tensors
+(tests/eagle3_sources.py) on aux states from Hugging Face transformers; other inputs are one line."""
 
 from __future__ import annotations
 
@@ -11,23 +11,26 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from builders import write_variant
 from eagle3_sources import (
     N_VERIFIER,
     SAFEAILAB,
     SPECFORGE,
     SPECFORGE_WIDE,
+    SPECULATORS_RESEARCH,
     VERIFIER,
     ResearchDraft,
     hf_hidden_states,
     source_aux,
     source_tensors,
+    speculators_research_tensors,
     verifier_dir,
     write_source,
 )
 from specfmt import validate
 from specfmt.cli import main
 from specfmt.convert import converter, write
-from specfmt.convert.common import Refused, VerifierFacts, read_source
+from specfmt.convert.common import Refused, SourceError, VerifierFacts, read_source
 from specfmt.proposal import Context, Picker
 from specfmt.runtime import load_draft
 from specfmt.safetensors_header import read_header
@@ -58,7 +61,8 @@ class Float64Picker(Picker):
         return int(logits.argmax()), None
 
 
-def proposals_match_the_research_math(tmp_path, out, cfg, src, prefixes, inputs_of) -> float:
+def proposals_match_the_research_math(tmp_path, out, cfg, src, prefixes, inputs_of, residual_after_norm=False
+                                       ) -> float:
     """The converted draft's proposals over two contexts against the research forward; the max |logit| gap."""
     path = verifier_dir(tmp_path)
     verifier = Verifier.from_pretrained(path, dtype=torch.float64)
@@ -73,7 +77,8 @@ def proposals_match_the_research_math(tmp_path, out, cfg, src, prefixes, inputs_
         draft.reset()
         picker = Float64Picker()
         drafted = draft.propose(Context(tokens, out_v.aux, out_v.last, out_v.normed), K, picker)
-        picked, rows = ResearchDraft(cfg, src, prefixes, embed).chain(tokens, source_aux(hidden, inputs_of), K)
+        research = ResearchDraft(cfg, src, prefixes, embed, residual_after_norm)
+        picked, rows = research.chain(tokens, source_aux(hidden, inputs_of), K)
         assert drafted.tokens.tolist() == picked
         gap = max(gap, max(float((a - b).abs().max()) for a, b in zip(picker.logits, rows, strict=True)))
     assert gap <= TOLERANCE
@@ -191,3 +196,73 @@ def test_the_cli_prints_every_decision_it_records(tmp_path, capsys):
     recorded = config["specfmt_provenance"]["conversion"]["decisions"]
     assert code == 0 and printed[:-1] == [f"{d['kind']}: {d['subject']}: {d['detail']}" for d in recorded]
     assert printed[-1] == f"wrote {tmp_path / 'out'} (strict)"
+
+
+def test_a_speculators_research_draft_converts_with_its_residual_order_capture_points_and_dtypes(tmp_path):
+    src = speculators_research_tensors(SPECULATORS_RESEARCH)
+    assert {str(t.dtype) for t in src.values() if t.is_floating_point()} == {"torch.float32", "torch.bfloat16"}
+    out, conversion = converted(tmp_path, SPECULATORS_RESEARCH, src)
+    assert validate(out, "strict").findings == []
+    config = json.loads((out / "config.json").read_text())
+    # research/eagle3 ge_data trains on HF hidden_states[3], [N//2 + 1], [-3]: CFG-9 ids 3, 5, 6 for N = 8
+    assert config["eagle_aux_hidden_state_layer_ids"] == [3, N_VERIFIER // 2 + 1, N_VERIFIER - 2]
+    assert (config["norm_before_residual"], config["norm_before_fc"], config["fc_norm"], config["norm_output"]) == \
+        (True, False, False, False)
+    assert config["dtype"] == "float32"
+    stored = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(stored[n], src[n].float()) for n in ("fc.weight", "embed_tokens.weight", "lm_head.weight"))
+    assert ("translated", "lineage") in {(d.kind, d.subject) for d in conversion.decisions}
+    proposals_match_the_research_math(tmp_path, out, SPECULATORS_RESEARCH, src, ["layers.0."], [3, 5, 6],
+                                      residual_after_norm=True)
+
+
+def test_a_layout_of_no_known_lineage_is_refused_until_set_decides_residual_and_aux_ids(tmp_path):
+    cfg = dict(SAFEAILAB, num_hidden_layers=2)
+    src = source_tensors(cfg, ["layers.0.", "layers.1."])
+    assert refusals(tmp_path, cfg, src) == [
+        ("/eagle_aux_hidden_state_layer_ids", "--set eagle_aux_hidden_state_layer_ids=[...] (CFG-9 ids)"),
+        ("/norm_before_residual", "--set norm_before_residual=true|false")]
+    given = {"norm_before_residual": False, "eagle_aux_hidden_state_layer_ids": [2, 4, 5]}
+    out, _ = converted(tmp_path / "given", cfg, src, given=given)
+    proposals_match_the_research_math(tmp_path, out, cfg, src, ["layers.0.", "layers.1."], [2, 4, 5])
+
+
+def test_every_pending_refusal_of_a_research_draft_is_reported_in_one_run(tmp_path):
+    cfg = {k: v for k, v in SAFEAILAB.items() if k != "intermediate_size"}
+    cfg |= {"eagle_config": {"eagle_aux_hidden_state_layer_ids": [1, 3, 5]}, "norm_output": True}
+    src = source_tensors(SAFEAILAB, ["midlayer.0.", "midlayer.1."])
+    assert sorted(p for p, _ in refusals(tmp_path, cfg, src)) == [
+        "/eagle_config/eagle_aux_hidden_state_layer_ids", "/intermediate_size", "/midlayer", "/norm_output"]
+
+
+def test_a_stated_head_dim_the_q_proj_rows_contradict_is_refused_naming_the_value_they_hold(tmp_path):
+    # SafeAILab's cnets.py sizes heads as hidden_size // num_attention_heads whatever head_dim says
+    src = source_tensors(SAFEAILAB, ["midlayer."])
+    assert refusals(tmp_path, dict(SAFEAILAB, head_dim=16), src) == [
+        ("/head_dim", "--set transformer_layer_config.head_dim=8")]
+
+
+def wrong_input(tmp_path, name: str) -> tuple:
+    """A directory `--from eagle3-research` cannot read as a research draft, built as a user might pass it."""
+    if name == "speculators-checkpoint":
+        return write_variant("eagle3", tmp_path / name), SourceError
+    if name == "medusa-directory":
+        return write_source(tmp_path / name, {"medusa_num_heads": 2, "medusa_num_layers": 1},
+                            {"0.0.linear.weight": torch.zeros(4, 4), "0.1.weight": torch.zeros(8, 4)}), SourceError
+    if name == "string-size":
+        return write_source(tmp_path / name, dict(SAFEAILAB, hidden_size="32"),
+                            source_tensors(SAFEAILAB, ["midlayer."])), SourceError
+    cfg = {k: v for k, v in SAFEAILAB.items() if k not in ("hidden_size", "num_attention_heads")}
+    return write_source(tmp_path / name, cfg, source_tensors(SAFEAILAB, ["midlayer."])), Refused
+
+
+@pytest.mark.parametrize("name", ["speculators-checkpoint", "medusa-directory", "string-size", "no-sizes"])
+def test_a_wrong_input_is_one_line_naming_the_problem_not_a_key_error(tmp_path, name, capsys):
+    source, error = wrong_input(tmp_path, name)
+    with pytest.raises(error):
+        converter("eagle3-research")(read_source(source), FACTS, {})
+    code = main(["convert", str(source), "--from", "eagle3-research", "--verifier", str(verifier_dir(tmp_path)),
+                 "--verifier-name", "org/verifier", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert (code, "Traceback" in err) == ((2, False) if error is SourceError else (1, False))
+    assert err.count("\n") == (1 if error is SourceError else 2) and not (tmp_path / "out").exists()

@@ -28,6 +28,7 @@ from specfmt.convert.common import (
     float_dtype,
     renamed,
 )
+from specfmt.convert.research import research_config
 from specfmt.envelope import envelope
 
 SPECULATIVE_TOKENS = 3  # the research code proposes trees; speculators' converter writes a chain of 3 (#146)
@@ -56,9 +57,7 @@ LAYER_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_ke
 
 def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     """The strict `eagle` checkpoint of a research EAGLE-1/2 or HASS directory. Spec: spec/algorithms/eagle.md"""
-    if source.config is None:
-        raise SourceError(f"{source.path}: no config.json; an EAGLE research checkpoint has one")
-    cfg, where = source.config, f"{source.path}/config.json"
+    cfg, where = research_config(source, "an EAGLE research checkpoint"), f"{source.path}/config.json"
     tensors, decisions, refusals = dict(source.tensors), [], []
     check_names(tensors, source)
     if tensors.pop("embed_tokens.weight", None) is not None:
@@ -83,13 +82,14 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
 
 def check_names(tensors: dict, source: Source) -> None:
     """Every tensor is one the research layout has; a second decoder layer has no place in v1's eagle."""
+    weights = f"{source.path}/{source.files[0] if source.files else ''}"
     extra = sorted(n for n in tensors if re.match(r"layers\.[1-9]", n))
     if extra:
-        raise SourceError(f"{source.path}: {extra[0]} belongs to a second draft layer; v1's eagle has exactly one "
+        raise SourceError(f"{weights}: {extra[0]} belongs to a second draft layer; v1's eagle has exactly one "
                           "decoder layer (ALG-EAGLE-1)")
     unknown = sorted(n for n in tensors if not KNOWN.fullmatch(n))
     if unknown:
-        raise SourceError(f"{source.path}: {unknown} are not tensors of an EAGLE-1/2 or HASS checkpoint; expected "
+        raise SourceError(f"{weights}: {unknown} are not tensors of an EAGLE-1/2 or HASS checkpoint; expected "
                           "fc.*, layers.0.*, embed_tokens.weight and the HASS norms")
 
 
