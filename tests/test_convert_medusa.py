@@ -207,3 +207,21 @@ def test_specfmt_convert_medusa_prints_each_decision(verifier_dir, tmp_path, cap
                  VERIFIER_NAME, "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "translated: medusa_num_heads: 4: counted from the tensors; config.json says 2" in printed
+
+
+def test_every_refusal_comes_in_one_run_as_one_line_each(verifier_dir, tmp_path, capsys):
+    src = write_source(tmp_path / "src", LEGACY, heads(3, 1), "medusa_lm_head.safetensors")
+    # the version "2" conflict, no --verifier-name for a local verifier, and a --set strict rejects
+    code = main(["convert", str(src), "--from", "medusa", "--verifier", str(verifier_dir), "--out",
+                 str(tmp_path / "out"), "--set", "speculators_config.proposal_methods.0.speculative_tokens=0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert [line.split("#", 1)[1].split(": ")[0] for line in err.splitlines()] == [
+        "/version", "/speculators_config/verifier", "/speculators_config/proposal_methods/0/speculative_tokens"]
+
+
+def test_a_rename_line_prints_its_pattern_once(verifier_dir, tmp_path):
+    src = write_source(tmp_path / "src", V01, heads(2, 1), "medusa_lm_head.pt")
+    _, conversion = convert(src, verifier_dir, tmp_path / "out")
+    lines = [d.line() for d in conversion.decisions if d.kind == "renamed" and d.subject.startswith("(")]
+    assert lines and all(line.count(line.split(": ")[1]) == 1 for line in lines)

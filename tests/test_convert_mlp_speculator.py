@@ -186,3 +186,15 @@ def test_an_absent_n_predict_hidden_by_tied_storage_is_refused_naming_the_flag(v
     assert [(r.pointer, r.flag) for r in refused.value.refusals] == [("/n_predict", "--set n_predict=N")]
     out, _ = convert(src, verifier_dir, tmp_path / "out", {"n_predict": 4})
     assert validate(out, "strict").findings == []
+
+
+def test_every_refusal_comes_in_one_run_as_one_line_each(verifier_dir, tmp_path, capsys):
+    once = {n: t for n, t in stages(LLAMA3_70B).items() if n.split(".")[1] == "0" or n == "proj.1.weight"}
+    src = write_source(tmp_path / "src", {k: v for k, v in LLAMA3_70B.items() if k != "n_predict"}, once)
+    # n_predict hidden by tied storage, no --verifier-name for a local verifier, and a --set strict rejects
+    code = main(["convert", str(src), "--from", "mlp-speculator", "--verifier", str(verifier_dir), "--out",
+                 str(tmp_path / "out"), "--set", "scale_input=maybe"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert [line.split("#", 1)[1].split(": ")[0] for line in err.splitlines()] == [
+        "/n_predict", "/speculators_config/verifier", "/scale_input"]

@@ -274,3 +274,16 @@ def test_specfmt_convert_reads_the_mtp_shard_and_prints_its_decisions(tmp_path, 
                               "verifier_hidden_state=normed", "--out", str(tmp_path / "refused")], capture_output=True,
                              text=True)
     assert refused.returncode == 1 and "verifier_hidden_state" in refused.stderr, refused.stderr
+
+
+def test_every_refusal_comes_in_one_run_as_one_line_each(tmp_path, verifiers, capsys):
+    from specfmt.cli import main
+
+    cfg = dict(MIMO_CONFIG, num_nextn_predict_layers=2)
+    source = source_for("mimo", tmp_path, verifiers, config=cfg)
+    code = main(["convert", str(source), "--from", "mtp", "--verifier", str(verifiers["mimo"]), "--out",
+                 str(tmp_path / "out"), "--set", "verifier_hidden_state=after"])  # 2 layers, no name, a bad value
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert [line.split("#", 1)[1].split(": ")[0] for line in err.splitlines()] == [
+        "/num_nextn_predict_layers", "/speculators_config/verifier", "/verifier_hidden_state"]

@@ -184,3 +184,29 @@ def test_specfmt_convert_from_speculators_exits_1_with_a_refusal_and_0_once_set(
     done = subprocess.run(command + ["--set", "sliding_window_non_causal=false"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "dropped: auto_map" in done.stdout and "given: sliding_window_non_causal" in done.stdout
+
+
+def test_a_wrong_verifier_names_the_tensor_shapes_its_facts_contradict_and_the_flag(tmp_path):
+    source = write_variant("mlp_speculator", tmp_path / "source")
+    config = json.loads((source / "config.json").read_text())
+    del config["speculators_config"]["verifier"]["hidden_size"]
+    (source / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Refused) as refused:
+        converted(source, VerifierFacts(dict(VERIFIER_CONFIG, hidden_size=64), None), tmp_path / "out")
+    (refusal,) = refused.value.refusals
+    assert refusal.code == "convert.verifier_mismatch" and refusal.flag.startswith("--verifier PATH")
+    assert "proj.0.weight is [" in refusal.message and "where --verifier's hidden_size makes it" in refusal.message
+
+
+def test_a_verifier_that_contradicts_the_checkpoint_is_refused_listing_both_values_of_each_fact(tmp_path):
+    source = write_variant("eagle3", tmp_path / "source")
+    config = json.loads((source / "config.json").read_text())
+    del config["speculators_config"]["verifier"]["num_hidden_layers"]
+    (source / "config.json").write_text(json.dumps(config))
+    other = dict(VERIFIER_CONFIG, hidden_size=64, num_hidden_layers=12, vocab_size=256)
+    with pytest.raises(Refused) as refused:
+        converted(source, VerifierFacts(other, None), tmp_path / "out")
+    (refusal,) = refused.value.refusals
+    assert refusal.code == "convert.verifier_mismatch"
+    assert "hidden_size is 32 in the checkpoint, 64 in --verifier" in refusal.message
+    assert "vocab_size is 128 in the checkpoint, 256 in --verifier" in refusal.message

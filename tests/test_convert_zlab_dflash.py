@@ -207,3 +207,15 @@ def test_specfmt_convert_prints_each_decision_and_records_it_in_the_provenance(t
     printed = [line for line in done.stdout.splitlines() if not line.startswith("wrote ")]
     assert printed == [f"{d['kind']}: {d['subject']}: {d['detail']}" for d in provenance["conversion"]["decisions"]]
     assert provenance["conversion"]["format"] == "zlab-dflash"
+
+
+def test_every_refusal_comes_in_one_run_as_one_line_each(tmp_path, verifier_dir, capsys):
+    from specfmt.cli import main
+
+    source = write_zlab(tmp_path / "zlab", {k: v for k, v in ZLAB_CONFIG.items() if k != "block_size"})
+    code = main(["convert", str(source), "--from", "zlab-dflash", "--verifier", str(verifier_dir), "--out",
+                 str(tmp_path / "out")])  # no block size, and no --verifier-name for a local verifier
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert [line.split("#", 1)[1].split(": ")[0] for line in err.splitlines()] == [
+        "/block_size", "/speculators_config/verifier"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import CORPUS_VERIFIER_NAME, config_of, corpus_verifier, write_variant
+from builders import CORPUS_VERIFIER_NAME, VERIFIER_CONFIG, config_of, corpus_verifier, write_variant
 from conformance.generators.variants import corpus_checkpoint, corpus_names
 from specfmt import validate
 from specfmt.convert.common import Refused
@@ -95,3 +95,72 @@ def test_a_set_path_through_a_list_index_reaches_the_list_item():
     apply_given(config, {"speculators_config.proposal_methods.0.proposal_type": "greedy"}, decisions)
     assert config["speculators_config"]["proposal_methods"] == [{"proposal_type": "greedy"}]
     assert decisions[0].kind == "given"
+
+
+def source_without(tmp_path: Path, variant: str, *facts: str, **changes) -> Path:
+    """A builder variant whose verifier block lacks `facts`, with top-level `changes`."""
+    source = write_variant(variant, tmp_path / "source")
+    config = json.loads((source / "config.json").read_text())
+    for fact in facts:
+        del config["speculators_config"]["verifier"][fact]
+    config.update(changes)
+    (source / "config.json").write_text(json.dumps(config))
+    return source
+
+
+def test_a_verifier_that_contradicts_the_checkpoint_is_refused_listing_every_conflicting_fact(tmp_path):
+    from specfmt.convert.common import VerifierFacts
+
+    source = source_without(tmp_path, "eagle3", "num_hidden_layers")  # hidden_size 32 stays, the layers come
+    other = dict(VERIFIER_CONFIG, hidden_size=64, num_hidden_layers=12)
+    with pytest.raises(Refused) as refused:
+        upgrade(source, tmp_path / "out", {}, VerifierFacts(other, "org/other"))
+    (refusal,) = refused.value.refusals
+    assert (refusal.pointer, refusal.code) == ("/speculators_config/verifier", "convert.verifier_mismatch")
+    assert 'hidden_size is 32 in the checkpoint, 64 in --verifier' in refusal.message
+    assert 'name_or_path is "local/verifier" in the checkpoint, "org/other" from --verifier-name' in refusal.message
+    assert refusal.flag.startswith("--verifier PATH") and not (tmp_path / "out").exists()
+
+
+def test_target_vocab_size_is_read_as_the_verifier_vocabulary(tmp_path):
+    source = source_without(tmp_path, "eagle3", "vocab_size", target_vocab_size=128)
+    out, decisions = upgrade(source, tmp_path / "out", {})
+    assert json.loads((out / "config.json").read_text())["speculators_config"]["verifier"]["vocab_size"] == 128
+    assert ("translated", "speculators_config.verifier.vocab_size") in {(d.kind, d.subject) for d in decisions}
+
+
+def test_torch_dtype_is_read_as_dtype_as_convert_reads_it(tmp_path):
+    config = config_of("eagle3")
+    source = source_without(tmp_path, "eagle3", torch_dtype=config["dtype"])
+    config = json.loads((source / "config.json").read_text())
+    del config["dtype"]
+    (source / "config.json").write_text(json.dumps(config))
+    out, decisions = upgrade(source, tmp_path / "out", {})
+    assert ("translated", "dtype") in {(d.kind, d.subject) for d in decisions}
+    assert json.loads((out / "config.json").read_text())["dtype"] == config["torch_dtype"]
+
+
+def test_verifier_name_alone_names_a_checkpoint_whose_verifier_is_a_local_path(tmp_path, capsys):
+    from specfmt.cli import main
+
+    source = write_variant("eagle3", tmp_path / "source")
+    config = json.loads((source / "config.json").read_text())
+    config["speculators_config"]["verifier"]["name_or_path"] = "/data/models/llama"
+    (source / "config.json").write_text(json.dumps(config))
+    assert main(["upgrade", str(source), "--out", str(tmp_path / "out")]) == 1
+    assert "supply --verifier-name ORG/NAME [" in capsys.readouterr().err  # the facts are there: only the name
+    assert main(["upgrade", str(source), "--out", str(tmp_path / "out"), "--verifier-name", "org/llama"]) == 0
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert written["speculators_config"]["verifier"]["name_or_path"] == "org/llama"
+
+
+def test_a_nested_text_config_verifier_keeps_its_top_level_architectures(tmp_path):
+    from specfmt.convert.common import verifier_facts
+
+    mistral3 = {"architectures": ["Mistral3ForConditionalGeneration"], "model_type": "mistral3",
+                "text_config": {"model_type": "mistral", "hidden_size": 32, "num_hidden_layers": 6, "vocab_size": 128},
+                "vision_config": {"hidden_size": 16}}
+    (tmp_path / "config.json").write_text(json.dumps(mistral3))
+    facts = verifier_facts(str(tmp_path), "org/mistral3")
+    assert facts.config["architectures"] == ["Mistral3ForConditionalGeneration"]
+    assert (facts.hidden_size, facts.num_layers, facts.vocab_size) == (32, 6, 128)

@@ -12,10 +12,11 @@ from specfmt.cli_common import UsageError, import_torch, local_dir
 
 
 def _verifier(args: argparse.Namespace):
-    from specfmt.convert.common import SourceError, verifier_facts
+    """--verifier's facts and --verifier-name; --verifier-name alone names a verifier whose facts the source holds."""
+    from specfmt.convert.common import SourceError, VerifierFacts, verifier_facts
 
     if args.verifier is None:
-        return None
+        return VerifierFacts({}, args.verifier_name) if args.verifier_name else None
     try:
         return verifier_facts(args.verifier, args.verifier_name)
     except SourceError as e:

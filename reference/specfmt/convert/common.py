@@ -249,7 +249,7 @@ def renamed(tensors: dict, rules: list[tuple[str, str]], decisions: list[Decisio
             continue
         counts[rule[0]] += 1
         out[re.sub(rule[0], rule[1], name)] = t
-    decisions += [Decision("renamed", r, f"{r} -> {new} ({counts[r]} tensor{'s' * (counts[r] != 1)})")
+    decisions += [Decision("renamed", r, f"-> {new} ({counts[r]} tensor{'s' * (counts[r] != 1)})")
                   for r, new in rules if counts[r]]
     decisions += [Decision("dropped", d, f"{dropped[d]} tensor{'s' * (dropped[d] != 1)} not part of the v1 layout")
                   for d in drop if dropped[d]]
@@ -353,8 +353,9 @@ def bind_verifier(config: dict, verifier: VerifierFacts | None, where: str, deci
     if unknown:  # strict names the verifier by hub id, never a local path (CFG-8)
         flag = " and ".join(["--verifier PATH (its config.json)"] * (unknown != ["name_or_path"])
                             + ["--verifier-name ORG/NAME"] * nameless)
-        refusals.append(Refusal(where, "/speculators_config/verifier", f"the verifier facts {unknown} are absent"
-                                + " (a strict checkpoint names its verifier by hub id, CFG-8)" * nameless, flag))
+        why = f"the verifier facts {json.dumps(unknown)} are absent"
+        refusals.append(Refusal(where, "/speculators_config/verifier", why + " (a strict checkpoint names its "
+                                "verifier by hub id, CFG-8)" * nameless, flag))
     if verifier is None:
         return set(), []
     conflicts = [f"{k} is {json.dumps(block[k])} in the checkpoint, {json.dumps(known[k])} in --verifier"
