@@ -217,3 +217,101 @@ def test_the_generators_and_the_example_script_import_nothing_from_tests():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             imported += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in test_modules | {"tests"}]
     assert imported == []
+
+
+# Facts that are numbers or key lists, not strings: the schema's decoder keys (a tuple of them is a second list to
+# keep in step), its aux-id fallback (a literal [2, n // 2, n - 3] is a second formula) and its numeric defaults (a
+# `.get("num_key_value_heads", 32)` is a second default). Copies in modules whose owners are switching them to the
+# schema-fed helpers of convert/common.py are listed here; the list may only shrink.
+LEFT_TO_SWITCH = {("reference/specfmt/convert/eagle3_lineage.py", "the aux-id fallback"),
+                  ("reference/specfmt/convert/eagle3_research.py", "the decoder keys"),
+                  ("reference/specfmt/convert/eagle_research.py", "the decoder keys"),
+                  ("reference/specfmt/train/recipes.py", "the decoder keys")}
+
+
+def numeric_defaults() -> dict[str, set]:
+    """Each property name the config schema gives a numeric default, with its defaults (one per branch)."""
+    out: dict[str, set] = {}
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for name, prop in node.get("properties", {}).items():
+                value = prop.get("default") if isinstance(prop, dict) else None
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out.setdefault(name, set()).add(value)
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(load("config.schema.json"))
+    return out
+
+
+def integer_of(node: ast.AST, scope: dict[str, int]) -> int | None:
+    """An integer expression of constants and one name (+, -, *, //), evaluated in `scope`; None for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.Name):
+        return scope.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)):
+        a, b = integer_of(node.left, scope), integer_of(node.right, scope)
+        if a is None or b is None or (isinstance(node.op, ast.FloorDiv) and b == 0):
+            return None
+        return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b, ast.FloorDiv: a // b if b else 0}[type(node.op)]
+    return None
+
+
+def spells_the_fallback(node: ast.AST) -> bool:
+    """A list or tuple whose items, for every verifier depth tried, are the schema's fallback aux ids."""
+    names = {n.id for e in node.elts for n in ast.walk(e) if isinstance(n, ast.Name)}
+    if len(names) != 1:
+        return False
+    (name,) = names
+    return all([integer_of(e, {name: n}) for e in node.elts] == [expr.evaluate(f, {"N": n}, {}) for f in
+                                                                  fallback_of("eagle3")] for n in (12, 32, 81))
+
+
+def copied_facts(path: Path, layer_keys: set[str], defaults: dict[str, set]) -> set[str]:
+    """Which schema facts that are not strings the module spells again."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            strings = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            if len(strings) >= 5 and set(strings) <= layer_keys:
+                found.add("the decoder keys")
+            if len(node.elts) >= 2 and spells_the_fallback(node):
+                found.add("the aux-id fallback")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and len(node.args) == 2 and all(isinstance(a, ast.Constant) for a in node.args):
+            key, value = (a.value for a in node.args)
+            if not isinstance(value, bool) and value in defaults.get(key, ()):
+                found.add(f"the default of {key}")
+    return found
+
+
+def schema_layer_keys() -> set[str]:
+    from specfmt.convert.common import LAYER_KEYS
+
+    defs = load("config.schema.json")["$defs"]
+    declared = {k for name, d in defs.items() if name.startswith("layer_") for k in d.get("properties", {})}
+    assert set(LAYER_KEYS) == declared  # the converters' list is the schema's, all families
+    return declared
+
+
+def test_the_copy_finder_catches_a_key_list_an_aux_id_formula_and_a_default(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text('KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "vocab_size", '
+                       '"rms_norm_eps")\n\ndef ids(n):\n    return [2, n // 2, n - 3]\n\n'
+                       'heads = {}.get("num_key_value_heads", 32)\nother = [3, n // 2 + 1, n - 2]\n')
+    assert copied_facts(planted, schema_layer_keys(), numeric_defaults()) == {
+        "the decoder keys", "the aux-id fallback", "the default of num_key_value_heads"}
+
+
+def test_no_module_spells_a_decoder_key_list_an_aux_id_formula_or_a_numeric_default_again():
+    layer_keys, defaults = schema_layer_keys(), numeric_defaults()
+    modules = [p for p in sorted((ROOT / "reference" / "specfmt").rglob("*.py"))
+               if p.relative_to(ROOT).as_posix() not in GENERATED]
+    copies = {(p.relative_to(ROOT).as_posix(), fact) for p in modules for fact in copied_facts(p, layer_keys, defaults)}
+    assert copies <= LEFT_TO_SWITCH, sorted(copies - LEFT_TO_SWITCH)

@@ -109,9 +109,14 @@ def layer_of(cfg: dict, verifier: VerifierFacts, given: dict, where: str, refusa
 
 
 def tensors_of(source: Source, layer: dict, refusals: list[Refusal], decisions: list[Decision]) -> dict:
-    """The v1 tensors: z-lab's names already are v1's; a fused qkv_proj is split by rows into q, k, v."""
-    out, fused, d = {}, 0, layer.get("head_dim") or layer["hidden_size"] // layer["num_attention_heads"]
-    rows = [layer["num_attention_heads"] * d] + [layer.get("num_key_value_heads", 32) * d] * 2
+    """The v1 tensors: z-lab's names already are v1's; a fused qkv_proj is split by rows into q, k, v (the head
+    counts and width as the written config resolves them: the schema's defaults for what z-lab leaves out)."""
+    from specfmt.defaults import resolve
+
+    r = resolve({"speculators_model_type": "dflash", "transformer_layer_config": dict(layer)})
+    r = r["transformer_layer_config"]
+    out, fused, d = {}, 0, r["head_dim"]
+    rows = [r["num_attention_heads"] * d] + [r["num_key_value_heads"] * d] * 2
     for name, t in source.tensors.items():
         m = re.fullmatch(FUSED_QKV, name)
         if m is not None and t.shape[0] == sum(rows):
