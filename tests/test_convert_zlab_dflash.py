@@ -219,3 +219,13 @@ def test_every_refusal_comes_in_one_run_as_one_line_each(tmp_path, verifier_dir,
     assert code == 1 and "Traceback" not in err
     assert [line.split("#", 1)[1].split(": ")[0] for line in err.splitlines()] == [
         "/block_size", "/speculators_config/verifier"]
+
+
+def test_a_verifier_of_another_width_is_named_with_its_flag_not_left_as_a_bare_shape_error(tmp_path, capsys):
+    from specfmt.cli import main
+
+    wide = write_verifier(tmp_path / "wide", config=dict(VERIFIER_CONFIG, hidden_size=64, intermediate_size=128))
+    code = main(["convert", str(write_zlab(tmp_path / "zlab")), "--from", "zlab-dflash", "--verifier", str(wide),
+                 "--verifier-name", "org/wide", "--out", str(tmp_path / "out")])
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert code == 1 and "--verifier's facts (hidden_size 64" in last and "supply --verifier PATH" in last

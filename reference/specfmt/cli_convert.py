@@ -10,6 +10,8 @@ from pathlib import Path
 
 from specfmt.cli_common import UsageError, import_torch, local_dir
 
+SHAPE_CODES = ("layout.shape", "layout.fc_width")  # findings of a tensor whose shape the config's facts contradict
+
 
 def _verifier(args: argparse.Namespace):
     """--verifier's facts and --verifier-name; --verifier-name alone names a verifier whose facts the source holds."""
@@ -32,7 +34,7 @@ def _given(args: argparse.Namespace) -> dict:
         raise UsageError(str(e)) from None
 
 
-def _report(decisions, out: Path, refused=None, invalid=None) -> int:
+def _report(decisions, out: Path, refused=None, invalid=None, verifier=None) -> int:
     for d in decisions:
         print(d.line())
     if refused is not None:
@@ -43,10 +45,21 @@ def _report(decisions, out: Path, refused=None, invalid=None) -> int:
         for f in invalid.findings:
             print(f, file=sys.stderr)
         print(f"not written: the result would not validate strict ({len(invalid.findings)} "
-              f"error{'s' * (len(invalid.findings) != 1)})", file=sys.stderr)
+              f"error{'s' * (len(invalid.findings) != 1)}){_shape_hint(invalid, verifier)}", file=sys.stderr)
         return 1
     print(f"wrote {out} (strict)")
     return 0
+
+
+def _shape_hint(invalid, verifier) -> str:
+    """Tensor shapes that disagree with a config bound to --verifier most often mean another verifier: say so."""
+    if verifier is None or not verifier.config or not any(f.code in SHAPE_CODES for f in invalid.findings):
+        return ""
+    from specfmt.convert.common import FACTS
+
+    facts = ", ".join(f"{k} {verifier.config[k]}" for k in FACTS)
+    return f"; the tensor shapes disagree with --verifier's facts ({facts}): supply --verifier PATH of the " \
+           "draft's own verifier"
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -58,9 +71,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source = local_dir(args.source)
     if not source.exists():
         raise UsageError(f"{args.source}: no such file or directory")
-    verifier = _verifier(args)
-    if verifier is None:
+    if args.verifier is None:
         raise UsageError("--verifier is required: the draft's strict config names its verifier and its facts")
+    verifier = _verifier(args)
     given = _given(args)
     try:
         conversion = convert(args.from_, source, verifier, given)
@@ -71,14 +84,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         write(conversion, args.out, "specfmt convert", args.from_, args.source, args.argv, args.overwrite)
     except ValidationError as e:
-        return _report(conversion.decisions, args.out, invalid=e)
+        return _report(conversion.decisions, args.out, invalid=e, verifier=verifier)
     except FileExistsError as e:
         raise UsageError(str(e)) from None
     return _report(conversion.decisions, args.out)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from specfmt.convert.common import Refused
+    from specfmt.convert.common import Refused, SourceError
     from specfmt.convert.upgrade import upgrade
     from specfmt.findings import ValidationError
 
@@ -91,14 +104,14 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         return _report([], args.out, refused=e)
     except ValidationError as e:
         return _report([], args.out, invalid=e)
-    except FileExistsError as e:
+    except (SourceError, FileExistsError) as e:
         raise UsageError(str(e)) from None
     return _report(decisions, args.out)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     import_torch()
-    from specfmt.convert.common import Refused
+    from specfmt.convert.common import Refused, SourceError
     from specfmt.convert.export import export
     from specfmt.findings import ValidationError
 
@@ -114,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f, file=sys.stderr)
         print(f"not exported: {args.source} is not a strict checkpoint (specfmt upgrade makes one)", file=sys.stderr)
         return 1
-    except FileExistsError as e:
+    except (SourceError, FileExistsError) as e:
         raise UsageError(str(e)) from None
     for d in done.decisions:
         print(d.line())
