@@ -22,12 +22,13 @@ CPU_TORCH = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
 
 
 def extras_table(root: Path) -> str:
-    """One row per command or option: the extra it needs and the pip line that brings it."""
-    rows = ["| Command | Needs | Install |", "|---|---|---|"]
+    """One row per command or option: the extra it needs and the pip line that brings it (four columns, so that
+    on a phone the rows stack with each value labelled)."""
+    rows = ["| Command | Option | Needs | Install |", "|---|---|---|---|"]
     for command, option, extra, why in NEEDS:
-        name = f"`specfmt {command}`" + (f" with `{option.split(' ')[0]}`" + option[len(option.split(' ')[0]):]
-                                         if option else "")
-        rows.append(f"| {name} | {why} | `{install_line(extra)}` |")
+        flag, _, rest = option.partition(" ")
+        shown = f"`{flag}`" + (f" {rest}" if rest else "") if option else ""
+        rows.append(f"| `specfmt {command}` | {shown} | {why} | `{install_line(extra)}` |")
     return "\n".join(rows) + "\n"
 
 

@@ -1,7 +1,9 @@
 """The built site as a reader sees it: headless chromium renders the home page, the eagle3 and config.json
-reference pages and the conformance guide 1280 px wide, the two reference pages again 390 px wide (a phone),
-and the search box finds the eagle3 page. The reference tables fit: at 1280 px each Description column is in
-view without scrolling sideways, and on a phone every column is in view or the rows are stacked.
+reference pages, the conformance guide and the pages of the install work (Install, Quickstart, the command line,
+Writing an adapter, Training, ngram) 1280 px wide and again 390 px wide (a phone), and the search box finds the
+eagle3 page. The reference tables fit: at 1280 px each Description column is in view without scrolling sideways,
+and on a phone every column is in view or the rows are stacked. No short code token in a table cell is broken
+mid-word, and the install facts a reader needs are on the Install page.
 
 site/ is served from a local port by a stdlib HTTP server in a thread; tests/node/browser_check.cjs
 drives Debian's chromium through playwright-core and reports headings, tables (with where they sit) and
@@ -27,8 +29,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 NODE = shutil.which("node")
 PHONE = 390  # CSS pixels: a phone held upright
 REFERENCE = {"eagle3": "reference/v1.0/algorithms/eagle3/", "config": "reference/v1.0/config/"}
-PAGES = {"home": "", **REFERENCE, "conformance": "conformance/",
-         **{f"{name}-phone": f"{path}@{PHONE}" for name, path in REFERENCE.items()}}
+# The pages of the install and docs work of issue 20 (section 3), each at 1280 px and on a phone.
+TOUCHED = {"install": "install/", "quickstart": "quickstart/", "cli": "reference/cli/", "adapters":
+           "conformance/adapters/", "training": "guides/training/", "ngram": "reference/v1.0/algorithms/ngram/"}
+PAGES = {"home": "", **REFERENCE, "conformance": "conformance/", **TOUCHED,
+         **{f"{name}-phone": f"{path}@{PHONE}" for name, path in {**REFERENCE, **TOUCHED,
+                                                                   "conformance": "conformance/"}.items()}}
 SEARCH = "eagle3"
 LAYOUT = json.loads((ROOT / "schemas" / "v1.0" / "layouts" / "eagle3.json").read_text(encoding="utf-8"))
 
@@ -77,7 +83,11 @@ def test_every_page_loads_without_script_errors_or_missing_assets(report):
 
 @pytest.mark.parametrize(("name", "title", "section"), [("home", "specfmt", "Where to go next"),
                                                         ("eagle3", "eagle3", "Tensors"),
-                                                        ("conformance", "Running the suite", "Publish your results")])
+                                                        ("conformance", "Running the suite", "Publish your results"),
+                                                        ("install", "Install", "torch without CUDA"),
+                                                        ("quickstart", "Quickstart", "Run the conformance suite"),
+                                                        ("cli", "Command line", "specfmt convert"),
+                                                        ("training", "Training a draft", "Three commands")])
 def test_each_page_renders_its_title_and_section_headings(report, name, title, section):
     headings = _page(report, name)["headings"]
 
@@ -202,3 +212,22 @@ def test_a_phone_table_with_columns_out_of_view_or_unlabelled_stacked_rows_is_re
     assert problems == ["config-phone table 0 (Path | Type): scrolls, 932 px wide in 780",
                         "config-phone table 0 (Path | Type): columns out of view: ['Type']",
                         "config-phone table 2 (Path | Type): stacked, but its cells are not labelled with their column"]
+
+
+@pytest.mark.parametrize("name", [name for name in PAGES if name != "home"])
+def test_no_short_code_token_in_a_table_cell_is_broken_mid_word(report, name):
+    broken = [code for table in _page(report, name)["tables"] for code in table["broken_code"]]
+    assert broken == []
+
+
+def test_the_install_page_shows_every_extra_and_the_cpu_build_of_torch(report):
+    rows = [row for table in _page(report, "install")["tables"] for row in table["rows"]]
+    installs = {row[-1] for row in rows}
+    assert {"pip install specfmt", "pip install 'specfmt[runtime]'", "pip install 'specfmt[text]'",
+            "pip install 'specfmt[plots]'", "pip install 'specfmt[train]'"} <= installs
+    assert "specfmt convert" in {row[0] for row in rows}
+
+
+@pytest.mark.parametrize("name", TOUCHED)
+def test_a_touched_page_fits_a_phone(report, name):
+    assert unreadable_on_a_phone(_page(report, f"{name}-phone")) == []

@@ -5,7 +5,7 @@
 // usage:  browser_check.cjs BASE_URL SCREENSHOT_DIR [--search=QUERY] NAME=PATH[@WIDTH]...
 //         A page is rendered 1280 px wide, or WIDTH px wide (a phone: 390) when its PATH ends in @WIDTH.
 // stdout: JSON {"pages": [{name, url, viewport: {width, height}, status, title, headings: {h1, h2},
-//         tables: [{headers, rows, layout}], screenshot}],
+//         tables: [{headers, rows, layout, broken_code}], screenshot}],
 //         "search": {query, opened, meta, results: [{title, href}], screenshot} | null,
 //         "page_errors": [...], "failed_requests": [...]}
 //         layout, in CSS pixels of the viewport: {table: {left, right}, scroller: {left, right, client_width,
@@ -15,6 +15,8 @@
 //         A column is visible when its header cell lies inside the scroller's client area and the viewport,
 //         so a reader sees it without scrolling sideways; stacked is true when the rows are laid out as
 //         blocks (no visible header row); labelled when every cell's data-label is its column's header.
+//         broken_code: each word (24 characters at most, between spaces and <wbr>s) of the code in the
+//         table's cells that the browser laid out on more than one line (a token broken mid-word).
 // Requests to other hosts are aborted, so the check runs offline (web fonts fall back to system fonts).
 // Exits non-zero with a message on stderr when the browser cannot start or a page does not load.
 "use strict";
@@ -88,10 +90,31 @@ function readContent() {
                          scroll_width: scroller.scrollWidth },
              content: { left: px(left), right: px(right) }, columns, stacked, labelled };
   };
+  // The words (at most SHORT_WORD characters, between spaces and <wbr>s) of the code in a table's cells that the
+  // browser broke across lines: a break inside a word rather than at a space or a <wbr>.
+  const SHORT_WORD = 24;
+  const brokenWords = (code) => {
+    const broken = [];
+    const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+      const node = walker.currentNode;
+      for (const match of node.data.matchAll(/\S+/g)) {
+        if (match[0].length > SHORT_WORD) continue;
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+        if (tops.size > 1) broken.push(match[0]);
+      }
+    }
+    return broken;
+  };
+  const brokenCode = (table) => [...table.querySelectorAll("td code")].filter(visible).flatMap(brokenWords);
   const tables = [...root.querySelectorAll("table")].filter(visible).map((table) => ({
     headers: [...table.querySelectorAll("thead th")].map(text),
     rows: [...table.querySelectorAll("tbody tr")].map((row) => [...row.querySelectorAll("td")].map(text)),
     layout: layout(table),
+    broken_code: brokenCode(table),
   }));
   return { headings: { h1: headings("h1"), h2: headings("h2") }, tables };
 }
