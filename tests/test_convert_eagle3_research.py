@@ -266,3 +266,13 @@ def test_a_wrong_input_is_one_line_naming_the_problem_not_a_key_error(tmp_path, 
     err = capsys.readouterr().err
     assert (code, "Traceback" in err) == ((2, False) if error is SourceError else (1, False))
     assert err.count("\n") == (1 if error is SourceError else 2) and not (tmp_path / "out").exists()
+
+
+def test_a_refusal_of_the_source_and_a_missing_verifier_name_are_reported_in_one_run(tmp_path, capsys):
+    source = write_source(tmp_path / "source", dict(SAFEAILAB, norm_output=True),
+                          source_tensors(SAFEAILAB, ["midlayer."]))
+    assert main(["convert", str(source), "--from", "eagle3-research", "--verifier", str(verifier_dir(tmp_path)),
+                 "--out", str(tmp_path / "out")]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("#")[1].split(":")[0] for line in lines] == ["/norm_output", "/speculators_config/verifier"]
+    assert "--verifier-name ORG/NAME" in lines[1]

@@ -27,7 +27,7 @@ from specfmt.convert.common import (
     Refused,
     Source,
     VerifierFacts,
-    apply_given,
+    finish,
     renamed,
 )
 from specfmt.convert.eagle3_lineage import LINEAGES, SIZES, SPECFORGE, lineage_of, source_config
@@ -68,13 +68,13 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
                 "is as wide as the draft (cnets.py sizes fc from hidden_size then)")
     _check_unrepresentable(cfg, at, tensors, source, refusals)
     dtype = _dtype(tensors, given, source, decisions)
-    if refusals:
+    if any(r.pointer in [f"/{k}" for k in SIZES] for r in refusals):  # a size is absent: the layer cannot be built
         raise Refused(refusals)
     dropped = sorted(set(cfg) - set(READ))
     if dropped:
         decisions.append(Decision("dropped", "config keys", ", ".join(dropped) + ": read by no draft forward"))
     config = envelope("eagle3", verifier.config, verifier.name, k, dtype, **fields)
-    return Conversion(apply_given(config, given, decisions), tensors, decisions)
+    return finish(config, tensors, decisions, given, str(source.path), verifier, refusals)
 
 
 def _decide(decisions: list[Decision], given: dict, kind: str, subject: str, detail: str) -> None:

@@ -24,7 +24,7 @@ from specfmt.convert.common import (
     Source,
     SourceError,
     VerifierFacts,
-    apply_given,
+    finish,
     float_dtype,
     renamed,
 )
@@ -68,7 +68,7 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     layernorms = extra_norms(tensors, given, f"{source.path}/{source.files[0]}", decisions, refusals)
     layer = layer_config(cfg, family, verifier, given, where, decisions, refusals)
     check_head_dim(layer, tensors, given, where, refusals)
-    if refusals:
+    if not layer:  # a size is absent: nothing more can be built or checked
         raise Refused(refusals)
     dtype = float_dtype(tensors, str(source.path))
     decisions.append(Decision("default", "speculators_config.proposal_methods[0].speculative_tokens",
@@ -77,7 +77,8 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     config = envelope("eagle", verifier.config, verifier.name, SPECULATIVE_TOKENS, dtype,
                       transformer_layer_config=layer, transformer_layer_architecture="LlamaDecoderLayer",
                       layernorms=layernorms, fusion_bias=fusion_bias)
-    return Conversion(apply_given(config, given, decisions), renamed(tensors, RULES, decisions), decisions)
+    tensors = renamed(tensors, RULES, decisions)
+    return finish(config, tensors, decisions, given, str(source.path), verifier, refusals)
 
 
 def check_names(tensors: dict, source: Source) -> None:
