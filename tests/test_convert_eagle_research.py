@@ -344,7 +344,7 @@ def test_every_pending_refusal_is_reported_in_one_run(verifier_dir, tmp_path, ca
 @pytest.mark.parametrize("key, value", [("hidden_size", "32"), ("num_attention_heads", 0), ("head_dim", True)])
 def test_a_size_that_is_no_positive_integer_is_one_line_naming_config_json(verifier_dir, tmp_path, capsys, key, value):
     src = write_research(tmp_path / "src", dict(LLAMA3, **{key: value}), research_tensors(LLAMA3, verifier_dir), False)
-    with pytest.raises(SourceError, match=f"config.json: {key} is"):
+    with pytest.raises(SourceError, match=f"config.json.*{key}"):
         convert(src, verifier_dir, tmp_path / "out")
     assert main(["convert", str(src), "--from", "eagle-research", "--verifier", str(verifier_dir),
                  "--verifier-name", VERIFIER_NAME, "--out", str(tmp_path / "out")]) == 2
