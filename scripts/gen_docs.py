@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -331,6 +332,8 @@ QUICKSTART = {  # snippet name -> specfmt argv (paths relative to the repository
     "validate-broken": ["validate", "examples/eagle3-broken"],
     "validate-broken-strict": ["validate", "examples/eagle3-broken", "--profile", "strict"],
     "schema-list": ["schema"],
+    "generate-tiny": ["generate", "--verifier", "examples/tiny-verifier", "--draft", "examples/eagle3-clean",
+                      "--prompt", "w1 w5 w9 w3", "--max-new-tokens", "24", "--k", "3"],
 }
 
 
@@ -341,7 +344,7 @@ def quickstart_snippet(root: Path, argv: list[str]) -> str:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = specfmt_main(absolute)
     text = out.getvalue().replace(str(root) + os.sep, "")
-    return f"```text\n$ specfmt {' '.join(argv)}\n{text}```\n\nExit status {status}.\n"
+    return f"```text\n$ specfmt {shlex.join(argv)}\n{text}```\n\nExit status {status}.\n"
 
 
 def vllm_controls_snippet(root: Path) -> str:
@@ -371,7 +374,8 @@ def pages(root: Path) -> dict[str, tuple[str, Callable[[Path], str]]]:
         "_snippets/install/cpu-torch.md": ("scripts/gen_docs_install.py", install.cpu_torch),
         "_snippets/conformance/make-conformance.md": (install.REPORT, install.conformance_run),
         "_snippets/conformance/reference-run.md": (install.REPORT, install.reference_run_snippet),
-        "_snippets/conformance/hello-run.md": (install.MANIFEST, install.not_applicable_run),
+        "_snippets/conformance/hello-run.md": ("the run of the hello adapter of conformance/adapters.md",
+                                               install.not_applicable_run),
         "_snippets/conformance/schema-adapter-run.md": ("the run of the schema adapter of conformance/adapters.md",
                                                         install.schema_adapter_run),
     }
@@ -381,7 +385,7 @@ def pages(root: Path) -> dict[str, tuple[str, Callable[[Path], str]]]:
             lambda r, a=algorithm: algorithm_page(r, a))
     for name, argv in QUICKSTART.items():
         out[f"_snippets/quickstart/{name}.md"] = (
-            "the output of `specfmt " + " ".join(argv) + "`", lambda r, a=argv: quickstart_snippet(r, a))
+            "the output of `specfmt " + shlex.join(argv) + "`", lambda r, a=argv: quickstart_snippet(r, a))
     return out
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from specfmt.extras import NEEDS, install_line
 
 REPORT = "conformance/results/specfmt-reference/report.json"
-MANIFEST = "conformance/manifest.json"
 BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<kind>[a-z-]+) (?P<arg>[a-z0-9_-]+) -->\n)(?P<body>.*?)"
                    r"(<!-- END GENERATED: (?P=kind) (?P=arg) -->)", re.S)
 CPU_TORCH = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
@@ -59,21 +58,6 @@ def reference_run_snippet(root: Path) -> str:
     return conformance_run(root, 'specfmt-conformance run --adapter "specfmt conformance-adapter"')
 
 
-def case_counts(root: Path) -> dict[str, int]:
-    """The number of cases of each level in the suite's manifest."""
-    counts: dict[str, int] = {}
-    for case in json.loads((root / MANIFEST).read_text(encoding="utf-8"))["cases"]:
-        counts[case["level"]] = counts.get(case["level"], 0) + 1
-    return counts
-
-
-def not_applicable_run(root: Path) -> str:
-    """What the runner prints for an adapter that declares nothing: every case not-applicable."""
-    lines = [f"{level}: {n} case(s): {n} not-applicable" for level, n in case_counts(root).items()]
-    return ('```console\n$ specfmt-conformance run --adapter "python3 hello_adapter.py"\n'
-            + "\n".join(lines) + "\ncertifying: no\n```\n")
-
-
 README_BLOCKS = {("extras", "table"): extras_table, ("extras", "cpu-torch"): cpu_torch}
 
 
@@ -92,21 +76,34 @@ def readme(root: Path) -> dict[Path, str]:
 ADAPTERS_PAGE = "docs/conformance/adapters.md"
 
 
-def schema_adapter_run(root: Path) -> str:
-    """The schema-only adapter of the adapters page (its `schema_adapter.py` block) run against the suite's schema
-    level: the console block and the sentence that counts what the schemas alone pass."""
+def run_page_adapter(root: Path, name: str, adapter_args: list[str], runner_args: list[str]) -> list[str]:
+    """The runner's stdout lines for the adapter that the adapters page shows in its `name` block, run against the
+    suite this checkout holds."""
+    import shlex
     import subprocess
     import tempfile
 
     page = (root / ADAPTERS_PAGE).read_text(encoding="utf-8")
-    code = re.search(r'```python title="schema_adapter.py"\n(.*?)```', page, re.S)[1]
+    code = re.search(rf'```python title="{re.escape(name)}"\n(.*?)```', page, re.S)[1]
     with tempfile.TemporaryDirectory() as tmp:
-        adapter = Path(tmp) / "schema_adapter.py"
+        adapter = Path(tmp) / name
         adapter.write_text(code, encoding="utf-8")
-        done = subprocess.run([sys.executable, "-m", "specfmt_conformance", "run", "--level", "schema", "--adapter",
-                               f"{sys.executable} {adapter} {root / 'schemas' / 'v1.0'}"], cwd=root,
-                              capture_output=True, text=True, timeout=300)
-    lines = done.stdout.splitlines()
+        command = shlex.join([sys.executable, str(adapter), *adapter_args])
+        done = subprocess.run([sys.executable, "-m", "specfmt_conformance", "run", *runner_args, "--adapter", command],
+                              cwd=root, capture_output=True, text=True, timeout=300)
+    return done.stdout.splitlines()
+
+
+def not_applicable_run(root: Path) -> str:
+    """The smallest adapter of the adapters page, which declares nothing: every case is not-applicable."""
+    lines = run_page_adapter(root, "hello_adapter.py", [], [])
+    return '```console\n$ specfmt-conformance run --adapter "python3 hello_adapter.py"\n' + "\n".join(lines) + "\n```\n"
+
+
+def schema_adapter_run(root: Path) -> str:
+    """The schema-only adapter of the adapters page run against the suite's schema level: the console block and the
+    sentence that counts what the schemas alone pass."""
+    lines = run_page_adapter(root, "schema_adapter.py", [str(root / "schemas" / "v1.0")], ["--level", "schema"])
     failing = [line for line in lines if line.startswith("FAIL")]
     summary = next(line for line in lines if line.startswith("schema: "))
     passed, total = re.search(r"(\d+) pass", summary)[1], re.search(r"schema: (\d+) case", summary)[1]
