@@ -21,7 +21,8 @@ KILLS = 20  # random kills a command, half through each swap path
 
 
 def arguments(command: str, src: Path, verifier: Path) -> list[str]:
-    return {"save": ["convert", str(src), "--from", "speculators", "--verifier", str(verifier)],
+    return {"save": ["convert", str(src), "--from", "speculators", "--verifier", str(verifier), "--verifier-name",
+                     "local/verifier"],
             "upgrade": ["upgrade", str(src)],
             "export": ["export", str(src), "--for", "vllm"]}[command]
 
