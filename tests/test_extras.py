@@ -95,3 +95,11 @@ def test_every_extra_in_the_table_is_an_extra_of_pyproject():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     declared = set(re.findall(r"^([a-z]+) = \[", pyproject.split("[project.optional-dependencies]")[1], re.M))
     assert set(EXTRAS) <= declared, set(EXTRAS) - declared
+
+
+def test_the_cli_message_takes_its_extra_from_the_same_declaration():
+    from specfmt.cli_common import missing_extra
+
+    for command in COMMAND_EXTRA:
+        for module in sorted({m for modules in EXTRAS.values() for m in modules}) + ["yaml"]:
+            assert missing_extra(command, module) == extra_for(command, module), (command, module)

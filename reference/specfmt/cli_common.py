@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import TextIO
 
 from specfmt import hub
+from specfmt.extras import extra_for
 
-# The extra of pyproject.toml that installs each optional package (its top-level module name).
-EXTRAS = {"torch": "runtime", "safetensors": "runtime", "tokenizers": "text", "jinja2": "text",
-          "matplotlib": "plots"}
 TRAIN_COMMANDS = ("datagen", "train")  # specfmt[train] brings every package these need
 
 
@@ -24,11 +22,9 @@ class UsageError(Exception):
 
 def missing_extra(command: str, module: str | None) -> str | None:
     """The extra to install for a ModuleNotFoundError of `module` in `command`, or None for a module that no extra
-    provides (then the error is a bug, and is not hidden)."""
-    top = (module or "").partition(".")[0]
-    if top not in EXTRAS:
-        return None
-    return "train" if command in TRAIN_COMMANDS else EXTRAS[top]
+    provides (then the error is a bug, and is not hidden). The declaration is specfmt.extras, which the README's
+    and the Install page's extras table show."""
+    return extra_for(command, module)
 
 
 def import_torch():
