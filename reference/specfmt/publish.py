@@ -100,7 +100,7 @@ def glob_escape(name: str) -> str:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":  # on Windows signal 0 is CTRL_C_EVENT: never probe, never remove
         return True
     try:
         os.kill(pid, 0)
@@ -153,7 +153,7 @@ def _seal(staging: Path, mode: int) -> None:
             os.chmod(file, 0o644 & ~umask)
             _fsync(file, os.O_RDONLY)
         os.chmod(root, mode & ~umask)
-        _fsync(root, os.O_RDONLY | os.O_DIRECTORY)
+        _fsync_directory(root)
 
 
 def _fsync(path: str | Path, flags: int) -> None:
@@ -162,6 +162,12 @@ def _fsync(path: str | Path, flags: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_directory(path: str | Path) -> None:
+    """fsync a directory, so that the names in it survive a power loss; Windows has no such call (no O_DIRECTORY)."""
+    if hasattr(os, "O_DIRECTORY"):
+        _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -192,7 +198,7 @@ def _swap_in(staging: Path, path: Path) -> None:
         os.rename(path, old)
         os.rename(staging, path)
         _remove(old)
-    _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync_directory(path.parent)
 
 
 def publish(out: str | os.PathLike, write: Callable[[Path], None], *, protect: Iterable[str | os.PathLike] = (),
