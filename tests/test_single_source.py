@@ -223,10 +223,7 @@ def test_the_generators_and_the_example_script_import_nothing_from_tests():
 # keep in step), its aux-id fallback (a literal [2, n // 2, n - 3] is a second formula) and its numeric defaults (a
 # `.get("num_key_value_heads", 32)` is a second default). Copies in modules whose owners are switching them to the
 # schema-fed helpers of convert/common.py are listed here; the list may only shrink.
-LEFT_TO_SWITCH = {("reference/specfmt/convert/eagle3_lineage.py", "the aux-id fallback"),
-                  ("reference/specfmt/convert/eagle3_research.py", "the decoder keys"),
-                  ("reference/specfmt/convert/eagle_research.py", "the decoder keys"),
-                  ("reference/specfmt/train/recipes.py", "the decoder keys")}
+LEFT_TO_SWITCH = {("reference/specfmt/train/recipes.py", "the decoder keys")}
 
 
 def numeric_defaults() -> dict[str, set]:

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import re
 
-from specfmt.convert.common import Source, SourceError
+from specfmt.convert.common import Source, SourceError, aux_fallback
 from specfmt.convert.research import research_config
 
 SPECFORGE = "LlamaForCausalLMEagle3"  # SpecForge's draft class; SafeAILab configs say LlamaForCausalLM
 SIZES = ("hidden_size", "intermediate_size", "num_attention_heads")  # no default can stand in for these
 # The research lineages: whether layer 0 takes its residual after hidden_norm, the aux ids (CFG-9: id k = HF
 # hidden_states[k]) it trains on for a verifier of N layers, where both are stated, and the layout that tells it.
+# SafeAILab's capture points are the ones engines read for null ids, the schema's fallback.
 LINEAGES = {
-    "SafeAILab": (False, lambda n: [2, n // 2, n - 3], "cnets.py adds the residual before hidden_norm; "
+    "SafeAILab": (False, lambda n: aux_fallback("eagle3", n), "cnets.py adds the residual before hidden_norm; "
                   "modeling_llama_kv.py captures the inputs of verifier layers 2, N//2 and N-3",
                   "midlayer.* without LlamaForCausalLMEagle3"),
-    "SpecForge": (False, lambda n: [2, n // 2, n - 3], "llama3_eagle.py adds the residual before hidden_norm; its "
-                  "default ids [1, N//2-1, N-4] count the outputs of the layers before 2, N//2 and N-3",
+    "SpecForge": (False, lambda n: aux_fallback("eagle3", n), "llama3_eagle.py adds the residual before "
+                  "hidden_norm; its default ids [1, N//2-1, N-4] count the outputs of the layers before 2, N//2 "
+                  "and N-3",
                   "midlayer.* with architectures LlamaForCausalLMEagle3"),
     "speculators research": (True, lambda n: [3, n // 2 + 1, n - 2], "research/eagle3 adds hidden_norm(g) as the "
                              "residual and trains on HF hidden_states[3], [N//2 + 1] and [-3] (= [N-2])",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 
+from specfmt.convert import common
 from specfmt.convert.common import (
     Conversion,
     Decision,
@@ -33,9 +34,8 @@ from specfmt.convert.common import (
 from specfmt.convert.eagle3_lineage import LINEAGES, SIZES, SPECFORGE, lineage_of, source_config
 from specfmt.envelope import envelope
 
-LAYER_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
-              "num_hidden_layers", "vocab_size", "rms_norm_eps", "hidden_act", "attention_bias", "mlp_bias",
-              "rope_theta", "rope_scaling", "rope_parameters", "max_position_embeddings")
+# The schema's decoder keys, copied as the source states them; model_type and tie_word_embeddings are decided here.
+LAYER_KEYS = tuple(k for k in common.LAYER_KEYS if k not in ("model_type", "tie_word_embeddings"))
 READ = LAYER_KEYS + ("model_type", "architectures", "draft_vocab_size", "target_hidden_size", "eagle_config",
                      "eagle_aux_hidden_state_layer_ids", "fc_norm", "norm_output", "norm_before_residual",
                      "norm_before_fc", "bias", "tie_word_embeddings", "torch_dtype", "dtype")

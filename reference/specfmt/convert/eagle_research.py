@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 
+from specfmt.convert import common
 from specfmt.convert.common import (
     Conversion,
     Decision,
@@ -51,8 +52,10 @@ RULES = [(r"fc\.(weight|bias)", r"fusion_fc.\1"),
 LAYER_DEFAULTS = {"rms_norm_eps": (1e-6, "absent, the research code's default"),
                   "rope_theta": (10000.0, "absent, the research code's default"),
                   "hidden_act": ("silu", "absent, the research code's default")}
-LAYER_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
-              "vocab_size", "rms_norm_eps", "rope_theta", "hidden_act", "max_position_embeddings")
+# The schema's decoder keys a research config states, copied as stated: the converter decides model_type and
+# num_hidden_layers, and the research layer reads neither attention_bias nor mlp_bias (its biases are qkv_bias's).
+DECIDED, UNREAD = ("model_type", "num_hidden_layers"), ("tie_word_embeddings", "attention_bias", "mlp_bias")
+LAYER_KEYS = tuple(k for k in common.LAYER_KEYS if k not in DECIDED + UNREAD)
 
 
 def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
@@ -198,10 +201,8 @@ def layer_config(cfg: dict, family: str, verifier: VerifierFacts, given: dict, w
     if cfg.get("num_hidden_layers", 1) != 1:
         raise SourceError(f"{where}: num_hidden_layers is {cfg['num_hidden_layers']}; v1's eagle has exactly one "
                           "decoder layer (ALG-EAGLE-1)")
-    layer = {k: cfg[k] for k in LAYER_KEYS if k in cfg}
+    layer = {k: cfg[k] for k in LAYER_KEYS if cfg.get(k) is not None}
     layer.update(model_type=family, num_hidden_layers=1)
-    if cfg.get("rope_scaling") is not None:
-        layer["rope_scaling"] = cfg["rope_scaling"]
     filled = {**LAYER_DEFAULTS, "num_key_value_heads": (cfg["num_attention_heads"], "absent, the research code's "
                                                         "default (num_attention_heads)"),
               "head_dim": (cfg["hidden_size"] // cfg["num_attention_heads"], "absent: both research attentions "
