@@ -252,11 +252,18 @@ def wrong_input(tmp_path, name: str) -> tuple:
     if name == "string-size":
         return write_source(tmp_path / name, dict(SAFEAILAB, hidden_size="32"),
                             source_tensors(SAFEAILAB, ["midlayer."])), SourceError
+    if name == "speculators-training-state":  # its Model's state_dict before convert_checkpoint.py
+        t = speculators_research_tensors(SPECULATORS_RESEARCH)
+        t = {{"layers.0.hidden_norm.weight": "hidden_norm.weight", "norm.weight": "lm_head_layernorm.weight",
+              "layers.0.input_layernorm.weight": "input_layernorm.weight"}.get(n, n): v for n, v in t.items()
+             if n not in ("d2t", "t2d")}
+        return write_source(tmp_path / name, SPECULATORS_RESEARCH, t), SourceError
     cfg = {k: v for k, v in SAFEAILAB.items() if k not in ("hidden_size", "num_attention_heads")}
     return write_source(tmp_path / name, cfg, source_tensors(SAFEAILAB, ["midlayer."])), Refused
 
 
-@pytest.mark.parametrize("name", ["speculators-checkpoint", "medusa-directory", "string-size", "no-sizes"])
+@pytest.mark.parametrize("name", ["speculators-checkpoint", "medusa-directory", "string-size", "no-sizes",
+                                  "speculators-training-state"])
 def test_a_wrong_input_is_one_line_naming_the_problem_not_a_key_error(tmp_path, name, capsys):
     source, error = wrong_input(tmp_path, name)
     with pytest.raises(error):

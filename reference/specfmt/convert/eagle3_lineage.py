@@ -38,6 +38,10 @@ def source_config(source: Source) -> dict:
     hold no research EAGLE-3 draft."""
     cfg = research_config(source, "a research EAGLE-3 draft")
     names = list(source.tensors)
+    if {"hidden_norm.weight", "lm_head_layernorm.weight"} <= set(names):
+        raise SourceError(f"{source.path}: the speculators research/eagle3 training state (hidden_norm.weight, "
+                          "lm_head_layernorm.weight); run its convert_checkpoint.py first, which adds d2t and t2d "
+                          "and names the norms layers.0.hidden_norm, layers.0.input_layernorm and norm")
     if "fc.weight" not in names or not any(re.match(r"(midlayer|layers)\.", n) for n in names):
         raise SourceError(f"{source.path}/{source.files[0] if source.files else ''}: no fc.weight and draft layer "
                           f"(midlayer.* or layers.0.*) among its {len(names)} tensors; not an EAGLE-3 research draft")
