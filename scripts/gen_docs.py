@@ -7,6 +7,7 @@ one line there. The conformance pages live in gen_docs_conformance.py.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import html
 import io
@@ -289,7 +290,8 @@ def argument_rows(parser) -> list[str]:
         values = " \\| ".join(f"`{c}`" for c in action.choices) if action.choices else ""
         if action.nargs == "+":
             values = (values or f"`{action.dest.upper()}`") + " ..."
-        default = "" if action.default is None or action.default is False else f"`{action.default}`"
+        shown = all(action.default is not v for v in (None, False, argparse.SUPPRESS))  # 0 is shown; SUPPRESS not
+        default = f"`{action.default}`" if shown else ""
         required = "required. " if action.required and action.option_strings else ""
         required = "optional. " if action.nargs == "?" and not action.option_strings else required
         text = (action.help or "").replace(" (default: %(default)s)", "")  # the Default column says it

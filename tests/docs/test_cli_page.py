@@ -27,3 +27,18 @@ def test_no_help_text_on_the_cli_page_holds_an_unescaped_markdown_character():
 
 def test_the_star_of_a_tensor_name_pattern_is_shown_as_a_star():
     assert "layers.0.\\*" in PAGE
+
+
+def test_an_option_whose_default_is_suppressed_shows_no_default_and_a_zero_default_shows():
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from gen_docs import argument_rows
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help="print it")
+    parser.add_argument("--seed", type=int, default=0, help="the seed")
+    rows = argument_rows(parser)
+    assert "| `--traceback` |  |  | print it |" in rows
+    assert "| `--seed` |  | `0` | the seed |" in rows
