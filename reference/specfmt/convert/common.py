@@ -140,7 +140,8 @@ def read_tensors(path: Path, only: tuple[str, ...] = ()) -> tuple[dict[str, Any]
         if not path.is_dir():
             paths = [path]
         elif (path / INDEX).exists() or (path / INDEX).is_symlink():
-            paths = sorted(set(files.index_shards(path, files.read_json(path / INDEX, path / INDEX)).values()))
+            index = files.read_json(path / INDEX, path / INDEX)
+            paths = sorted(set(files.index_shards(path, index, path / INDEX).values()))
         else:
             paths = sorted(path.glob("*.safetensors")) or sorted(p for p in path.iterdir() if p.suffix in PICKLED)
         paths = [f for f in paths if not only or f.name in only]
@@ -167,6 +168,7 @@ def read_tensors(path: Path, only: tuple[str, ...] = ()) -> tuple[dict[str, Any]
 def read_source(path: Path, only: tuple[str, ...] = ()) -> Source:
     """A source directory: config.json when present (a JSON object, else refused) and its tensors."""
     from specfmt import files
+    from specfmt.reader_facts import check_reader_facts
 
     config = None
     if (path / "config.json").exists() or (path / "config.json").is_symlink():
@@ -174,6 +176,12 @@ def read_source(path: Path, only: tuple[str, ...] = ()) -> Source:
         if not isinstance(config, dict):
             raise SourceError(str(files.not_object(path / "config.json", "", config)))
     tensors, names = read_tensors(path, only)
+    if config is not None:  # every size a converter computes with, bounded by the tensors read
+        try:
+            check_reader_facts(config, str(path / "config.json"), len(tensors),
+                               sum(t.numel() for t in tensors.values()))
+        except files.FileRefused as e:
+            raise SourceError(str(e)) from None
     return Source(path, config, tensors, names)
 
 

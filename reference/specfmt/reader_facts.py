@@ -1,0 +1,72 @@
+"""The config facts a reader computes with, checked before it does: a converter's source (convert.common.read_source,
+the MTP reader) and a verifier the runtime loads. A size that is a string, a boolean, infinite, zero or negative,
+or larger than the weights on disk can hold, is one finding, never a traceback or an exhausted memory.
+
+Spec: spec/config.md#CFG-2
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from specfmt.config_checks import is_int
+from specfmt.findings import Finding, finding, mismatch, pointer
+
+# Sizes of a Hugging Face-style config: field -> least value. A width no stored tensor can hold (more than the
+# elements on disk) and a count of layers, heads or stages larger than the tensors on disk are refused before any
+# arithmetic or allocation uses them.
+WIDTHS = {"hidden_size": 1, "intermediate_size": 1, "num_attention_heads": 1, "num_key_value_heads": 1, "head_dim": 1,
+          "vocab_size": 1, "draft_vocab_size": 1, "target_hidden_size": 1, "emb_dim": 1, "inner_dim": 0}
+COUNTS = {"num_hidden_layers": 1, "n_predict": 1, "medusa_num_heads": 1, "medusa_num_layers": 0,
+          "num_nextn_predict_layers": 0}
+POSITIVE = {"max_position_embeddings": 1, "block_size": 1, "num_target_layers": 1}  # no tensor holds these
+REALS = ("rms_norm_eps", "layer_norm_eps", "rope_theta")
+NESTED = ("text_config", "transformer_layer_config")
+
+
+def reader_facts(config: dict, file: str, tensors: int | None = None, elements: int | None = None) -> list[Finding]:
+    """Every size of `config` (and of its text_config or transformer_layer_config) that a reader computes with:
+    an integer (not a boolean, a string or a float) at least its least value, within what the weights on disk hold
+    (`tensors` tensors of `elements` elements in all, when known); the real-valued facts finite numbers. A null is
+    left to the reader (an absent value). Spec: spec/config.md#CFG-2"""
+    out: list[Finding] = []
+    nodes = [((), config)] + [((k,), config[k]) for k in NESTED if isinstance(config.get(k), dict)]
+    for prefix, node in nodes:
+        for key, value in node.items():
+            where = pointer(*prefix, key)
+            if value is None:
+                continue
+            if key in REALS and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                     and math.isfinite(value)):
+                out.append(finding("config.type", file, where, mismatch(key, "a finite number", value),
+                                   profile="strict", found=value))
+            elif key in WIDTHS or key in COUNTS or key in POSITIVE:
+                bound = tensors if key in COUNTS else elements if key in WIDTHS else None
+                out += _size(key, where, value, {**WIDTHS, **COUNTS, **POSITIVE}[key], bound, file)
+    return out
+
+
+def _size(key: str, where: str, value: Any, least: int, bound: int | None, file: str) -> list[Finding]:
+    if not is_int(value):
+        return [finding("config.type", file, where, mismatch(key, "an integer", value), profile="strict",
+                        found=value)]
+    if value < least:
+        return [finding("config.range", file, where, mismatch(key, f">= {least}", value), profile="strict",
+                        found=value)]
+    if bound is not None and value > bound:
+        held = f"<= {bound} (the {'tensors' if key in COUNTS else 'elements'} the weights hold)"
+        return [finding("config.range", file, where, mismatch(key, held, value), profile="strict", found=value)]
+    return []
+
+
+def check_reader_facts(config: dict, file: str, tensors: int | None = None, elements: int | None = None) -> None:
+    """reader_facts, raised as one line (specfmt.files.FileRefused): the first finding and how many more."""
+    from specfmt.files import FileRefused
+
+    found = reader_facts(config, file, tensors, elements)
+    if found:
+        first = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise FileRefused(Finding(first.file, first.pointer, first.code, first.message + more, first.severity,
+                                  first.expected, first.found, first.spec, first.spec_path))
