@@ -114,6 +114,16 @@ def test_convert_with_overwrite_refuses_a_directory_that_is_not_a_checkpoint(str
     assert tree(out) == {"cat.jpg": b"meow"}
 
 
+@pytest.mark.parametrize("relation", RELATIONS)
+def test_convert_with_overwrite_never_writes_at_inside_or_above_its_verifier(relation, strict, capsys):
+    verifier = strict[1]
+    before = tree(verifier.parent)
+    out = RELATIONS[relation](verifier)
+    assert main([*commands(strict)["convert"], "--out", str(out), "--overwrite"]) == 2
+    one_line_refusal(capsys, "is " + relation.replace("the source", "the "), "choose an --out outside")
+    assert tree(verifier.parent) == before
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs, skipped where this process may not mount one."""

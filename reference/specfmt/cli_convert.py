@@ -82,7 +82,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     except SourceError as e:
         raise UsageError(str(e)) from None
     try:
-        write(conversion, args.out, "specfmt convert", args.from_, args.source, args.argv, args.overwrite)
+        write(conversion, args.out, "specfmt convert", args.from_, args.source, args.argv, args.overwrite,
+              inputs=[args.verifier] if args.verifier else [])
     except ValidationError as e:
         return _report(conversion.decisions, args.out, invalid=e, verifier=verifier)
     except FileExistsError as e:

@@ -59,18 +59,18 @@ def _refuse_unsafe(path: Path, protect: Iterable[str | os.PathLike]) -> None:
     if real == cwd or real in cwd.parents:
         what = "the working directory" if real == cwd else "a parent of the working directory"
         raise UnsafeOut(f"--out {path} is {what}; name a new directory for the output")
-    for source in protect:
-        src = Path(source).resolve()
+    for i, source in enumerate(protect):
+        src, what = Path(source).resolve(), "the source" if i == 0 else "the input"
         if real == src or src in real.parents or real in src.parents:
             how = "is" if real == src else ("is inside" if src in real.parents else "is a parent of")
-            raise UnsafeOut(f"--out {path} {how} the source {src}; choose an --out outside the source")
+            raise UnsafeOut(f"--out {path} {how} {what} {src}; choose an --out outside {what}")
 
 
 def check_out(out: str | os.PathLike, *, protect: Iterable[str | os.PathLike] = (), overwrite: bool = False,
               kind_check: KindCheck | None = None) -> Path:
     """The absolute path to publish `out` at, or UnsafeOut: '' or '.', the cwd or a parent of it, a protected path
-    (the source), inside one or a parent of one; an existing `out` without `overwrite`; with `overwrite`, an
-    existing `out` that `kind_check` says is not what the command writes."""
+    (the source first, then other inputs), inside one or a parent of one; an existing `out` without `overwrite`;
+    with `overwrite`, an existing `out` that `kind_check` says is not what the command writes."""
     path = _absolute(out)
     _refuse_unsafe(path, protect)
     if not os.path.lexists(path):

@@ -10,7 +10,7 @@ validates strict or nothing is written.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from specfmt.convert.common import Conversion, Source, VerifierFacts
@@ -62,10 +62,11 @@ def provenance(conversion: Conversion, tool: str, fmt: str, source: str, argv: l
 
 
 def write(conversion: Conversion, out: Path, tool: str, fmt: str, source: str, argv: list[str] | None = None,
-          overwrite: bool = False) -> Path:
+          overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
     """Write the conversion as a strict checkpoint (ValidationError with every finding when it is not one),
-    published beside `out` and never at, inside or above `source` (specfmt.publish.UnsafeOut)."""
+    published beside `out` and never at, inside or above `source` or another of the command's `inputs` (the
+    --verifier directory): specfmt.publish.UnsafeOut."""
     from specfmt import save
 
     config = dict(conversion.config, specfmt_provenance=provenance(conversion, tool, fmt, source, argv))
-    return save(config, conversion.tensors, out, overwrite=overwrite, protect=[source])
+    return save(config, conversion.tensors, out, overwrite=overwrite, protect=[source, *inputs])
