@@ -5,7 +5,6 @@ package, directory arguments (local paths or cached hub ids), progress on a term
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from pathlib import Path
 from typing import TextIO
@@ -62,9 +61,11 @@ def checkpoint_dir(arg: str) -> Path:
 def config_kind(path: Path) -> str:
     """What the config.json of a directory describes: `draft` (it names speculators_model_type), `model` (a
     Hugging Face model: model_type or architectures) or `unknown` (no config.json object)."""
+    from specfmt import files
+
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = files.read_json(path / "config.json")  # a FIFO or a device is refused, never waited on
+    except OSError:
         return "unknown"
     if not isinstance(config, dict):
         return "unknown"

@@ -39,7 +39,7 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
                                                    profile=profile)])
     config, findings = read_json(root / CONFIG, CONFIG, "config", profile)
     resolved: dict[str, Any] = {}
-    if config is not None:
+    if not findings:  # parsed: a config.json that is null is a config.type finding, not an absent file
         findings += config_checks.schema_findings(config, profile)
     if isinstance(config, dict):
         resolved = resolve(config)
@@ -156,7 +156,7 @@ def _collect(tensors: list[TensorInfo], profile: str) -> tuple[dict[str, TensorI
 def _read_sharded(root: Path, profile: str
                   ) -> tuple[dict[str, TensorInfo] | None, list[Finding], set[str]]:
     index, findings = read_json(root / INDEX, INDEX, "index", profile)
-    if index is None:
+    if findings:  # unreadable; an index that is null is reported below, with any other that is no object
         return None, findings, set()
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):

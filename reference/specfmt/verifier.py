@@ -9,7 +9,6 @@ Spec: spec/verifier.md, spec/config.md#CFG-9
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +61,16 @@ class Verifier:
 
     @staticmethod
     def from_pretrained(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> Verifier:
-        from specfmt.checkpoint import load
+        """The verifier of a Hugging Face directory, read through the one reader (specfmt.files: shards inside the
+        directory, regular files only, every header checked), its sizes checked against the tensors read before
+        any is used (specfmt.reader_facts). A refusal is a FileRefused (an OSError) of one line."""
+        from specfmt import files
+        from specfmt.reader_facts import check_reader_facts
 
-        config, tensors = load(path)
+        config = load_hf_config(path)
+        tensors = files.checkpoint_tensors(path)
+        check_reader_facts(config, str(Path(path) / "config.json"), len(tensors),
+                           sum(t.numel() for t in tensors.values()))
         return Verifier.from_tensors(config, tensors, device, dtype)
 
     def __len__(self) -> int:
@@ -106,4 +112,12 @@ class Verifier:
 
 
 def load_hf_config(path: str | Path) -> dict:
-    return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    """The config.json object of a Hugging Face directory, read through specfmt.files (bounded, strict, a regular
+    file); FileRefused when it is absent, unreadable or no JSON object."""
+    from specfmt import files
+
+    file = Path(path) / "config.json"
+    config = files.read_json(file, file)
+    if not isinstance(config, dict):
+        raise files.not_object(file, "", config)
+    return config
