@@ -43,6 +43,16 @@ HASS = dict(LLAMA3, bias=True)
 # The norms of the speculators research/hass Model: embed_layernorm on the embedding, hidden_layernorm on the feature
 # before fc, lm_head_layernorm before the head (its decoder layers keep no input norm).
 NORMS = ("embed_layernorm.weight", "hidden_layernorm.weight", "lm_head_layernorm.weight")
+# The keys of speculators research/hass train/llama3_1_8_B.json (no `bias`: its Model builds fc without one), shrunk.
+RESEARCH_HASS = {"architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+                 "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
+                 "hidden_size": 32, "initializer_range": 0.02, "intermediate_size": 112,
+                 "max_position_embeddings": 131072, "mlp_bias": False, "model_type": "llama", "num_attention_heads": 4,
+                 "num_hidden_layers": 1, "num_key_value_heads": 1, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+                 "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                  "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+                 "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+                 "transformers_version": "4.42.3", "use_cache": True, "vocab_size": 128}
 # The three norms v1's layernorms expresses: a decoder layer's own input norm normalises fc's output.
 V1_NORMS = ("embed_layernorm.weight", "layers.0.input_layernorm.weight", "lm_head_layernorm.weight")
 # speculators research/hass train/mistral_spec_config.json states head_dim 128 for hidden_size 5120 and 32 heads
@@ -281,8 +291,9 @@ def test_an_absent_layer_size_is_refused_naming_the_field_to_set(verifier_dir, t
 
 def test_a_hass_file_whose_hidden_layernorm_norms_the_feature_before_fc_is_refused_naming_why(verifier_dir, tmp_path,
                                                                                              capsys):
-    tensors = research_tensors(HASS, verifier_dir, fc_bias=True, norms=True)
-    src = write_research(tmp_path / "src", HASS, tensors, False)
+    # as its training saves it: float32 (the embedding loaded .float()), embed_tokens kept, fc without a bias
+    tensors = {n: t.float() for n, t in research_tensors(RESEARCH_HASS, verifier_dir, norms=True, embed=True).items()}
+    src = write_research(tmp_path / "src", RESEARCH_HASS, tensors, False)
     with pytest.raises(Refused) as refused:
         convert(src, verifier_dir, tmp_path / "out")
     assert [(r.pointer, r.flag) for r in refused.value.refusals] == [
@@ -293,7 +304,7 @@ def test_a_hass_file_whose_hidden_layernorm_norms_the_feature_before_fc_is_refus
     context = PROMPT + [hf.greedy(PROMPT)]
     as_v1 = {("layers.0.input_layernorm.weight" if n == "hidden_layernorm.weight" else n): t
              for n, t in tensors.items()}
-    research, v1 = eagle_chain(tensors, HASS, hf, context, 1)[0], eagle_chain(as_v1, HASS, hf, context, 1)[0]
+    research, v1 = (eagle_chain(t, RESEARCH_HASS, hf, context, 1)[0] for t in (tensors, as_v1))
     assert float((research - v1).abs().max()) > 1e-2 * float(research.abs().max())
     # --set layernorms=false does not make it convertible: dropping the norm writes another function
     with pytest.raises(Refused):

@@ -98,8 +98,9 @@ def check_names(tensors: dict, source: Source) -> None:
 
 
 def fc_bias(cfg: dict, tensors: dict, given: dict, where: str, decisions: list, refusals: list) -> bool:
-    """fusion_bias from fc.bias, checked against the config's `bias` (absent reads as true: ea_model.py builds
-    fc with bias=True unless the config says otherwise, and loads with strict=False)."""
+    """fusion_bias from fc.bias, checked against the config's `bias`. Absent, it reads as true (ea_model.py builds
+    fc with bias=True unless the config says otherwise, and loads with strict=False), except in a file of the HASS
+    research code (hidden_layernorm stored), whose Model builds fc with bias=False whatever the config says."""
     has, stated = "fc.bias" in tensors, cfg.get("bias")
     if "fusion_bias" in given:
         if given["fusion_bias"] and not has:
@@ -107,7 +108,8 @@ def fc_bias(cfg: dict, tensors: dict, given: dict, where: str, decisions: list, 
         if not given["fusion_bias"] and tensors.pop("fc.bias", None) is not None:
             decisions.append(Decision("dropped", "fc.bias", "--set fusion_bias=false"))
         return bool(given["fusion_bias"])
-    read = True if stated is None else bool(stated)
+    default = FEATURE_NORM not in tensors
+    read = default if stated is None else bool(stated)
     if read != has:
         said = "absent, which the research code reads as true" if stated is None else json.dumps(stated)
         effect = "start fc from a randomly initialised bias" if read else "ignore the stored fc.bias"
@@ -115,7 +117,8 @@ def fc_bias(cfg: dict, tensors: dict, given: dict, where: str, decisions: list, 
                                 f"the research code would {effect}, so the intended bias is unknown",
                                 "--set fusion_bias=true|false"))
         return has
-    said = "absent (the research code reads it as true)" if stated is None else json.dumps(stated)
+    said = f"absent (the {'EAGLE' if default else 'HASS'} research code reads it as {json.dumps(default)})" \
+        if stated is None else json.dumps(stated)
     decisions.append(Decision("default" if stated is None else "translated", "fusion_bias",
                               f"{json.dumps(has)}: config.json bias is {said} and fc.bias is "
                               f"{'present' if has else 'absent'}"))
