@@ -156,15 +156,26 @@ def read_safetensors(path: str | os.PathLike, file: str | os.PathLike | None = N
     """The tensors of a safetensors file (those in `names` when given) as torch tensors on `device`. The header is
     parsed by the bounded parser first; any error it finds (a truncated file, a header that lies about sizes or
     offsets) is refused as its first finding."""
-    from specfmt.safetensors_header import read_open_header
-
     name = str(file if file is not None else Path(path).name)
     with open_regular(path, name) as f:
-        tensors, findings, _ = read_open_header(f, os.fstat(f.fileno()).st_size, name, "strict")
-        errors = [x for x in findings if x.severity == "error"]
-        if tensors is None or errors:
-            raise FileRefused(errors[0])
-        return {t.name: _tensor(f, t, device) for t in tensors if names is None or t.name in names}
+        return {t.name: _tensor(f, t, device) for t in _checked_header(f, name) if names is None or t.name in names}
+
+
+def stored_names(path: str | os.PathLike, file: str | os.PathLike | None = None) -> list[str]:
+    """The tensor names of a safetensors file, from its header alone, checked as read_safetensors checks it."""
+    name = str(file if file is not None else Path(path).name)
+    with open_regular(path, name) as f:
+        return [t.name for t in _checked_header(f, name)]
+
+
+def _checked_header(f: BinaryIO, name: str) -> list:
+    from specfmt.safetensors_header import read_open_header
+
+    tensors, findings, _ = read_open_header(f, os.fstat(f.fileno()).st_size, name, "strict")
+    errors = [x for x in findings if x.severity == "error"]
+    if tensors is None or errors:
+        raise FileRefused(errors[0])
+    return tensors
 
 
 TORCH_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn",

@@ -91,29 +91,32 @@ def text_config(config: dict) -> dict:
 def read_source(path: Path, only: tuple[str, ...] = ()) -> Source:
     """The verifier checkpoint's config and its MTP tensors only, read from the shards that hold them (and, for the
     DeepSeek family, the verifier's embedding and LM head, which its MTP layer stores copies of)."""
-    from safetensors import safe_open
+    from specfmt import files
+    from specfmt.reader_facts import check_reader_facts
 
-    if not (path / CONFIG).is_file():
+    if not (path / CONFIG).exists():
         raise SourceError(f"{path}: the verifier checkpoint has no config.json")
     config = read_json(path / CONFIG)
-    n = text_config(config).get("num_hidden_layers", -1)
-    if (path / INDEX).is_file():
-        where = read_json(path / INDEX).get("weight_map", {})
-    else:
-        files = [f for f in sorted(path.glob("*.safetensors")) if not only or f.name in only]
-        where = {}
-        for f in files:
-            with safe_open(str(f), "pt") as handle:
-                where.update(dict.fromkeys(handle.keys(), f.name))
-    if not where:  # .bin/.pt checkpoints: read whole, with weights_only=True
-        tensors, files = read_tensors(path, only)
-        return Source(path, config, {k: t for k, t in tensors.items() if is_mtp(k, n, tensors)}, files)
-    names = [k for k in where if is_mtp(k, n, where)]
-    tensors: dict = {}
-    for shard in sorted({where[k] for k in names}):
-        with safe_open(str(path / shard), "pt") as handle:
-            tensors.update({k: handle.get_tensor(k) for k in names if where[k] == shard})
-    return Source(path, config, tensors, sorted({where[k] for k in names}))
+    try:  # through the one reader (specfmt.files): shards inside the directory, regular files, checked headers
+        if not isinstance(config, dict):
+            raise files.not_object(path / CONFIG, "", config)
+        if (path / INDEX).exists():
+            where = {k: p.name for k, p in files.index_shards(path, read_json(path / INDEX), path / INDEX).items()}
+        else:
+            found = [f for f in sorted(path.glob("*.safetensors")) if not only or f.name in only]
+            where = {k: f.name for f in found for k in files.stored_names(f, f)}
+        check_reader_facts(config, str(path / CONFIG), len(where) or None)
+        n = text_config(config).get("num_hidden_layers", -1)
+        if not where:  # .bin/.pt checkpoints: read whole, with weights_only=True
+            tensors, names = read_tensors(path, only)
+            return Source(path, config, {k: t for k, t in tensors.items() if is_mtp(k, n, tensors)}, names)
+        mtp = {k for k in where if is_mtp(k, n, where)}
+        tensors: dict = {}
+        for shard in sorted({where[k] for k in mtp}):
+            tensors.update(files.read_safetensors(path / shard, path / shard, names=mtp))
+    except files.FileRefused as e:
+        raise SourceError(str(e)) from None
+    return Source(path, config, tensors, sorted({where[k] for k in mtp}))
 
 
 def is_mtp(name: str, n: int, all_names) -> bool:
