@@ -11,10 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from specfmt import json_text
 from specfmt.findings import ValidationError
 from specfmt.publish import looks_like_checkpoint, publish
-from specfmt.schemas import SAFETENSORS
 from specfmt.validate import CONFIG, INDEX, SINGLE, validate
 
 
@@ -102,17 +100,9 @@ def save(config: Any, tensors: dict[str, Any], path: str | os.PathLike, *, max_s
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
-    """config.json and every tensor of a checkpoint (single or sharded), via safetensors only."""
-    from safetensors.torch import load_file
+    """config.json and every tensor of a checkpoint (single or sharded), through the one reader (specfmt.files:
+    bounded, shards inside the directory, regular files only, headers checked before data)."""
+    from specfmt import files
 
     root = Path(path)
-    bound = SAFETENSORS["config_max_bytes"]
-    config = json_text.read(root / CONFIG, bound, CONFIG)
-    if (root / INDEX).exists():
-        files = sorted(set(json_text.read(root / INDEX, bound, INDEX)["weight_map"].values()))
-    else:
-        files = [SINGLE] if (root / SINGLE).exists() else []
-    tensors: dict[str, Any] = {}
-    for file in files:
-        tensors.update(load_file(str(root / file), device=device))
-    return config, tensors
+    return files.read_json(root / CONFIG, CONFIG), files.checkpoint_tensors(root, device)

@@ -190,7 +190,9 @@ def _tensor(f: BinaryIO, t, device: str):
     if t.end == t.start:
         return torch.empty(t.shape, dtype=dtype, device=device)
     f.seek(t.start)
-    data = bytearray(f.read(t.end - t.start))
+    data = bytearray(t.end - t.start)
+    if f.readinto(data) != len(data):  # the file shrank after its header was checked
+        raise refuse("header.truncated", f.name, "", f"the file ends inside tensor {t.name}")
     return torch.frombuffer(data, dtype=dtype).reshape(t.shape).to(device)  # [bytes] -> shape
 
 
