@@ -164,3 +164,18 @@ def test_a_nested_text_config_verifier_keeps_its_top_level_architectures(tmp_pat
     facts = verifier_facts(str(tmp_path), "org/mistral3")
     assert facts.config["architectures"] == ["Mistral3ForConditionalGeneration"]
     assert (facts.hidden_size, facts.num_layers, facts.vocab_size) == (32, 6, 128)
+
+
+def test_a_checkpoint_whose_layout_needs_an_absent_verifier_fact_upgrades_with_verifier_or_names_it(tmp_path):
+    from specfmt.convert.common import VerifierFacts
+
+    source = source_without(tmp_path, "mlp_speculator", "hidden_size")  # compat requires it for the shapes
+    with pytest.raises(Refused) as refused:
+        upgrade(source, tmp_path / "out", {})
+    assert [r.flag for r in refused.value.refusals] == ["--verifier PATH (its config.json)"]
+    with pytest.raises(Refused) as refused:  # a verifier of another width: named with the shapes it contradicts
+        upgrade(source, tmp_path / "out", {}, VerifierFacts(dict(VERIFIER_CONFIG, hidden_size=64), None))
+    (refusal,) = refused.value.refusals
+    assert refusal.code == "convert.verifier_mismatch" and "where --verifier's hidden_size makes it" in refusal.message
+    out, _ = upgrade(source, tmp_path / "out", {}, VerifierFacts(VERIFIER_CONFIG, None))
+    assert validate(out, "strict").findings == []
