@@ -140,7 +140,7 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path):
     assert all(torch.equal(whole[n], part[n]) for n in whole)
 
 
-def test_two_gloo_ranks_equal_one_process_with_the_same_global_batch(tiny, tmp_path):
+def test_two_gloo_ranks_equal_one_process_with_the_same_global_batch_and_print_once(tiny, tmp_path):
     assert main(train_args(tiny, "eagle3", tmp_path / "one", "--max-steps", "4", "--save-dtype", "float32")) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
@@ -148,6 +148,7 @@ def test_two_gloo_ranks_equal_one_process_with_the_same_global_batch(tiny, tmp_p
                                       "float32")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("step 4/4 ") == 1 and proc.stdout.count("train: ") == 1  # rank 0 alone prints
     one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
     assert one.keys() == two.keys()
     for name in one:
