@@ -188,6 +188,15 @@ def test_a_fifo_in_place_of_a_cache_shard_or_a_data_file_is_refused_not_waited_o
         assert len(proc.stderr.strip().splitlines()) == 1 and "FIFO" in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_cache_shard_is_one_line_naming_it(tiny, tmp_path, capsys, damage):
+    cache = broken_cache(tiny, tmp_path, "features-00000.safetensors")
+    shard = cache / "features-00000.safetensors"
+    shard.write_bytes(shard.read_bytes()[:100] if damage == "truncated" else b"\xff" * 64)
+    assert main(train_args(tiny, tmp_path / "out", data=str(cache))) == 2
+    one_line(capsys, "features-00000.safetensors", "header")
+
+
 BAD_RECORDS = [("", "5"), ("", "null"), ("", '{"text": 5}'), ("", "not json"), ("", '{"messages": "hi"}'),
                ("", '{"nothing": 1}'), ("distill:", '{"prompt_ids": [100000]}'), ("distill:", '{"prompt_ids": []}'),
                ("distill:", '{"prompt_ids": 5}'), ("distill:", '{"prompt_ids": [true]}'), ("distill:", "[1, 2]"),

@@ -195,9 +195,10 @@ def read_index(root: Path) -> dict:
 
 def shard_path(root: Path, i: int, name: object) -> Path:
     """Shard i the index names, refused unless it is a regular file inside the cache: an index naming `../..`
-    or an absolute path would make training read outside it (index.path), and a FIFO would block it forever."""
+    or an absolute path would make training read outside it (index.path), a FIFO would block it forever, and a
+    truncated shard or one whose header lies is refused before safetensors maps it."""
     path = files.resolve_inside(root, name, root / "index.json", f"/shards/{i}")
-    files.open_regular(path).close()
+    files.stored_names(path, path)  # a regular file whose header the bounded parser accepts
     return path
 
 
