@@ -96,7 +96,7 @@ def test_datagen_never_writes_over_the_directory_that_holds_its_input(tiny, tmp_
     data.mkdir()
     (data / "train.jsonl").write_text(json.dumps({"text": "hello world, hello"}) + "\n")
     assert main(datagen_args(tiny, data, "--overwrite", data=str(data / "train.jsonl"))) == 2
-    one_line(capsys, "source")
+    one_line(capsys, "choose an --out outside")
     assert (data / "train.jsonl").is_file() and sorted(p.name for p in data.iterdir()) == ["train.jsonl"]
 
 
@@ -143,7 +143,7 @@ def test_train_never_writes_over_its_verifier_or_a_directory_holding_it(tiny, tm
     root, verifier_dir, _, _ = tiny
     for out in (verifier_dir, root):
         assert main(train_args(tiny, out, "--overwrite")) == 2
-        one_line(capsys, "source")
+        one_line(capsys, "choose an --out outside")
     assert (verifier_dir / "config.json").is_file()
 
 
@@ -195,6 +195,21 @@ def test_a_damaged_cache_shard_is_one_line_naming_it(tiny, tmp_path, capsys, dam
     shard.write_bytes(shard.read_bytes()[:100] if damage == "truncated" else b"\xff" * 64)
     assert main(train_args(tiny, tmp_path / "out", data=str(cache))) == 2
     one_line(capsys, "features-00000.safetensors", "header")
+
+
+@pytest.mark.parametrize("key,value,words", [("samples", 1000, "index.json#/samples"),
+                                             ("val_prompts", [[100000]], "index.json#/val_prompts"),
+                                             ("val_prompts", [[]], "index.json#/val_prompts"),
+                                             ("shards", "features-00000.safetensors", "index.json#/shards"),
+                                             ("samples", None, "index.json#/samples")])
+def test_a_cache_index_that_contradicts_its_shards_or_the_verifier_is_one_line(tiny, tmp_path, capsys, key, value,
+                                                                              words):
+    cache = broken_cache(tiny, tmp_path, "features-00000.safetensors")
+    index = json.loads((cache / "index.json").read_text())
+    index[key] = value
+    (cache / "index.json").write_text(json.dumps(index))
+    assert main(train_args(tiny, tmp_path / "out", data=str(cache))) == 2
+    one_line(capsys, words)
 
 
 BAD_RECORDS = [("", "5"), ("", "null"), ("", '{"text": 5}'), ("", "not json"), ("", '{"messages": "hi"}'),
@@ -262,3 +277,18 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_says_where_it_resumes(tiny, tmp
     assert step >= 2 and f"resume from step {step}" in rest and "with: specfmt train eagle3 --verifier" in rest
     again = run_cli(args)
     assert again.returncode == 0 and f"resuming from step {step}" in again.stderr, again.stderr
+
+
+def test_ctrl_c_in_datagen_is_one_line_and_leaves_no_output(tiny, tmp_path):
+    out = tmp_path / "cache"
+    args = datagen_args(tiny, out, "--gen-batch", "1", "--max-new-tokens", "24")
+    proc = subprocess.Popen([sys.executable, "-m", "specfmt.cli", *args], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in proc.stderr:
+        if line.startswith("distill "):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130 and "Traceback" not in rest, rest
+    assert rest.strip().splitlines()[-1] == f"specfmt datagen: interrupted; {out} is as it was"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

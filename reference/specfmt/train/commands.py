@@ -131,15 +131,16 @@ def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...]
 
 
 def cmd_datagen(args: argparse.Namespace) -> int:
+    """datagen; Ctrl-C leaves --out as it was (publish removes its staging) and exits 130."""
     from specfmt.train import options, outs
     from specfmt.verifier import load_hf_config
 
-    options.check(args)
-    out = outs.check_datagen_out(args.out, args.verifier, args.data, args.overwrite)
-    set_threads(args.threads)
-    config = load_hf_config(args.verifier)
-    aux_ids = aux_ids_for(args.algorithm, config["num_hidden_layers"])
     try:
+        options.check(args)
+        out = outs.check_datagen_out(args.out, args.verifier, args.data, args.overwrite)
+        set_threads(args.threads)
+        config = load_hf_config(args.verifier)
+        aux_ids = aux_ids_for(args.algorithm, config["num_hidden_layers"])
         cache = build_cache(args, Path(args.verifier), out, aux_ids, outs.inputs(args.verifier, args.data))
     except KeyboardInterrupt:
         end_line()

@@ -221,6 +221,13 @@ class Cache:
             out.append(f"the cache was made for the verifier {self.index['verifier']}, not {fingerprint(verifier)}")
         if tuple(self.index["aux_ids"]) != tuple(aux_ids):
             out.append(f"the cache holds aux ids {self.index['aux_ids']}, the draft reads {list(aux_ids)}")
+        if sorted(self.where) != list(range(self.index["samples"])):
+            out.append(f"index.json#/samples: expected the {len(self.where)} samples its shards hold, found "
+                       f"{self.index['samples']}")
+        vocab = verifier.vocab_size
+        if not all(isinstance(p, list) and p and all(type(t) is int and 0 <= t < vocab for t in p)
+                   for p in self.index["val_prompts"]):
+            out.append(f"index.json#/val_prompts: expected non-empty lists of token ids in [0, {vocab})")
         return out
 
     def sample(self, i: int, verifier: Verifier) -> tuple[Sample, torch.Tensor]:
