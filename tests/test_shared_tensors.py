@@ -4,7 +4,7 @@ speculators library (0.9) saves neither, and the runtime binds the verifier's (A
 import pytest
 import torch
 
-from builders import config_of, tensors_for, verifier_for
+from builders import VERIFIER_CONFIG, config_of, tensors_for, verifier_for
 from specfmt import save, validate
 from specfmt.defaults import resolve
 from specfmt.findings import ValidationError
@@ -66,8 +66,8 @@ def test_a_reduced_vocab_draft_without_its_head_is_missing_it(variant, tmp_path)
 
 def test_a_draft_without_head_is_rejected_when_the_verifier_is_wider(tmp_path):
     config = config_of("dflash_fullvocab")
-    config["target_hidden_size"] = 64
+    config["target_hidden_size"] = config["speculators_config"]["verifier"]["hidden_size"] = 64
     resolved = resolve(config)
     tensors = {k: v for k, v in tensors_for(resolved).items() if k not in SHARED}
-    with pytest.raises(ValueError, match="lm_head is absent"):
-        build_draft(resolved, tensors, verifier_for(0))
+    with pytest.raises(ValueError, match="lm_head is absent"):  # bound to a verifier 64 wide, as the draft says
+        build_draft(resolved, tensors, verifier_for(0, config=dict(VERIFIER_CONFIG, hidden_size=64)))

@@ -9,25 +9,29 @@ from pathlib import Path
 
 import torch
 
+from specfmt import binding
 from specfmt.algorithms import ALGORITHMS
 from specfmt.checkpoint import load
 from specfmt.defaults import resolve
-from specfmt.findings import ValidationError
+from specfmt.findings import Finding, ValidationError
 from specfmt.proposal import Draft, Proposal
 from specfmt.validate import validate
 from specfmt.verifier import Verifier
 from specfmt.weights import bind_roles
 
 
-def load_draft(path: str | Path, verifier: Verifier, profile: str = "compat") -> tuple[Draft, dict]:
-    """The draft at `path` bound to `verifier`, and its resolved config. Raises ValidationError with
-    every finding when the checkpoint has an error under `profile`."""
+def load_draft(path: str | Path, verifier: Verifier, profile: str = "compat",
+               verifier_dir: str | Path | None = None) -> tuple[Draft, dict]:
+    """The draft at `path` bound to `verifier` (loaded from `verifier_dir`, named in messages), and its resolved
+    config. Raises ValidationError with every finding when the checkpoint has an error under `profile`, and
+    BindingError before any forward when the draft was made for another verifier."""
     report = validate(path, profile)
     if report.errors:
         raise ValidationError(report.errors)
     config, tensors = load(path)
     resolved = resolve(config)
-    return build_draft(resolved, on_verifier(tensors, verifier), verifier), resolved
+    files = (str(Path(path) / "config.json"), str(Path(verifier_dir) / "config.json") if verifier_dir else VERIFIER)
+    return build_draft(resolved, on_verifier(tensors, verifier), verifier, files), resolved
 
 
 def on_verifier(tensors: dict, verifier: Verifier) -> dict:
@@ -40,9 +44,34 @@ class DraftRejected(ValueError):
     """A draft that validates but that the runtime cannot run with this verifier (the module's problems)."""
 
 
-def build_draft(resolved: dict, tensors: dict, verifier: Verifier) -> Draft:
+class BindingError(DraftRejected):
+    """A draft made for another verifier: its findings (config.verifier_mismatch, config.aux_layer_range) name
+    the draft's statement and the verifier's fact."""
+
+    def __init__(self, findings: list[Finding]):
+        self.findings = findings
+        super().__init__("; ".join(f"{f.message} [{f.code}]" for f in findings))
+
+
+VERIFIER = "the verifier's config.json"  # how a message names a verifier built in memory
+
+
+def check_binding(resolved: dict, verifier: Verifier, draft_file: str = "config.json",
+                  verifier_file: str = VERIFIER) -> None:
+    """Raise BindingError when the resolved draft states a verifier fact that `verifier` contradicts."""
+    facts = {"hidden_size": verifier.config.get("hidden_size"), "num_hidden_layers": verifier.num_layers,
+             "vocab_size": verifier.vocab_size}
+    findings = binding.check(resolved, facts, draft_file, verifier_file)
+    if findings:
+        raise BindingError(findings)
+
+
+def build_draft(resolved: dict, tensors: dict, verifier: Verifier,
+                files: tuple[str, str] = ("config.json", VERIFIER)) -> Draft:
     """The draft of a resolved config, its tensors (by on-disk name) bound by role, attached to `verifier`;
-    DraftRejected lists every problem at once."""
+    BindingError for a draft made for another verifier (`files` name the two config.json files), DraftRejected
+    listing every other problem at once."""
+    check_binding(resolved, verifier, *files)
     algorithm = resolved["speculators_model_type"]
     module, w = ALGORITHMS[algorithm], bind_roles(algorithm, resolved, tensors)
     problems = module.problems(resolved, w, verifier)
