@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from specfmt.cli_runtime import eval_prompts
+from specfmt.cli_eval import eval_prompts
 from specfmt.evaluate import evaluate, plot, set_threads
 from specfmt.findings import ValidationError
 from specfmt.generate import generate_plain

@@ -9,9 +9,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from builders import write_variant, write_verifier
+from builders import VERIFIER_CONFIG, write_variant, write_verifier
 from specfmt import __version__
+from specfmt.algorithms import ALGORITHMS
 from specfmt.cli import main
 from specfmt.schemas import VERSION
 
@@ -153,3 +155,118 @@ def test_generate_without_numpy_prints_no_warning(dirs):
     proc = specfmt(*generate_args(*dirs, "--prompt-ids", "1", "--max-new-tokens", "2"), blocked=("numpy",))
     assert proc.returncode == 0 and proc.stderr == ""
     assert proc.stdout.startswith("w")  # decoded through the verifier's tokenizer
+
+
+# A draft made for another verifier (specfmt.binding): one line naming both sides, exit 2, before any forward.
+WIDE = dict(VERIFIER_CONFIG, hidden_size=64, head_dim=16)  # the draft variants are made for hidden size 32
+
+
+@pytest.fixture(scope="module")
+def wide_verifier(tmp_path_factory):
+    return write_verifier(tmp_path_factory.mktemp("wide") / "verifier", config=WIDE)
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_generate_with_a_draft_for_a_narrower_verifier_names_both_hidden_sizes_in_one_line(algorithm, wide_verifier,
+                                                                                          tmp_path):
+    draft = write_variant(algorithm, tmp_path / algorithm)
+    err = one_line_error(specfmt(*generate_args(wide_verifier, draft, "--prompt-ids", "1", "2")))
+    assert (f"draft's verifier.hidden_size 32 ({draft / 'config.json'}#/speculators_config/verifier/hidden_size), "
+            f"verifier's hidden_size 64 ({wide_verifier / 'config.json'}) [config.verifier_mismatch]") in err
+    assert f"--draft {draft} was made for another verifier than --verifier {wide_verifier}" in err
+
+
+def test_eval_with_a_draft_for_another_verifier_is_one_line_before_any_forward(dirs, wide_verifier, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt_ids": [1, 2]}\n')
+    err = one_line_error(specfmt("eval", "--verifier", str(wide_verifier), "--draft", str(dirs[1]), "--prompts",
+                                 str(prompts), "--threads", "1"))
+    assert "verifier's hidden_size 64" in err and "[config.verifier_mismatch]" in err
+
+
+# Numeric options: each bad value is its own one-line message naming its one option, exit 2.
+@pytest.mark.parametrize("command, option, value, message", [
+    ("generate", "--k", "0", "--k: expected an integer >= 1, found 0"),
+    ("generate", "--k", "-1", "--k: expected an integer >= 1, found -1"),
+    ("generate", "--max-new-tokens", "0", "--max-new-tokens: expected an integer >= 1, found 0"),
+    ("generate", "--max-new-tokens", "-1", "--max-new-tokens: expected an integer >= 1, found -1"),
+    ("generate", "--temperature", "-0.5", "--temperature: expected a finite number >= 0, found -0.5"),
+    ("generate", "--temperature", "nan", "--temperature: expected a finite number >= 0, found nan"),
+    ("eval", "--k", "0", "--k: expected an integer >= 1, found 0"),
+    ("eval", "--k", "-1", "--k: expected an integer >= 1, found -1"),
+    ("eval", "--max-new-tokens", "-1", "--max-new-tokens: expected an integer >= 1, found -1"),
+    ("eval", "--threads", "-1", "--threads: expected an integer >= 1, found -1"),
+    ("eval", "--threads", "0", "--threads: expected an integer >= 1, found 0"),
+    ("eval", "--limit", "0", "--limit: expected an integer >= 1, found 0"),
+])
+def test_a_bad_numeric_option_is_one_line_naming_that_option_alone(dirs, tmp_path, capsys, command, option, value,
+                                                                   message):
+    more = ["--prompt-ids", "1"] if command == "generate" else ["--prompts", str(tmp_path / "p.jsonl")]
+    argv = [command, "--verifier", str(dirs[0]), "--draft", str(dirs[1]), *more, f"{option}={value}"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"specfmt {command}: {message}\n"
+
+
+# Plausible mistakes with the prompts of eval: one line naming the file, exit 2.
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.jsonl", b"", "no prompt in the file"),
+    ("blank.jsonl", b"\n  \n", "no prompt in the file"),
+    ("broken.jsonl", b"{not json\n", "broken.jsonl:1: not JSON"),
+    ("array.jsonl", b"[1, 2]\n", "array.jsonl:1: a record is a JSON object"),
+    ("latin1.txt", b"caf\xe9\n", "latin1.txt: not UTF-8 text (byte 3: invalid continuation byte)"),
+    ("ids_text.jsonl", b'{"prompt_ids": "1 2"}\n', 'prompt 1: prompt_ids: expected a list of integer token ids, '
+                                                   'found "1 2"'),
+    ("ids_null.jsonl", b'{"prompt_ids": null}\n', "prompt 1: prompt_ids: expected a list of integer token ids"),
+    ("ids_float.jsonl", b'{"prompt_ids": [1, 2.5]}\n', "found [1, 2.5]"),
+    ("ids_huge.jsonl", b'{"prompt_ids": [1e400]}\n', "prompt 1: prompt_ids: expected a list of integer token ids"),
+    ("ids_bool.jsonl", b'{"prompt_ids": [true]}\n', "found [true]"),
+    ("prompt_number.jsonl", b'{"prompt": 5}\n', "prompt 1: prompt: expected a string, found 5"),
+    ("no_field.jsonl", b'{"text": "hi"}\n', "needs prompt, messages or prompt_ids"),
+])
+def test_a_prompt_file_mistake_is_one_line_naming_the_file(dirs, tmp_path, name, content, message):
+    prompts = tmp_path / name
+    prompts.write_bytes(content)
+    err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
+                                 str(prompts), "--threads", "1"))
+    assert message in err
+
+
+def test_a_prompt_directory_is_one_line_not_an_is_a_directory_error(dirs, tmp_path):
+    err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
+                                 str(tmp_path)))
+    assert err == f"specfmt eval: {tmp_path}: no such prompt file\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", ["generate", "eval"])
+def test_device_cuda_without_cuda_is_one_line(dirs, tmp_path, command):
+    more = ["--prompt-ids", "1"] if command == "generate" else ["--prompts", str(tmp_path / "p.jsonl")]
+    err = one_line_error(specfmt(command, "--verifier", str(dirs[0]), "--draft", str(dirs[1]), *more, "--device",
+                                 "cuda"))
+    assert err == f"specfmt {command}: --device cuda, but torch sees no GPU; pass --device cpu\n"
+
+
+# --traceback: the default stays one line; with it, the line and then the error's traceback with its cause.
+def test_an_error_is_one_line_without_traceback_switch(dirs):
+    one_line_error(specfmt(*generate_args(*dirs, "--prompt-ids", "1", "--device", "cuda", "--k", "0")))
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_traceback_switch_prints_the_line_then_the_traceback_before_or_after_the_command(tmp_path, where):
+    argv = ["validate", str(tmp_path / "absent")]
+    proc = specfmt(*(["--traceback", *argv] if where == "before" else [*argv, "--traceback"]))
+    assert proc.returncode == 2
+    first, rest = proc.stderr.split("\n", 1)
+    assert first == f"specfmt validate: {tmp_path / 'absent'}: no such directory [io.not_found]"
+    assert rest.startswith("Traceback (most recent call last):") and "in checkpoint_dir" in rest
+    assert rest.rstrip().endswith(f"UsageError: {tmp_path / 'absent'}: no such directory [io.not_found]")
+
+
+def test_traceback_switch_shows_the_exception_a_one_line_message_hid(dirs, tmp_path):
+    prompts = tmp_path / "broken.jsonl"
+    prompts.write_text('{"prompt_ids": [1, 2]}\n{"text": 5}\n')
+    proc = specfmt("--traceback", "eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
+                   str(prompts))
+    assert proc.returncode == 2 and proc.stderr.startswith("specfmt eval: a prompt record needs prompt")
+    assert "TextError: a prompt record needs prompt, messages or prompt_ids" in proc.stderr
+    assert "During handling of the above exception" in proc.stderr or "direct cause" in proc.stderr

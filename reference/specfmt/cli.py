@@ -4,7 +4,9 @@ Exit codes: 0 no error (warnings are printed), 1 at least one error in a checkpo
 2 a usage error: a bad option, a path that does not exist or is not a directory, a hub id that is not in the
 local cache, a draft given as the verifier, or a package the command needs that is not installed (the message
 names the extra to install: specfmt[runtime] for torch and safetensors, specfmt[text] for tokenizers,
-specfmt[train] for datagen and train). Each usage error is one line on stderr, never a traceback.
+specfmt[train] for datagen and train). Each usage error is one line on stderr, never a traceback; with
+--traceback (before or after the command), the line is followed by the error's full traceback, with the
+exception that caused it, for a bug report.
 
 A directory argument that does not exist but reads as a hub id, ORG/NAME[@REVISION], is looked up in the local
 Hugging Face cache (specfmt.hub); specfmt never downloads. validate, inspect and schema never import torch.
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from specfmt import __version__
@@ -181,9 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(conformance/PROTOCOL.md) on stdin and stdout (needs "
                                                    "specfmt[runtime])")
     a.set_defaults(func=cmd_conformance_adapter)
+    parser.add_argument("--traceback", action="store_true", help=TRACEBACK_HELP)
     for command in sub.choices.values():
+        command.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=TRACEBACK_HELP)
         show_defaults(command)
     return parser
+
+
+TRACEBACK_HELP = "after an error's one line, print its full traceback (for a bug report)"
+
+
+def print_traceback(error: BaseException) -> None:
+    """The traceback of `error` on stderr, with the exception it was raised from or during, which the one-line
+    message hides (`raise UsageError(...) from None`)."""
+    error.__suppress_context__ = False
+    traceback.print_exception(error, file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -205,6 +220,8 @@ def dispatch(argv: list[str] | None) -> int:
         return run(args)
     except (UsageError, UnsafeOut, DiskFull) as e:  # specfmt.publish: an unsafe --out, a full disk
         print(f"specfmt {args.command}: {e}", file=sys.stderr)
+        if args.traceback:
+            print_traceback(e)
         return 2
     except ModuleNotFoundError as e:
         extra = missing_extra(args.command, e.name)
@@ -212,6 +229,8 @@ def dispatch(argv: list[str] | None) -> int:
             raise
         print(f"specfmt {args.command}: needs the {e.name.partition('.')[0]} package, which is not installed: "
               f"pip install 'specfmt[{extra}]'", file=sys.stderr)
+        if args.traceback:
+            print_traceback(e)
         return 2
 
 

@@ -1,12 +1,19 @@
-"""`specfmt generate` and `specfmt eval`: the reference runtime on the command line. torch, safetensors and (for
+"""`specfmt generate` (and what `specfmt eval`, in specfmt.cli_eval, shares): the reference runtime on the command
+line. torch, safetensors and (for
 text) tokenizers are imported inside the commands, so that validate, inspect and schema run without them; a
 missing one is reported by specfmt.cli as the extra to install.
+
+A draft made for another verifier (specfmt.binding: a hidden size, vocabulary or layer count that the verifier's
+config.json contradicts, an aux layer id past its last layer) is refused before any forward, in one line that
+names both sides, with exit status 2: neither checkpoint is in error (that is exit 1, with its findings), the
+pair given on the command line is wrong, as --verifier and --draft given swapped are.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -49,6 +56,40 @@ def model_dirs(verifier_arg: str, draft_arg: str) -> tuple[Path, Path]:
     return verifier, draft
 
 
+# The integer options that count something, each at least 1 (absent options and None defaults are not checked).
+COUNTS = ("k", "max_new_tokens", "threads", "limit")
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Each count option >= 1 and --temperature a finite number >= 0: one UsageError naming the one bad option."""
+    for name in COUNTS:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')}: expected an integer >= 1, found {value}")
+    temperature = getattr(args, "temperature", None)
+    if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
+        raise UsageError(f"--temperature: expected a finite number >= 0, found {temperature}")
+
+
+def check_device(device: str, torch) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda, but torch sees no GPU; pass --device cpu")
+
+
+def bound_draft(draft_dir: Path, verifier_dir: Path, verifier, args: argparse.Namespace):
+    """The draft bound to the verifier and its resolved config. ValidationError (the draft's findings) passes
+    through; a draft made for another verifier or that this runtime cannot run is a UsageError in one line."""
+    from specfmt.runtime import BindingError, DraftRejected, load_draft
+
+    try:
+        return load_draft(draft_dir, verifier, verifier_dir=verifier_dir)
+    except BindingError as e:
+        raise UsageError(f"--draft {args.draft} was made for another verifier than --verifier {args.verifier}: "
+                         f"{e}") from e
+    except DraftRejected as e:
+        raise UsageError(f"--draft {args.draft} does not run with --verifier {args.verifier}: {e}") from e
+
+
 def load_verifier(path: Path, device: str, dtype: str):
     """The verifier at `path`; UsageError, on one line, when the reference runtime cannot load it."""
     from specfmt.runtime import pick_dtype
@@ -57,7 +98,7 @@ def load_verifier(path: Path, device: str, dtype: str):
     try:
         return Verifier.from_pretrained(path, device, pick_dtype(dtype))
     except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"--verifier {path}: the reference runtime cannot load it: {one_line(e)}") from None
+        raise UsageError(f"--verifier {path}: the reference runtime cannot load it: {one_line(e)}") from e
 
 
 def check_prompt(prompt: list[int], vocab_size: int, option: str) -> None:
@@ -108,28 +149,22 @@ def proposal_of(config: dict, args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    check_numbers(args)
     verifier_dir, draft_dir = model_dirs(args.verifier, args.draft)
-    if min(args.max_new_tokens, 1 if args.k is None else args.k) < 1:
-        raise UsageError(f"--k and --max-new-tokens: expected >= 1, found {args.k} and {args.max_new_tokens}")
     tokenizer = tokenizer_of(verifier_dir, needed=args.prompt is not None)
-    torch = import_torch()
+    check_device(args.device, import_torch())
     from specfmt.findings import ValidationError
     from specfmt.generate import generate
-    from specfmt.runtime import DraftRejected, load_draft
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda, but torch sees no GPU")
     prompt = tokenizer.encode(args.prompt).ids if args.prompt is not None else args.prompt_ids
     verifier = load_verifier(verifier_dir, args.device, args.dtype)
     check_prompt(prompt, verifier.vocab_size, "--prompt" if args.prompt is not None else "--prompt-ids")
     try:
-        draft, config = load_draft(draft_dir, verifier)
+        draft, config = bound_draft(draft_dir, verifier_dir, verifier, args)
     except ValidationError as e:
         for f in e.findings:
             print(f)
         return 1
-    except DraftRejected as e:
-        raise UsageError(f"--draft {args.draft} does not run with --verifier {args.verifier}: {e}") from None
     proposal = proposal_of(config, args)
     bar, limit = Progress(sys.stderr), args.max_new_tokens
     result = generate(verifier, draft, prompt, limit, proposal, args.seed,
@@ -154,75 +189,13 @@ def print_generation(result, prompt: list[int], proposal, tokenizer, fmt: str) -
         print("note: verifier_accept_k > 1 is lossy (spec/verification.md#VRF-4)")
 
 
-def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None) -> tuple[list[list[int]], list[int]]:
-    """Token ids of the first `limit` records of a prompt file, and the verifier's end-of-sequence ids with
-    the tokenizer's eos_token first (decoding stops on the first). Raises ValueError for a usage mistake."""
-    from specfmt.text import Text, TextError, _ids, read_prompts
-
-    path = Path(prompts_file)
-    if not path.is_file():
-        raise TextError(f"{path}: no such prompt file")
-    records = read_prompts(path)[:limit]
-    if not records:
-        raise TextError(f"{path}: no prompt in the file")
-    try:
-        text = Text.from_verifier(verifier_dir)
-    except TextError:
-        if any("prompt_ids" not in r for r in records):
-            raise
-        text = None
-    prompts = [text.prompt_ids(r) if text else [int(i) for i in r["prompt_ids"]] for r in records]
-    if text is None:
-        eos = set()
-        for name in ("generation_config.json", "config.json"):
-            if (Path(verifier_dir) / name).is_file():
-                eos |= _ids(json.loads((Path(verifier_dir) / name).read_text(encoding="utf-8")).get("eos_token_id"))
-        return prompts, sorted(eos)
-    return prompts, text.stop_ids()
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    verifier_dir, draft_dir = model_dirs(args.verifier, args.draft)
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("--plot needs matplotlib, which is not installed: pip install 'specfmt[plots]'")
-    if min(args.k, args.max_new_tokens, args.limit or 1, args.threads or 1) < 1:
-        raise UsageError("--k, --max-new-tokens, --limit and --threads: expected >= 1")
-    import_torch()
-    from specfmt.evaluate import evaluate, format_text, plot, set_threads
-    from specfmt.findings import ValidationError
-    from specfmt.runtime import load_draft
-
-    try:
-        prompts, eos_ids = eval_prompts(str(verifier_dir), args.prompts, args.limit)
-    except (ValueError, TypeError, KeyError) as e:
-        raise UsageError(one_line(e)) from None
-    set_threads(args.threads)
-    verifier = load_verifier(verifier_dir, "cpu", args.dtype)
-    for prompt in prompts:
-        check_prompt(prompt, verifier.vocab_size, args.prompts)
-    try:
-        draft, _ = load_draft(draft_dir, verifier)
-        result = evaluate(verifier, draft, prompts, args.k, args.max_new_tokens, eos_ids)
-    except ValidationError as e:
-        for f in e.findings:
-            print(f)
-        return 1
-    except (OSError, ValueError, KeyError) as e:
-        raise UsageError(one_line(e)) from None
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.plot:
-        plot(result, args.plot)
-    print(json.dumps(result, indent=2) if args.format == "json" else format_text(result))
-    return 0
-
-
 MODEL_DIRS = "a directory, or a hub id ORG/NAME[@REVISION] already in the local Hugging Face cache"
 
 
 def add_parsers(sub) -> None:
+    """generate, then eval (specfmt.cli_eval)."""
+    from specfmt.cli_eval import add_parser as add_eval_parser
+
     g = sub.add_parser("generate", help="speculative decoding with the reference runtime")
     g.add_argument("--verifier", required=True, help=f"the Hugging Face model the draft is for: {MODEL_DIRS}")
     g.add_argument("--draft", required=True, help=f"the specfmt draft checkpoint: {MODEL_DIRS}")
@@ -241,16 +214,4 @@ def add_parsers(sub) -> None:
     g.add_argument("--format", choices=("text", "json"), default="text",
                    help="text: the output and a statistics line; json: one object with tokens and stats")
     g.set_defaults(func=cmd_generate)
-    e = sub.add_parser("eval", help="speed of speculative against plain greedy decoding on a prompt file")
-    e.add_argument("--verifier", required=True, help=f"the Hugging Face model the draft is for: {MODEL_DIRS}")
-    e.add_argument("--draft", required=True, help=f"the specfmt draft checkpoint: {MODEL_DIRS}")
-    e.add_argument("--prompts", required=True, help="JSON lines of {prompt|messages|prompt_ids}, or text lines")
-    e.add_argument("--k", type=int, default=3, help="draft tokens per step")
-    e.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt")
-    e.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="of the verifier and draft")
-    e.add_argument("--threads", type=int, help="torch threads (default: the CPUs this process may use)")
-    e.add_argument("--limit", type=int, help="the first N prompts only (default: all)")
-    e.add_argument("--out", help="write the result JSON here")
-    e.add_argument("--plot", help="write a PNG of acceptance by position here (needs specfmt[plots])")
-    e.add_argument("--format", choices=("text", "json"), default="text", help="of the result on stdout")
-    e.set_defaults(func=cmd_eval)
+    add_eval_parser(sub)

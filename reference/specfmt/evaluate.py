@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -179,18 +180,31 @@ def _run_pair(verifier, draft, prompt: list[int], max_new_tokens: int, k: int, e
             "t_speculative": t_spec}
 
 
+def progress_line(done: int, runs: list[dict]) -> str:
+    """After prompt `done` of len(runs): the speculative tokens and tau of the prompts so far."""
+    accepted = [n for run in runs[:done] for n in run["accepted"]]
+    tokens = sum(len(run["speculative"]) for run in runs[:done])
+    tau = sum(n + 1 for n in accepted) / max(len(accepted), 1)
+    return f"prompt {done}/{len(runs)}: {tokens} tokens, tau {tau:.3f} so far"
+
+
 def evaluate(verifier, draft, prompts: list[list[int]], k: int, max_new_tokens: int, eos_ids=(),
-             warmup: int = 1, repeats: int = 20) -> dict:
+             warmup: int = 1, repeats: int = 20, progress: Callable[[str], None] | None = None) -> dict:
     """Plain against speculative greedy decoding of every prompt, alternating which runs first (plain
     first on even prompts) to cancel drift; the result dict is described in the module docstring.
-    Raises ValueError when the draft cannot propose k tokens, or there is no prompt."""
+    `progress` receives a progress_line after each prompt. Raises ValueError when the draft cannot propose k
+    tokens, or there is no prompt."""
     if not prompts:
         raise ValueError("no prompts to evaluate")
     eos = next(iter(eos_ids), None)
     costs = measure_costs(verifier, draft, prompts[0], k, repeats)
     for _ in range(warmup):
         _run_pair(verifier, draft, prompts[0], min(max_new_tokens, 8), k, eos, True)
-    runs = [_run_pair(verifier, draft, p, max_new_tokens, k, eos, i % 2 == 0) for i, p in enumerate(prompts)]
+    runs: list[dict] = [{} for _ in prompts]
+    for i, p in enumerate(prompts):
+        runs[i] = _run_pair(verifier, draft, p, max_new_tokens, k, eos, i % 2 == 0)
+        if progress is not None:
+            progress(progress_line(i + 1, runs))
     result = {"schema": SCHEMA, "k": k, "max_new_tokens": max_new_tokens,
               "dtype": str(verifier.dtype).removeprefix("torch."), "device": str(verifier.device),
               "threads": torch.get_num_threads(), "prompts": len(prompts), "eos_token_id": eos,

@@ -1,0 +1,126 @@
+"""`specfmt eval`: speed of speculative against plain greedy decoding on a prompt file, with the reference
+runtime. One progress line per prompt goes to stderr, always (an eval runs for minutes; a log of it should say
+how far it came), and a warning line when the machine's load makes the timings unreliable
+(specfmt.evaluate.timing_warning). Usage errors and exit statuses as specfmt.cli_runtime says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from specfmt.cli_common import UsageError, import_torch
+from specfmt.cli_runtime import (
+    MODEL_DIRS,
+    bound_draft,
+    check_device,
+    check_numbers,
+    check_prompt,
+    load_verifier,
+    model_dirs,
+    one_line,
+)
+
+
+def check_record(record: dict, where: str) -> None:
+    """A prompt record's fields of the right types: prompt_ids integers, prompt a string (TextError otherwise)."""
+    from specfmt.findings import render
+    from specfmt.text import TextError
+
+    ids = record.get("prompt_ids")
+    if "prompt_ids" in record and not (isinstance(ids, list) and all(type(i) is int for i in ids)):
+        raise TextError(f"{where}: prompt_ids: expected a list of integer token ids, found {render(ids)[:80]}")
+    if "prompt_ids" not in record and "prompt" in record and not isinstance(record["prompt"], str):
+        raise TextError(f"{where}: prompt: expected a string, found {render(record['prompt'])[:80]}")
+
+
+def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None) -> tuple[list[list[int]], list[int]]:
+    """Token ids of the first `limit` records of a prompt file, and the verifier's end-of-sequence ids with
+    the tokenizer's eos_token first (decoding stops on the first). Raises ValueError for a usage mistake."""
+    from specfmt.text import Text, TextError, _ids, read_prompts
+
+    path = Path(prompts_file)
+    if not path.is_file():
+        raise TextError(f"{path}: no such prompt file")
+    try:
+        records = read_prompts(path)[:limit]
+    except UnicodeDecodeError as e:
+        raise TextError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); prompts are UTF-8 JSON lines or "
+                        "text lines") from None
+    if not records:
+        raise TextError(f"{path}: no prompt in the file")
+    for n, record in enumerate(records, 1):
+        check_record(record, f"{path}: prompt {n}")
+    try:
+        text = Text.from_verifier(verifier_dir)
+    except TextError:
+        if any("prompt_ids" not in r for r in records):
+            raise
+        text = None
+    prompts = [text.prompt_ids(r) if text else [int(i) for i in r["prompt_ids"]] for r in records]
+    if text is None:
+        eos = set()
+        for name in ("generation_config.json", "config.json"):
+            if (Path(verifier_dir) / name).is_file():
+                eos |= _ids(json.loads((Path(verifier_dir) / name).read_text(encoding="utf-8")).get("eos_token_id"))
+        return prompts, sorted(eos)
+    return prompts, text.stop_ids()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    check_numbers(args)
+    verifier_dir, draft_dir = model_dirs(args.verifier, args.draft)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib, which is not installed: pip install 'specfmt[plots]'")
+    check_device(args.device, import_torch())
+    from specfmt.evaluate import evaluate, format_text, plot, set_threads
+    from specfmt.findings import ValidationError
+
+    try:
+        prompts, eos_ids = eval_prompts(str(verifier_dir), args.prompts, args.limit)
+    except (ValueError, TypeError, KeyError) as e:
+        raise UsageError(one_line(e)) from e
+    set_threads(args.threads)
+    verifier = load_verifier(verifier_dir, args.device, args.dtype)
+    for prompt in prompts:
+        check_prompt(prompt, verifier.vocab_size, args.prompts)
+    try:
+        draft, _ = bound_draft(draft_dir, verifier_dir, verifier, args)
+        result = evaluate(verifier, draft, prompts, args.k, args.max_new_tokens, eos_ids,
+                          progress=lambda line: print(f"eval: {line}", file=sys.stderr, flush=True))
+    except ValidationError as e:
+        for f in e.findings:
+            print(f)
+        return 1
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(one_line(e)) from e
+    if result["timing_warning"]:
+        print(f"eval: {result['timing_warning']}", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.plot:
+        plot(result, args.plot)
+    print(json.dumps(result, indent=2) if args.format == "json" else format_text(result))
+    return 0
+
+
+def add_parser(sub) -> None:
+    e = sub.add_parser("eval", help="speed of speculative against plain greedy decoding on a prompt file (a "
+                                    "progress line per prompt on stderr)")
+    e.add_argument("--verifier", required=True, help=f"the Hugging Face model the draft is for: {MODEL_DIRS}")
+    e.add_argument("--draft", required=True, help=f"the specfmt draft checkpoint: {MODEL_DIRS}")
+    e.add_argument("--prompts", required=True, help="JSON lines of {prompt|messages|prompt_ids}, or text lines")
+    e.add_argument("--k", type=int, default=3, help="draft tokens per step")
+    e.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where verifier and draft run")
+    e.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="of the verifier and draft")
+    e.add_argument("--threads", type=int, help="torch threads (default: the CPUs this process may use)")
+    e.add_argument("--limit", type=int, help="the first N prompts only (default: all)")
+    e.add_argument("--out", help="write the result JSON here")
+    e.add_argument("--plot", help="write a PNG of acceptance by position here (needs specfmt[plots])")
+    e.add_argument("--format", choices=("text", "json"), default="text", help="of the result on stdout")
+    e.set_defaults(func=cmd_eval)
