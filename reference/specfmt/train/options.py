@@ -25,7 +25,7 @@ BOUNDS = {
     "batch": (1, 1 << 20),
     "lr": (0.0, 1e3),
     "warmup": (0, INF),
-    "step_decay": (0.0, 1e3),
+    "step_decay": (0.0, 10.0),  # DECAY**k weighs step k: a larger one overflows the loss at large K
     "max_steps": (0, INF),  # 0: every epoch
     "save_every": (1, INF),
     "val_prompts": (0, 1 << 20),
