@@ -160,3 +160,25 @@ def test_the_result_json_carries_the_timing_warning_of_a_busy_machine(monkeypatc
     verifier = verifier_for(0)
     result = evaluate(verifier, draft_for("eagle3", verifier), PROMPTS[:1], 2, 4, (), repeats=1)
     assert result["timing_warning"].startswith("warning: load average 64.00 exceeds the")
+
+
+def test_eval_prints_one_progress_line_per_prompt_on_stderr_with_tokens_and_tau(dirs, capsys, monkeypatch):
+    import specfmt.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "timing_warning", lambda: None)
+    assert main(eval_args(*dirs, "--k", "2", "--device", "cpu")) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1] for line in lines] == [f" prompt {i}/{len(PROMPTS)}" for i in range(1, 5)]
+    assert lines[-1].startswith(f"eval: prompt 4/4: {8 * len(PROMPTS)} tokens, tau ") and lines[-1].endswith("so far")
+
+
+def test_eval_warns_on_stderr_and_in_the_result_when_the_load_exceeds_the_cores(dirs, tmp_path, capsys, monkeypatch):
+    import specfmt.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module.os, "getloadavg", lambda: (48.0, 48.0, 48.0))
+    monkeypatch.setattr(evaluate_module, "usable_cores", lambda: 2)
+    out = tmp_path / "result.json"
+    assert main(eval_args(*dirs, "--limit", "1", "--out", str(out))) == 0
+    warning = "warning: load average 48.00 exceeds the 2 usable cores"
+    assert f"eval: {warning}" in capsys.readouterr().err
+    assert json.loads(out.read_text())["timing_warning"].startswith(warning)
