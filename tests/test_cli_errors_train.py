@@ -54,7 +54,7 @@ def one_line(capsys, *words: str, progress: bool = False) -> str:
     """The single line on stderr (after the progress lines of a run that trained), which holds every word."""
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines()
-             if not (progress and line.startswith(("step ", "epoch ", "resuming")))]
+             if not (progress and line.startswith(("step ", "epoch ", "resuming", "distill ", "features: ")))]
     assert len(lines) == 1 and "Traceback" not in err, err
     assert all(w in lines[0] for w in words), lines[0]
     return lines[0]
@@ -292,3 +292,41 @@ def test_ctrl_c_in_datagen_is_one_line_and_leaves_no_output(tiny, tmp_path):
     assert proc.wait(timeout=60) == 130 and "Traceback" not in rest, rest
     assert rest.strip().splitlines()[-1] == f"specfmt datagen: interrupted; {out} is as it was"
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs, skipped where this process may not mount one."""
+    import shutil
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here to make a small tmpfs")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path, leave: int) -> None:
+    """A filler file that leaves about `leave` bytes free on `disk`."""
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+def test_a_full_disk_stops_datagen_and_train_in_one_line_keeping_the_saved_state(tiny, small_disk, capsys):
+    out = small_disk / "draft"
+    assert main(train_args(tiny, out, "--max-steps", "4", "--save-every", "2", "--epochs", "3")) == 0
+    state_before = (small_disk / "draft.work" / "checkpoint" / "state.json").read_text()
+    fill(small_disk, 16 * 1024)
+    capsys.readouterr()
+    assert main(datagen_args(tiny, small_disk / "cache")) == 2
+    one_line(capsys, "no space left", str(small_disk), progress=True)
+    assert main(train_args(tiny, out, "--max-steps", "4", "--save-every", "2", "--epochs", "3")) == 2
+    one_line(capsys, "no space left", str(small_disk), progress=True)
+    names = sorted(p.name for p in small_disk.iterdir())
+    assert names == ["draft", "draft.work", "filler"], names
+    assert sorted(p.name for p in (small_disk / "draft.work").iterdir() if p.name.startswith(".")) == []
+    assert (small_disk / "draft.work" / "checkpoint" / "state.json").read_text() == state_before
