@@ -179,3 +179,30 @@ def test_a_checkpoint_whose_layout_needs_an_absent_verifier_fact_upgrades_with_v
     assert refusal.code == "convert.verifier_mismatch" and "where --verifier's hidden_size makes it" in refusal.message
     out, _ = upgrade(source, tmp_path / "out", {}, VerifierFacts(VERIFIER_CONFIG, None))
     assert validate(out, "strict").findings == []
+
+
+@pytest.mark.parametrize(("pair", "said"), [
+    ("dtype.x=1", 'dtype is "float32", not an object'),
+    ("speculators_config.proposal_methods.5.x=1", "speculators_config.proposal_methods is a list of 1, so '5'"),
+    ("speculators_config.proposal_methods.first=1", "speculators_config.proposal_methods is a list of 1, so 'first'")])
+def test_a_set_path_through_a_non_object_is_one_line_naming_it(pair, said, tmp_path):
+    source = write_variant("eagle3", tmp_path / "source")
+    for command in (["upgrade", str(source)], ["convert", str(source), "--from", "speculators", "--verifier",
+                                               str(tmp_path / "verifier.json")]):
+        (tmp_path / "verifier.json").write_text(json.dumps(VERIFIER_CONFIG))
+        run = subprocess.run([sys.executable, "-m", "specfmt", *command, "--out", str(tmp_path / "out"), "--set", pair],
+                             capture_output=True, text=True)
+        assert run.returncode == 2 and "Traceback" not in run.stderr and said in run.stderr
+        assert len(run.stderr.splitlines()) == 1
+
+
+def test_a_speculators_config_that_is_no_object_is_refused_in_one_line(tmp_path, capsys):
+    from specfmt.cli import main
+
+    source = write_variant("eagle3", tmp_path / "source")
+    config = dict(json.loads((source / "config.json").read_text()), speculators_config="x")
+    (source / "config.json").write_text(json.dumps(config))
+    (tmp_path / "verifier.json").write_text(json.dumps(VERIFIER_CONFIG))
+    assert main(["convert", str(source), "--from", "speculators", "--verifier", str(tmp_path / "verifier.json"),
+                 "--verifier-name", "local/verifier", "--out", str(tmp_path / "out")]) == 1
+    assert "#/speculators_config: strict: wrong type" in capsys.readouterr().err

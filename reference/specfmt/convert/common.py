@@ -266,16 +266,21 @@ def renamed(tensors: dict, rules: list[tuple[str, str]], decisions: list[Decisio
 
 def apply_given(config: dict, given: dict[str, Any], decisions: list[Decision]) -> dict:
     """Write each `--set` value into the config (a dotted path; a number indexes a list, as in
-    speculators_config.proposal_methods.0.proposal_type), recording it as given."""
+    speculators_config.proposal_methods.0.proposal_type), recording it as given. SourceError names a path that runs
+    through a value that is no object, or past a list's end."""
     for key, value in given.items():
         *parents, last = key.split(".")
         node: Any = config
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
+        for depth, part in enumerate([*parents, last]):
+            where = ".".join([*parents, last][:depth]) or "the config"
+            if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
+                raise SourceError(f"--set {key}: {where} is a list of {len(node)}, so {part!r} names no item of it")
+            if not isinstance(node, (dict, list)):
+                raise SourceError(f"--set {key}: {where} is {json.dumps(node)}, not an object")
+            if depth == len(parents):
+                node[int(part) if isinstance(node, list) else part] = value
+            else:
+                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
         decisions.append(Decision("given", key, f"{json.dumps(value)} from --set"))
     return config
 
@@ -345,8 +350,9 @@ def bind_verifier(config: dict, verifier: VerifierFacts | None, where: str, deci
                   refusals: list[Refusal]) -> tuple[set[str], list[str]]:
     """speculators_config.verifier completed from the source's other names for its facts and from --verifier; the
     facts filled from --verifier, and each fact on which the checkpoint and --verifier disagree (both values)."""
-    block = (config.get("speculators_config") or {}).get("verifier")
-    if not isinstance(block, dict):
+    sc = config.get("speculators_config")
+    block = sc.get("verifier") if isinstance(sc, dict) else None
+    if not isinstance(block, dict):  # strict names what is wrong with it
         return set(), []
     for alias, key in VERIFIER_NAMES.items():
         if alias in config and key not in block:

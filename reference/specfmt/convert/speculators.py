@@ -58,7 +58,7 @@ def stray_tensors(source: Source) -> set[str]:
 def without_removed(cfg: dict, given: dict, where: str, refusals: list[Refusal], decisions: list[Decision]) -> dict:
     """Proposal methods of the types speculators 0.3 removed (v0.1-v0.2 wrote them): dropped when the default
     method is another one, since nothing reads them; refused when the default is one of them."""
-    sc = cfg.get("speculators_config") or {}
+    sc = cfg.get("speculators_config") if isinstance(cfg.get("speculators_config"), dict) else {}
     methods = sc.get("proposal_methods") if isinstance(sc.get("proposal_methods"), list) else []
     removed = [m for m in methods if isinstance(m, dict) and m.get("proposal_type") in REMOVED]
     if not removed or "speculators_config.proposal_methods" in given:
