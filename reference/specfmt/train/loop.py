@@ -151,7 +151,12 @@ def changed_options(saved: dict, now: dict) -> list[str]:
 
 
 def resume(run: Run) -> tuple[int, int]:
-    """Restore the last checkpoint of the same options: (epoch, batch) to continue from; (0, 0) without one."""
+    """Restore the last checkpoint of the same options: (epoch, batch) to continue from; (0, 0) without one. A
+    checkpoint that a kill left moved aside is put back first, so a kill never sends the run back to step 0."""
+    if run.rank == 0:
+        state.undo_killed_write(run.work)
+    if run.world > 1:
+        dist.barrier()
     found = state.read(run.work)
     if found is None:
         return 0, 0

@@ -38,11 +38,15 @@ def write(work: Path, config: dict, tensors: dict[str, torch.Tensor], optimizer:
     return publish(work / CHECKPOINT, fill, overwrite=True)
 
 
+def undo_killed_write(work: Path) -> None:
+    """Undo what a killed write left (specfmt.publish.recover): a checkpoint moved aside goes back, staging
+    directories go. One process does it (rank 0), before any reads."""
+    recover(work / CHECKPOINT)
+
+
 def read(work: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
-    """(position, draft tensors, optimizer moments) of the last checkpoint, or None. What a killed write left is
-    undone first: a checkpoint moved aside goes back, staging directories go."""
+    """(position, draft tensors, optimizer moments) of the last checkpoint, or None."""
     root = work / CHECKPOINT
-    recover(root)
     if not (root / "state.json").is_file():
         return None
     position = json.loads((root / "state.json").read_text(encoding="utf-8"))
