@@ -206,3 +206,18 @@ def test_a_speculators_config_that_is_no_object_is_refused_in_one_line(tmp_path,
     assert main(["convert", str(source), "--from", "speculators", "--verifier", str(tmp_path / "verifier.json"),
                  "--verifier-name", "local/verifier", "--out", str(tmp_path / "out")]) == 1
     assert "#/speculators_config: strict: wrong type" in capsys.readouterr().err
+
+
+def test_the_upgraded_directory_gets_the_usual_mode_and_never_replaces_its_source(tmp_path):
+    import os
+
+    from specfmt.publish import UnsafeOut
+
+    source = write_variant("eagle3", tmp_path / "source")
+    with pytest.raises(UnsafeOut):
+        upgrade(source, source, {}, overwrite=True)
+    out, _ = upgrade(source, tmp_path / "out", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # mkdtemp's 0700 before
+    assert validate(source, "strict").ok
