@@ -282,3 +282,66 @@ def test_the_cli_exits_2_on_usage_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--profile", "lenient", "x"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("text", ["null", '"config"'])
+def test_a_config_json_that_is_null_or_a_string_is_a_type_finding_not_a_clean_checkpoint(ckpt, text):
+    (ckpt / "config.json").write_text(text)
+    assert ("config.type", "") in codes(ckpt)
+
+
+def test_a_shard_index_that_is_null_is_reported(sharded):
+    (sharded / "model.safetensors.index.json").write_text("null")
+    assert ("index.json", "/weight_map") in codes(sharded)
+
+
+@pytest.mark.parametrize("relative", ["../x.safetensors", "/etc/x.safetensors", "a/../../x", "", ".", 5, None,
+                                      "a\\..\\x"])
+def test_the_shared_reader_keeps_a_named_path_inside_its_root(tmp_path, relative):
+    from specfmt import files
+
+    with pytest.raises(files.FileRefused) as refused:
+        files.resolve_inside(tmp_path, relative, "index.json", "/shards/0")
+    assert (refused.value.finding.code, refused.value.finding.pointer) == ("index.path", "/shards/0")
+
+
+def test_the_shared_reader_resolves_a_relative_path_under_its_root(tmp_path):
+    from specfmt import files
+
+    assert files.resolve_inside(tmp_path, "shards/0.safetensors") == tmp_path / "shards" / "0.safetensors"
+
+
+def test_the_shared_reader_refuses_a_fifo_a_device_a_directory_and_a_symlink_loop_without_blocking(tmp_path):
+    import os
+
+    from specfmt import files
+
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink("loop", tmp_path / "loop")
+    for path in (tmp_path / "fifo", "/dev/zero", tmp_path, tmp_path / "loop"):
+        with pytest.raises(files.FileRefused) as refused:
+            files.open_regular(path)
+        assert refused.value.finding.code == "io.not_found" and str(path) in str(refused.value)
+
+
+def test_the_shared_reader_reads_what_safetensors_reads(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from specfmt import files
+
+    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2).bfloat16(), "e": torch.zeros(0, 3),
+               "f": torch.tensor([True, False])}
+    save_file(tensors, str(tmp_path / "m.safetensors"))
+    read, theirs = files.read_safetensors(tmp_path / "m.safetensors"), load_file(str(tmp_path / "m.safetensors"))
+    assert read.keys() == theirs.keys() and all(torch.equal(read[k], theirs[k]) for k in theirs)
+
+
+def test_the_shared_reader_refuses_a_header_that_claims_more_data_than_the_file_holds(tmp_path):
+    from specfmt import files
+
+    claim = {"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}}
+    write_raw(tmp_path / "m.safetensors", claim, 16)
+    with pytest.raises(files.FileRefused) as refused:
+        files.read_safetensors(tmp_path / "m.safetensors")
+    assert refused.value.finding.code == "header.truncated"
