@@ -237,10 +237,54 @@ def test_an_expectation_that_matches_no_case_is_a_usage_error(suite, tmp_path, c
     assert "mini/typo" in capsys.readouterr().err
 
 
-def test_a_clean_run_of_every_applicable_case_is_certifying(suite, tmp_path):
+def test_a_case_filtered_run_passing_every_case_is_not_certifying_and_says_so(suite, tmp_path, capsys):
     code, report = run(suite, tmp_path / "r", adapter("crash", "never"), "--case", "mini/ok*")
     assert set(statuses(report).values()) == {"pass"}
-    assert (code, report["header"]["certifying"]) == (0, True)
+    assert (code, report["header"]["certifying"]) == (0, False)
+    assert report["header"]["selection"] | {"levels": None} == {"levels": None, "cases": ["mini/ok*"], "selected": 2,
+                                                                "suite_cases": 6}
+    assert capsys.readouterr().out.splitlines()[-1] == "certifying: no (filtered run: 2 of 6 cases)"
+    assert "**Certifying: no** (filtered run: 2 of 6 cases)" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_level_filtered_run_is_not_certifying_and_one_naming_every_level_is(suite, tmp_path, capsys):
+    (tmp_path / "echo.py").write_text(ECHO_ADAPTER)
+    cmd = shlex.join([sys.executable, str(tmp_path / "echo.py"), str(tmp_path / "log")])
+    _, report = run(suite, tmp_path / "r", cmd, "--level", "numerics")
+    assert report["header"]["certifying"] is False
+    assert capsys.readouterr().out.splitlines()[-1] == "certifying: no (filtered run: 1 of 6 cases)"
+    _, report = run(suite, tmp_path / "r", cmd, "--level", "schema", "--level", "checkpoint", "--level", "numerics")
+    assert report["header"]["certifying"] is True
+    assert capsys.readouterr().out.splitlines()[-1] == "certifying: yes"
+
+
+# An adapter that dies before it answers hello, as one whose imports fail does: 30 lines on stderr, then exit 1.
+DYING_ADAPTER = "import sys\nfor i in range(30):\n    print(f'log line {i}', file=sys.stderr)\nsys.exit(1)\n"
+
+
+def test_a_failed_handshake_prints_the_last_lines_of_the_adapters_stderr(suite, tmp_path, capsys):
+    (tmp_path / "dying.py").write_text(DYING_ADAPTER)
+    code = main(["run", "--suite", str(suite), "--adapter", shlex.join([sys.executable, str(tmp_path / "dying.py")])])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert err[0] == "specfmt-conformance: the adapter failed the handshake: adapter exited (exit code 1)"
+    assert err[1] == "the adapter's stderr (last 20 lines):"
+    assert err[2:] == [f"  log line {i}" for i in range(10, 30)]
+
+
+def test_version_prints_the_package_suite_runner_and_protocol_versions(capsys):
+    from importlib import metadata
+
+    from specfmt_conformance import PROTOCOL_VERSION, RUNNER_VERSION
+    from specfmt_conformance.suite import Suite
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    suite = Suite()
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == (f"specfmt-conformance {metadata.version('specfmt-conformance')}: suite "
+                                       f"{suite.suite_version} (format {suite.format_version}), runner "
+                                       f"{RUNNER_VERSION}, protocol {PROTOCOL_VERSION}\n")
 
 
 @pytest.mark.parametrize("tamper", ["edit", "add"])

@@ -11,9 +11,10 @@ import json
 import os
 import shlex
 import sys
+from importlib import metadata
 from pathlib import Path
 
-from specfmt_conformance import LEVELS
+from specfmt_conformance import LEVELS, PROTOCOL_VERSION, RUNNER_VERSION
 from specfmt_conformance.adapter import AdapterCrash, AdapterTimeout, ProtocolError
 from specfmt_conformance.expectations import ExpectationsError, load_expectations
 from specfmt_conformance.protocol import CheckerUnavailable, load_checker
@@ -30,6 +31,42 @@ def _progress(done: int, total: int, result: Result) -> None:
     line = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {result.status:<14} {result.id[:50]:<50}"
     sys.stderr.write(line + ("\n" if done == total else ""))
     sys.stderr.flush()
+
+
+STDERR_LINES, STDERR_WIDTH = 20, 300  # what a failed handshake shows of the adapter's stderr
+
+
+def stderr_tail(text: str) -> list[str]:
+    """The last STDERR_LINES non-blank lines of an adapter's stderr, each cut at STDERR_WIDTH characters: where a
+    traceback ends, the error that stopped the adapter."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()][-STDERR_LINES:]
+    return [line if len(line) <= STDERR_WIDTH else line[:STDERR_WIDTH] + " ..." for line in lines]
+
+
+def version() -> str:
+    """The package version (the suite's own, SUITE_VERSION) and what this runner reads: the default suite's
+    version and format, the runner and the protocol."""
+    try:
+        package = metadata.version("specfmt-conformance")
+    except metadata.PackageNotFoundError:
+        package = "(not installed)"
+    try:
+        suite = Suite(DEFAULT_ROOT)
+        bundled = f"suite {suite.suite_version} (format {suite.format_version})"
+    except SuiteError:
+        bundled = "no readable suite"
+    return f"specfmt-conformance {package}: {bundled}, runner {RUNNER_VERSION}, protocol {PROTOCOL_VERSION}"
+
+
+class _Version(argparse.Action):
+    """--version, computed when asked (it reads the suite's manifest)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version())
+        parser.exit()
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Suite, list, Session]:
@@ -58,6 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         hello = session.open()
     except (AdapterCrash, AdapterTimeout, ProtocolError) as e:
         print(f"specfmt-conformance: the adapter failed the handshake: {e}", file=sys.stderr)
+        tail = stderr_tail(session.take_stderr())
+        if tail:
+            print(f"the adapter's stderr (last {len(tail)} lines):", *tail, sep="\n  ", file=sys.stderr)
         return 2
     try:
         results = run_cases(session, cases, entries, _progress if sys.stderr.isatty() else None)
@@ -110,6 +150,7 @@ def _seconds(text: str) -> float:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="specfmt-conformance", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action=_Version, help="print the package, suite, runner and protocol versions")
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--suite", type=Path, default=DEFAULT_ROOT, help="suite root holding manifest.json")

@@ -25,10 +25,21 @@ def environment() -> dict:
             "python": platform.python_version(), **LOAD_OPTIONS}
 
 
-def certifying(results: list[Result], expectation_count: int) -> bool:
-    """No expectation entries, at least one applicable case, and every applicable case passed."""
+def certifying(results: list[Result], expectation_count: int, filtered: bool = False) -> bool:
+    """An unfiltered run (a --case or --level run tests only part of what it would certify), no expectation
+    entries, at least one applicable case, and every applicable case passed."""
     applicable = [r for r in results if r.status != "not-applicable"]
-    return expectation_count == 0 and bool(applicable) and all(r.status == "pass" for r in applicable)
+    return (not filtered and expectation_count == 0 and bool(applicable)
+            and all(r.status == "pass" for r in applicable))
+
+
+def filtered_note(header: dict) -> str:
+    """` (filtered run: N of M cases)` for a run whose filters left cases out, else ``."""
+    selection = header["selection"]
+    selected, total = selection.get("selected"), selection.get("suite_cases")
+    if selected is None or total is None or selected >= total:
+        return ""
+    return f" (filtered run: {selected} of {total} cases)"
 
 
 def summarize(results: list[Result]) -> dict:
@@ -41,7 +52,9 @@ def summarize(results: list[Result]) -> dict:
 
 
 def build_report(suite: Suite, hello: dict, run: dict, results: list[Result]) -> dict:
-    """`run` holds started, adapter, selection and expectations (file and entry count)."""
+    """`run` holds started, adapter, selection and expectations (file and entry count). A run whose filters
+    selected fewer cases than the suite holds is not certifying."""
+    filtered = len(results) < len(suite.cases)
     header = {
         "suite_version": suite.suite_version,
         "format_version": suite.format_version,
@@ -51,8 +64,9 @@ def build_report(suite: Suite, hello: dict, run: dict, results: list[Result]) ->
         "implementation": hello.get("implementation", {}),
         "supports": hello.get("supports", {}),
         "environment": environment(),
-        "certifying": certifying(results, run["expectations"]["entries"]),
+        "certifying": certifying(results, run["expectations"]["entries"], filtered),
         **run,
+        "selection": {**run["selection"], "selected": len(results), "suite_cases": len(suite.cases)},
     }
     return {"header": header, "results": [asdict(r) for r in results], "summary": summarize(results)}
 
@@ -89,7 +103,8 @@ def to_markdown(report: dict) -> str:
     lines = [f"# specfmt conformance: {impl.get('name', '?')} {impl.get('version', '?')}", "",
              f"Suite {h['suite_version']} (format {h['format_version']}, manifest sha256 `{h['manifest_sha256']}`), "
              f"runner {h['runner_version']}, protocol {h['protocol_version']}, started {h['started']}.", "",
-             f"**Certifying: {'yes' if h['certifying'] else 'no'}** for {declared(h['supports'])}.", "",
+             f"**Certifying: {'yes' if h['certifying'] else 'no'}**{filtered_note(h)} for {declared(h['supports'])}.",
+             "",
              "| level | total | " + " | ".join(STATUSES) + " |", "|---" * (len(STATUSES) + 2) + "|"]
     for level, counts in report["summary"].items():
         lines.append(f"| {level} | {counts['total']} | " + " | ".join(str(counts[s]) for s in STATUSES) + " |")
@@ -153,5 +168,5 @@ def console_lines(report: dict) -> list[str]:
     for level, counts in report["summary"].items():
         nonzero = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
         lines.append(f"{level}: {counts['total']} case(s): {nonzero}")
-    lines.append(f"certifying: {'yes' if report['header']['certifying'] else 'no'}")
+    lines.append(f"certifying: {'yes' if report['header']['certifying'] else 'no'}{filtered_note(report['header'])}")
     return lines
