@@ -16,7 +16,19 @@ class TextError(ValueError):
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """A JSON object of the verifier's directory through the one reader (specfmt.files: bounded, a regular file, so
+    a FIFO is refused and never waited on); {} when absent, TextError (one line) when unreadable or no object."""
+    from specfmt import files
+
+    if not (path.exists() or path.is_symlink()):
+        return {}
+    try:
+        value = files.read_json(path, path)
+        if not isinstance(value, dict):
+            raise files.not_object(path, "", value)
+    except files.FileRefused as e:
+        raise TextError(str(e)) from None
+    return value
 
 
 def _ids(value: Any) -> set[int]:
