@@ -312,3 +312,13 @@ def test_no_module_spells_a_decoder_key_list_an_aux_id_formula_or_a_numeric_defa
                if p.relative_to(ROOT).as_posix() not in GENERATED]
     copies = {(p.relative_to(ROOT).as_posix(), fact) for p in modules for fact in copied_facts(p, layer_keys, defaults)}
     assert copies <= LEFT_TO_SWITCH, sorted(copies - LEFT_TO_SWITCH)
+
+
+def test_no_module_cites_a_path_that_exists_on_one_machine_only():
+    machine = ("/work/", "/home/", "/root/", "/Users/", "/mnt/")
+    cited = []
+    for path in sorted((ROOT / "reference" / "specfmt").rglob("*.py")):
+        texts = [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if isinstance(n, ast.Constant) and isinstance(n.value, str)]  # docstrings included
+        cited += [f"{path.relative_to(ROOT)}:{n.lineno}" for n in texts if any(m in n.value for m in machine)]
+    assert cited == []
