@@ -270,3 +270,25 @@ def test_traceback_switch_shows_the_exception_a_one_line_message_hid(dirs, tmp_p
     assert proc.returncode == 2 and proc.stderr.startswith("specfmt eval: a prompt record needs prompt")
     assert "TextError: a prompt record needs prompt, messages or prompt_ids" in proc.stderr
     assert "During handling of the above exception" in proc.stderr or "direct cause" in proc.stderr
+
+
+def test_a_text_prompt_for_a_verifier_without_tokenizer_is_one_line_naming_prompt_ids(dirs, tmp_path):
+    verifier = write_verifier(tmp_path / "verifier")  # no tokenizer.json
+    err = one_line_error(specfmt(*generate_args(verifier, dirs[1], "--prompt", "w1 w2")))
+    assert err == (f"specfmt generate: --prompt needs the verifier's tokenizer, and {verifier / 'tokenizer.json'} "
+                   "is absent; pass --prompt-ids\n")
+
+
+def test_a_prompt_file_that_does_not_exist_is_one_line(dirs, tmp_path):
+    err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
+                                 str(tmp_path / "absent.jsonl")))
+    assert err == f"specfmt eval: {tmp_path / 'absent.jsonl'}: no such prompt file\n"
+
+
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+def test_an_eval_output_in_a_missing_directory_is_one_line_before_the_run(dirs, tmp_path, option):
+    target, prompts = tmp_path / "missing" / "result", tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt_ids": [1, 2]}\n')
+    err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
+                                 str(prompts), "--max-new-tokens", "2", "--threads", "1", option, str(target)))
+    assert err == f"specfmt eval: {option} {target}: no directory {target.parent} to write it in\n"

@@ -24,6 +24,18 @@ from specfmt.cli_runtime import (
 )
 
 
+def check_output(option: str, target: str | None) -> None:
+    """A result file that can be written once the run is over: its directory exists and it is not a directory
+    itself, checked before minutes of decoding rather than after."""
+    if target is None:
+        return
+    path = Path(target)
+    if path.is_dir():
+        raise UsageError(f"{option} {target}: a directory; expected a file path")
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {target}: no directory {path.parent} to write it in")
+
+
 def check_record(record: dict, where: str) -> None:
     """A prompt record's fields of the right types: prompt_ids integers, prompt a string (TextError otherwise)."""
     from specfmt.findings import render
@@ -74,6 +86,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     check_numbers(args)
     verifier_dir, draft_dir = model_dirs(args.verifier, args.draft)
+    for option, target in (("--out", args.out), ("--plot", args.plot)):
+        check_output(option, target)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("--plot needs matplotlib, which is not installed: pip install 'specfmt[plots]'")
     check_device(args.device, import_torch())
