@@ -15,7 +15,7 @@ import torch
 from builders import V, write_variant, write_verifier
 from specfmt.cli import main
 from specfmt.text import Text
-from specfmt.train import loop, state
+from specfmt.train import loop
 from specfmt.train.datagen import DataOptions, write_cache
 from specfmt.verifier import Verifier
 
@@ -245,14 +245,18 @@ def test_a_changed_option_on_resume_is_named_with_both_values(tiny, tmp_path, ca
 
 
 def test_a_second_train_into_the_same_out_stops_naming_the_first_ones_pid(tiny, tmp_path, capsys):
-    out = tmp_path / "draft"
-    held = state.lock(tmp_path / "draft.work")
+    out, work = tmp_path / "draft", tmp_path / "draft.work"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from specfmt.train import state; "
+                               "state.lock(__import__('pathlib').Path(sys.argv[1])); print('held', flush=True); "
+                               "time.sleep(120)", str(work)], stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout.readline() == "held\n"
         assert main(train_args(tiny, out, "--max-steps", "1")) == 2
-        one_line(capsys, f"pid {os.getpid()}")
+        one_line(capsys, f"pid {holder.pid}", str(work))
     finally:
-        os.close(held)
-    assert main(train_args(tiny, out, "--max-steps", "1")) == 0
+        holder.kill()
+        holder.wait()
+    assert main(train_args(tiny, out, "--max-steps", "1")) == 0  # the lock went with its holder
 
 
 def test_a_rank_other_than_0_prints_nothing(tiny, tmp_path, capsys, monkeypatch):
