@@ -114,12 +114,14 @@ def test_convert_with_overwrite_refuses_a_directory_that_is_not_a_checkpoint(str
     assert tree(out) == {"cat.jpg": b"meow"}
 
 
+@pytest.mark.parametrize("command", ["convert", "upgrade", "export"])
 @pytest.mark.parametrize("relation", RELATIONS)
-def test_convert_with_overwrite_never_writes_at_inside_or_above_its_verifier(relation, strict, capsys):
+def test_overwrite_never_writes_at_inside_or_above_the_verifier(command, relation, strict, capsys):
     verifier = strict[1]
     before = tree(verifier.parent)
     out = RELATIONS[relation](verifier)
-    assert main([*commands(strict)["convert"], "--out", str(out), "--overwrite"]) == 2
+    argv = [*commands(strict)[command], *([] if command == "convert" else ["--verifier", str(verifier)])]
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 2
     one_line_refusal(capsys, "is " + relation.replace("the source", "the "), "choose an --out outside")
     assert tree(verifier.parent) == before
 

@@ -100,7 +100,8 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     if not source.is_dir():
         raise UsageError(f"{args.source}: not a checkpoint directory")
     try:
-        _, decisions = upgrade(source, args.out, _given(args), _verifier(args), args.argv, args.overwrite)
+        _, decisions = upgrade(source, args.out, _given(args), _verifier(args), args.argv, args.overwrite,
+                               inputs=[args.verifier] if args.verifier else [])
     except Refused as e:
         return _report([], args.out, refused=e)
     except ValidationError as e:

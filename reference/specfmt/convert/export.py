@@ -43,7 +43,8 @@ def export(source: Path, engine: str, out: Path, verifier: Path | None = None, o
     report = validate(source, "strict")
     if report.errors:
         raise ValidationError(report.errors)
-    check_out(out, protect=[source], overwrite=overwrite, kind_check=looks_like_checkpoint)
+    inputs = [source, *([verifier] if verifier else [])]  # never write at, inside or above the verifier either
+    check_out(out, protect=inputs, overwrite=overwrite, kind_check=looks_like_checkpoint)
     return ENGINES[engine](source, read_json(source / CONFIG), out, verifier, overwrite)
 
 

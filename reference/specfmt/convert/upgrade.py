@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,10 @@ def read_json_header_metadata(path: Path) -> dict | None:
 
 
 def write_upgrade(config: dict, source: Path, out: Path, overwrite: bool = False,
-                  drop: set[str] = frozenset()) -> Path:
+                  drop: set[str] = frozenset(), inputs: Iterable[str | Path] = ()) -> Path:
     """config.json and the source's weights files (copied, less the tensors in `drop`) published at `out`
-    (specfmt.publish: never at, inside or above `source`), only when strict validation passes; otherwise
+    (specfmt.publish: never at, inside or above `source` or another of the command's `inputs`, the --verifier
+    directory), only when strict validation passes; otherwise
     ValidationError with every finding and nothing left behind."""
     from specfmt.checkpoint import dump_config
 
@@ -83,7 +85,7 @@ def write_upgrade(config: dict, source: Path, out: Path, overwrite: bool = False
         if report.errors:
             raise ValidationError([f for f in report.findings if f.severity == "error"])
 
-    return publish(out, write, protect=[source], overwrite=overwrite, kind_check=looks_like_checkpoint)
+    return publish(out, write, protect=[source, *inputs], overwrite=overwrite, kind_check=looks_like_checkpoint)
 
 
 def stored_shapes(source: Path) -> dict[str, tuple]:
@@ -95,7 +97,8 @@ def stored_shapes(source: Path) -> dict[str, tuple]:
 
 
 def upgrade(source: Path, out: Path, given: dict[str, Any], verifier: VerifierFacts | None = None,
-            argv: list[str] | None = None, overwrite: bool = False) -> tuple[Path, list[Decision]]:
+            argv: list[str] | None = None, overwrite: bool = False,
+            inputs: Iterable[str | Path] = ()) -> tuple[Path, list[Decision]]:
     """Upgrade the compat checkpoint at `source` into a strict one at `out`; its path and the decisions. An absent
     verifier fact is no compat error here: --verifier supplies it, or the finishing step refuses naming the flag."""
     report = validate(source, "compat")
@@ -111,4 +114,4 @@ def upgrade(source: Path, out: Path, given: dict[str, Any], verifier: VerifierFa
     strict["specfmt_provenance"] = {"tool": "specfmt upgrade", "command": list(argv or []),
                                     "conversion": {"format": "compat", "source": str(source),
                                                    "decisions": [d.to_json() for d in decisions]}}
-    return write_upgrade(strict, source, out, overwrite, stray), decisions
+    return write_upgrade(strict, source, out, overwrite, stray, inputs), decisions
