@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from specfmt.extras import NEEDS, install_line
+from specfmt.schemas import VERSION
 
 REPORT = "conformance/results/specfmt-reference/report.json"
 BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<kind>[a-z-]+) (?P<arg>[a-z0-9_-]+) -->\n)(?P<body>.*?)"
@@ -103,11 +104,12 @@ def not_applicable_run(root: Path) -> str:
 def schema_adapter_run(root: Path) -> str:
     """The schema-only adapter of the adapters page run against the suite's schema level: the console block and the
     sentence that counts what the schemas alone pass."""
-    lines = run_page_adapter(root, "schema_adapter.py", [str(root / "schemas" / "v1.0")], ["--level", "schema"])
+    schemas = f"schemas/v{VERSION}"
+    lines = run_page_adapter(root, "schema_adapter.py", [str(root / schemas)], ["--level", "schema"])
     failing = [line for line in lines if line.startswith("FAIL")]
     summary = next(line for line in lines if line.startswith("schema: "))
     passed, total = re.search(r"(\d+) pass", summary)[1], re.search(r"schema: (\d+) case", summary)[1]
     shown = failing[:1] + (["..."] if len(failing) > 1 else [])
-    return ('```console\n$ specfmt-conformance run --adapter "python3 schema_adapter.py schemas/v1.0" --level schema '
-            "--report out\n" + "\n".join(shown + [summary, "certifying: no"]) + "\n```\n\n"
+    command = f'$ specfmt-conformance run --adapter "python3 schema_adapter.py {schemas}" --level schema --report out'
+    return ("```console\n" + "\n".join([command, *shown, summary, "certifying: no"]) + "\n```\n\n"
             f"The schemas alone pass {passed} of the {total} cases.")
