@@ -323,3 +323,15 @@ def test_eval_with_a_tokenizer_config_that_is_no_object_is_one_line_naming_it(tm
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert "Traceback" not in proc.stderr and proc.returncode == 2, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and "tokenizer_config.json" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("hostile", ["weights-fifo", "weights-dev-zero", "weights-header-lies"])
+def test_export_for_sglang_refuses_a_verifier_weights_file_it_cannot_read_naming_it(bases, tmp_path, hostile):
+    verifier = tmp_path / "verifier"
+    shutil.copytree(bases["verifier"], verifier, symlinks=True)
+    INPUTS[hostile](verifier, FACTS["verifier"])
+    proc = subprocess.run([sys.executable, "-m", "specfmt", "export", str(bases["draft"]), "--for", "sglang", "--out",
+                           str(tmp_path / "out"), "--verifier", str(verifier)], capture_output=True, text=True,
+                          timeout=TIMEOUT_S)
+    assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
+    assert any(str(verifier / "model.safetensors") in line for line in proc.stderr.splitlines()), proc.stderr

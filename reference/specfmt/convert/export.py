@@ -170,13 +170,16 @@ def shared_embedding(config: dict, tensors: dict, verifier: Path | None, decisio
 def verifier_embedding(path: Path):
     """The verifier's model.embed_tokens.weight, read from whichever safetensors file of its directory (`path`, or
     the directory of its config.json) holds it; None when none does."""
-    from safetensors import safe_open
+    from specfmt import files
 
     directory = path if path.is_dir() else path.parent
     for f in sorted(directory.glob("*.safetensors")):
-        with safe_open(str(f), "pt") as st:
-            if EMBED in st.keys():
-                return st.get_tensor(EMBED)
+        try:  # the one reader: a FIFO or a device is refused, a header checked before its data
+            if EMBED in files.stored_names(f, f):
+                return files.read_safetensors(f, f, names={EMBED})[EMBED]
+        except files.FileRefused as e:
+            raise Refused([Refusal(str(f), e.finding.pointer, e.finding.message, "--verifier DIR",
+                                   e.finding.code)]) from None
     return None
 
 
