@@ -15,19 +15,14 @@ from specfmt.verifier import Verifier
 
 
 def problems(config: dict, w: dict, verifier: Verifier) -> list[str]:
-    """The checks a runtime owes beyond validation. Spec: spec/algorithms/eagle.md#ALG-EAGLE-1"""
+    """The checks a runtime owes beyond validation; H and V against the verifier's (ALG-EAGLE-3) are
+    specfmt.binding's, checked before this. Spec: spec/algorithms/eagle.md#ALG-EAGLE-1"""
     layer_cfg, out = config["transformer_layer_config"], []
     if layer_cfg["num_hidden_layers"] != 1:
         out.append(f"eagle has exactly one decoder layer; found num_hidden_layers {layer_cfg['num_hidden_layers']}")
     if config["transformer_layer_architecture"] not in ("LlamaDecoderLayer", "auto"):
         out.append(f"transformer_layer_architecture {config['transformer_layer_architecture']!r} "
                    "is not LlamaDecoderLayer or auto")
-    # ALG-EAGLE-3: validation does not compare H with the verifier for this type.
-    if layer_cfg["hidden_size"] != verifier.config["hidden_size"]:
-        out.append(f"draft hidden_size {layer_cfg['hidden_size']} differs from the verifier's "
-                   f"{verifier.config['hidden_size']}")
-    if layer_cfg["vocab_size"] != verifier.vocab_size:
-        out.append(f"draft vocab_size {layer_cfg['vocab_size']} differs from the verifier's {verifier.vocab_size}")
     return out
 
 
