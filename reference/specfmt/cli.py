@@ -2,16 +2,17 @@
 
 Exit codes: 0 no error (warnings are printed), 1 at least one error in a checkpoint (its findings are printed),
 2 a usage error: a bad option, a path that does not exist or is not a directory, a hub id that is not in the
-local cache, a draft given as the verifier, or a package the command needs that is not installed (the message
-names the extra to install: specfmt[runtime] for torch and safetensors, specfmt[text] for tokenizers,
-specfmt[train] for datagen and train). Each usage error is one line on stderr, never a traceback; with
---traceback (before or after the command), the line is followed by the error's full traceback, with the
-exception that caused it, for a bug report.
+local cache, a draft given as the verifier or made for another verifier (specfmt.binding), or a package the
+command needs that is not installed (the message names the extra to install: specfmt[runtime] for torch and
+safetensors, specfmt[text] for tokenizers, specfmt[train] for datagen and train). Each usage error is one line
+on stderr, never a traceback; with --traceback (before or after the command), the line is followed by the
+error's full traceback, with the exception that caused it, for a bug report.
 
 A directory argument that does not exist but reads as a hub id, ORG/NAME[@REVISION], is looked up in the local
 Hugging Face cache (specfmt.hub); specfmt never downloads. validate, inspect and schema never import torch.
 Output to a pipe that closes early (`specfmt schema eagle3 | head`) ends the command quietly with status 141,
-as a Unix tool killed by SIGPIPE. Progress lines go to stderr, and only when it is a terminal.
+as a Unix tool killed by SIGPIPE. Progress lines go to stderr, and only when it is a terminal, except that eval,
+which runs for minutes, writes one line per prompt always (a log of it says how far it came).
 """
 
 from __future__ import annotations
