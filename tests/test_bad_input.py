@@ -345,3 +345,27 @@ def test_the_shared_reader_refuses_a_header_that_claims_more_data_than_the_file_
     with pytest.raises(files.FileRefused) as refused:
         files.read_safetensors(tmp_path / "m.safetensors")
     assert refused.value.finding.code == "header.truncated"
+
+
+@pytest.mark.parametrize(("config", "tensors", "code", "ptr"), [
+    ({"num_hidden_layers": 10**9}, None, "config.range", "/num_hidden_layers"),
+    ({"num_hidden_layers": 7}, 6, "config.range", "/num_hidden_layers"),
+    ({"text_config": {"hidden_size": 10**12}}, None, "config.range", "/text_config/hidden_size"),
+    ({"transformer_layer_config": {"num_attention_heads": 0}}, None, "config.range",
+     "/transformer_layer_config/num_attention_heads"),
+    ({"hidden_size": "32"}, None, "config.type", "/hidden_size"),
+    ({"hidden_size": float("inf")}, None, "config.type", "/hidden_size"),
+    ({"n_predict": True}, None, "config.type", "/n_predict"),
+    ({"rms_norm_eps": float("nan")}, None, "config.type", "/rms_norm_eps"),
+])
+def test_a_reader_refuses_a_size_it_would_compute_with_before_using_it(config, tensors, code, ptr):
+    from specfmt.reader_facts import reader_facts
+
+    assert [(f.code, f.pointer) for f in reader_facts(config, "config.json", tensors, 10_000)] == [(code, ptr)]
+
+
+def test_a_research_draft_config_may_carry_its_verifiers_layer_count_and_tied_stages_may_share_tensors():
+    from specfmt.reader_facts import reader_facts
+
+    config = {"num_hidden_layers": 32, "n_predict": 8, "inner_dim": 0, "hidden_size": 32, "head_dim": None}
+    assert reader_facts(config, "config.json", elements=10_000) == []

@@ -12,10 +12,12 @@ from typing import Any
 
 from specfmt.config_checks import is_int
 from specfmt.findings import Finding, finding, mismatch, pointer
+from specfmt.layout import MAX_LOOP
 
 # Sizes of a Hugging Face-style config: field -> least value. A width no stored tensor can hold (more than the
-# elements on disk) and a count of layers, heads or stages larger than the tensors on disk are refused before any
-# arithmetic or allocation uses them.
+# elements on disk) is refused before any arithmetic or allocation uses it; so is a count of layers, heads or stages
+# over the layout loop bound (GEN-6), or over the tensors on disk where the caller knows each counted item stores
+# its own (a verifier's layers: a research draft's config may carry its verifier's layer count, tied stages share).
 WIDTHS = {"hidden_size": 1, "intermediate_size": 1, "num_attention_heads": 1, "num_key_value_heads": 1, "head_dim": 1,
           "vocab_size": 1, "draft_vocab_size": 1, "target_hidden_size": 1, "emb_dim": 1, "inner_dim": 0}
 COUNTS = {"num_hidden_layers": 1, "n_predict": 1, "medusa_num_heads": 1, "medusa_num_layers": 0,
@@ -28,8 +30,8 @@ NESTED = ("text_config", "transformer_layer_config")
 def reader_facts(config: dict, file: str, tensors: int | None = None, elements: int | None = None) -> list[Finding]:
     """Every size of `config` (and of its text_config or transformer_layer_config) that a reader computes with:
     an integer (not a boolean, a string or a float) at least its least value, within what the weights on disk hold
-    (`tensors` tensors of `elements` elements in all, when known); the real-valued facts finite numbers. A null is
-    left to the reader (an absent value). Spec: spec/config.md#CFG-2"""
+    (`elements` elements in all, when known; counts within the layout loop bound and, where given, `tensors`); the
+    real-valued facts finite numbers. A null is left to the reader (an absent value). Spec: spec/config.md#CFG-2"""
     out: list[Finding] = []
     nodes = [((), config)] + [((k,), config[k]) for k in NESTED if isinstance(config.get(k), dict)]
     for prefix, node in nodes:
@@ -42,12 +44,15 @@ def reader_facts(config: dict, file: str, tensors: int | None = None, elements: 
                 out.append(finding("config.type", file, where, mismatch(key, "a finite number", value),
                                    profile="strict", found=value))
             elif key in WIDTHS or key in COUNTS or key in POSITIVE:
-                bound = tensors if key in COUNTS else elements if key in WIDTHS else None
-                out += _size(key, where, value, {**WIDTHS, **COUNTS, **POSITIVE}[key], bound, file)
+                bound, what = (elements, "the elements the weights hold") if key in WIDTHS else (None, "")
+                if key in COUNTS:
+                    bound, what = ((tensors, "the tensors the weights hold") if tensors and tensors < MAX_LOOP
+                                   else (MAX_LOOP, "the layout loop bound, GEN-6"))
+                out += _size(key, where, value, {**WIDTHS, **COUNTS, **POSITIVE}[key], bound, what, file)
     return out
 
 
-def _size(key: str, where: str, value: Any, least: int, bound: int | None, file: str) -> list[Finding]:
+def _size(key: str, where: str, value: Any, least: int, bound: int | None, what: str, file: str) -> list[Finding]:
     if not is_int(value):
         return [finding("config.type", file, where, mismatch(key, "an integer", value), profile="strict",
                         found=value)]
@@ -55,7 +60,7 @@ def _size(key: str, where: str, value: Any, least: int, bound: int | None, file:
         return [finding("config.range", file, where, mismatch(key, f">= {least}", value), profile="strict",
                         found=value)]
     if bound is not None and value > bound:
-        held = f"<= {bound} (the {'tensors' if key in COUNTS else 'elements'} the weights hold)"
+        held = f"<= {bound} ({what})"
         return [finding("config.range", file, where, mismatch(key, held, value), profile="strict", found=value)]
     return []
 

@@ -176,10 +176,9 @@ def read_source(path: Path, only: tuple[str, ...] = ()) -> Source:
         if not isinstance(config, dict):
             raise SourceError(str(files.not_object(path / "config.json", "", config)))
     tensors, names = read_tensors(path, only)
-    if config is not None:  # every size a converter computes with, bounded by the tensors read
+    if config is not None:  # every size a converter computes with, widths bounded by the elements read
         try:
-            check_reader_facts(config, str(path / "config.json"), len(tensors),
-                               sum(t.numel() for t in tensors.values()))
+            check_reader_facts(config, str(path / "config.json"), elements=sum(t.numel() for t in tensors.values()))
         except files.FileRefused as e:
             raise SourceError(str(e)) from None
     return Source(path, config, tensors, names)
