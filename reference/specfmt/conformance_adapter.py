@@ -108,7 +108,8 @@ def findings_of(report) -> list[dict]:
 def load(message: dict) -> Model:
     """The verifier and the draft bound to it, in float32 on the CPU (the goldens' options)."""
     verifier = Verifier.from_pretrained(message["verifier_dir"]) if message.get("verifier_dir") else None
-    draft = load_draft(message["checkpoint_dir"], verifier)[0] if message.get("checkpoint_dir") else None
+    draft = (load_draft(message["checkpoint_dir"], verifier, verifier_dir=message.get("verifier_dir"))[0]
+             if message.get("checkpoint_dir") else None)  # a draft made for another verifier: BindingError
     return Model(verifier, draft)
 
 
