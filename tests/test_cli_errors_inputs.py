@@ -85,7 +85,7 @@ FACTS = {
     "eagle3-research": ("/num_hidden_layers", "/vocab_size", "/hidden_size", "/num_attention_heads"),
     "zlab-dflash": ("/num_hidden_layers", "/vocab_size", "/hidden_size", "/num_attention_heads"),
     "medusa": ("/medusa_num_layers", "/vocab_size", "/hidden_size", "/medusa_num_heads"),
-    "mlp-speculator": ("/n_predict", "/vocab_size", "/emb_dim", "/inner_dim"),
+    "mlp-speculator": ("/n_predict", "/vocab_size", "/emb_dim", "/emb_dim"),  # inner_dim 0 is valid (fms)
     "mtp": ("/num_hidden_layers", "/vocab_size", "/hidden_size", "/num_attention_heads"),
     "speculators": ("/transformer_layer_config/num_hidden_layers", "/transformer_layer_config/vocab_size",
                     "/transformer_layer_config/hidden_size", "/transformer_layer_config/num_attention_heads"),
