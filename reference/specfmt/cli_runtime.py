@@ -1,7 +1,6 @@
 """`specfmt generate` (and what `specfmt eval`, in specfmt.cli_eval, shares): the reference runtime on the command
-line. torch, safetensors and (for
-text) tokenizers are imported inside the commands, so that validate, inspect and schema run without them; a
-missing one is reported by specfmt.cli as the extra to install.
+line. torch, safetensors and (for text) tokenizers are imported inside the commands, so that validate, inspect
+and schema run without them; a missing one is reported by specfmt.cli as the extra to install.
 
 A draft made for another verifier (specfmt.binding: a hidden size, vocabulary or layer count that the verifier's
 config.json contradicts, an aux layer id past its last layer) is refused before any forward, in one line that
@@ -72,6 +71,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def check_device(device: str, torch) -> None:
+    """--device cuda only where torch sees a GPU."""
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda, but torch sees no GPU; pass --device cpu")
 
