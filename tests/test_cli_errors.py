@@ -292,3 +292,12 @@ def test_an_eval_output_in_a_missing_directory_is_one_line_before_the_run(dirs, 
     err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
                                  str(prompts), "--max-new-tokens", "2", "--threads", "1", option, str(target)))
     assert err == f"specfmt eval: {option} {target}: no directory {target.parent} to write it in\n"
+
+
+@pytest.mark.parametrize("algorithm, message", [("medusa", "medusa cannot propose 5 tokens with 3 heads"),
+                                                ("mlp_speculator", "mlp_speculator cannot propose 5 tokens with "
+                                                                   "n_predict 3")])
+def test_generate_with_more_drafts_than_the_draft_has_heads_is_one_line_naming_k(dirs, tmp_path, algorithm, message):
+    draft = write_variant(algorithm, tmp_path / algorithm)
+    err = one_line_error(specfmt(*generate_args(dirs[0], draft, "--prompt-ids", "1", "2", "--k", "5")))
+    assert err == f"specfmt generate: --k 5: {message}\n"

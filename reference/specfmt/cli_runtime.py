@@ -167,8 +167,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 1
     proposal = proposal_of(config, args)
     bar, limit = Progress(sys.stderr), args.max_new_tokens
-    result = generate(verifier, draft, prompt, limit, proposal, args.seed,
-                      progress=lambda n: bar.show(f"generate: {min(n, limit)}/{limit} tokens"))
+    try:
+        result = generate(verifier, draft, prompt, limit, proposal, args.seed,
+                          progress=lambda n: bar.show(f"generate: {min(n, limit)}/{limit} tokens"))
+    except ValueError as e:  # a k the draft cannot propose (medusa's heads, mlp_speculator's n_predict)
+        bar.clear()
+        raise UsageError(f"--k {proposal.speculative_tokens}: {one_line(e)}") from e
     bar.clear()
     print_generation(result, prompt, proposal, tokenizer, args.format)
     return 0
