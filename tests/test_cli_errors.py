@@ -34,6 +34,15 @@ def one_line_error(proc: subprocess.CompletedProcess, status: int = 2) -> str:
     return proc.stderr
 
 
+def usage_line(capsys, argv: list[str]) -> str:
+    """stderr of `specfmt ARGV` run in this process (a traceback would fail the test as an exception), checked to
+    be one line with exit status 2."""
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and err.endswith("\n"), (status, err)
+    return err
+
+
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
@@ -223,26 +232,24 @@ def test_a_bad_numeric_option_is_one_line_naming_that_option_alone(dirs, tmp_pat
     ("prompt_number.jsonl", b'{"prompt": 5}\n', "prompt 1: prompt: expected a string, found 5"),
     ("no_field.jsonl", b'{"text": "hi"}\n', "needs prompt, messages or prompt_ids"),
 ])
-def test_a_prompt_file_mistake_is_one_line_naming_the_file(dirs, tmp_path, name, content, message):
+def test_a_prompt_file_mistake_is_one_line_naming_the_file(dirs, tmp_path, capsys, name, content, message):
     prompts = tmp_path / name
     prompts.write_bytes(content)
-    err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
-                                 str(prompts), "--threads", "1"))
+    err = usage_line(capsys, ["eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts", str(prompts),
+                              "--threads", "1"])
     assert message in err
 
 
-def test_a_prompt_directory_is_one_line_not_an_is_a_directory_error(dirs, tmp_path):
-    err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
-                                 str(tmp_path)))
+def test_a_prompt_directory_is_one_line_not_an_is_a_directory_error(dirs, tmp_path, capsys):
+    err = usage_line(capsys, ["eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts", str(tmp_path)])
     assert err == f"specfmt eval: {tmp_path}: no such prompt file\n"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", ["generate", "eval"])
-def test_device_cuda_without_cuda_is_one_line(dirs, tmp_path, command):
+def test_device_cuda_without_cuda_is_one_line(dirs, tmp_path, capsys, command):
     more = ["--prompt-ids", "1"] if command == "generate" else ["--prompts", str(tmp_path / "p.jsonl")]
-    err = one_line_error(specfmt(command, "--verifier", str(dirs[0]), "--draft", str(dirs[1]), *more, "--device",
-                                 "cuda"))
+    err = usage_line(capsys, [command, "--verifier", str(dirs[0]), "--draft", str(dirs[1]), *more, "--device", "cuda"])
     assert err == f"specfmt {command}: --device cuda, but torch sees no GPU; pass --device cpu\n"
 
 
@@ -272,32 +279,33 @@ def test_traceback_switch_shows_the_exception_a_one_line_message_hid(dirs, tmp_p
     assert "During handling of the above exception" in proc.stderr or "direct cause" in proc.stderr
 
 
-def test_a_text_prompt_for_a_verifier_without_tokenizer_is_one_line_naming_prompt_ids(dirs, tmp_path):
+def test_a_text_prompt_for_a_verifier_without_tokenizer_is_one_line_naming_prompt_ids(dirs, tmp_path, capsys):
     verifier = write_verifier(tmp_path / "verifier")  # no tokenizer.json
-    err = one_line_error(specfmt(*generate_args(verifier, dirs[1], "--prompt", "w1 w2")))
+    err = usage_line(capsys, generate_args(verifier, dirs[1], "--prompt", "w1 w2"))
     assert err == (f"specfmt generate: --prompt needs the verifier's tokenizer, and {verifier / 'tokenizer.json'} "
                    "is absent; pass --prompt-ids\n")
 
 
-def test_a_prompt_file_that_does_not_exist_is_one_line(dirs, tmp_path):
-    err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
-                                 str(tmp_path / "absent.jsonl")))
+def test_a_prompt_file_that_does_not_exist_is_one_line(dirs, tmp_path, capsys):
+    err = usage_line(capsys, ["eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
+                              str(tmp_path / "absent.jsonl")])
     assert err == f"specfmt eval: {tmp_path / 'absent.jsonl'}: no such prompt file\n"
 
 
 @pytest.mark.parametrize("option", ["--out", "--plot"])
-def test_an_eval_output_in_a_missing_directory_is_one_line_before_the_run(dirs, tmp_path, option):
+def test_an_eval_output_in_a_missing_directory_is_one_line_before_the_run(dirs, tmp_path, capsys, option):
     target, prompts = tmp_path / "missing" / "result", tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt_ids": [1, 2]}\n')
-    err = one_line_error(specfmt("eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts",
-                                 str(prompts), "--max-new-tokens", "2", "--threads", "1", option, str(target)))
+    err = usage_line(capsys, ["eval", "--verifier", str(dirs[0]), "--draft", str(dirs[1]), "--prompts", str(prompts),
+                              "--max-new-tokens", "2", "--threads", "1", option, str(target)])
     assert err == f"specfmt eval: {option} {target}: no directory {target.parent} to write it in\n"
 
 
 @pytest.mark.parametrize("algorithm, message", [("medusa", "medusa cannot propose 5 tokens with 3 heads"),
                                                 ("mlp_speculator", "mlp_speculator cannot propose 5 tokens with "
                                                                    "n_predict 3")])
-def test_generate_with_more_drafts_than_the_draft_has_heads_is_one_line_naming_k(dirs, tmp_path, algorithm, message):
+def test_generate_with_more_drafts_than_the_draft_has_heads_is_one_line_naming_k(dirs, tmp_path, capsys, algorithm,
+                                                                                  message):
     draft = write_variant(algorithm, tmp_path / algorithm)
-    err = one_line_error(specfmt(*generate_args(dirs[0], draft, "--prompt-ids", "1", "2", "--k", "5")))
+    err = usage_line(capsys, generate_args(dirs[0], draft, "--prompt-ids", "1", "2", "--k", "5"))
     assert err == f"specfmt generate: --k 5: {message}\n"
