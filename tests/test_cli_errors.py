@@ -231,6 +231,9 @@ def test_a_bad_numeric_option_is_one_line_naming_that_option_alone(dirs, tmp_pat
     ("ids_bool.jsonl", b'{"prompt_ids": [true]}\n', "found [true]"),
     ("prompt_number.jsonl", b'{"prompt": 5}\n', "prompt 1: prompt: expected a string, found 5"),
     ("no_field.jsonl", b'{"text": "hi"}\n', "needs prompt, messages or prompt_ids"),
+    ("messages_text.jsonl", b'{"messages": "hi"}\n', 'prompt 1: messages: expected a list of {"role": string, '
+                                                     '"content": string}, found "hi"'),
+    ("messages_no_role.jsonl", b'{"messages": [{"content": "hi"}]}\n', 'found [{"content": "hi"}]'),
 ])
 def test_a_prompt_file_mistake_is_one_line_naming_the_file(dirs, tmp_path, capsys, name, content, message):
     prompts = tmp_path / name

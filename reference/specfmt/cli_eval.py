@@ -37,7 +37,8 @@ def check_output(option: str, target: str | None) -> None:
 
 
 def check_record(record: dict, where: str) -> None:
-    """A prompt record's fields of the right types: prompt_ids integers, prompt a string (TextError otherwise)."""
+    """A prompt record's fields of the right types: prompt_ids integers, prompt a string, messages a list of
+    role/content strings (TextError otherwise)."""
     from specfmt.findings import render
     from specfmt.text import TextError
 
@@ -46,6 +47,12 @@ def check_record(record: dict, where: str) -> None:
         raise TextError(f"{where}: prompt_ids: expected a list of integer token ids, found {render(ids)[:80]}")
     if "prompt_ids" not in record and "prompt" in record and not isinstance(record["prompt"], str):
         raise TextError(f"{where}: prompt: expected a string, found {render(record['prompt'])[:80]}")
+    messages = record.get("messages")
+    if "messages" in record and not (isinstance(messages, list) and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages)):
+        raise TextError(f"{where}: messages: expected a list of {{\"role\": string, \"content\": string}}, found "
+                        f"{render(messages)[:80]}")
 
 
 def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None) -> tuple[list[list[int]], list[int]]:
