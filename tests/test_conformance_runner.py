@@ -389,3 +389,11 @@ def test_a_meta_schema_is_valid_describes_every_property_and_anchors_every_patte
     jsonschema.Draft202012Validator.check_schema(schema)
     assert [where for where, sub in _walk_properties(schema) if "description" not in sub] == []
     assert [p for p in _patterns(schema) if not (p.startswith("^") and p.endswith("$"))] == []
+
+
+def test_a_report_path_that_is_a_file_is_a_usage_error_before_the_run(suite, tmp_path, capsys):
+    (tmp_path / "taken").write_text("")
+    code = main(["run", "--suite", str(suite), "--adapter", adapter("crash"), "--report", str(tmp_path / "taken")])
+    assert code == 2
+    assert capsys.readouterr().err == (f"specfmt-conformance: --report {tmp_path / 'taken'}: not a directory; the "
+                                       "reports are written into one\n")

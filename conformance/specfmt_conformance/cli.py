@@ -79,6 +79,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Suite, list, Session]:
         raise SuiteError(f"--adapter: {e}") from e
     if not command:
         raise SuiteError("--adapter is empty")
+    if args.report is not None and args.report.exists() and not args.report.is_dir():
+        raise SuiteError(f"--report {args.report}: not a directory; the reports are written into one")
     checker = load_checker(suite.root) if args.validate_protocol else None
     return suite, entries, Session(command, args.timeout, suite.suite_version, checker)
 
@@ -108,7 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
            "expectations": {"file": str(args.expectations) if args.expectations else None, "entries": len(entries)}}
     report = build_report(suite, hello, run, results)
     if args.report:
-        write_reports(Path(args.report), report)
+        try:
+            write_reports(Path(args.report), report)
+        except OSError as e:
+            print(f"specfmt-conformance: --report {args.report}: cannot write the reports ({e})", file=sys.stderr)
+            return 2
     print("\n".join(console_lines(report)))
     return 1 if failed(report) else 0
 
