@@ -293,6 +293,31 @@ def limited_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
 
 
+# A verifier's config is not validated as a draft's is: the values its RoPE and attention compute with.
+VERIFIER_VALUES = {"rope-yarn": {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}},
+                   "rope-string": {"rope_scaling": "linear"}, "rope-list": {"rope_scaling": [1]},
+                   "rope-factor-string": {"rope_scaling": {"rope_type": "llama3", "factor": "8"}},
+                   "rope-parameters-string": {"rope_parameters": "x"}, "theta-string": {"rope_theta": "1e4"},
+                   "kv-heads-3": {"num_key_value_heads": 3}, "heads-8": {"num_attention_heads": 8},
+                   "head-dim-7": {"head_dim": 7}, "intermediate-1e9": {"intermediate_size": 10**9},
+                   "positions-0": {"max_position_embeddings": 0}}
+
+
+@pytest.mark.parametrize("value", list(VERIFIER_VALUES))
+def test_a_verifier_config_value_the_runtime_cannot_compute_with_is_one_line_naming_the_verifier(bases, tmp_path,
+                                                                                                 value, capsys):
+    from specfmt.cli import main
+
+    verifier = tmp_path / "verifier"
+    shutil.copytree(bases["verifier"], verifier)
+    config = json.loads((verifier / "config.json").read_text())
+    (verifier / "config.json").write_text(json.dumps({**config, **VERIFIER_VALUES[value]}))
+    code = main(["generate", "--verifier", str(verifier), "--draft", str(bases["draft"]), "--prompt-ids", "1", "2",
+                 "--max-new-tokens", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and str(verifier) in err, err
+
+
 @pytest.mark.parametrize(("command", "hostile"), [("convert-eagle-research", "weights-fifo"),
                                                   ("convert-mtp", "index-dotdot"),
                                                   ("generate-verifier", "index-absolute"),

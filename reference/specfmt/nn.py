@@ -70,7 +70,8 @@ def rope_inv_freq(cfg: LayerConfig) -> torch.Tensor:
         return inv
     kind = s.get("rope_type", s.get("type"))
     if kind != "llama3":
-        raise NotImplementedError(f"rope_type {kind!r} is not implemented")
+        raise ValueError(f"rope_type {kind!r} is not implemented; the reference runtime implements default and "
+                         "llama3 (spec/verifier.md#VFR-9)")
     if "factor" not in s:
         raise ValueError("llama3 RoPE scaling without factor (spec/verifier.md#VFR-9)")
     p = {key: s.get(key, prop["default"]) for key, prop in LLAMA3_PARAMETERS.items() if "default" in prop}

@@ -25,6 +25,8 @@ COUNTS = {"num_hidden_layers": 1, "n_predict": 1, "medusa_num_heads": 1, "medusa
 POSITIVE = {"max_position_embeddings": 1, "block_size": 1, "num_target_layers": 1}  # no tensor holds these
 REALS = ("rms_norm_eps", "layer_norm_eps", "rope_theta")
 NESTED = ("text_config", "transformer_layer_config")
+ROPE = ("rope_scaling", "rope_parameters")  # objects whose numbers RoPE computes with (spec/verifier.md#VFR-9)
+ROPE_NUMBERS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "rope_theta")
 
 
 def reader_facts(config: dict, file: str, tensors: int | None = None, elements: int | None = None) -> list[Finding]:
@@ -43,6 +45,8 @@ def reader_facts(config: dict, file: str, tensors: int | None = None, elements: 
                                      and math.isfinite(value)):
                 out.append(finding("config.type", file, where, mismatch(key, "a finite number", value),
                                    profile="strict", found=value))
+            elif key in ROPE:
+                out += _rope(where, value, file)
             elif key in WIDTHS or key in COUNTS or key in POSITIVE:
                 bound, what = (elements, "the elements the weights hold") if key in WIDTHS else (None, "")
                 if key in COUNTS:
@@ -63,6 +67,17 @@ def _size(key: str, where: str, value: Any, least: int, bound: int | None, what:
         held = f"<= {bound} ({what})"
         return [finding("config.range", file, where, mismatch(key, held, value), profile="strict", found=value)]
     return []
+
+
+def _rope(where: str, value: Any, file: str) -> list[Finding]:
+    if not isinstance(value, dict):
+        return [finding("config.type", file, where, mismatch(where.rsplit("/", 1)[-1], "an object or null", value),
+                        profile="strict", found=value)]
+    return [finding("config.type", file, f"{where}/{key}", mismatch(key, "a finite number > 0", value[key]),
+                    profile="strict", found=value[key])
+            for key in ROPE_NUMBERS if key in value and not (
+                isinstance(value[key], (int, float)) and not isinstance(value[key], bool)
+                and math.isfinite(value[key]) and value[key] > 0)]
 
 
 def check_reader_facts(config: dict, file: str, tensors: int | None = None, elements: int | None = None) -> None:

@@ -19,6 +19,11 @@ def bind_roles(algorithm: str, config: dict, tensors: dict[str, Any]) -> dict[st
     _, expected, errors = expand(algorithm, config)
     if errors:
         raise ValueError(f"layout of {algorithm} does not evaluate on this config: {errors}")
+    wrong = [f"{e.name} shape; expected {e.shape} (= {e.shape_text}), found {list(tensors[e.name].shape)}"
+             for e in expected if e.active and e.shape is not None and e.name in tensors
+             and list(tensors[e.name].shape) != e.shape]
+    if wrong:  # what the layout's shapes say before any matmul does (a verifier is not validated first)
+        raise ValueError(wrong[0] + (f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "") + " [layout.shape]")
     roles: dict[str, Any] = {}
     for e in expected:
         if not e.active:
