@@ -5,6 +5,7 @@ Where the exit status and stderr of the process itself matter, the CLI runs in a
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -312,3 +313,20 @@ def test_generate_with_more_drafts_than_the_draft_has_heads_is_one_line_naming_k
     draft = write_variant(algorithm, tmp_path / algorithm)
     err = usage_line(capsys, generate_args(dirs[0], draft, "--prompt-ids", "1", "2", "--k", "5"))
     assert err == f"specfmt generate: --k 5: {message}\n"
+
+
+def test_ctrl_c_during_eval_is_one_line_and_status_130(dirs, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt_ids": [1, 2]}\n' * 200)
+    proc = subprocess.Popen([sys.executable, "-m", "specfmt", "eval", "--verifier", str(dirs[0]), "--draft",
+                             str(dirs[1]), "--prompts", str(prompts), "--threads", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = proc.stderr.readline()  # the first prompt is done: decoding is under way
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    status = proc.wait(timeout=60)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert first.startswith("eval: prompt 1/200")
+    assert "Traceback" not in rest and rest.splitlines()[-1] == "specfmt eval: interrupted"
+    assert status == 130

@@ -11,8 +11,9 @@ error's full traceback, with the exception that caused it, for a bug report.
 A directory argument that does not exist but reads as a hub id, ORG/NAME[@REVISION], is looked up in the local
 Hugging Face cache (specfmt.hub); specfmt never downloads. validate, inspect and schema never import torch.
 Output to a pipe that closes early (`specfmt schema eagle3 | head`) ends the command quietly with status 141,
-as a Unix tool killed by SIGPIPE. Progress lines go to stderr, and only when it is a terminal, except that eval,
-which runs for minutes, writes one line per prompt always (a log of it says how far it came).
+as a Unix tool killed by SIGPIPE; Ctrl-C ends it with one line and status 130. Progress lines go to stderr,
+and only when it is a terminal, except that eval, which runs for minutes, writes one line per prompt always (a log
+of it says how far it came).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from specfmt.validate import validate
 
 SYMBOLS = ("H", "V", "V_d", "A", "L")
 BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool that a closed pipe ended
+INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a tool that Ctrl-C ended
 
 
 def print_report(report: Report, fmt: str, quiet: bool = False) -> None:
@@ -233,6 +235,11 @@ def dispatch(argv: list[str] | None) -> int:
         if args.traceback:
             print_traceback(e)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C in a long generate or eval: one line, as a Unix tool stops
+        print(f"specfmt {args.command}: interrupted", file=sys.stderr)
+        if args.traceback:
+            print_traceback(e)
+        return INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
