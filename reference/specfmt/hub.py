@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from specfmt import files
 from specfmt.schemas import load
 
 REVISION = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")  # a branch, a tag or a commit hash
@@ -46,7 +47,10 @@ def snapshot(text: str) -> Path | None:
     repo, revision = parsed
     root = cache_dir() / ("models--" + repo.replace("/", "--"))
     ref = root / "refs" / revision
-    commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else revision
+    try:  # a ref holds a 40-character hash; one that is longer or unreadable names no snapshot
+        commit = files.read_bytes(ref, 256).decode("utf-8", "replace").strip() if ref.is_file() else revision
+    except files.FileRefused:
+        return None
     folder = root / "snapshots" / commit
     return folder if COMMIT.fullmatch(commit) and folder.is_dir() else None
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from specfmt.files import open_regular
 from specfmt.findings import Finding, finding, mismatch, pointer
 from specfmt.safetensors_header import DTYPES, TensorInfo
 
@@ -36,7 +37,7 @@ def read_tensor(root: Path, t: TensorInfo):
     """One tensor's data as a flat torch tensor (little-endian, as safetensors stores it)."""
     torch = _torch()
 
-    with open(root / t.file, "rb") as f:
+    with open_regular(root / t.file, t.file) as f:  # the one reader (specfmt.files)
         f.seek(t.start)
         data = bytearray(f.read(t.end - t.start))
     if not data:
@@ -50,7 +51,7 @@ def _nonfinite_count(root: Path, t: TensorInfo) -> int:
     width = DTYPES[t.dtype]["bytes"]
     step = max(width, CHUNK_BYTES - CHUNK_BYTES % width)
     bad = 0
-    with open(root / t.file, "rb") as f:
+    with open_regular(root / t.file, t.file) as f:  # the one reader (specfmt.files)
         for offset in range(t.start, t.end, step):
             f.seek(offset)
             chunk = bytearray(f.read(min(step, t.end - offset)))
