@@ -6,9 +6,11 @@ import ast
 import hashlib
 import json
 import math
+import os
 import shlex
 import struct
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -397,3 +399,36 @@ def test_a_report_path_that_is_a_file_is_a_usage_error_before_the_run(suite, tmp
     assert code == 2
     assert capsys.readouterr().err == (f"specfmt-conformance: --report {tmp_path / 'taken'}: not a directory; the "
                                        "reports are written into one\n")
+
+
+# An adapter that answers hello, then marks a file and hangs on its first case.
+MARKING_ADAPTER = """
+import json, sys, time
+from pathlib import Path
+for line in sys.stdin:
+    m = json.loads(line)
+    if m["cmd"] == "hello":
+        print(json.dumps({"protocol": 1, "implementation": {"name": "marking", "version": "0.1.0", "language": "py"},
+                          "supports": {"levels": ["schema"], "profiles": ["compat"], "operations": []}}), flush=True)
+        continue
+    Path(sys.argv[1]).write_text("busy")
+    time.sleep(3600)
+"""
+
+
+def test_ctrl_c_kills_the_adapter_and_ends_the_run_in_one_line_with_status_130(suite, tmp_path):
+    import signal
+    import subprocess
+
+    (tmp_path / "marking.py").write_text(MARKING_ADAPTER)
+    marker = tmp_path / "busy"
+    argv = [sys.executable, "-m", "specfmt_conformance", "run", "--suite", str(suite), "--adapter",
+            shlex.join([sys.executable, str(tmp_path / "marking.py"), str(marker)]), "--timeout", "300"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(CONFORMANCE)})
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:  # the runner waits for the first case's answer
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (130, "specfmt-conformance: interrupted; no report written\n")

@@ -1,7 +1,8 @@
 """specfmt-conformance: run the suite against an adapter, list the cases, show one case.
 
 Exit codes: 0 when no case failed, errored, crashed or passed unexpectedly; 1 otherwise;
-2 on a usage error, a suite that fails its integrity check, or an adapter that fails the handshake.
+2 on a usage error, a suite that fails its integrity check, or an adapter that fails the handshake;
+130 when interrupted (Ctrl-C), after the adapter is stopped.
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         results = run_cases(session, cases, entries, _progress if sys.stderr.isatty() else None)
+    except KeyboardInterrupt:  # Ctrl-C: the adapter may be busy with a case; it would not read a stop
+        if session.adapter is not None:
+            session.adapter.kill()
+        raise
     finally:
         session.close()
     run = {"started": started, "finished": now(), "adapter": args.adapter, "restarts": session.restarts,
@@ -186,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `specfmt-conformance list | head`: stop quietly, as a pipe reader expects
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: cmd_run has killed the adapter; no report is written
+        print("specfmt-conformance: interrupted; no report written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
