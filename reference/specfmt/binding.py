@@ -67,7 +67,7 @@ def stated(resolved: dict, draft_file: str) -> dict[str, list[tuple[object, str]
     for fact, text in READS[algorithm].items():
         value = expr.evaluate(text, symbols, resolved)
         if isinstance(value, int):
-            where = f"= {declared[text]['expr']} of {draft_file}" if text in declared else f"{draft_file}"
+            where = f"= {declared[text]['expr']} of {draft_file}" if text in declared else draft_file
             out[fact].append((value, f"{text} {value} ({where})"))
     return out
 
