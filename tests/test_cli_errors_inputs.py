@@ -360,3 +360,19 @@ def test_export_for_sglang_refuses_a_verifier_weights_file_it_cannot_read_naming
                           timeout=TIMEOUT_S)
     assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
     assert any(str(verifier / "model.safetensors") in line for line in proc.stderr.splitlines()), proc.stderr
+
+
+@pytest.mark.parametrize("file", ["generation_config.json", "config.json"])
+def test_eval_without_a_tokenizer_reads_the_verifiers_eos_ids_refusing_a_document_that_is_no_object(bases, tmp_path,
+                                                                                                      file, capsys):
+    from specfmt.cli import main
+
+    verifier = tmp_path / "verifier"
+    shutil.copytree(bases["verifier"], verifier)
+    (verifier / "generation_config.json").write_text('{"eos_token_id": 2}')
+    (verifier / file).write_text("[2]")
+    (tmp_path / "prompts.jsonl").write_text('{"prompt_ids": [1, 2]}\n')
+    code = main(["eval", "--verifier", str(verifier), "--draft", str(bases["draft"]), "--prompts",
+                 str(tmp_path / "prompts.jsonl"), "--max-new-tokens", "2", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and file in err, err

@@ -58,7 +58,7 @@ def check_record(record: dict, where: str) -> None:
 def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None) -> tuple[list[list[int]], list[int]]:
     """Token ids of the first `limit` records of a prompt file, and the verifier's end-of-sequence ids with
     the tokenizer's eos_token first (decoding stops on the first). Raises ValueError for a usage mistake."""
-    from specfmt.text import Text, TextError, _ids, read_prompts
+    from specfmt.text import Text, TextError, _ids, _read_json, read_prompts
 
     path = Path(prompts_file)
     if not path.is_file():
@@ -82,8 +82,7 @@ def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None)
     if text is None:
         eos = set()
         for name in ("generation_config.json", "config.json"):
-            if (Path(verifier_dir) / name).is_file():
-                eos |= _ids(json.loads((Path(verifier_dir) / name).read_text(encoding="utf-8")).get("eos_token_id"))
+            eos |= _ids(_read_json(Path(verifier_dir) / name).get("eos_token_id"))  # specfmt.files; {} when absent
         return prompts, sorted(eos)
     return prompts, text.stop_ids()
 
