@@ -103,3 +103,35 @@ def test_the_fuzz_loop_counts_each_escaping_exception_and_keeps_the_first_inputs
 def test_a_report_with_an_undeclared_code_fails_the_report_check():
     with pytest.raises(AssertionError):
         fuzz_targets.check_report(Report("x", "strict", [Finding("config.json", "", "config.made_up", "m")]))
+
+
+@pytest.fixture(scope="module")
+def tensor_file(tmp_path_factory) -> bytes:
+    import torch
+
+    from specfmt.safetensors_file import write_tensors
+
+    path = tmp_path_factory.mktemp("reader") / "model.safetensors"
+    tensors = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(4, dtype=torch.int64)}
+    write_tensors(path, tensors, {"format": "pt"})
+    return path.read_bytes()
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture], **SHORT)
+@given(flips=st.lists(st.tuples(st.integers(0, 10**4), st.integers(0, 255)), max_size=4),
+       cut=st.one_of(st.none(), st.integers(0, 10**4)))
+def test_the_shared_reader_reads_a_mutated_safetensors_file_or_refuses_it_with_one_finding(tensor_file, tmp_path,
+                                                                                          flips, cut):
+    from specfmt import files
+
+    raw = bytearray(tensor_file)
+    for at, value in flips:
+        raw[at % len(raw)] = value
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(bytes(raw[:cut]))
+    try:
+        tensors = files.read_safetensors(path)
+    except files.FileRefused as refused:
+        assert refused.finding.severity == "error" and "\n" not in str(refused)
+    else:
+        assert all(t.numel() * t.element_size() <= len(raw) for t in tensors.values())
