@@ -101,7 +101,7 @@ def open_regular(path: str | os.PathLike, file: str | os.PathLike | None = None)
     without blocking); FileRefused naming `file` (default: the path) otherwise."""
     name = str(file if file is not None else path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
         what = "a symlink loop" if e.strerror and "symbolic links" in e.strerror else e.strerror
         raise refuse("io.not_found", name, "", f"cannot open the file: {what}") from None
@@ -117,11 +117,11 @@ def open_regular(path: str | os.PathLike, file: str | os.PathLike | None = None)
 def read_bytes(path: str | os.PathLike, max_bytes: int, file: str | os.PathLike | None = None) -> bytes:
     """The content of the regular file at `path`, refused (`config.too_large`) when longer than `max_bytes`."""
     with open_regular(path, file) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > max_bytes:
-            raise refuse("config.too_large", file if file is not None else path, "",
-                         mismatch("file too large", f"<= {max_bytes} bytes", f"{size} bytes"))
-        return f.read(max_bytes + 1)[:max_bytes]
+        raw, size = f.read(max_bytes + 1), os.fstat(f.fileno()).st_size  # never more than the bound is read
+    if len(raw) > max_bytes:
+        raise refuse("config.too_large", file if file is not None else path, "",
+                     mismatch("file too large", f"<= {max_bytes} bytes", f"{max(size, len(raw))} bytes"))
+    return raw
 
 
 def read_json(path: str | os.PathLike, file: str | os.PathLike | None = None) -> Any:
@@ -135,7 +135,7 @@ def read_json(path: str | os.PathLike, file: str | os.PathLike | None = None) ->
     try:
         return json_text.parse(raw, name)
     except json_text.JsonProblem as e:
-        code = "config.duplicate_key" if e.kind == "duplicate_key" else f"config.{e.kind}"
+        code = "index.json" if name.endswith(".index.json") else f"config.{e.kind}"  # as validate reports them
         raise refuse(code, name, "", str(e)) from None
 
 

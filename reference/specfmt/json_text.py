@@ -78,7 +78,8 @@ def read(path: Path, max_bytes: int, what: str) -> Any:
     from specfmt.files import open_regular
 
     with open_regular(path, what) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > max_bytes:
-            raise JsonProblem("too_large", f"{what} too large; expected <= {max_bytes} bytes, found {size} bytes")
-        return parse(f.read(max_bytes + 1)[:max_bytes], what)
+        raw, size = f.read(max_bytes + 1), os.fstat(f.fileno()).st_size  # never more than the bound is read
+    if len(raw) > max_bytes:
+        raise JsonProblem("too_large", f"{what} too large; expected <= {max_bytes} bytes, found "
+                                       f"{max(size, len(raw))} bytes")
+    return parse(raw, what)
