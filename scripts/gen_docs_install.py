@@ -63,8 +63,11 @@ README_BLOCKS = {("extras", "table"): extras_table, ("extras", "cpu-torch"): cpu
 
 
 def readme(root: Path) -> dict[Path, str]:
-    """README.md with its generated blocks filled."""
+    """README.md with its generated blocks filled; nothing in a partial tree without one (as gen_docs without the
+    site)."""
     path = root / "README.md"
+    if not path.is_file():
+        return {}
     text = path.read_text(encoding="utf-8")
 
     def fill(m: re.Match) -> str:
