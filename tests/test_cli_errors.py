@@ -330,3 +330,14 @@ def test_ctrl_c_during_eval_is_one_line_and_status_130(dirs, tmp_path):
     assert first.startswith("eval: prompt 1/200")
     assert "Traceback" not in rest and rest.splitlines()[-1] == "specfmt eval: interrupted"
     assert status == 130
+
+
+@pytest.mark.parametrize("fmt", ["eagle-research", "eagle3-research", "medusa", "mlp-speculator", "mtp",
+                                 "speculators", "zlab-dflash"])
+def test_converting_a_verifier_by_mistake_is_short_lines_and_no_traceback(fmt, dirs, tmp_path, capsys):
+    verifier = str(dirs[0])
+    status = main(["convert", verifier, "--from", fmt, "--verifier", verifier, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status in (1, 2) and "Traceback" not in err and err.strip()
+    assert max(map(len, err.splitlines())) < 400, err  # the source's tensor names are sampled, not all listed
+    assert not (tmp_path / "out").exists()

@@ -207,6 +207,12 @@ def verifier_facts(arg: str, name: str | None) -> VerifierFacts:
     return VerifierFacts(config, name or hub.name_of(path))
 
 
+def some_names(names: list[str], shown: int = 3) -> str:
+    """A list of tensor names for a one-line message: the first `shown` as JSON, then how many there are in all."""
+    head = json.dumps(names[:shown])
+    return head if len(names) <= shown else f"{head[:-1]}, ...] ({len(names)} tensors)"
+
+
 def float_dtype(tensors: dict, where: str) -> str:
     """The one float dtype of `tensors`, as config.json names it (`bfloat16`); SourceError naming `where` when they
     hold several."""

@@ -28,6 +28,7 @@ from specfmt.convert.common import (
     finish,
     float_dtype,
     renamed,
+    some_names,
 )
 from specfmt.convert.research import research_config
 from specfmt.envelope import envelope
@@ -93,8 +94,8 @@ def check_names(tensors: dict, source: Source) -> None:
                           "decoder layer (ALG-EAGLE-1)")
     unknown = sorted(n for n in tensors if not KNOWN.fullmatch(n))
     if unknown:
-        raise SourceError(f"{weights}: {unknown} are not tensors of an EAGLE-1/2 or HASS checkpoint; expected "
-                          "fc.*, layers.0.*, embed_tokens.weight and the HASS norms")
+        raise SourceError(f"{weights}: {some_names(unknown)} are not tensors of an EAGLE-1/2 or HASS "
+                          "checkpoint; expected fc.*, layers.0.*, embed_tokens.weight and the HASS norms")
 
 
 def fc_bias(cfg: dict, tensors: dict, given: dict, where: str, decisions: list, refusals: list) -> bool:

@@ -26,6 +26,7 @@ from specfmt.convert.common import (
     finish,
     float_dtype,
     renamed,
+    some_names,
 )
 from specfmt.envelope import envelope
 
@@ -77,8 +78,8 @@ def heads_only(source: Source, decisions: list) -> dict:
                           "weights, so dequantize them first")
     unknown = sorted(n for n in heads if not (BLOCK.fullmatch(n) or OUTPUT.fullmatch(n)))
     if unknown:
-        raise SourceError(f"{source.path}: {unknown} are not Medusa head tensors; expected {{k}}.{{l}}.linear.weight, "
-                          "{k}.{l}.linear.bias and {k}.{L}.weight")
+        raise SourceError(f"{source.path}: {some_names(unknown)} are not Medusa head tensors; expected "
+                          "{k}.{l}.linear.weight, {k}.{l}.linear.bias and {k}.{L}.weight")
     return heads
 
 

@@ -26,6 +26,7 @@ from specfmt.convert.common import (
     finish,
     float_dtype,
     renamed,
+    some_names,
 )
 from specfmt.envelope import envelope
 
@@ -42,8 +43,8 @@ def convert(source: Source, verifier: VerifierFacts, given: dict) -> Conversion:
     tensors = renamed(source.tensors, PREFIX, decisions)
     unknown = sorted(n for n in tensors if not NAME.fullmatch(n))
     if unknown:
-        raise SourceError(f"{source.path}: {unknown} are not MLPSpeculator tensors; expected emb.{{i}}.weight, "
-                          "proj.{i}.weight, ln.{i}.weight, ln.{i}.bias and head.{i}.weight")
+        raise SourceError(f"{source.path}: {some_names(unknown)} are not MLPSpeculator tensors; expected "
+                          "emb.{i}.weight, proj.{i}.weight, ln.{i}.weight, ln.{i}.bias and head.{i}.weight")
     stated = {**cfg, **given}
     flags = {}
     for key, default in FLAGS.items():
