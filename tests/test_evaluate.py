@@ -182,3 +182,80 @@ def test_eval_warns_on_stderr_and_in_the_result_when_the_load_exceeds_the_cores(
     warning = "warning: load average 48.00 exceeds the 2 usable cores"
     assert f"eval: {warning}" in capsys.readouterr().err
     assert json.loads(out.read_text())["timing_warning"].startswith(warning)
+
+
+def test_eval_with_two_prompt_sets_writes_a_result_per_set_in_order_and_a_summary_row_each(dirs, tmp_path, capsys,
+                                                                                       monkeypatch):
+    import specfmt.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "timing_warning", lambda: None)
+    verifier, draft, prompts = dirs
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"prompt_ids": [4, 4, 8]}) + "\n")
+    out, png = tmp_path / "results.json", tmp_path / "acceptance.png"
+    assert main(eval_args(verifier, draft, prompts, "--prompts", str(other), "--k", "2", "--out", str(out),
+                          "--plot", str(png))) == 0
+    document, printed = json.loads(out.read_text()), capsys.readouterr()
+    assert printed.err.splitlines()[-1].startswith(f"eval: {other}: prompt 1/1: ")
+    assert document["schema"] == "specfmt.eval.sets/1"
+    assert [(r["prompt_set"], r["prompts"], r["k"]) for r in document["sets"]] == [(str(prompts), 4, 2),
+                                                                                 (str(other), 1, 2)]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = printed.out.split("\n\n")[-1].splitlines()
+    assert summary[0].split()[:2] == ["prompt", "set"] and [row.split()[0] for row in summary[1:]] == [
+        str(prompts), str(other)]
+
+
+def test_eval_with_one_prompt_set_writes_the_result_itself_tagged_with_its_set(dirs, tmp_path):
+    out = tmp_path / "results.json"
+    assert main(eval_args(*dirs, "--limit", "1", "--out", str(out))) == 0
+    result = json.loads(out.read_text())
+    assert result["schema"] == "specfmt.eval/1" and result["prompt_set"] == str(dirs[2])
+
+
+@pytest.fixture
+def fake_evalsets(monkeypatch):
+    """specfmt.evalsets answering one set, "tiny", of prompt_ids records, and refusing every other name."""
+    import sys
+    import types
+
+    import specfmt
+
+    def records(name: str) -> list[dict]:
+        if name != "tiny":
+            raise KeyError(f"no evaluation set {name!r}; expected one of ['tiny']")
+        return [{"prompt_ids": p} for p in PROMPTS]
+
+    module = types.SimpleNamespace(records=records)
+    monkeypatch.setitem(sys.modules, "specfmt.evalsets", module)
+    monkeypatch.setattr(specfmt, "evalsets", module, raising=False)
+
+
+def test_eval_reads_an_evaluation_set_named_with_evalset_and_limits_it(dirs, tmp_path, fake_evalsets):
+    verifier, draft, _ = dirs
+    out = tmp_path / "results.json"
+    assert main(eval_args(verifier, draft, "evalset:tiny", "--limit", "3", "--out", str(out))) == 0
+    result = json.loads(out.read_text())
+    assert result["prompt_set"] == "evalset:tiny" and result["prompts"] == 3
+
+
+def test_eval_refuses_an_unknown_evaluation_set_in_one_line_naming_it(dirs, capsys, fake_evalsets):
+    verifier, draft, _ = dirs
+    err = usage_error(capsys, eval_args(verifier, draft, "evalset:absent"))
+    assert "--prompts evalset:absent: no evaluation set 'absent'" in err
+
+
+def test_eval_refuses_the_same_prompt_set_given_twice_in_one_line(dirs, capsys):
+    err = usage_error(capsys, eval_args(*dirs, "--prompts", str(dirs[2])))
+    assert "given twice" in err
+
+
+def test_the_summary_has_one_row_per_set_with_its_tau_speedup_and_acceptance():
+    from specfmt.eval_report import format_summary
+
+    row = {"prompts": 16, "tau": 1.5, "speedup": 1.2, "bound": 1.3, "acceptance_by_position": [0.4, 0.1, 0.0]}
+    lines = format_summary([{"prompt_set": "evalset:python-docs", **row},
+                            {"prompt_set": "evalset:chat", **row, "tau": 1.25}]).splitlines()
+    assert lines[1].split() == ["evalset:python-docs", "16", "1.500", "1.200x", "1.300x", "[0.400,", "0.100,",
+                                "0.000]"]
+    assert lines[2].split()[:3] == ["evalset:chat", "16", "1.250"]

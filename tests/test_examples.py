@@ -65,3 +65,23 @@ def test_the_demo_on_a_quiet_machine_prints_no_warning_and_judges_the_speedup(mo
     demo = load_demo(monkeypatch, {"bound": 1.4, "speedup": 0.9, "tau": 2.0, "timing_warning": None}, None)
     assert not demo.measure(None, None, [[1]], [0])
     assert "warning" not in capsys.readouterr().out
+
+
+def test_the_demo_fails_a_tau_just_below_its_bound_even_with_a_fast_speedup(monkeypatch, capsys):
+    demo = load_demo(monkeypatch, {"bound": 2.0, "speedup": 1.9, "tau": 0, "timing_warning": None}, None)
+    result = {"bound": 2.0, "speedup": 1.9, "tau": demo.MIN_TAU - 0.001, "timing_warning": None}
+    monkeypatch.setattr(demo, "evaluate", lambda *args, **kwargs: result)
+    assert not demo.measure(None, None, [[1]], [0])
+    assert f"demo check failed: tau {demo.MIN_TAU - 0.001:.3f} is below {demo.MIN_TAU}" in capsys.readouterr().out
+
+
+def test_the_demo_passes_a_tau_at_its_bound_on_a_loaded_machine_whatever_the_speedup(monkeypatch):
+    demo = load_demo(monkeypatch, {}, LOADED)
+    assert demo.judge({"tau": demo.MIN_TAU, "speedup": 0.5}, LOADED) == []
+
+
+def test_the_demo_judges_a_quiet_machines_speedup_of_one_a_failure(monkeypatch):
+    demo = load_demo(monkeypatch, {}, None)
+    assert demo.judge({"tau": demo.MIN_TAU + 1, "speedup": 1.0}, None) == [
+        "speedup 1.000x is not above 1 on a quiet machine"]
+    assert demo.judge({"tau": demo.MIN_TAU + 1, "speedup": 1.01}, None) == []

@@ -1,5 +1,6 @@
-"""`specfmt eval`: speed of speculative against plain greedy decoding on a prompt file, with the reference
-runtime. One progress line per prompt goes to stderr, always (an eval runs for minutes; a log of it should say
+"""`specfmt eval`: speed of speculative against plain greedy decoding on prompt files or evaluation sets
+(`--prompts evalset:NAME`, specfmt.evalsets; several --prompts give a table per set and a summary row per set), with
+the reference runtime, all sets in one process with the same threads and dtype. One progress line per prompt goes to stderr, always (an eval runs for minutes; a log of it should say
 how far it came), and a warning line when the machine's load makes the timings unreliable
 (specfmt.evaluate.timing_warning). Usage errors and exit statuses as specfmt.cli_runtime says.
 """
@@ -55,23 +56,43 @@ def check_record(record: dict, where: str) -> None:
                         f"{render(messages)[:80]}")
 
 
-def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None) -> tuple[list[list[int]], list[int]]:
-    """Token ids of the first `limit` records of a prompt file, and the verifier's end-of-sequence ids with
-    the tokenizer's eos_token first (decoding stops on the first). Raises ValueError for a usage mistake."""
-    from specfmt.text import Text, TextError, _ids, _read_json, read_prompts
+EVALSET = "evalset:"
 
-    path = Path(prompts_file)
+
+def prompt_records(spec: str, limit: int | None = None) -> list[dict]:
+    """The first `limit` records of `spec`: an evaluation set, "evalset:NAME" (specfmt.evalsets), or a prompt file
+    (JSON lines or text lines). Raises TextError, one line, for a missing file or set."""
+    from specfmt.text import TextError, read_prompts
+
+    if spec.startswith(EVALSET):
+        from specfmt import evalsets
+
+        try:
+            return evalsets.records(spec.removeprefix(EVALSET))[:limit]
+        except (KeyError, ValueError, OSError, ImportError) as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise TextError(f"--prompts {spec}: {one_line(message)}") from None
+    path = Path(spec)
     if not path.is_file():
         raise TextError(f"{path}: no such prompt file")
     try:
-        records = read_prompts(path)[:limit]
+        return read_prompts(path)[:limit]
     except UnicodeDecodeError as e:
         raise TextError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); prompts are UTF-8 JSON lines or "
                         "text lines") from None
+
+
+def eval_prompts(verifier_dir: str, spec: str, limit: int | None = None) -> tuple[list[list[int]], list[int]]:
+    """Token ids of the first `limit` records of a prompt file or evaluation set (prompt_records), and the
+    verifier's end-of-sequence ids with the tokenizer's eos_token first (decoding stops on the first). Raises
+    ValueError for a usage mistake."""
+    from specfmt.text import Text, TextError, _ids, _read_json
+
+    records = prompt_records(spec, limit)
     if not records:
-        raise TextError(f"{path}: no prompt in the file")
+        raise TextError(f"{spec}: no prompt in the {'set' if spec.startswith(EVALSET) else 'file'}")
     for n, record in enumerate(records, 1):
-        check_record(record, f"{path}: prompt {n}")
+        check_record(record, f"{spec}: prompt {n}")
     try:
         text = Text.from_verifier(verifier_dir)
     except TextError:
@@ -87,6 +108,33 @@ def eval_prompts(verifier_dir: str, prompts_file: str, limit: int | None = None)
     return prompts, text.stop_ids()
 
 
+def prompt_sets(verifier_dir: str, specs: list[str], limit: int | None) -> tuple[dict[str, list[list[int]]], list[int]]:
+    """Each --prompts value's token ids (eval_prompts), by the value; a value given twice is a UsageError."""
+    repeated = sorted({s for s in specs if specs.count(s) > 1})
+    if repeated:
+        raise UsageError(f"--prompts {repeated[0]}: given twice; expected each prompt set once")
+    sets, eos_ids = {}, []
+    for spec in specs:
+        try:
+            sets[spec], eos_ids = eval_prompts(verifier_dir, spec, limit)
+        except (ValueError, TypeError, KeyError) as e:
+            raise UsageError(one_line(e)) from e
+    return sets, eos_ids
+
+
+def write_result(args: argparse.Namespace, results: list[dict]) -> None:
+    """--out (one set: its result; several: specfmt.eval.sets/1), --plot, then the tables or JSON on stdout."""
+    from specfmt.eval_report import format_sets, plot
+    from specfmt.evaluate import SETS_SCHEMA
+
+    document = results[0] if len(results) == 1 else {"schema": SETS_SCHEMA, "sets": results}
+    if args.out:
+        Path(args.out).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if args.plot:
+        plot(results, args.plot)
+    print(json.dumps(document, indent=2) if args.format == "json" else format_sets(results))
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -97,50 +145,49 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("--plot needs matplotlib, which is not installed: pip install 'specfmt[plots]'")
     check_device(args.device, import_torch())
-    from specfmt.evaluate import evaluate, format_text, plot, set_threads
+    from specfmt.evaluate import evaluate_sets, set_threads
     from specfmt.findings import ValidationError
 
-    try:
-        prompts, eos_ids = eval_prompts(str(verifier_dir), args.prompts, args.limit)
-    except (ValueError, TypeError, KeyError) as e:
-        raise UsageError(one_line(e)) from e
+    sets, eos_ids = prompt_sets(str(verifier_dir), args.prompts, args.limit)
     set_threads(args.threads)
     verifier = load_verifier(verifier_dir, args.device, args.dtype)
-    for prompt in prompts:
-        check_prompt(prompt, verifier.vocab_size, args.prompts)
+    for spec, prompts in sets.items():
+        for prompt in prompts:
+            check_prompt(prompt, verifier.vocab_size, spec)
     try:
         draft, _ = bound_draft(draft_dir, verifier_dir, verifier, args)
-        result = evaluate(verifier, draft, prompts, args.k, args.max_new_tokens, eos_ids,
-                          progress=lambda line: print(f"eval: {line}", file=sys.stderr, flush=True))
+        results = evaluate_sets(verifier, draft, sets, args.k, args.max_new_tokens, eos_ids,
+                                progress=lambda line: print(f"eval: {line}", file=sys.stderr, flush=True))
     except ValidationError as e:
         for f in e.findings:
             print(f)
         return 1
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(one_line(e)) from e
-    if result["timing_warning"]:
-        print(f"eval: {result['timing_warning']}", file=sys.stderr)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.plot:
-        plot(result, args.plot)
-    print(json.dumps(result, indent=2) if args.format == "json" else format_text(result))
+    if results[-1]["timing_warning"]:
+        print(f"eval: {results[-1]['timing_warning']}", file=sys.stderr)
+    write_result(args, results)
     return 0
 
 
 def add_parser(sub) -> None:
-    e = sub.add_parser("eval", help="speed of speculative against plain greedy decoding on a prompt file (a "
-                                    "progress line per prompt on stderr)")
+    e = sub.add_parser("eval", help="speed of speculative against plain greedy decoding on prompt files or "
+                                    "evaluation sets (a progress line per prompt on stderr)")
     e.add_argument("--verifier", required=True, help=f"the Hugging Face model the draft is for: {MODEL_DIRS}")
     e.add_argument("--draft", required=True, help=f"the specfmt draft checkpoint: {MODEL_DIRS}")
-    e.add_argument("--prompts", required=True, help="JSON lines of {prompt|messages|prompt_ids}, or text lines")
+    e.add_argument("--prompts", required=True, action="append",
+                   help="a file of JSON lines of {prompt|messages|prompt_ids}, or text lines; or evalset:NAME, an "
+                        "evaluation set (python-docs, humaneval, chat); repeat it for a table per set and a "
+                        "summary")
     e.add_argument("--k", type=int, default=3, help="draft tokens per step")
     e.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where verifier and draft run")
     e.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="of the verifier and draft")
     e.add_argument("--threads", type=int, help="torch threads (default: the CPUs this process may use)")
-    e.add_argument("--limit", type=int, help="the first N prompts only (default: all)")
-    e.add_argument("--out", help="write the result JSON here")
-    e.add_argument("--plot", help="write a PNG of acceptance by position here (needs specfmt[plots])")
+    e.add_argument("--limit", type=int, help="the first N prompts of each set only (default: all)")
+    e.add_argument("--out", help="write the result JSON here (with several --prompts, "
+                   "{\"schema\": \"specfmt.eval.sets/1\", \"sets\": [result, ...]})")
+    e.add_argument("--plot", help="write a PNG of acceptance by position, a group of bars per set, here "
+                   "(needs specfmt[plots])")
     e.add_argument("--format", choices=("text", "json"), default="text", help="of the result on stdout")
     e.set_defaults(func=cmd_eval)

@@ -31,6 +31,11 @@ the bound is expected_tokens(alpha, K) / (K c + r) (r = 1 is the paper's factor)
     identical               prompts whose speculative tokens equal the plain ones
     mismatches              indices of the prompts that differ (a bf16 near tie can flip a token)
     first_difference        for each mismatch, the index of the first new token that differs
+    prompt_set              (evaluate_sets only) the set's name: "evalset:NAME" or the prompt file's path
+
+`evaluate_sets()` evaluates several prompt sets one after the other in the same process, thread count and
+dtype, each with its own side-by-side speedup; `specfmt eval` with several --prompts writes
+{"schema": "specfmt.eval.sets/1", "sets": [result, ...]}, and with one the result alone.
 """
 
 from __future__ import annotations
@@ -46,10 +51,7 @@ from specfmt.generate import generate, generate_plain
 from specfmt.proposal import Context, Picker, Proposal
 
 SCHEMA = "specfmt.eval/1"
-
-
-class PlotError(RuntimeError):
-    """Plotting was asked for and matplotlib is not installed."""
+SETS_SCHEMA = "specfmt.eval.sets/1"
 
 
 def alpha_mle(accepted: list[int], k: int) -> float:
@@ -240,40 +242,16 @@ def _aggregate(runs: list[dict], costs: dict, k: int) -> dict:
             "mismatches": mismatches, "first_difference": first_difference}
 
 
-def format_text(result: dict) -> str:
-    """The result as a short two-column table."""
-    acceptance = "[" + ", ".join(f"{a:.3f}" for a in result["acceptance_by_position"]) + "]"
-    rows = [("plain tok/s", f"{result['tokens_per_s_plain']:.1f}"),
-            ("speculative tok/s", f"{result['tokens_per_s_speculative']:.1f}"),
-            ("speedup", f"{result['speedup']:.3f}"), ("tau", f"{result['tau']:.3f}"),
-            ("alpha", f"{result['alpha']:.3f}"), ("acceptance by position", acceptance),
-            ("c", f"{result['c']:.4f}"), ("r", f"{result['r']:.3f}"), ("bound", f"{result['bound']:.3f}"),
-            ("speedup / bound", f"{result['speedup_over_bound']:.3f}"),
-            ("identical", f"{result['identical']}/{result['prompts']}"
-                          + (f", first difference at new token {sorted(result['first_difference'])}"
-                             if result.get("first_difference") else ""))]
-    head = (f"k {result['k']}, {result['prompts']} prompts, {result['max_new_tokens']} new tokens, "
-            f"{result['dtype']} on {result['device']}, {result['threads']} threads, load {result['load_average']}")
-    return "\n".join([head] + [f"  {name:<24}{value}" for name, value in rows])
+def evaluate_sets(verifier, draft, sets: dict[str, list[list[int]]], k: int, max_new_tokens: int, eos_ids=(),
+                  progress: Callable[[str], None] | None = None, **options) -> list[dict]:
+    """evaluate() on each named prompt set in turn (same process, threads and dtype), each result tagged with
+    its "prompt_set"; with several sets, `progress` lines start with the set's name. `options` go to evaluate()."""
+    results = []
+    for name, prompts in sets.items():
+        def tagged(line: str, name: str = name) -> None:
+            progress(f"{name}: {line}" if len(sets) > 1 else line)
 
-
-def plot(result: dict, path) -> None:
-    """A PNG at `path`: acceptance by draft position (bars) and tau, alpha, speedup and bound.
-    Raises PlotError when matplotlib is absent."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise PlotError("plotting needs matplotlib (pip install specfmt[plots])") from None
-    fig = Figure(figsize=(6, 4), dpi=100)
-    FigureCanvasAgg(fig)  # the Agg backend, without touching pyplot's global state
-    ax = fig.add_subplot()
-    positions = list(range(1, result["k"] + 1))
-    ax.bar(positions, result["acceptance_by_position"], color="tab:blue")
-    ax.set(xlabel="draft position j", ylabel="fraction of steps accepting draft j", ylim=(0, 1.05),
-           xticks=positions, title=f"acceptance by position, k = {result['k']} ({result['dtype']})")
-    text = (f"tau {result['tau']:.3f}\nalpha {result['alpha']:.3f}\nspeedup {result['speedup']:.3f}\n"
-            f"bound {result['bound']:.3f}")
-    ax.text(0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", family="monospace",
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9})
-    fig.savefig(path)
+        result = evaluate(verifier, draft, prompts, k, max_new_tokens, eos_ids,
+                          progress=tagged if progress is not None else None, **options)
+        results.append({"prompt_set": name, **result})
+    return results
