@@ -1,17 +1,23 @@
 """Benchmark: speculative decoding of a real verifier and draft against the verifier alone, side by side in
-one process, for several k, with the Leviathan et al. bound for each, and a peer row: transformers'
-AutoModelForCausalLM (LlamaForCausalLM for a llama verifier) .generate, greedy, against our plain greedy
-decoding on the same prompts.
+one process, for several k, with the Leviathan et al. bound for each, on one or more prompt sets, and a peer row:
+transformers' AutoModelForCausalLM (LlamaForCausalLM for a llama verifier) .generate, greedy, against our plain
+greedy decoding on the same prompts.
+
+--prompts is a prompt file or an evaluation set, evalset:NAME (specfmt.evalsets: python-docs, humaneval, chat),
+and may be repeated: the first set is measured at every --k (and gives the peer row), every set at --main-k, all
+in the same process with the same threads and dtype, --limit prompts each.
 
 For each k, specfmt.evaluate.evaluate() alternates plain and speculative decoding per prompt and reports
 tokens/s, speedup, tau, alpha, c, r and the bound S = expected_tokens(alpha, k) / (k c + r). The peer row
 alternates our plain decoding and transformers' per prompt and reports the ratio of their tokens/s and
 whether the tokens are the same. Absolute times are noise on a shared machine; read the ratios.
 
-Writes OUT/results.json, OUT/acceptance.png (acceptance by position at --main-k) and OUT/speedup_vs_k.png.
+Writes OUT/results.json (schema specfmt.bench.speculative/2: "runs", the first set at each k; "sets", every set
+at --main-k, each result tagged with its "prompt_set"; "skipped"; "peer"), OUT/acceptance.png (acceptance by
+position at --main-k, a group of bars per set) and OUT/speedup_vs_k.png (the first set).
 
-Usage: python benchmarks/speculative.py --verifier DIR --draft DIR --prompts FILE [--dtype bfloat16]
-    [--k 1 2 3 4 5] [--main-k 3] [--max-new-tokens 64] [--limit N] [--threads N] [--out bench/]
+Usage: python benchmarks/speculative.py --verifier DIR --draft DIR --prompts FILE|evalset:NAME [--prompts ...]
+    [--dtype bfloat16] [--k 1 2 3 4 5] [--main-k 3] [--max-new-tokens 64] [--limit N] [--threads N] [--out bench/]
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from pathlib import Path
 import torch
 
 from specfmt.cli_eval import eval_prompts
-from specfmt.evaluate import evaluate, plot, set_threads
+from specfmt.eval_report import format_summary, plot
+from specfmt.evaluate import evaluate, set_threads
 from specfmt.findings import ValidationError
 from specfmt.generate import generate_plain
 from specfmt.proposal import Proposal
@@ -115,6 +122,7 @@ def plot_speedup(runs: list[dict], peer: dict, path: Path) -> None:
 
 
 def print_table(runs: list[dict], skipped: dict, peer: dict) -> None:
+    print(f"\n{runs[0]['prompt_set']} at each k:")
     print(f"{'k':>2} {'plain tok/s':>11} {'spec tok/s':>10} {'speedup':>7} {'tau':>5} {'alpha':>5} {'c':>6} "
           f"{'r':>5} {'bound':>6} {'speedup/bound':>13} {'identical':>9}")
     for r in runs:
@@ -131,61 +139,86 @@ def print_table(runs: list[dict], skipped: dict, peer: dict) -> None:
 
 
 def load(args: argparse.Namespace):
-    """The prompts, eos ids, verifier and draft; refuses (exit 2, one line) on a usage mistake."""
+    """The prompt sets (by their --prompts value), eos ids, verifier and draft; refuses (exit 2, one line) on a
+    usage mistake."""
     if not (Path(args.verifier) / "config.json").is_file():
         refuse(f"{args.verifier}: not a verifier directory (no config.json)")
     if not Path(args.draft).is_dir():
         refuse(f"{args.draft}: no such draft directory")
     if importlib.util.find_spec("matplotlib") is None or importlib.util.find_spec("transformers") is None:
         refuse("the benchmark needs matplotlib and transformers (pip install specfmt[plots] transformers)")
+    if len(set(args.prompts)) < len(args.prompts):
+        refuse(f"--prompts: a set given twice in {args.prompts}")
+    sets = {}
     try:
-        prompts, eos_ids = eval_prompts(args.verifier, args.prompts, args.limit)
+        for spec in args.prompts:
+            sets[spec], eos_ids = eval_prompts(args.verifier, spec, args.limit)
         verifier = Verifier.from_pretrained(args.verifier, "cpu", pick_dtype(args.dtype))
         draft, _ = load_draft(args.draft, verifier)
     except ValidationError as e:
         refuse(f"the draft has errors: {'; '.join(str(f) for f in e.findings)}")
     except (OSError, ValueError, TypeError, KeyError) as e:
         refuse(str(e))
-    return prompts, eos_ids, verifier, draft
+    return sets, eos_ids, verifier, draft
+
+
+def measure(sets: dict[str, list[list[int]]], eos_ids: list[int], verifier, draft, args) -> tuple[list, list, dict]:
+    """The first set at every k, then each other set at --main-k: (runs of the first set, one result per set at
+    main k, k -> why it was skipped). Every result is tagged with its prompt_set."""
+    first, *others = sets
+    runs, skipped = [], {}
+    for k in args.k:
+        try:
+            runs.append({"prompt_set": first, **evaluate(verifier, draft, sets[first], k, args.max_new_tokens,
+                                                         eos_ids)})
+            print(f"{first} k {k}: speedup {runs[-1]['speedup']:.3f}, tau {runs[-1]['tau']:.3f}, bound "
+                  f"{runs[-1]['bound']:.3f}", flush=True)
+        except ValueError as e:
+            skipped[k] = str(e)
+    if not runs:
+        refuse(f"no k could be evaluated: {skipped}")
+    main_run = next((r for r in runs if r["k"] == args.main_k), runs[0])
+    per_set = [main_run]
+    for name in others:
+        per_set.append({"prompt_set": name, **evaluate(verifier, draft, sets[name], main_run["k"],
+                                                       args.max_new_tokens, eos_ids)})
+        print(f"{name} k {main_run['k']}: speedup {per_set[-1]['speedup']:.3f}, tau {per_set[-1]['tau']:.3f}",
+              flush=True)
+    return runs, per_set, skipped
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verifier", required=True)
     parser.add_argument("--draft", required=True)
-    parser.add_argument("--prompts", required=True)
+    parser.add_argument("--prompts", required=True, action="append", help="a prompt file or evalset:NAME; repeatable")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--main-k", type=int, default=3, help="the k of acceptance.png")
+    parser.add_argument("--main-k", type=int, default=3, help="the k of every set and of acceptance.png")
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--limit", type=int)
+    parser.add_argument("--limit", type=int, help="prompts per set")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", default="bench")
     args = parser.parse_args()
-    prompts, eos_ids, verifier, draft = load(args)
+    sets, eos_ids, verifier, draft = load(args)
     threads = set_threads(args.threads)
-    print(f"{len(prompts)} prompts, {args.max_new_tokens} new tokens, {args.dtype}, {threads} threads", flush=True)
-    runs, skipped = [], {}
-    for k in args.k:
-        try:
-            runs.append(evaluate(verifier, draft, prompts, k, args.max_new_tokens, eos_ids))
-            print(f"k {k}: speedup {runs[-1]['speedup']:.3f}, bound {runs[-1]['bound']:.3f}", flush=True)
-        except ValueError as e:
-            skipped[k] = str(e)
-    if not runs:
-        refuse(f"no k could be evaluated: {skipped}")
+    print(f"{', '.join(f'{name} ({len(p)} prompts)' for name, p in sets.items())}; {args.max_new_tokens} new "
+          f"tokens, {args.dtype}, {threads} threads", flush=True)
+    runs, per_set, skipped = measure(sets, eos_ids, verifier, draft, args)
     eos = eos_ids[0] if eos_ids else None
-    peer = peer_row(load_peer(args.verifier, pick_dtype(args.dtype), eos), verifier, prompts, args.max_new_tokens,
-                    eos)
+    peer = peer_row(load_peer(args.verifier, pick_dtype(args.dtype), eos), verifier, sets[args.prompts[0]],
+                    args.max_new_tokens, eos)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    main_run = next((r for r in runs if r["k"] == args.main_k), runs[0])
-    peer["speculative_over_peer"] = main_run["tokens_per_s_speculative"] / peer["tokens_per_s_peer"]
-    (out / "results.json").write_text(json.dumps({"schema": "specfmt.bench.speculative/1", "main_k": main_run["k"],
-                                                  "runs": runs, "skipped": skipped, "peer": peer}, indent=2) + "\n")
-    plot(main_run, out / "acceptance.png")
+    peer["speculative_over_peer"] = per_set[0]["tokens_per_s_speculative"] / peer["tokens_per_s_peer"]
+    (out / "results.json").write_text(json.dumps({"schema": "specfmt.bench.speculative/2", "main_k": per_set[0]["k"],
+                                                  "runs": runs, "sets": per_set, "skipped": skipped, "peer": peer},
+                                                 indent=2) + "\n")
+    plot(per_set, out / "acceptance.png")
     plot_speedup(runs, peer, out / "speedup_vs_k.png")
     print_table(runs, skipped, peer)
+    print(f"\nevery set at k = {per_set[0]['k']} ({args.dtype}, {threads} threads, speedup over plain decoding "
+          f"measured side by side per set):\n{format_summary(per_set)}")
     print(f"wrote {out / 'results.json'}, {out / 'acceptance.png'}, {out / 'speedup_vs_k.png'}")
 
 
