@@ -66,7 +66,7 @@ def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, repo
     """The verifier's answers to the spec's training prompts; the held-out prompts' ids are returned unanswered.
     Every record is checked before the first answer, so a bad line stops the command at once."""
     train, held = [], []
-    for where, record in prompt_records(spec):
+    for where, record in prompt_records(spec, verifier, text):
         ids = prompt_ids(where, record, text, verifier.vocab_size)
         (held if is_held_out(json.dumps(record, sort_keys=True), opts.held_out) else train).append(ids)
     train = spread(train, opts.limit)

@@ -10,20 +10,27 @@ A data spec (`--data`, repeatable):
 - `distill:builtin:python-docs`: prompts made from the documentation of the Python standard library on this
   machine (pydoc topics and module docstrings), so that every machine has data offline;
 - `distill:builtin:python-api`: prompts about each public function, class and method of that standard library;
+- `distill:builtin:python-code`: "complete this function" prompts, the signature and docstring of each public
+  function and method of that standard library that has a docstring (specfmt.train.codeprompts);
+- `distill:synth:N` or `distill:synth:N:SEED`: N user turns the verifier writes itself from its chat template's
+  user prefix (Magpie; specfmt.train.synth), sampled with SEED (default 0);
 - any other path: plain text, every token supervised, cut into documents of at most `max_len` tokens.
+
+No source yields an evaluation prompt (specfmt.evalsets): a prompt, a conversation, a text record or a text chunk
+that equals or nearly copies one (specfmt.neardup) is left out, so evaluation stays held out by construction.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from specfmt.evalsets import CHAT_SEED, record_text, training_exclusions
 from specfmt.files import open_regular
 from specfmt.text import Text, TextError
+from specfmt.train.stdlib_prompts import builtin_prompts
 
 
 @dataclass
@@ -51,9 +58,11 @@ def read_text(path: Path) -> str:
 
 
 def text_documents(path: Path, text: Text, max_len: int) -> list[Document]:
+    """Chunks of max_len tokens of a text file, but for those that hold an evaluation prompt."""
     ids = text.encode(read_text(path))
-    return [Document(ids[i:i + max_len], [True] * len(ids[i:i + max_len])) for i in range(0, len(ids), max_len)
+    docs = [Document(ids[i:i + max_len], [True] * len(ids[i:i + max_len])) for i in range(0, len(ids), max_len)
             if len(ids[i:i + max_len]) > 2]
+    return held_in(docs, [text.decode(d.tokens) for d in docs])
 
 
 def json_lines(path: Path) -> list[tuple[str, object]]:
@@ -118,7 +127,10 @@ def record_document(where: str, record: object, text: Text, max_len: int) -> Doc
 
 
 def jsonl_documents(path: Path, text: Text, max_len: int) -> list[Document]:
-    return [record_document(where, record, text, max_len) for where, record in json_lines(path)]
+    """The documents of a JSONL file's records, but for those that hold an evaluation prompt."""
+    records = json_lines(path)
+    docs = [(record_document(where, record, text, max_len), record) for where, record in records]
+    return [doc for doc, _ in held_in(docs, [record_text(record) for _, record in docs])]
 
 
 def prompt_ids(where: str, record: object, text: Text, vocab_size: int) -> list[int]:
@@ -144,82 +156,41 @@ def prompt_ids(where: str, record: object, text: Text, vocab_size: int) -> list[
     return ids
 
 
-def _modules(stdlib: Path, paths: list[Path]):
-    """(module name, parsed tree) of each public module among `paths`, read with ast: nothing is imported; a file
-    that does not parse is left out."""
-    for path in paths:
-        if path.stem.startswith("_") or path.stem in ("antigravity", "this"):
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
-        except (SyntaxError, ValueError):
-            continue
-        yield (path.stem if path.parent == stdlib else f"{path.parent.name}.{path.stem}"), tree
+def held_in(found: list, texts: list[str]) -> list:
+    """The items whose text is no evaluation prompt nor a near copy of one (specfmt.evalsets)."""
+    exclusions = training_exclusions()
+    return [item for item, words in zip(found, texts, strict=True) if exclusions.match(words) is None]
 
 
-def _docstring_prompts(stdlib: Path) -> list[str]:
-    """Questions about the public modules of the standard library: what each is for, and its functions and
-    classes."""
-    prompts = []
-    for module, tree in _modules(stdlib, sorted(stdlib.glob("*.py"))):
-        doc = (ast.get_docstring(tree) or "").strip().split("\n\n")[0]
-        public = [n for n in tree.body if not getattr(n, "name", "_").startswith("_")]
-        functions = [n.name for n in public if isinstance(n, ast.FunctionDef)]
-        classes = [n.name for n in public if isinstance(n, ast.ClassDef)]
-        prompts.append(f"What is the Python module `{module}` for? Answer in a short paragraph.")
-        if doc:
-            prompts.append(f"Explain this documentation of the Python module `{module}` in simple words:\n\n{doc}")
-        prompts += [f"Write a short Python example that uses `{module}.{name}` and explain it." for name in
-                    functions[:8]]
-        prompts += [f"What is the class `{module}.{name}` used for? Give an example." for name in classes[:4]]
-    return prompts
+def synth_records(source: str, verifier, text: Text | None) -> list[tuple[str, object]]:
+    """The records of `synth:N[:SEED]`: N user turns the verifier writes (specfmt.train.synth)."""
+    fields = source.split(":")
+    if not (len(fields) in (2, 3) and all(f.isdigit() for f in fields[1:]) and int(fields[1]) > 0):
+        raise TextError(f"distill:{source}: expected distill:synth:N or distill:synth:N:SEED (N > 0)")
+    count, seed = int(fields[1]), int(fields[2]) if len(fields) == 3 else 0
+    if seed == CHAT_SEED:
+        raise TextError(f"distill:{source}: seed {CHAT_SEED} made the chat evaluation set; choose another")
+    if verifier is None or text is None:
+        raise TextError(f"distill:{source}: synthesized prompts need the verifier and its tokenizer")
+    from specfmt.train.synth import synthesize
+
+    prompts = synthesize(verifier, text, count, seed, exclude=training_exclusions())
+    return [(f"{source}#{i}", {"prompt": p}) for i, p in enumerate(prompts)]
 
 
-SKIPPED_PACKAGES = ("test", "idlelib", "lib2to3", "ensurepip", "turtledemo", "pydoc_data", "site-packages",
-                    "__pycache__", "config-3")
-
-
-def _api_prompts(stdlib: Path) -> list[str]:
-    """Questions about every public function, class and method of the standard library's modules and packages:
-    the templates differ from python-docs', so the two sets never share a prompt."""
-    paths = sorted(stdlib.glob("*.py")) + sorted(p for p in stdlib.glob("*/*.py")
-                                                 if not p.parent.name.startswith(SKIPPED_PACKAGES))
-    prompts = []
-    for module, tree in _modules(stdlib, paths):
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
-                prompts.append(f"How do I use `{module}.{node.name}` in Python? Show a short example.")
-            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
-                prompts.append(f"Explain the Python class `{module}.{node.name}` and show how to use it.")
-                prompts += [f"What does the method `{module}.{node.name}.{m.name}` do? Give an example."
-                            for m in node.body if isinstance(m, ast.FunctionDef) and not m.name.startswith("_")][:3]
-    return prompts
-
-
-def builtin_prompts(name: str) -> list[str]:
-    """The named built-in prompt set, made from the Python installed on this machine: `python-docs` (pydoc
-    topics and what each module is for) and `python-api` (its functions, classes and methods)."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    if name == "python-api":
-        return _api_prompts(stdlib)
-    if name != "python-docs":
-        raise TextError(f"unknown built-in prompt set {name!r}; known: python-docs, python-api")
-    from pydoc_data.topics import topics
-
-    prompts = [template.format(topic) for topic in sorted(topics) for template in (
-        "Explain the Python topic '{}' with a short example.", "What are common mistakes with '{}' in Python?")]
-    return prompts + _docstring_prompts(stdlib)
-
-
-def prompt_records(spec: str) -> list[tuple[str, object]]:
-    """(where, record) of each prompt of `distill:...`: `path:line` of a file's records, or the built-in set's
-    name and index."""
+def prompt_records(spec: str, verifier=None, text: Text | None = None) -> list[tuple[str, object]]:
+    """(where, record) of each prompt of `distill:...`: `path:line` of a file's records, or the built-in or
+    synthesized set's name and index; no evaluation prompt nor a near copy of one. `distill:synth:...` needs the
+    verifier (a specfmt.verifier.Verifier) and its text."""
     source = spec.removeprefix("distill:")
     if source.startswith("builtin:"):
         prompts = builtin_prompts(source.removeprefix("builtin:"))
-        return [(f"{source}#{i}", {"prompt": p}) for i, p in enumerate(prompts)]
-    path = Path(source)
-    if path.suffix in (".jsonl", ".json"):
-        return json_lines(path)
-    return [(f"{path}:{n}", {"prompt": line}) for n, line in enumerate(read_text(path).splitlines(), 1)
-            if line.strip()]
+        found = [(f"{source}#{i}", {"prompt": p}) for i, p in enumerate(prompts)]
+    elif source.startswith("synth:"):
+        found = synth_records(source, verifier, text)
+    elif (path := Path(source)).suffix in (".jsonl", ".json"):
+        found = json_lines(path)
+    else:
+        found = [(f"{path}:{n}", {"prompt": line}) for n, line in enumerate(read_text(path).splitlines(), 1)
+                 if line.strip()]
+    return held_in(found, [record_text(record) for _, record in found])
