@@ -94,3 +94,11 @@ def corpus_verifier(config: dict):
     facts = corpus_verifier_facts(config)
     named = config["speculators_config"]["verifier"].get("name_or_path")
     return VerifierFacts(facts.config, None if isinstance(named, str) and hub.parse(named) else facts.name)
+
+
+def fill_disk(disk: Path, leave: int) -> None:
+    """A filler file that leaves about `leave` bytes free on the filesystem of `disk`."""
+    stat = os.statvfs(disk)
+    free = stat.f_bavail * stat.f_frsize
+    with open(disk / "filler", "wb") as f:
+        f.write(b"\0" * max(0, free - leave))

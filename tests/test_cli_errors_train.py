@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from builders import V, write_variant, write_verifier
+from builders import V, fill_disk, write_variant, write_verifier
 from specfmt.cli import main
 from specfmt.text import Text
 from specfmt.train import loop
@@ -298,33 +298,11 @@ def test_ctrl_c_in_datagen_is_one_line_and_leaves_no_output(tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs, skipped where this process may not mount one."""
-    import shutil
-
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command here to make a small tmpfs")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path, leave: int) -> None:
-    """A filler file that leaves about `leave` bytes free on `disk`."""
-    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
-
-
 def test_a_full_disk_stops_datagen_and_train_in_one_line_keeping_the_saved_state(tiny, small_disk, capsys):
     out = small_disk / "draft"
     assert main(train_args(tiny, out, "--max-steps", "4", "--save-every", "2", "--epochs", "3")) == 0
     state_before = (small_disk / "draft.work" / "checkpoint" / "state.json").read_text()
-    fill(small_disk, 16 * 1024)
+    fill_disk(small_disk, 16 * 1024)
     capsys.readouterr()
     assert main(datagen_args(tiny, small_disk / "cache")) == 2
     one_line(capsys, "no space left", str(small_disk), progress=True)

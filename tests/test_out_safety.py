@@ -4,14 +4,12 @@ file or a foreign directory as --out in one line, and leave the old output whole
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from builders import write_variant, write_verifier
+from builders import fill_disk, write_variant, write_verifier
 from killing import leftovers, tree
 from out_sources import SOURCES, source
 from specfmt.cli import main
@@ -126,35 +124,12 @@ def test_overwrite_never_writes_at_inside_or_above_the_verifier(command, relatio
     assert tree(verifier.parent) == before
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs, skipped where this process may not mount one."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command here to make a small tmpfs")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path, leave: int) -> None:
-    """A filler file that leaves about `leave` bytes free on `disk`."""
-    stat = os.statvfs(disk)
-    free = stat.f_bavail * stat.f_frsize
-    with open(disk / "filler", "wb") as f:
-        f.truncate(0)
-        f.write(b"\0" * max(0, free - leave))
-
-
 @pytest.mark.parametrize("command", ["upgrade", "export", "convert"])
 def test_a_full_disk_is_one_line_leaves_no_staging_and_keeps_the_old_output(command, strict, small_disk, capsys):
     out = small_disk / "out"
     shutil.copytree(strict[0], out)
     old = tree(out)
-    fill(small_disk, 32 * 1024)  # the new output is about 100 kB
+    fill_disk(small_disk, 32 * 1024)  # the new output is about 100 kB
     assert main([*commands(strict)[command], "--out", str(out), "--overwrite"]) == 2
     one_line_refusal(capsys, "no space left", str(small_disk))
     assert tree(out) == old and leftovers(out) == []
@@ -168,7 +143,7 @@ def test_save_on_a_full_disk_raises_disk_full_leaves_no_staging_and_keeps_the_ol
     out = small_disk / "out"
     save(config_of("eagle"), tensors_for(config_of("eagle")), out)
     old = tree(out)
-    fill(small_disk, 16 * 1024)
+    fill_disk(small_disk, 16 * 1024)
     config = config_of("eagle3")
     with pytest.raises(DiskFull, match="no space left"):
         save(config, tensors_for(config), out, overwrite=True)
