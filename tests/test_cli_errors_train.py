@@ -294,8 +294,10 @@ def test_ctrl_c_in_datagen_is_one_line_and_leaves_no_output(tiny, tmp_path):
             break
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130 and "Traceback" not in rest, rest
-    assert rest.strip().splitlines()[-1] == f"specfmt datagen: interrupted; {out} is as it was"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    kept = tmp_path / "cache.answers"  # the first prompt's answer, published before its progress line
+    assert rest.strip().splitlines()[-1] == (f"specfmt datagen: interrupted; {out} is as it was; the answers made "
+                                             f"so far wait in {kept}: the same command continues from them")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.answers"]
 
 
 def test_a_full_disk_stops_datagen_and_train_in_one_line_keeping_the_saved_state(tiny, small_disk, capsys):

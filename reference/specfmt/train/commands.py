@@ -144,7 +144,12 @@ def cmd_datagen(args: argparse.Namespace) -> int:
         cache = build_cache(args, Path(args.verifier), out, aux_ids, outs.inputs(args.verifier, args.data))
     except KeyboardInterrupt:
         end_line()
-        print(f"specfmt datagen: interrupted; {args.out} is as it was", file=sys.stderr)
+        from specfmt.train.answers import answers_dir
+
+        kept = answers_dir(Path(args.out))
+        more = f"; the answers made so far wait in {kept}: the same command continues from them" \
+            if kept.is_dir() else ""
+        print(f"specfmt datagen: interrupted; {args.out} is as it was{more}", file=sys.stderr)
         return 130
     index = cache.index
     print(f"datagen: {index['samples']} samples, {index['documents']} documents, {index['tokens']} tokens "

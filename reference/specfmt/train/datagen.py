@@ -28,6 +28,7 @@ from specfmt.proposal import Sample
 from specfmt.publish import publish
 from specfmt.safetensors_file import write_tensors
 from specfmt.text import Text
+from specfmt.train.answers import NOTHING_KEPT, Answers, answers_dir, batch_key
 from specfmt.train.sources import (
     Document,
     is_held_out,
@@ -62,31 +63,41 @@ def spread(items: list, limit: int) -> list:
     return [items[i * len(items) // limit] for i in range(limit)]
 
 
-def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, report: Report):
+def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, report: Report,
+              stored: Answers = NOTHING_KEPT):
     """The verifier's answers to the spec's training prompts; the held-out prompts' ids are returned unanswered.
-    Every record is checked before the first answer, so a bad line stops the command at once."""
+    Every record is checked before the first answer, so a bad line stops the command at once. Each batch is
+    read from `stored` when a killed run answered it already, else answered (its sampling seeded by the seed and
+    its first prompt, so a resumed run draws what an uninterrupted one does) and stored at once."""
     train, held = [], []
-    for where, record in prompt_records(spec, verifier, text):
+    for where, record in prompt_records(spec):
         ids = prompt_ids(where, record, text, verifier.vocab_size)
         (held if is_held_out(json.dumps(record, sort_keys=True), opts.held_out) else train).append(ids)
     train = spread(train, opts.limit)
-    docs, generator = [], torch.Generator().manual_seed(opts.seed)
+    docs, key, reused = [], batch_key(fingerprint(verifier), str(verifier.dtype)[6:], spec, asdict(opts)), 0
     for start in range(0, len(train), opts.batch):
         prompts = [ids[:opts.seq_len // 2] for ids in train[start:start + opts.batch]]
-        answers = generate_batch(verifier, prompts, opts.max_new_tokens, text.eos_ids, opts.temperature, generator)
+        answers = stored.get(key, start, prompts)
+        reused += answers is not None
+        if answers is None:
+            generator = torch.Generator().manual_seed(opts.seed * 1_000_003 + start)
+            answers = generate_batch(verifier, prompts, opts.max_new_tokens, text.eos_ids, opts.temperature,
+                                     generator)
+            stored.put(key, start, prompts, answers)
         docs += [Document((p + a)[:opts.seq_len], ([False] * len(p) + [True] * len(a))[:opts.seq_len], len(p))
                  for p, a in zip(prompts, answers, strict=True)]
-        report(f"distill {spec}: {min(start + opts.batch, len(train))}/{len(train)} prompts answered, "
+        report(f"distill {spec}: {min(start + opts.batch, len(train))}/{len(train)} prompts answered"
+               f"{f' ({reused} batches kept from an interrupted run)' if reused else ''}, "
                f"{sum(len(d.tokens) for d in docs)} tokens")
     return docs, held
 
 
-def collect(verifier: Verifier, text: Text, opts: DataOptions, report: Report):
+def collect(verifier: Verifier, text: Text, opts: DataOptions, report: Report, stored: Answers = NOTHING_KEPT):
     """(training documents, validation prompt ids) of every spec."""
     docs, val = [], []
     for spec in opts.specs:
         if spec.startswith("distill:"):
-            more, held = distilled(spec, verifier, text, opts, report)
+            more, held = distilled(spec, verifier, text, opts, report, stored)
         else:
             path = Path(spec)
             found = jsonl_documents(path, text, opts.seq_len) if path.suffix == ".jsonl" else \
@@ -133,8 +144,10 @@ def features(verifier: Verifier, docs: list[Document], aux_ids: tuple[int, ...],
 def write_cache(out: Path, verifier: Verifier, text: Text, aux_ids: tuple[int, ...], opts: DataOptions,
                 report: Report, dtype: torch.dtype = torch.bfloat16, protect: tuple[Path, ...] = ()) -> Path:
     """Collect, featurize and publish the cache at `out` (specfmt.publish: staged beside it, then swapped in, so
-    a kill leaves the old cache or the new one); its index.json is written last."""
-    docs, val = collect(verifier, text, opts, report)
+    a kill leaves the old cache or the new one); its index.json is written last. The answers are kept in
+    `<out>.answers` as they are made (specfmt.train.answers), so a killed run continues where it stopped."""
+    stored = Answers(answers_dir(Path(out)))
+    docs, val = collect(verifier, text, opts, report, stored)
     if not docs:
         raise ValueError(f"the data specs {opts.specs} yield no training document")
 
@@ -158,7 +171,9 @@ def write_cache(out: Path, verifier: Verifier, text: Text, aux_ids: tuple[int, .
                  "bytes": sum((staging / s).stat().st_size for s in shards)}
         (staging / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
 
-    return publish(out, write, protect=protect, overwrite=True)
+    published = publish(out, write, protect=protect, overwrite=True)
+    stored.remove()
+    return published
 
 
 def is_cache(path: Path) -> bool:

@@ -1,0 +1,105 @@
+"""datagen at scale: a killed datagen continues where it stopped (specfmt.train.answers) and its cache equals an
+uninterrupted run's; answers are never made twice."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from builders import V, write_verifier
+from specfmt.text import Text
+from specfmt.train import datagen
+from specfmt.train.answers import answers_dir
+from specfmt.train.datagen import DataOptions, write_cache
+from specfmt.verifier import Verifier
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny float32 verifier with a tokenizer and 30 prompts, 25 of them for training: 4 batches of 8."""
+    root = tmp_path_factory.mktemp("datagen")
+    verifier_dir = write_verifier(root / "verifier", tokenizer=True, scale=5)
+    prompts = root / "prompts.jsonl"
+    g = torch.Generator().manual_seed(0)
+    prompts.write_text("".join(json.dumps({"prompt_ids": torch.randint(0, V, (3 + i % 5,), generator=g).tolist()})
+                               + "\n" for i in range(30)))
+    return root, Verifier.from_pretrained(verifier_dir), Text.from_verifier(verifier_dir), prompts
+
+
+def options(prompts: Path, temperature: float, max_new_tokens: int = 12) -> DataOptions:
+    return DataOptions([f"distill:{prompts}"], seq_len=64, max_new_tokens=max_new_tokens, batch=8,
+                       temperature=temperature, held_out=0.1)
+
+
+class Killed(Exception):
+    """What the simulated kill raises (a KeyboardInterrupt would stop pytest itself)."""
+
+
+def counting(monkeypatch, fail_at: int | None = None) -> list[int]:
+    """Count datagen's generate_batch calls; call number fail_at (from 1) raises Killed, as a kill would."""
+    calls, real = [], datagen.generate_batch
+
+    def generate(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == fail_at:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datagen, "generate_batch", generate)
+    return calls
+
+
+def contents(cache: Path) -> tuple:
+    index = json.loads((cache / "index.json").read_text())
+    shards = [load_file(cache / s) for s in index["shards"]]
+    return (cache / "documents.jsonl").read_text(), index, shards
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_a_datagen_killed_after_one_batch_resumes_to_the_cache_of_an_uninterrupted_run(tiny, monkeypatch,
+                                                                                        temperature):
+    root, verifier, text, prompts = tiny
+    opts, out = options(prompts, temperature), root / f"resumed-{temperature}"
+    calls = counting(monkeypatch, fail_at=2)
+    with pytest.raises(Killed):
+        write_cache(out, verifier, text, (1, 2), opts, lambda line: None)
+    assert not out.exists() and len(list(answers_dir(out).iterdir())) == 1  # batch 1 kept, batch 2 lost
+    calls = counting(monkeypatch)
+    write_cache(out, verifier, text, (1, 2), opts, lambda line: None)
+    resumed_calls = list(calls)
+    assert not answers_dir(out).exists()  # gone once the cache is published
+    calls.clear()
+    whole = write_cache(root / f"whole-{temperature}", verifier, text, (1, 2), opts, lambda line: None)
+    assert len(calls) >= 3 and resumed_calls == calls[1:]  # batch 1 is never answered again
+    resumed, expected = contents(out), contents(whole)
+    assert resumed[:2] == expected[:2]
+    for a, b in zip(resumed[2], expected[2], strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_answers_kept_for_other_options_are_answered_again(tiny, monkeypatch):
+    root, verifier, text, prompts = tiny
+    out = root / "changed"
+    counting(monkeypatch, fail_at=2)
+    with pytest.raises(Killed):
+        write_cache(out, verifier, text, (), options(prompts, 0.0, max_new_tokens=12), lambda line: None)
+    calls = counting(monkeypatch)
+    write_cache(out, verifier, text, (), options(prompts, 0.0, max_new_tokens=6), lambda line: None)
+    assert len(calls) == 4 and calls[0] == 8, calls  # 25 training prompts: every batch answered again
+    docs = [json.loads(line) for line in (out / "documents.jsonl").read_text().splitlines()]
+    assert all(sum(d["supervised"]) <= 6 for d in docs)
+
+
+def test_a_damaged_kept_batch_is_answered_again(tiny, monkeypatch):
+    root, verifier, text, prompts = tiny
+    out = root / "damaged"
+    counting(monkeypatch, fail_at=2)
+    with pytest.raises(Killed):
+        write_cache(out, verifier, text, (), options(prompts, 0.0), lambda line: None)
+    (kept,) = answers_dir(out).iterdir()
+    (kept / "answers.json").write_text('{"format": "specfmt-answers/1", "answers": [[1')
+    calls = counting(monkeypatch)
+    write_cache(out, verifier, text, (), options(prompts, 0.0), lambda line: None)
+    assert len(calls) == 4 and calls[0] == 8, calls  # 25 training prompts: the damaged batch 1 too
