@@ -133,8 +133,10 @@ def test_the_user_prefix_and_end_of_turn_come_from_the_chat_template(chat_verifi
 
 def test_synthesized_prompts_are_the_same_for_a_seed_and_others_for_another(chat_verifier, short_turns):
     verifier, text = chat_verifier
-    first = synth.synthesize(verifier, text, 4, seed=1)
+    lines = []
+    first = synth.synthesize(verifier, text, 4, seed=1, report=lines.append)
     assert len(first) == 4 and all(p.startswith("w") for p in first)
+    assert lines[-1] == f"synth: 4/4 prompts kept of {16 * len(lines)} sampled"
     assert synth.synthesize(verifier, text, 4, seed=1) == first
     assert set(synth.synthesize(verifier, text, 4, seed=2)).isdisjoint(first)
     index = NearIndex()

@@ -15,6 +15,8 @@ verifier, dtype and seed give the same prompts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from specfmt.generate import generate_batch
@@ -55,18 +57,23 @@ def _kept(ids: list[int], stops: set[int], text: Text) -> str | None:
     return shown.strip() or None
 
 
-def synthesize(verifier: Verifier, text: Text, count: int, seed: int, exclude: NearIndex | None = None) -> list[str]:
-    """`count` self-synthesized user turns (fewer when the rounds run out), in the order they were sampled."""
+def synthesize(verifier: Verifier, text: Text, count: int, seed: int, exclude: NearIndex | None = None,
+               report: Callable[[str], None] = lambda line: None) -> list[str]:
+    """`count` self-synthesized user turns (fewer when the rounds run out), in the order they were sampled;
+    `report` gets a line per round."""
     prefix, stops = user_turn(text)
     generator = torch.Generator().manual_seed(seed)
     kept, excluded = NearIndex(), exclude or NearIndex()
-    for _ in range(ROUNDS_PER_BATCH * -(-count // BATCH)):
+    for n in range(1, ROUNDS_PER_BATCH * -(-count // BATCH) + 1):
         for ids in generate_batch(verifier, [prefix] * BATCH, MAX_TOKENS + 1, stops, TEMPERATURE, generator):
             turn = _kept(ids, stops, text)
             if turn is not None and kept.match(turn) is None and excluded.match(turn) is None:
                 kept.add(turn)
             if len(kept) == count:
-                return kept.texts
+                break
+        report(f"synth: {len(kept)}/{count} prompts kept of {n * BATCH} sampled")
+        if len(kept) == count:
+            break
     return kept.texts
 
 
@@ -85,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     verifier = Verifier.from_pretrained(args.verifier, dtype=getattr(torch, args.dtype))
-    for prompt in synthesize(verifier, Text.from_verifier(args.verifier), args.count, args.seed):
+    report = lambda line: sys.stderr.write(line + "\n")  # noqa: E731
+    for prompt in synthesize(verifier, Text.from_verifier(args.verifier), args.count, args.seed, report=report):
         sys.stdout.write(json.dumps({"prompt": prompt}) + "\n")
 
 
