@@ -163,3 +163,21 @@ def test_a_synth_spec_is_answered_with_records_and_a_bad_one_is_one_line(chat_ve
                           ("distill:synth:5", "need the verifier and its tokenizer")):
         with pytest.raises(TextError, match=message):
             prompt_records(spec, *((verifier, text) if spec != "distill:synth:5" else ()))
+
+
+def test_the_module_command_prints_the_synthesized_prompts_as_json_lines(chat_verifier, short_turns, tmp_path,
+                                                                         capsys):
+    import torch
+
+    verifier, text = chat_verifier
+    path = write_verifier(tmp_path / "verifier", tokenizer=True)
+    (path / "tokenizer_config.json").write_text(json.dumps({"chat_template": TEMPLATE}))
+    threads = torch.get_num_threads()
+    try:
+        synth.main(["--verifier", str(path), "--count", "2", "--seed", "1", "--dtype", "float32"])
+    finally:
+        torch.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == [{"prompt": p} for p in
+                                                               synth.synthesize(verifier, text, 2, seed=1)]
+    assert err.splitlines()[-1].startswith("synth: 2/2 prompts kept of ")
