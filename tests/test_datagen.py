@@ -1,7 +1,8 @@
 """datagen at scale: a killed datagen continues where it stopped (specfmt.train.answers) and its cache equals an
-uninterrupted run's; answers are never made twice."""
+uninterrupted run's, answers never made twice; an online cache (specfmt.train.features) trains as a cached one."""
 
 import json
+from dataclasses import astuple, replace
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,9 @@ from safetensors.torch import load_file
 
 from builders import V, write_verifier
 from specfmt.text import Text
-from specfmt.train import datagen
+from specfmt.train import datagen, loop, recipes
 from specfmt.train.answers import answers_dir
-from specfmt.train.datagen import DataOptions, write_cache
+from specfmt.train.datagen import Cache, Caches, DataOptions, is_cache, write_cache
 from specfmt.verifier import Verifier
 
 
@@ -103,3 +104,50 @@ def test_a_damaged_kept_batch_is_answered_again(tiny, monkeypatch):
     calls = counting(monkeypatch)
     write_cache(out, verifier, text, (), options(prompts, 0.0), lambda line: None)
     assert len(calls) == 4 and calls[0] == 8, calls  # 25 training prompts: the damaged batch 1 too
+
+
+def test_an_old_format_cache_is_one_line_naming_the_fix(tiny):
+    root = tiny[0]
+    old = root / "old-cache"
+    old.mkdir()
+    (old / "index.json").write_text(json.dumps({"format": "specfmt-datagen/1"}))
+    assert is_cache(old) and not is_cache(old, current=True)  # datagen may rewrite it; train does not read it
+    with pytest.raises(ValueError, match=r"specfmt-datagen/1 cache, .* rerun `specfmt datagen` to rebuild it"):
+        Cache(old)
+
+
+def test_an_online_cache_holds_no_feature_shards_and_its_samples_equal_the_cached_ones(tiny):
+    root, verifier, text, prompts = tiny
+    cached = Cache(write_cache(root / "f-cached", verifier, text, (1, 2), options(prompts, 0.0), lambda line: None,
+                               dtype=torch.float32))
+    opts = replace(options(prompts, 0.0), features="online")
+    online = Cache(write_cache(root / "f-online", verifier, text, (1, 2), opts, lambda line: None, torch.float32))
+    assert online.index["shards"] == [] and not list(online.path.glob("*.safetensors"))
+    assert len(online) == len(cached) >= 2 and online.check(verifier, (1, 2)) == []
+    assert torch.equal(online.token_counts(V), cached.token_counts(V))
+    for i in range(len(cached)):
+        (a, argmax_a), (b, argmax_b) = online.sample(i, verifier), cached.sample(i, verifier)
+        assert torch.equal(argmax_a, argmax_b)
+        assert all(torch.equal(x, y) for x, y in zip(astuple(a), astuple(b), strict=True))
+
+
+def test_training_on_online_features_equals_training_on_cached_ones_within_1e_5(tiny, tmp_path):
+    """Same seed, float32, 4 optimizer steps of EAGLE-3: online features are computed by the same code on the
+    same documents, so the weights agree to float32 rounding (the tolerance, 1e-5, covers a different order of
+    summation that a future change could bring)."""
+    root, verifier, text, prompts = tiny
+    weights = []
+    for features in ("cached", "online"):
+        opts = replace(options(prompts, 0.0, max_new_tokens=20), features=features, seq_len=32)
+        cache = Caches([write_cache(root / f"t-{features}", verifier, text, (1, 2), opts, lambda line: None,
+                                    torch.float32)])
+        recipe = recipes.recipe("eagle3", verifier, "test/tiny", 2, cache.token_counts(V), 64, 0)
+        train_opts = loop.TrainOptions(steps=2, batch=2, lr=3e-3, warmup=1, max_steps=4, save_every=100,
+                                       val_prompts=0)
+        run = loop.train(recipe, verifier, cache, train_opts, tmp_path / features, lambda record, total: None)
+        weights.append({n: p.detach().clone() for n, p in run.params.items()})
+    assert weights[0].keys() == weights[1].keys()
+    moved = recipes.recipe("eagle3", verifier, "test/tiny", 2, torch.ones(V, dtype=torch.long), 64, 0)
+    for name in weights[0]:
+        torch.testing.assert_close(weights[1][name], weights[0][name], atol=1e-5, rtol=1e-5)
+    assert any(not torch.equal(weights[0][n], moved.tensors[n].float()) for n in weights[0])  # it trained

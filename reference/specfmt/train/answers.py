@@ -69,7 +69,12 @@ class Answers:
             (staging / "answers.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
 
         self.root.mkdir(parents=True, exist_ok=True)
-        publish(self._path(key, start), write, overwrite=True)
+        try:
+            publish(self._path(key, start), write, overwrite=True)
+        except BaseException:
+            if not any(self.root.iterdir()):  # nothing kept yet: leave no empty directory behind
+                self.root.rmdir()
+            raise
 
     def remove(self) -> None:
         """Forget every stored batch (the cache that used them is published)."""

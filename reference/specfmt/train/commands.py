@@ -30,6 +30,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    help="at most this many prompts per distill source, spread evenly over it (0: all)")
     p.add_argument("--gen-dtype", choices=("float32", "bfloat16"), default="bfloat16",
                    help="verifier dtype for answering and features (default: %(default)s)")
+    p.add_argument("--features", choices=("cached", "online"), default="cached",
+                   help="cached: the verifier's states stored in the cache; online: only the token documents, the "
+                        "states computed while training (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core this process may use)")
 
 
@@ -72,7 +75,7 @@ def data_options(args: argparse.Namespace):
     from specfmt.train.datagen import DataOptions
 
     return DataOptions(args.data, args.seq_len, args.max_new_tokens, args.gen_batch, args.temperature,
-                       args.held_out, args.limit, getattr(args, "seed", 0))
+                       args.held_out, args.limit, getattr(args, "seed", 0), args.features)
 
 
 def set_threads(n: int) -> int:
@@ -119,7 +122,7 @@ def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...]
     from specfmt.verifier import Verifier
 
     opts = data_options(args)
-    if is_cache(target):
+    if is_cache(target, current=True):
         cache = Cache(target)
         if cache.index["options"] == asdict(opts) and tuple(cache.index["aux_ids"]) == aux_ids:
             return cache

@@ -1,9 +1,10 @@
 """`specfmt datagen`: documents from the data specs, the verifier's features for them, cached on disk as
 safetensors shards and reused by every epoch (and every run that trains on the same verifier and aux ids).
 
-A cache directory holds `index.json` (format FORMAT: the verifier facts, aux ids, counts, sizes and the held-out
-validation prompts), `documents.jsonl` (token ids and supervision of every document, so that features can be
-recomputed for other aux ids) and `features-NNNNN.safetensors`. Sample i of a shard stores, over its T tokens
+A cache directory holds `index.json` (format FORMAT: the verifier facts, aux ids, counts, sizes, the held-out
+validation prompts and `features`), `documents.jsonl` (token ids and supervision of every document, so that features
+can be recomputed for other aux ids) and, when `features` is "cached", `features-NNNNN.safetensors` (an "online"
+cache has none: training computes them, specfmt.train.features). Sample i of a shard stores, over its T tokens
 (whole documents packed into one row of at most seq_len):
 - `i.tokens` I64 [T], `i.loss_mask` U8 [T], `i.doc` I32 [T] (document of each token), `i.positions` I32 [T];
 - `i.aux` [T, A*H] and `i.last` [T, H] in the cache dtype (bfloat16): the verifier's aux states (CFG-9) and its
@@ -23,12 +24,12 @@ from safetensors import safe_open
 
 from specfmt import files
 from specfmt.generate import generate_batch
-from specfmt.nn import rms_norm
 from specfmt.proposal import Sample
 from specfmt.publish import publish
 from specfmt.safetensors_file import write_tensors
 from specfmt.text import Text
 from specfmt.train.answers import NOTHING_KEPT, Answers, answers_dir, batch_key
+from specfmt.train.features import OnlineFeatures, as_sample
 from specfmt.train.sources import (
     Document,
     is_held_out,
@@ -39,7 +40,8 @@ from specfmt.train.sources import (
 )
 from specfmt.verifier import Verifier
 
-FORMAT = "specfmt-datagen/1"
+FORMAT = "specfmt-datagen/2"  # /2: index.json#/features, "cached" (feature shards) or "online" (none)
+OLD_FORMATS = ("specfmt-datagen/1",)  # replaced by datagen, refused by train with the fix
 SHARD_BYTES = 256 << 20
 Report = Callable[[str], None]
 
@@ -54,6 +56,7 @@ class DataOptions:
     held_out: float = 0.05  # fraction of prompts (or documents) kept for validation
     limit: int = 0  # at most this many prompts per distill source, spread evenly over it (0: all)
     seed: int = 0
+    features: str = "cached"  # "online": no feature shards; training computes them (specfmt.train.features)
 
 
 def spread(items: list, limit: int) -> list:
@@ -155,7 +158,7 @@ def write_cache(out: Path, verifier: Verifier, text: Text, aux_ids: tuple[int, .
         with open(staging / "documents.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(asdict(d)) + "\n" for d in docs)
         shards, shard, size, rows = [], {}, 0, pack(docs, opts.seq_len)
-        for i, row in enumerate(rows):
+        for i, row in enumerate(rows if opts.features == "cached" else []):
             for key, tensor in features(verifier, [docs[j] for j in row], aux_ids, dtype).items():
                 shard[f"{i}.{key}"] = tensor
                 size += tensor.numel() * tensor.element_size()
@@ -164,8 +167,8 @@ def write_cache(out: Path, verifier: Verifier, text: Text, aux_ids: tuple[int, .
                 write_tensors(staging / shards[-1], shard, {"format": "pt"})
                 shard, size = {}, 0
             report(f"features: {i + 1}/{len(rows)} samples")
-        index = {"format": FORMAT, "verifier": fingerprint(verifier), "aux_ids": list(aux_ids),
-                 "dtype": str(dtype)[6:], "samples": len(rows), "documents": len(docs),
+        index = {"format": FORMAT, "features": opts.features, "verifier": fingerprint(verifier),
+                 "aux_ids": list(aux_ids), "dtype": str(dtype)[6:], "samples": len(rows), "documents": len(docs),
                  "tokens": sum(len(d.tokens) for d in docs), "supervised": sum(sum(d.supervised) for d in docs),
                  "shards": shards, "val_prompts": val, "options": asdict(opts),
                  "bytes": sum((staging / s).stat().st_size for s in shards)}
@@ -176,13 +179,14 @@ def write_cache(out: Path, verifier: Verifier, text: Text, aux_ids: tuple[int, .
     return published
 
 
-def is_cache(path: Path) -> bool:
-    """Whether `path` is a datagen cache directory (what `specfmt datagen` writes, and may replace)."""
+def is_cache(path: Path, current: bool = False) -> bool:
+    """Whether `path` is a datagen cache directory (what `specfmt datagen` writes, and may replace: one of an
+    older format too, unless `current`)."""
     try:
         index = files.read_json(path / "index.json")
     except OSError:
         return False
-    return isinstance(index, dict) and index.get("format") == FORMAT
+    return isinstance(index, dict) and index.get("format") in ((FORMAT,) if current else (FORMAT, *OLD_FORMATS))
 
 
 def fingerprint(verifier: Verifier) -> dict:
@@ -191,20 +195,26 @@ def fingerprint(verifier: Verifier) -> dict:
     return {k: c[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
 
 
-INDEX_KEYS = {"format": str, "verifier": dict, "aux_ids": list, "samples": int, "documents": int, "tokens": int,
-              "supervised": int, "bytes": int, "shards": list, "val_prompts": list, "options": dict}
+INDEX_KEYS = {"format": str, "features": str, "verifier": dict, "aux_ids": list, "samples": int, "documents": int,
+              "tokens": int, "supervised": int, "bytes": int, "shards": list, "val_prompts": list, "options": dict}
 
 
 def read_index(root: Path) -> dict:
     """The index.json of a cache (specfmt.files.read_json: bounded, a regular file), checked: a JSON object of
     the FORMAT with each key of its type."""
     index = files.read_json(root / "index.json")
+    if isinstance(index, dict) and index.get("format") in OLD_FORMATS:
+        raise ValueError(f"{root} is a {index['format']} cache, which this specfmt no longer reads: rerun "
+                         f"`specfmt datagen` to rebuild it as {FORMAT}")
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise ValueError(f"{root} is not a {FORMAT} cache: its index.json names no such format")
     for key, kind in INDEX_KEYS.items():
         if not isinstance(index.get(key), kind) or isinstance(index.get(key), bool):
             raise ValueError(f"{root / 'index.json'}#/{key}: expected a JSON {kind.__name__}, found "
                              f"{json.dumps(index.get(key))[:40]}")
+    if index["features"] not in ("cached", "online"):
+        raise ValueError(f"{root / 'index.json'}#/features: expected \"cached\" or \"online\", found "
+                         f"{json.dumps(index['features'])[:40]}")
     return index
 
 
@@ -225,6 +235,9 @@ class Cache:
         self.index = read_index(self.path)
         self.files = [safe_open(str(shard_path(self.path, i, s)), "pt") for i, s in enumerate(self.index["shards"])]
         self.where = {int(k.split(".")[0]): f for f in self.files for k in f.keys() if k.endswith(".tokens")}
+        self.online = OnlineFeatures(self.path, self.index) if self.index["features"] == "online" else None
+        if self.online:
+            self.where = dict.fromkeys(range(len(self.online.rows)))
 
     def __len__(self) -> int:
         return self.index["samples"]
@@ -246,17 +259,16 @@ class Cache:
         return out
 
     def sample(self, i: int, verifier: Verifier) -> tuple[Sample, torch.Tensor]:
-        """Sample i with its normed states (the verifier's final norm over `last`), and the verifier's argmax."""
-        f = self.where[i]
-        get = lambda key: f.get_tensor(f"{i}.{key}")  # noqa: E731
-        last = get("last").float()
-        normed = rms_norm(last, verifier.w["norm"].float(), verifier.cfg.eps)
-        sample = Sample(get("tokens"), get("loss_mask").bool(), get("doc").long(), get("positions").long(),
-                        get("aux").float(), last, normed)
-        return sample, get("argmax").long()
+        """Sample i with its normed states (the verifier's final norm over `last`), and the verifier's argmax;
+        computed now in an online cache."""
+        if self.online:
+            return self.online.sample(i, verifier)
+        return as_sample(lambda key: self.where[i].get_tensor(f"{i}.{key}"), verifier)
 
     def token_counts(self, vocab_size: int) -> torch.Tensor:
         """How often each token id is supervised over the whole cache: [V]."""
+        if self.online:
+            return self.online.token_counts(vocab_size)
         counts = torch.zeros(vocab_size, dtype=torch.long)
         for i, f in self.where.items():
             tokens, mask = f.get_tensor(f"{i}.tokens"), f.get_tensor(f"{i}.loss_mask").bool()
