@@ -214,24 +214,14 @@ def test_eval_with_one_prompt_set_writes_the_result_itself_tagged_with_its_set(d
 
 
 @pytest.fixture
-def fake_evalsets(monkeypatch):
-    """specfmt.evalsets answering one set, "tiny", of prompt_ids records, and refusing every other name."""
-    import sys
-    import types
+def tiny_evalset(monkeypatch):
+    """specfmt.evalsets with one more set, "tiny", of the prompt_ids records of PROMPTS."""
+    from specfmt import evalsets
 
-    import specfmt
-
-    def records(name: str) -> list[dict]:
-        if name != "tiny":
-            raise KeyError(f"no evaluation set {name!r}; expected one of ['tiny']")
-        return [{"prompt_ids": p} for p in PROMPTS]
-
-    module = types.SimpleNamespace(records=records)
-    monkeypatch.setitem(sys.modules, "specfmt.evalsets", module)
-    monkeypatch.setattr(specfmt, "evalsets", module, raising=False)
+    monkeypatch.setitem(evalsets.EVALSETS, "tiny", lambda: [{"prompt_ids": p} for p in PROMPTS])
 
 
-def test_eval_reads_an_evaluation_set_named_with_evalset_and_limits_it(dirs, tmp_path, fake_evalsets):
+def test_eval_reads_an_evaluation_set_named_with_evalset_and_limits_it(dirs, tmp_path, tiny_evalset):
     verifier, draft, _ = dirs
     out = tmp_path / "results.json"
     assert main(eval_args(verifier, draft, "evalset:tiny", "--limit", "3", "--out", str(out))) == 0
@@ -239,10 +229,18 @@ def test_eval_reads_an_evaluation_set_named_with_evalset_and_limits_it(dirs, tmp
     assert result["prompt_set"] == "evalset:tiny" and result["prompts"] == 3
 
 
-def test_eval_refuses_an_unknown_evaluation_set_in_one_line_naming_it(dirs, capsys, fake_evalsets):
+def test_eval_refuses_an_unknown_evaluation_set_in_one_line_naming_it(dirs, capsys):
     verifier, draft, _ = dirs
     err = usage_error(capsys, eval_args(verifier, draft, "evalset:absent"))
-    assert "--prompts evalset:absent: no evaluation set 'absent'" in err
+    assert "--prompts evalset:absent: unknown evaluation set 'absent'; known: python-docs" in err
+
+
+def test_eval_reads_the_python_docs_evaluation_set_with_the_verifier_tokenizer(dirs, tmp_path):
+    verifier, draft, _ = dirs
+    out = tmp_path / "results.json"
+    assert main(eval_args(verifier, draft, "evalset:python-docs", "--limit", "1", "--out", str(out))) == 0
+    result = json.loads(out.read_text())
+    assert result["prompt_set"] == "evalset:python-docs" and result["prompts"] == 1
 
 
 def test_eval_refuses_the_same_prompt_set_given_twice_in_one_line(dirs, capsys):

@@ -1,8 +1,9 @@
 """`specfmt eval`: speed of speculative against plain greedy decoding on prompt files or evaluation sets
-(`--prompts evalset:NAME`, specfmt.evalsets; several --prompts give a table per set and a summary row per set), with
-the reference runtime, all sets in one process with the same threads and dtype. One progress line per prompt goes to stderr, always (an eval runs for minutes; a log of it should say
-how far it came), and a warning line when the machine's load makes the timings unreliable
-(specfmt.evaluate.timing_warning). Usage errors and exit statuses as specfmt.cli_runtime says.
+(`--prompts evalset:NAME`, specfmt.evalsets; several --prompts give a table per set and a summary row per set),
+with the reference runtime, all sets in one process with the same threads and dtype. One progress line per prompt
+goes to stderr, always (an eval runs for minutes; a log of it should say how far it came), and a warning line
+when the machine's load makes the timings unreliable (specfmt.evaluate.timing_warning). Usage errors and exit
+statuses as specfmt.cli_runtime says.
 """
 
 from __future__ import annotations
@@ -56,19 +57,16 @@ def check_record(record: dict, where: str) -> None:
                         f"{render(messages)[:80]}")
 
 
-EVALSET = "evalset:"
-
-
 def prompt_records(spec: str, limit: int | None = None) -> list[dict]:
     """The first `limit` records of `spec`: an evaluation set, "evalset:NAME" (specfmt.evalsets), or a prompt file
     (JSON lines or text lines). Raises TextError, one line, for a missing file or set."""
+    from specfmt import evalsets
     from specfmt.text import TextError, read_prompts
 
-    if spec.startswith(EVALSET):
-        from specfmt import evalsets
-
+    name = evalsets.name_of(spec)
+    if name is not None:
         try:
-            return evalsets.records(spec.removeprefix(EVALSET))[:limit]
+            return evalsets.records(name)[:limit]
         except (KeyError, ValueError, OSError, ImportError) as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else e
             raise TextError(f"--prompts {spec}: {one_line(message)}") from None
@@ -86,11 +84,12 @@ def eval_prompts(verifier_dir: str, spec: str, limit: int | None = None) -> tupl
     """Token ids of the first `limit` records of a prompt file or evaluation set (prompt_records), and the
     verifier's end-of-sequence ids with the tokenizer's eos_token first (decoding stops on the first). Raises
     ValueError for a usage mistake."""
+    from specfmt.evalsets import name_of
     from specfmt.text import Text, TextError, _ids, _read_json
 
     records = prompt_records(spec, limit)
     if not records:
-        raise TextError(f"{spec}: no prompt in the {'set' if spec.startswith(EVALSET) else 'file'}")
+        raise TextError(f"{spec}: no prompt in the {'file' if name_of(spec) is None else 'set'}")
     for n, record in enumerate(records, 1):
         check_record(record, f"{spec}: prompt {n}")
     try:
