@@ -181,3 +181,13 @@ def test_the_module_command_prints_the_synthesized_prompts_as_json_lines(chat_ve
     assert [json.loads(line) for line in out.splitlines()] == [{"prompt": p} for p in
                                                                synth.synthesize(verifier, text, 2, seed=1)]
     assert err.splitlines()[-1].startswith("synth: 2/2 prompts kept of ")
+
+
+def test_datagen_answers_a_synth_spec_with_the_verifier_it_was_given(chat_verifier, short_turns):
+    from specfmt.train.datagen import DataOptions, collect
+
+    verifier, text = chat_verifier
+    opts = DataOptions(["distill:synth:3:1"], seq_len=64, max_new_tokens=2, batch=4, held_out=0.0)
+    docs, _ = collect(verifier, text, opts, lambda line: None)
+    prompts = [text.prompt_ids({"prompt": p}) for p in synth.synthesize(verifier, text, 3, seed=1)]
+    assert [d.tokens[:d.prompt_len] for d in docs] == prompts

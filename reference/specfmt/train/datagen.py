@@ -73,7 +73,7 @@ def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, repo
     read from `stored` when a killed run answered it already, else answered (its sampling seeded by the seed and
     its first prompt, so a resumed run draws what an uninterrupted one does) and stored at once."""
     train, held = [], []
-    for where, record in prompt_records(spec):
+    for where, record in prompt_records(spec, verifier, text):
         ids = prompt_ids(where, record, text, verifier.vocab_size)
         (held if is_held_out(json.dumps(record, sort_keys=True), opts.held_out) else train).append(ids)
     train = spread(train, opts.limit)
