@@ -1,5 +1,7 @@
 """generate_batch: the verifier alone on several left-padded prompts at once (self-distillation data)."""
 
+import torch
+
 from builders import verifier_for
 from specfmt.generate import generate_batch, generate_plain
 from specfmt.proposal import Proposal
@@ -21,3 +23,35 @@ def test_a_row_stops_after_its_eos_and_the_batch_stops_at_max_new_tokens():
     for row, tokens in zip(batch, alone, strict=True):
         assert row == (tokens[:tokens.index(eos) + 1] if eos in tokens else tokens)
     assert any(eos not in tokens for tokens in alone), "every row stops: the test would not bound the loop"
+
+
+def test_a_row_that_emits_eos_leaves_the_batch_so_later_steps_run_fewer_rows():
+    verifier = verifier_for(0)
+    alone = [generate_plain(verifier, p, 12, Proposal()) for p in PROMPTS]
+    eos = alone[0][2]  # the first row stops after 3 tokens (or earlier, if it emits this token before)
+    stop = alone[0].index(eos) + 1
+    rows, forward = [], verifier.forward
+    verifier.forward = lambda tokens, *a, **k: rows.append(tokens.shape[0]) or forward(tokens, *a, **k)
+    batch = generate_batch(verifier, PROMPTS, 12, {eos})
+    assert batch[0] == alone[0][:stop]
+    assert rows[stop] < len(PROMPTS), rows  # the step after the row's eos runs without it
+    assert len(rows) == 12  # a prefill and 11 decode steps: no forward after the last token
+
+
+def test_batched_bfloat16_answers_agree_with_float32_ones_on_most_tokens():
+    """bfloat16 rounds each row's sums differently from float32, so greedy answers may part after a near tie;
+    the tolerance: at least 80% of the tokens agree position by position (the random tiny verifier has
+    near ties that a trained one rarely has)."""
+    prompts, n = PROMPTS * 2, 16
+    exact = generate_batch(verifier_for(0), prompts, n, set())
+    half = generate_batch(verifier_for(0, torch.bfloat16), prompts, n, set())
+    same = sum(a == b for x, y in zip(exact, half, strict=True) for a, b in zip(x, y, strict=True))
+    assert same >= 0.8 * n * len(prompts), same
+
+
+def test_last_logits_is_the_last_row_of_the_full_logits():
+    verifier = verifier_for(0)
+    tokens = torch.tensor([[1, 5, 9, 3], [7, 7, 2, 11]])
+    full = verifier.forward(tokens).logits
+    verifier.truncate(0)
+    assert torch.equal(verifier.forward(tokens, last_logits=True).logits, full[:, -1:])

@@ -100,41 +100,59 @@ def generate_plain(verifier: Verifier, prompt_ids: list[int], max_new_tokens: in
     return tokens
 
 
-@torch.inference_mode()
-def generate_batch(verifier: Verifier, prompts: list[list[int]], max_new_tokens: int, eos_ids: set[int],
-                   temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
-    """The verifier alone on several prompts at once (self-distillation data): prompts left-padded to one
-    length, each row at its own positions, pad keys masked; a row stops after an eos id. Greedy at
-    temperature 0, otherwise a draw from softmax(logits / temperature) with `generator`."""
+def _prefill(verifier: Verifier, prompts: list[list[int]], max_new_tokens: int):
+    """Run the left-padded prompts; (last logits [B, V], positions of the last tokens [B, 1], the key mask of
+    every position the decode can reach [B, width + max_new_tokens], or None when no row is padded)."""
     lengths = torch.tensor([len(p) for p in prompts])
     width = int(lengths.max())
     pad = width - lengths  # [B]
     tokens = torch.zeros(len(prompts), width, dtype=torch.long)
     for row, prompt in enumerate(prompts):
         tokens[row, int(pad[row]):] = torch.tensor(prompt)
-    valid = torch.arange(width)[None, :] >= pad[:, None]  # [B, S]: keys that are real tokens
+    valid = torch.arange(width + max_new_tokens)[None, :] >= pad[:, None]  # [B, S]: keys that are real tokens
     positions = (torch.arange(width)[None, :] - pad[:, None]).clamp(min=0)  # [B, T]
     # A pad row attends to itself only, so no row of the attention is empty (which would give NaN).
-    mask = (torch.ones(width, width, dtype=torch.bool).tril() & valid[:, None, :]) | torch.eye(width, dtype=torch.bool)
+    mask = (torch.ones(width, width, dtype=torch.bool).tril() & valid[:, None, :width]) | torch.eye(width,
+                                                                                                     dtype=torch.bool)
     verifier.truncate(0)
-    logits = verifier.forward(tokens, positions=positions.to(verifier.device),
-                              mask=mask[:, None].to(verifier.device)).logits[:, -1]  # [B, V]
+    logits = verifier.forward(tokens, positions=positions.to(verifier.device), mask=mask[:, None].to(verifier.device),
+                              last_logits=True).logits[:, -1]  # [B, V]
+    return logits, positions[:, -1:].to(verifier.device), valid.to(verifier.device) if bool(pad.any()) else None
+
+
+def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    """The next token of each row [B]: greedy at temperature 0, else a draw from softmax(logits / temperature)."""
+    if temperature == 0:
+        return logits.argmax(-1).cpu()
+    probs = torch.softmax(logits.float() / temperature, -1).cpu()  # [B, V]
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+@torch.inference_mode()
+def generate_batch(verifier: Verifier, prompts: list[list[int]], max_new_tokens: int, eos_ids: set[int],
+                   temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
+    """The verifier alone on several prompts at once (self-distillation data): prompts left-padded to one
+    length, each row at its own positions, pad keys masked (the mask built once; none when no row is padded);
+    a row stops after an eos id and leaves the batch, its cache rows dropped, so it stops costing. Greedy at
+    temperature 0, otherwise a draw from softmax(logits / temperature) with `generator` over the live rows."""
     out: list[list[int]] = [[] for _ in prompts]
-    done = torch.zeros(len(prompts), dtype=torch.bool)
-    for _ in range(max_new_tokens):
-        if bool(done.all()):
+    if not prompts or max_new_tokens < 1:
+        return out
+    logits, positions, valid = _prefill(verifier, prompts, max_new_tokens)
+    live, eos = list(range(len(prompts))), torch.tensor(sorted(eos_ids), dtype=torch.long)
+    for step in range(max_new_tokens):
+        chosen = _choose(logits, temperature, generator)  # [B]
+        for row, token in zip(live, chosen.tolist(), strict=True):
+            out[row].append(token)
+        going = ~torch.isin(chosen, eos)  # [B]
+        if step == max_new_tokens - 1 or not bool(going.any()):
             break
-        if temperature == 0:
-            chosen = logits.argmax(-1).cpu()
-        else:
-            probs = torch.softmax(logits.float() / temperature, -1).cpu()  # [B, V]
-            chosen = torch.multinomial(probs, 1, generator=generator)[:, 0]
-        for row in range(len(prompts)):
-            if not done[row]:
-                out[row].append(int(chosen[row]))
-                done[row] = int(chosen[row]) in eos_ids
-        positions = positions[:, -1:] + 1
-        valid = torch.cat([valid, torch.ones(len(prompts), 1, dtype=torch.bool)], 1)
-        logits = verifier.forward(chosen[:, None].to(verifier.device), positions=positions.to(verifier.device),
-                                  mask=valid[:, None, None, :].to(verifier.device)).logits[:, -1]
+        if not bool(going.all()):
+            keep = going.nonzero()[:, 0]
+            live, chosen, on_device = [live[i] for i in keep.tolist()], chosen[keep], keep.to(verifier.device)
+            positions, valid = positions[on_device], None if valid is None else valid[on_device]
+            verifier.select_rows(keep)
+        positions = positions + 1
+        mask = None if valid is None else valid[:, None, None, :len(verifier) + 1]  # [B, 1, 1, S]
+        logits = verifier.forward(chosen[:, None].to(verifier.device), positions=positions, mask=mask).logits[:, -1]
     return out

@@ -141,6 +141,11 @@ class KVCache:
             buffer[..., :self.length, :] = old[..., :self.length, :]
         return buffer
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only these rows of a batch (ids into the first dimension): a finished row stops costing."""
+        if self.k is not None:
+            self.k, self.v = self.k.index_select(0, rows), self.v.index_select(0, rows)
+
     def truncate(self, length: int) -> None:
         """Keep the first `length` positions; 0 forgets the sequence, batch shape included."""
         if length == 0:

@@ -89,12 +89,18 @@ class Verifier:
         for cache in self.caches:
             cache.truncate(length)
 
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only these rows of the batch in every layer's cache (the rows still decoding)."""
+        for cache in self.caches:
+            cache.select(rows.to(self.device))
+
     @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, aux_ids: tuple[int, ...] = (), positions: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> Output:
+                mask: torch.Tensor | None = None, last_logits: bool = False) -> Output:
         """Run `tokens` ([T], or a batch [B, T]) after the cached positions; capture hidden_states[k] for k in
         aux_ids. Positions and mask default to the next positions and causal attention; a batch of left-padded
-        rows passes its own (positions [B, T], mask [B, 1, T, S])."""
+        rows passes its own (positions [B, T], mask [B, 1, T, S]). `last_logits`: the LM head runs on the last
+        position only (logits [..., 1, V]), what a prefill that only decodes on needs."""
         past, t = len(self), tokens.shape[-1]
         if positions is None:
             positions = torch.arange(past, past + t, device=self.device)
@@ -108,7 +114,8 @@ class Verifier:
             states[i + 1] = x
         normed = nn.rms_norm(x, self.w["norm"], self.cfg.eps)
         aux = torch.cat([states[k] for k in aux_ids], -1) if aux_ids else x[..., :0]  # [..., T, A*H]
-        return Output(F.linear(normed, self.lm_head), aux, x, normed)
+        head_in = normed[..., -1:, :].contiguous() if last_logits else normed  # [..., T, H] -> [..., 1, H]
+        return Output(F.linear(head_in, self.lm_head), aux, x, normed)
 
 
 def load_hf_config(path: str | Path) -> dict:

@@ -23,7 +23,7 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                         "repeatable")
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per packed sample (default: %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="per distilled answer (default: %(default)s)")
-    p.add_argument("--gen-batch", type=int, default=16, help="prompts answered at once (default: %(default)s)")
+    p.add_argument("--gen-batch", type=int, default=64, help="prompts answered at once (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=0.0, help="of distilled answers; 0 is greedy")
     p.add_argument("--held-out", type=float, default=0.05, help="fraction kept for validation (default: %(default)s)")
     p.add_argument("--limit", type=int, default=0,
