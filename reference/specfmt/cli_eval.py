@@ -57,7 +57,7 @@ def check_record(record: dict, where: str) -> None:
                         f"{render(messages)[:80]}")
 
 
-def prompt_records(spec: str, limit: int | None = None) -> list[dict]:
+def eval_records(spec: str, limit: int | None = None) -> list[dict]:
     """The first `limit` records of `spec`: an evaluation set, "evalset:NAME" (specfmt.evalsets), or a prompt file
     (JSON lines or text lines). Raises TextError, one line, for a missing file or set."""
     from specfmt import evalsets
@@ -81,13 +81,13 @@ def prompt_records(spec: str, limit: int | None = None) -> list[dict]:
 
 
 def eval_prompts(verifier_dir: str, spec: str, limit: int | None = None) -> tuple[list[list[int]], list[int]]:
-    """Token ids of the first `limit` records of a prompt file or evaluation set (prompt_records), and the
+    """Token ids of the first `limit` records of a prompt file or evaluation set (eval_records), and the
     verifier's end-of-sequence ids with the tokenizer's eos_token first (decoding stops on the first). Raises
     ValueError for a usage mistake."""
     from specfmt.evalsets import name_of
     from specfmt.text import Text, TextError, _ids, _read_json
 
-    records = prompt_records(spec, limit)
+    records = eval_records(spec, limit)
     if not records:
         raise TextError(f"{spec}: no prompt in the {'file' if name_of(spec) is None else 'set'}")
     for n, record in enumerate(records, 1):
