@@ -29,9 +29,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 NODE = shutil.which("node")
 PHONE = 390  # CSS pixels: a phone held upright
 REFERENCE = {"eagle3": "reference/v1.0/algorithms/eagle3/", "config": "reference/v1.0/config/"}
-# The pages of the install and docs work of issue 20 (section 3), each at 1280 px and on a phone.
+# The pages issue 20 touched (install and docs, the converting and training guides, the eagle and config rules),
+# each at 1280 px and on a phone.
 TOUCHED = {"install": "install/", "quickstart": "quickstart/", "cli": "reference/cli/", "adapters":
-           "conformance/adapters/", "training": "guides/training/", "ngram": "reference/v1.0/algorithms/ngram/"}
+           "conformance/adapters/", "training": "guides/training/", "ngram": "reference/v1.0/algorithms/ngram/",
+           "converting": "guides/converting/", "eagle-spec": "spec/algorithms/eagle/", "config-spec": "spec/config/"}
 PAGES = {"home": "", **REFERENCE, "conformance": "conformance/", **TOUCHED,
          **{f"{name}-phone": f"{path}@{PHONE}" for name, path in {**REFERENCE, **TOUCHED,
                                                                    "conformance": "conformance/"}.items()}}
