@@ -6,6 +6,7 @@ import tests/); this module re-exports them and adds what only tests use.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -102,3 +103,12 @@ def fill_disk(disk: Path, leave: int) -> None:
     free = stat.f_bavail * stat.f_frsize
     with open(disk / "filler", "wb") as f:
         f.write(b"\0" * max(0, free - leave))
+
+
+def write_prompt_ids(path: Path, lengths: list[int], seed: int = 0) -> Path:
+    """A JSONL prompt file of {"prompt_ids": [...]} records, one per length, ids drawn uniformly from the tiny
+    verifier's vocabulary with a seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    path.write_text("".join(json.dumps({"prompt_ids": torch.randint(0, V, (n,), generator=g).tolist()}) + "\n"
+                            for n in lengths))
+    return path

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from builders import V, fill_disk, write_variant, write_verifier
+from builders import fill_disk, write_prompt_ids, write_variant, write_verifier
 from specfmt.cli import main
 from specfmt.text import Text
 from specfmt.train import loop
@@ -27,10 +26,7 @@ def tiny(tmp_path_factory):
     """(root, verifier dir, prompts file, eagle3 cache) of a tiny verifier with a tokenizer."""
     root = tmp_path_factory.mktemp("train-errors")
     verifier_dir = write_verifier(root / "verifier", tokenizer=True, scale=5)
-    prompts = root / "prompts.jsonl"
-    g = torch.Generator().manual_seed(0)
-    prompts.write_text("".join(json.dumps({"prompt_ids": torch.randint(0, V, (6,), generator=g).tolist()}) + "\n"
-                               for _ in range(24)))
+    prompts = write_prompt_ids(root / "prompts.jsonl", [6] * 24)
     opts = DataOptions([f"distill:{prompts}"], seq_len=32, max_new_tokens=6, batch=8, held_out=0.1)
     cache = write_cache(root / "cache", Verifier.from_pretrained(verifier_dir), Text.from_verifier(verifier_dir),
                         (2, 3), opts, lambda line: None)

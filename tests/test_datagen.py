@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from builders import V, write_verifier
+from builders import V, write_prompt_ids, write_verifier
 from specfmt.text import Text
 from specfmt.train import datagen, loop, recipes
 from specfmt.train.answers import answers_dir
@@ -22,10 +22,7 @@ def tiny(tmp_path_factory):
     """A tiny float32 verifier with a tokenizer and 30 prompts, 25 of them for training: 4 batches of 8."""
     root = tmp_path_factory.mktemp("datagen")
     verifier_dir = write_verifier(root / "verifier", tokenizer=True, scale=5)
-    prompts = root / "prompts.jsonl"
-    g = torch.Generator().manual_seed(0)
-    prompts.write_text("".join(json.dumps({"prompt_ids": torch.randint(0, V, (3 + i % 5,), generator=g).tolist()})
-                               + "\n" for i in range(30)))
+    prompts = write_prompt_ids(root / "prompts.jsonl", [3 + i % 5 for i in range(30)])
     return root, Verifier.from_pretrained(verifier_dir), Text.from_verifier(verifier_dir), prompts
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from builders import V, config_of, tensors_for, verifier_for, write_verifier
+from builders import V, config_of, tensors_for, verifier_for, write_prompt_ids, write_verifier
 from specfmt import validate
 from specfmt.cli import main
 from specfmt.defaults import resolve
@@ -73,10 +73,7 @@ def tiny(tmp_path_factory):
     """A tiny verifier with a tokenizer, and a self-distilled cache of it for each algorithm's aux ids."""
     root = tmp_path_factory.mktemp("train")
     verifier_dir = write_verifier(root / "verifier", tokenizer=True, scale=5)
-    prompts = root / "prompts.jsonl"
-    g = torch.Generator().manual_seed(0)
-    prompts.write_text("".join(json.dumps({"prompt_ids": torch.randint(0, V, (6,), generator=g).tolist()}) + "\n"
-                               for _ in range(48)))
+    prompts = write_prompt_ids(root / "prompts.jsonl", [6] * 48)
     verifier = Verifier.from_pretrained(verifier_dir)
     caches = {}
     for name, aux_ids in (("eagle3", (2, 3)), ("heads", ())):
