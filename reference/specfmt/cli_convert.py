@@ -86,8 +86,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
               inputs=[args.verifier] if args.verifier else [])
     except ValidationError as e:
         return _report(conversion.decisions, args.out, invalid=e, verifier=verifier)
-    except FileExistsError as e:
-        raise UsageError(str(e)) from None
     return _report(conversion.decisions, args.out)
 
 
@@ -106,7 +104,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         return _report([], args.out, refused=e)
     except ValidationError as e:
         return _report([], args.out, invalid=e)
-    except (SourceError, FileExistsError) as e:
+    except SourceError as e:
         raise UsageError(str(e)) from None
     return _report(decisions, args.out)
 
@@ -129,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f, file=sys.stderr)
         print(f"not exported: {args.source} is not a strict checkpoint (specfmt upgrade makes one)", file=sys.stderr)
         return 1
-    except (SourceError, FileExistsError) as e:
+    except SourceError as e:
         raise UsageError(str(e)) from None
     for d in done.decisions:
         print(d.line())
