@@ -110,6 +110,20 @@ def test_a_few_steps_lower_the_loss_and_give_a_strict_draft_the_runtime_runs(tin
     assert draft.propose(Context(ctx_tokens, out_v.aux, out_v.last, out_v.normed), 3, Picker()).tokens.numel() == 3
 
 
+def test_bfloat16_mixed_precision_follows_the_float32_losses_and_keeps_float32_weights(tiny, tmp_path):
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        assert main(train_args(tiny, "eagle3", tmp_path / precision, "--epochs", "2", "--precision", precision,
+                               "--save-dtype", "float32")) == 0
+        runs[precision] = losses(tmp_path / f"{precision}.work")
+    assert len(runs["float32"]) == len(runs["bfloat16"]) >= 6
+    assert runs["float32"] != runs["bfloat16"]  # the products did run in bfloat16
+    for exact, mixed in zip(runs["float32"], runs["bfloat16"], strict=True):
+        assert mixed == pytest.approx(exact, rel=0.05)  # bfloat16 keeps 8 bits of mantissa: ~0.4% per product
+    weights = load_file(tmp_path / "bfloat16" / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+
+
 class Stop(Exception):
     pass
 
