@@ -8,6 +8,7 @@ broken checkpoint's findings, and prints the conformance summary. Exits 0 when e
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,7 @@ import torch
 from demo_models import verifier_dir  # scripts/demo_models.py, beside this script
 from specfmt.cli import main as specfmt
 from specfmt.eval_report import format_text
-from specfmt.evaluate import evaluate, set_threads, timing_warning
+from specfmt.evaluate import evaluate, set_threads, usable_cores
 from specfmt.generate import generate, generate_plain
 from specfmt.proposal import Proposal
 from specfmt.runtime import load_draft
@@ -29,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DRAFT = ROOT / "examples" / "smollm2-135m-eagle3"
 PROMPTS = ROOT / "examples" / "prompts" / "python-docs-heldout.jsonl"  # prompts the draft was not trained on
 K, SHOWN, MEASURED, NEW_TOKENS = 3, 2, 8, 96
-# The demo fails below this tau, a figure the machine's load does not move. Issue 21 asks for 1.9; the committed
-# draft reaches about 1.56 on these prompts, so the bound stays at 1.5 until the draft trained with the issue's
-# recipe replaces it.
+# The demo's floor on tau, a figure the machine's load does not move (the speedup is). Issue 21's acceptance: the
+# demo "fails below tau 1.9", a margin under the 2.2 the new draft must show; the committed draft reaches about
+# 1.56 on these prompts, so the floor stays at 1.5 until the draft trained with the issue's recipe replaces it.
 MIN_TAU = 1.5
 
 
@@ -68,16 +69,33 @@ def judge(result: dict, warning: str | None) -> list[str]:
     return failures
 
 
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the OS reports none."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def load_warning(before: float | None, after: float | None, cores: int) -> str | None:
+    """One line when the load average before or after the timed part exceeds the cores this process may use: other
+    processes then took time from both decoders, so the speedup cannot be trusted (one run under load 4x the
+    cores printed 3.24x against a bound of 0.63x). None on a quiet machine, or where no load average is known."""
+    loads = [load for load in (before, after) if load is not None]
+    if not loads or max(loads) <= cores:
+        return None
+    shown = " and ".join(f"{load:.2f}" for load in (before, after) if load is not None)
+    return (f"warning: load average {shown} (before and after timing) exceeds the {cores} usable cores: the speedup "
+            f"is unreliable and not judged on this run; tau is, against {MIN_TAU}")
+
+
 def measure(verifier: Verifier, draft, prompts: list[list[int]], eos_ids: list[int]) -> bool:
     print(f"\n# acceptance and speed on {len(prompts)} held-out prompts, {NEW_TOKENS} new tokens, k = {K}, bfloat16, "
           "plain and speculative decoding in turn, same runtime")
+    before = load_average()
     result = evaluate(verifier, draft, prompts, K, NEW_TOKENS, eos_ids, repeats=10)
+    warning = load_warning(before, load_average(), usable_cores())
     print(format_text(result))
     print(f"  Leviathan bound from measured alpha, c and r: {result['bound']:.2f}x; measured {result['speedup']:.2f}x")
-    warning = result.get("timing_warning") or timing_warning()
-    if warning is not None:  # a loaded machine: the speedup is printed, said to be unreliable, and not judged
+    if warning is not None:  # a loaded machine: the speedup is shown, said to be unreliable, and not judged
         print(f"  {warning}")
-        print(f"  (the speedup is not judged on this run; tau is, against {MIN_TAU})")
     failures = judge(result, warning)
     for failure in failures:
         print(f"  demo check failed: {failure}")
