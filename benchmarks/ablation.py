@@ -1,20 +1,23 @@
 """Benchmark: the recipe ablation of issue 21 (item 3), one EAGLE-3 draft per row, same data, same budget.
 
 Each row of ROWS is a name and the `specfmt train` flags it changes from the baseline. Every row trains on the same
---data caches (`specfmt datagen` outputs) for the same number of optimizer steps (--steps, times the row's
-`budget`), with the same seed and --threads, then `specfmt eval` measures the draft on each --prompts set (k 3,
---max-new-tokens 128, bfloat16: the issue's acceptance settings) in one process. The rows the trainer cannot express
-yet are in LEFT_OUT, with why; the table lists them as not run.
+--data caches (`specfmt datagen` outputs; --each-cache adds a row per cache trained on it alone: the data mix) for
+the same number of optimizer steps (--steps, times the row's `budget`), with the same seed and --threads, then
+`specfmt eval` measures the draft on each --prompts set (k 3, --max-new-tokens 128, bfloat16: the issue's acceptance
+settings) in one process. The rows the trainer cannot express yet are in LEFT_OUT, with why; the table lists them as
+not run.
 
 Writes OUT/ablation.md (a markdown table: row, flags, steps, tau and acceptance by position per set, the change of
 tau on the first set against the baseline, train seconds) and OUT/ablation.json (schema specfmt.bench.ablation/1),
 both rewritten after each row. Each row keeps its work under OUT/rows/NAME (draft, training work, eval.json,
-row.json). Resumable: a finished row (its row.json made by the same train and eval commands) is not rerun, and a row
-killed while training resumes from its last checkpoint. Train seconds are wall time on a machine others may load:
+trained.json, row.json). Resumable: a finished row (its row.json made by the same train and eval commands) is not
+rerun, a trained one (trained.json) is only evaluated, and a row killed while training resumes from its last
+checkpoint (a row whose train command changed starts again). Train seconds are wall time on a machine others may load:
 each row records the load average before and after it; compare rows measured under similar load.
 
 Usage: python benchmarks/ablation.py --verifier DIR --data CACHE [--data CACHE ...] --steps 600 --out DIR
-           [--prompts evalset:python-docs ...] [--limit 16] [--only NAME ...] [--train-flags "--warmup 20"]
+           [--prompts evalset:python-docs ...] [--limit 16] [--only NAME ...] [--each-cache]
+           [--train-flags="--warmup 20 --precision bfloat16"]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ PROMPTS = ["evalset:python-docs", "evalset:humaneval", "evalset:chat"]
 class Row(NamedTuple):
     flags: tuple[str, ...]  # `specfmt train` flags, after the harness's own: a row's value wins
     budget: int = 1  # optimizer steps: --steps times this
+    data: tuple[str, ...] = ()  # the caches it trains on (default: every --data)
 
 
 ROWS = {
@@ -72,14 +76,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=4, help="samples per optimizer step, every row")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of training and eval")
     ap.add_argument("--seed", type=int, default=0, help="specfmt train --seed, every row")
-    ap.add_argument("--only", action="append", choices=ROWS, help="run this row only; repeatable (default: all)")
+    ap.add_argument("--each-cache", action="store_true",
+                    help="also a row per --data cache trained on it alone (only-NAME: the data mix)")
+    ap.add_argument("--only", action="append", help="run this row only; repeatable (default: all)")
     ap.add_argument("--train-flags", default="", help="more `specfmt train` flags for every row, one string")
     args = ap.parse_args(argv)
     args.prompts = args.prompts or PROMPTS
     if args.steps < 1:
         ap.error(f"--steps: expected at least 1, found {args.steps}")
     try:
-        args.samples = sum(read_index(Path(cache))["samples"] for cache in args.data)
+        args.samples = {cache: read_index(Path(cache))["samples"] for cache in args.data}
     except (OSError, ValueError) as e:
         ap.error(f"--data: expected datagen caches (specfmt datagen --out); {e}")
     return args
@@ -98,9 +104,10 @@ def train_argv(args: argparse.Namespace, row: Row, where: Path) -> list[str]:
     """`specfmt train` for a row: --max-steps its budget, and enough --epochs over the caches to reach it."""
     steps = args.steps * row.budget
     flags = ["--batch", str(args.batch), "--seed", str(args.seed), *shlex.split(args.train_flags), *row.flags]
-    per_epoch = args.samples // int(flag_value(flags, "--batch"))
+    caches = row.data or args.data
+    per_epoch = sum(args.samples[cache] for cache in caches) // int(flag_value(flags, "--batch"))
     epochs = max(1, math.ceil(steps / per_epoch)) if per_epoch else 1
-    data = [part for cache in args.data for part in ("--data", cache)]
+    data = [part for cache in caches for part in ("--data", cache)]
     return ["train", "eagle3", "--verifier", args.verifier, *data, "--out", str(where / "draft"),
             "--work", str(where / "work"), "--max-steps", str(steps), "--epochs", str(epochs), "--val-prompts", "0",
             "--threads", str(args.threads), *flags]
@@ -159,8 +166,8 @@ def run_row(args: argparse.Namespace, name: str, row: Row) -> dict:
         if record["commands"] == commands:
             return record
     where.mkdir(parents=True, exist_ok=True)
-    record = {"row": name, "flags": list(row.flags), "budget": row.budget, "steps": args.steps * row.budget,
-              "commands": commands, "load_average": [load_average()]}
+    record = {"row": name, "flags": list(row.flags), "budget": row.budget, "data": list(row.data),
+              "steps": args.steps * row.budget, "commands": commands, "load_average": [load_average()]}
     status, record["train_seconds"] = train_row(where, commands["train"])
     if status != 0:
         return record | {"failed": f"specfmt train exited {status}", "status": status}
@@ -183,9 +190,10 @@ def cells(record: dict, prompts: list[str], base: dict | None) -> list[str]:
 
 
 def describe(row: Row, quote: str = "") -> str:
-    """What a row changes: its flags, and its budget when it is not 1; "(baseline)" for neither."""
+    """What a row changes: its flags, its budget when it is not 1, its caches when not all; else "(baseline)"."""
     flags = [f"{quote}{shlex.join(row.flags)}{quote}"] if row.flags else []
-    return " ".join(flags + ([f"steps x{row.budget}"] if row.budget != 1 else [])) or "(baseline)"
+    data = [f"data {', '.join(Path(cache).name for cache in row.data)} only"] if row.data else []
+    return " ".join(flags + ([f"steps x{row.budget}"] if row.budget != 1 else []) + data) or "(baseline)"
 
 
 def table(args: argparse.Namespace, records: list[dict]) -> str:
@@ -196,7 +204,7 @@ def table(args: argparse.Namespace, records: list[dict]) -> str:
     base = next((r for r in records if r["row"] == "baseline"), None)
     lines = [f"| {' | '.join(head)} |", f"|{'---|' * len(head)}"]
     for r in records:
-        flags = describe(Row(tuple(r["flags"]), r["budget"]), "`")
+        flags = describe(Row(tuple(r["flags"]), r["budget"], tuple(r["data"])), "`")
         rest = cells(r, args.prompts, base) if "sets" in r else [f"failed: {r['failed']}"]
         lines.append(f"| {' | '.join([r['row'], flags, str(r['steps']), *rest])} |")
     for name, why in LEFT_OUT.items():
@@ -217,14 +225,26 @@ def report(args: argparse.Namespace, records: list[dict]) -> str:
     return text
 
 
+def rows(args: argparse.Namespace) -> dict[str, Row]:
+    """ROWS, with a row per cache under --each-cache, narrowed to --only (a name that is no row: exit 2)."""
+    every = dict(ROWS)
+    if args.each_cache:
+        every |= {f"only-{Path(cache).name}": Row((), data=(cache,)) for cache in args.data}
+    unknown = [name for name in args.only or () if name not in every]
+    if unknown:
+        print(f"benchmarks/ablation.py: error: --only {unknown[0]}: no such row; expected one of {', '.join(every)}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return {name: row for name, row in every.items() if not args.only or name in args.only}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Every row in turn (or --only), the results rewritten after each; 1 when a row failed, 130 on Ctrl-C."""
     args = parse_args(argv)
+    chosen = rows(args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     records = []
-    for name, row in ROWS.items():
-        if args.only and name not in args.only:
-            continue
+    for name, row in chosen.items():
         print(f"ablation: row {name}: {describe(row)}", file=sys.stderr, flush=True)
         records.append(run_row(args, name, row))
         report(args, records)

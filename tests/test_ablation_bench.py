@@ -35,6 +35,10 @@ def tiny(tmp_path_factory):
     cache = write_cache(root / "cache", Verifier.from_pretrained(verifier_dir), Text.from_verifier(verifier_dir),
                         (2, 3), opts, lambda line: None)
     evals = write_prompt_ids(root / "eval.jsonl", [5, 7], seed=1)
+    more = write_prompt_ids(root / "more.jsonl", [6] * 40, seed=2)
+    opts = DataOptions([f"distill:{more}"], seq_len=64, max_new_tokens=12, batch=8, held_out=0.1)
+    write_cache(root / "more", Verifier.from_pretrained(verifier_dir), Text.from_verifier(verifier_dir), (2, 3), opts,
+                lambda line: None)
     return verifier_dir, cache, evals
 
 
@@ -130,3 +134,26 @@ def test_data_that_is_not_a_datagen_cache_is_refused_in_one_line(tiny, tmp_path,
     assert exit_.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("benchmarks/ablation.py: error: --data: expected datagen caches") and str(tmp_path) in last
+
+
+def test_each_cache_adds_a_row_trained_on_that_cache_alone_for_the_same_steps(tiny, tmp_path):
+    bench = load_bench()
+    more = tiny[1].parent / "more"
+    args = bench.parse_args(bench_argv(tiny, tmp_path) + ["--data", str(more), "--each-cache"])
+    rows = bench.rows(args)
+    assert list(rows)[-2:] == ["only-cache", "only-more"] and list(rows)[:-2] == list(bench.ROWS)
+    whole, alone = (bench.train_argv(args, rows[name], tmp_path) for name in ("baseline", "only-more"))
+    assert [whole[i + 1] for i, f in enumerate(whole) if f == "--data"] == [str(tiny[1]), str(more)]
+    assert [alone[i + 1] for i, f in enumerate(alone) if f == "--data"] == [str(more)]
+    assert bench.flag_value(whole, "--max-steps") == bench.flag_value(alone, "--max-steps") == "2"
+    assert bench.describe(rows["only-more"]) == "data more only"
+
+
+def test_an_unknown_row_name_is_refused_in_one_line_before_any_work(tiny, tmp_path, monkeypatch, capsys):
+    bench = load_bench()
+    monkeypatch.setattr(bench, "specfmt", lambda argv: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(bench_argv(tiny, tmp_path, "baseline", "lr-1"))
+    assert exit_.value.code == 2 and not (tmp_path / "ablation.md").exists()
+    assert capsys.readouterr().err.startswith(
+        "benchmarks/ablation.py: error: --only lr-1: no such row; expected one of baseline, lr-3e-4,")
