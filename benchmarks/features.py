@@ -24,7 +24,7 @@ import torch
 from specfmt.text import Text
 from specfmt.train import loop, recipes
 from specfmt.train.datagen import Caches, DataOptions, write_cache
-from specfmt.train.recipes import eagle3_aux_ids
+from specfmt.train.recipes.eagle3 import Eagle3Options, eagle3_aux_ids
 from specfmt.verifier import Verifier
 
 
@@ -71,8 +71,9 @@ def main() -> None:
 
 def epoch_seconds(cache: Caches, verifier: Verifier, work: Path) -> float:
     """Seconds of one epoch of EAGLE-3 training (k 3, batch 2, 8192 draft tokens) on `cache`."""
-    recipe = recipes.recipe("eagle3", verifier, "bench", 3, cache.token_counts(verifier.vocab_size), 8192, 0)
     opts = loop.TrainOptions(steps=3, epochs=1, batch=2, lr=1e-3, warmup=2, save_every=10**6, val_prompts=0)
+    recipe = recipes.RECIPES["eagle3"].make(verifier, "bench", opts, Eagle3Options(8192),
+                                            cache.token_counts(verifier.vocab_size))
     start = time.perf_counter()
     loop.train(recipe, verifier, cache, opts, work, lambda record, total: None)
     return time.perf_counter() - start

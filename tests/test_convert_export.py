@@ -141,10 +141,13 @@ def test_the_demo_draft_round_trips_through_sglang_with_identical_tensors(tmp_pa
 def test_the_eagle3_draft_specfmt_train_starts_from_exports_for_sglang(tmp_path):
     """The trainer's recipe is the research layer (norm_before_residual and norm_before_fc off), which SGLang and
     TensorRT-LLM hard-wire, so what it trains serves there as well as in vLLM."""
-    from specfmt.train import recipes
+    from specfmt.train.options import TrainOptions
+    from specfmt.train.recipes import RECIPES
+    from specfmt.train.recipes.eagle3 import Eagle3Options
 
     verifier = verifier_for(config=dict(VERIFIER_CONFIG, num_hidden_layers=8))
-    recipe = recipes.eagle3(verifier, "org/verifier", 3, torch.arange(128.0), 64, seed=0)
+    recipe = RECIPES["eagle3"].make(verifier, "org/verifier", TrainOptions(steps=3), Eagle3Options(64),
+                                    torch.arange(128.0))
     source = save(recipe.config, recipe.tensors, tmp_path / "draft")
     done = export(source, "sglang", tmp_path / "sglang")
     assert json.loads((done.out / "config.json").read_text())["eagle_config"]["eagle_aux_hidden_state_layer_ids"] \

@@ -14,6 +14,7 @@ from specfmt.text import Text
 from specfmt.train import datagen, loop, recipes
 from specfmt.train.answers import answers_dir
 from specfmt.train.datagen import Cache, Caches, DataOptions, is_cache, write_cache
+from specfmt.train.recipes.eagle3 import Eagle3Options
 from specfmt.verifier import Verifier
 
 
@@ -138,13 +139,15 @@ def test_training_on_online_features_equals_training_on_cached_ones_within_1e_5(
         opts = replace(options(prompts, 0.0, max_new_tokens=20), features=features, seq_len=32)
         cache = Caches([write_cache(root / f"t-{features}", verifier, text, (1, 2), opts, lambda line: None,
                                     torch.float32)])
-        recipe = recipes.recipe("eagle3", verifier, "test/tiny", 2, cache.token_counts(V), 64, 0)
         train_opts = loop.TrainOptions(steps=2, batch=2, lr=3e-3, warmup=1, max_steps=4, save_every=100,
                                        val_prompts=0)
+        recipe = recipes.RECIPES["eagle3"].make(verifier, "test/tiny", train_opts, Eagle3Options(64),
+                                                cache.token_counts(V))
         run = loop.train(recipe, verifier, cache, train_opts, tmp_path / features, lambda record, total: None)
         weights.append({n: p.detach().clone() for n, p in run.params.items()})
     assert weights[0].keys() == weights[1].keys()
-    moved = recipes.recipe("eagle3", verifier, "test/tiny", 2, torch.ones(V, dtype=torch.long), 64, 0)
+    moved = recipes.RECIPES["eagle3"].make(verifier, "test/tiny", train_opts, Eagle3Options(64),
+                                           torch.ones(V, dtype=torch.long))
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], atol=1e-5, rtol=1e-5)
     assert any(not torch.equal(weights[0][n], moved.tensors[n].float()) for n in weights[0])  # it trained

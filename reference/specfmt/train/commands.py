@@ -12,28 +12,28 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from specfmt.train import TRAINABLE
+from specfmt.train import options
+from specfmt.train.options import DataOptions, ExportOptions, RunOptions, TrainOptions
+from specfmt.train.recipes import DEFAULT, RECIPES
+
+DATAGEN_OPTIONS = (DataOptions, RunOptions)  # the option classes whose flags each command has, in --help order
+TRAIN_OPTIONS = (DataOptions, RunOptions, TrainOptions,
+                 *(r.options for r in RECIPES.values() if r.options), ExportOptions)
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verifier", required=True, help="Hugging Face checkpoint directory of the verifier")
-    p.add_argument("--data", action="append", required=True, metavar="SPEC",
-                   help="a datagen cache directory, or a data spec: PATH.jsonl (conversations or text records), "
-                        "distill:PROMPTS (the verifier answers them), distill:builtin:python-docs, or a text file; "
-                        "repeatable")
-    p.add_argument("--seq-len", type=int, default=1024, help="tokens per packed sample (default: %(default)s)")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="per distilled answer (default: %(default)s)")
-    p.add_argument("--gen-batch", type=int, default=64, help="prompts answered at once (default: %(default)s)")
-    p.add_argument("--temperature", type=float, default=0.0, help="of distilled answers; 0 is greedy")
-    p.add_argument("--held-out", type=float, default=0.05, help="fraction kept for validation (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=0,
-                   help="at most this many prompts per distill source, spread evenly over it (0: all)")
-    p.add_argument("--gen-dtype", choices=("float32", "bfloat16"), default="bfloat16",
-                   help="verifier dtype for answering and features (default: %(default)s)")
-    p.add_argument("--features", choices=("cached", "online"), default="cached",
-                   help="cached: the verifier's states stored in the cache; online: only the token documents, the "
-                        "states computed while training (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core this process may use)")
+    for cls in DATAGEN_OPTIONS:
+        options.add_flags(p, cls)
+
+
+def add_train_options(t: argparse.ArgumentParser) -> None:
+    """TrainOptions' flags, each recipe's own (its help starts with the algorithm) and ExportOptions'."""
+    options.add_flags(t, TrainOptions)
+    for algorithm, recipe in RECIPES.items():
+        if recipe.options:
+            options.add_flags(t, recipe.options, prefix=f"{algorithm}: ")
+    options.add_flags(t, ExportOptions)
 
 
 def add_parsers(sub) -> None:
@@ -41,44 +41,20 @@ def add_parsers(sub) -> None:
     add_data_options(d)
     d.add_argument("--out", required=True, help="cache directory to write (an existing datagen cache is rewritten)")
     d.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a datagen cache")
-    d.add_argument("--algorithm", choices=TRAINABLE, default="eagle3",
+    d.add_argument("--algorithm", choices=tuple(RECIPES), default=DEFAULT,
                    help="the draft the features are for: which aux states to keep (default: %(default)s)")
     d.set_defaults(func=cmd_datagen)
     t = sub.add_parser("train", help="train a draft for a frozen verifier; writes a strict checkpoint")
-    t.add_argument("algorithm", choices=TRAINABLE, help="the kind of draft to train")
+    t.add_argument("algorithm", choices=tuple(RECIPES), help="the kind of draft to train")
     add_data_options(t)
     t.add_argument("--out", required=True, help="directory of the trained draft (a strict checkpoint; one that "
                                                 "specfmt train wrote is replaced)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out checkpoint that specfmt train "
                                                             "did not write")
     t.add_argument("--work", help="checkpoints, log and data cache (default: OUT.work)")
-    t.add_argument("--k", type=int, default=3, help="draft tokens per proposal: TTT steps, heads or stages")
-    t.add_argument("--epochs", type=int, default=1, help="passes over the training samples")
-    t.add_argument("--batch", type=int, default=4, help="samples per optimizer step over all ranks")
-    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of AdamW")
-    t.add_argument("--warmup", type=int, default=20, help="optimizer steps of linear warm-up")
-    t.add_argument("--step-decay", type=float, default=0.8, help="loss weight of step k is DECAY**k")
-    t.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: all epochs)")
-    t.add_argument("--save-every", type=int, default=50, help="optimizer steps between checkpoints")
-    t.add_argument("--val-prompts", type=int, default=8, help="held-out prompts decoded after each epoch")
-    t.add_argument("--val-tokens", type=int, default=64, help="tokens decoded per held-out prompt")
-    t.add_argument("--draft-vocab-size", type=int, default=8192, help="eagle3: most frequent supervised tokens")
-    t.add_argument("--verifier-name", help="hub id of the verifier for the config (default: from the verifier)")
-    t.add_argument("--save-dtype", choices=("float32", "bfloat16"), default="bfloat16",
-                   help="dtype of the floating-point tensors written")
-    t.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                   help="bfloat16: mixed precision, the forward's matrix products in bfloat16 (weights and optimizer "
-                        "state stay float32); faster on CPUs with AMX or AVX512-BF16 (default: %(default)s)")
-    t.add_argument("--seed", type=int, default=0, help="seed of initialization, shuffling and sampling")
+    add_train_options(t)
     t.add_argument("--restart", action="store_true", help="discard the checkpoint in the work directory")
     t.set_defaults(func=cmd_train)
-
-
-def data_options(args: argparse.Namespace):
-    from specfmt.train.datagen import DataOptions
-
-    return DataOptions(args.data, args.seq_len, args.max_new_tokens, args.gen_batch, args.temperature,
-                       args.held_out, args.limit, getattr(args, "seed", 0), args.features)
 
 
 def set_threads(n: int) -> int:
@@ -110,10 +86,8 @@ def end_line() -> None:
 
 
 def aux_ids_for(algorithm: str, num_layers: int) -> tuple[int, ...]:
-    """The verifier states the draft reads: EAGLE-3's CFG-9 fallback ids; none for heads on the last state."""
-    from specfmt.train.recipes import eagle3_aux_ids
-
-    return eagle3_aux_ids(num_layers) if algorithm == "eagle3" else ()
+    """The verifier states the draft reads, as its recipe says (none for heads on the last state)."""
+    return RECIPES[algorithm].aux_ids(num_layers)
 
 
 def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...], protect: list[Path]):
@@ -124,7 +98,7 @@ def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...]
     from specfmt.train.datagen import Cache, is_cache, write_cache
     from specfmt.verifier import Verifier
 
-    opts = data_options(args)
+    opts = options.from_args(DataOptions, args)
     if is_cache(target, current=True):
         cache = Cache(target)
         if cache.index["options"] == asdict(opts) and tuple(cache.index["aux_ids"]) == aux_ids:
@@ -138,11 +112,11 @@ def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...]
 
 def cmd_datagen(args: argparse.Namespace) -> int:
     """datagen; Ctrl-C leaves --out as it was (publish removes its staging) and exits 130."""
-    from specfmt.train import options, outs
+    from specfmt.train import outs
     from specfmt.verifier import load_hf_config
 
     try:
-        options.check(args)
+        options.check(args, DATAGEN_OPTIONS)
         out = outs.check_datagen_out(args.out, args.verifier, args.data, args.overwrite)
         set_threads(args.threads)
         config = load_hf_config(args.verifier)
@@ -217,11 +191,11 @@ def interrupted(args: argparse.Namespace, work: Path) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """train, with its one-line endings: Ctrl-C says how to resume (exit 130); under torchrun only rank 0 prints."""
-    from specfmt.train import options, outs, state
+    from specfmt.train import outs, state
 
     held, work = None, None
     try:
-        options.check(args)
+        options.check(args, TRAIN_OPTIONS)
         out, work = outs.check_train_outs(args.out, args.work, args.verifier, args.data, args.overwrite)
         held = state.lock(work) if rank() == 0 else None
         return run_train(args, out, work)
@@ -240,19 +214,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace, out: Path, work: Path) -> int:
-    import torch
-
-    from specfmt import __version__
     from specfmt.text import Text
-    from specfmt.train import loop, recipes
+    from specfmt.train import loop
     from specfmt.train.datagen import Caches, is_cache
     from specfmt.train.outs import inputs
     from specfmt.verifier import Verifier
 
     threads = set_threads(args.threads)
-    verifier_dir = Path(args.verifier)
+    verifier_dir, recipe = Path(args.verifier), RECIPES[args.algorithm]
     verifier = Verifier.from_pretrained(verifier_dir)  # float32: the frozen targets and the shared embedding
-    aux_ids = aux_ids_for(args.algorithm, verifier.num_layers)
+    aux_ids = recipe.aux_ids(verifier.num_layers)
     caches = all(is_cache(Path(d)) for d in args.data)
     if not caches and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("under torchrun, --data must be caches: run `specfmt datagen` first and pass its --out")
@@ -265,23 +236,16 @@ def run_train(args: argparse.Namespace, out: Path, work: Path) -> int:
         import shutil
 
         shutil.rmtree(work / "checkpoint")
-    recipe = recipes.recipe(args.algorithm, verifier, verifier_name(verifier_dir, args.verifier_name), args.k,
-                            cache.token_counts(verifier.vocab_size), args.draft_vocab_size, args.seed)
-    opts = loop.TrainOptions(args.k, args.epochs, args.batch, args.lr, args.warmup, args.step_decay, 1.0, args.seed,
-                             args.max_steps, args.save_every, 1, args.val_prompts, args.val_tokens,
-                             args.precision)
+    opts, export = options.from_args(TrainOptions, args), options.from_args(ExportOptions, args)
+    own = options.from_args(recipe.options, args) if recipe.options else None
+    start = recipe.make(verifier, verifier_name(verifier_dir, export.verifier_name), opts, own,
+                        cache.token_counts(verifier.vocab_size))
     text = Text.from_verifier(verifier_dir) if (verifier_dir / "tokenizer.json").is_file() else None
     eos = text.stop_ids()[0] if text and text.eos_ids else None
-    run = loop.train(recipe, verifier, cache, opts, work, show, eos)
+    run = loop.train(start, verifier, cache, opts, work, show, eos)
     if run.rank == 0:
-        last = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
-        validation = next((r["validation"] for r in reversed(last) if "validation" in r), None)
-        provenance = {"tool": "specfmt train", "specfmt_version": __version__, "command": ["specfmt", *args.argv],
-                      "data": {k: cache.index[k] for k in ("samples", "documents", "tokens", "supervised")} |
-                      {"datagen": [part.index["options"] for part in cache.parts]}, "optimizer_steps": run.step,
-                      "validation": validation, "threads": threads, "torch": torch.__version__}
-        loop.export(run, out, args.save_dtype, provenance)
+        loop.export(run, out, export.save_dtype, loop.provenance(run, ["specfmt", *args.argv], threads))
         end_line()
         print(f"train: {run.step} optimizer steps; draft written to {out} (strict); log {work / 'log.jsonl'}"
-              + (f"; held-out tau {validation['tau']:.3f}" if validation else ""))
+              + (f"; held-out tau {run.validation['tau']:.3f}" if run.validation else ""))
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ from specfmt.safetensors_file import write_tensors
 from specfmt.text import Text
 from specfmt.train.answers import NOTHING_KEPT, Answers, answers_dir, batch_key
 from specfmt.train.features import OnlineFeatures, as_sample
+from specfmt.train.options import DataOptions
 from specfmt.train.sources import (
     Document,
     is_held_out,
@@ -44,19 +45,6 @@ FORMAT = "specfmt-datagen/2"  # /2: index.json#/features, "cached" (feature shar
 OLD_FORMATS = ("specfmt-datagen/1",)  # replaced by datagen, refused by train with the fix
 SHARD_BYTES = 256 << 20
 Report = Callable[[str], None]
-
-
-@dataclass
-class DataOptions:
-    specs: list[str]
-    seq_len: int = 1024  # tokens per packed sample; a longer document is cut
-    max_new_tokens: int = 256  # per self-distilled answer
-    batch: int = 64  # prompts answered together (benchmarks/datagen.py: 64 rows pay about 2x over 16)
-    temperature: float = 0.0  # 0: the verifier's greedy answers, the regime greedy decoding then sees
-    held_out: float = 0.05  # fraction of prompts (or documents) kept for validation
-    limit: int = 0  # at most this many prompts per distill source, spread evenly over it (0: all)
-    seed: int = 0
-    features: str = "cached"  # "online": no feature shards; training computes them (specfmt.train.features)
 
 
 def spread(items: list, limit: int) -> list:

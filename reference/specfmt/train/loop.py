@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -30,26 +30,9 @@ from specfmt.runtime import build_draft
 from specfmt.train import state
 from specfmt.train.datagen import Cache
 from specfmt.train.objective import objective, summary, verifier_head
-from specfmt.train.recipes import Recipe
+from specfmt.train.options import TrainOptions, flag_of
+from specfmt.train.recipes import Start
 from specfmt.verifier import Verifier
-
-
-@dataclass
-class TrainOptions:
-    steps: int = 3  # draft tokens per proposal, K: TTT steps, heads or stages
-    epochs: int = 1
-    batch: int = 4  # samples per optimizer step, over all ranks
-    lr: float = 1e-3
-    warmup: int = 20  # optimizer steps of linear warm-up, then cosine to lr / 10
-    step_decay: float = 0.8  # loss weight of step k: step_decay ** k
-    grad_clip: float = 1.0
-    seed: int = 0
-    max_steps: int = 0  # stop after this many optimizer steps (0: all epochs)
-    save_every: int = 50
-    log_every: int = 1
-    val_prompts: int = 8
-    val_tokens: int = 64
-    precision: str = "float32"  # bfloat16: the forward under torch.autocast (weights and AdamW state stay float32)
 
 
 class Trainee(torch.nn.Module):
@@ -97,19 +80,20 @@ def batches(n: int, opts: TrainOptions, epoch: int) -> list[list[int]]:
 
 
 class Run:
-    def __init__(self, recipe: Recipe, verifier: Verifier, cache: Cache, opts: TrainOptions, work: Path):
-        self.recipe, self.verifier, self.cache, self.opts, self.work = recipe, verifier, cache, opts, work
+    def __init__(self, start: Start, verifier: Verifier, cache: Cache, opts: TrainOptions, work: Path):
+        self.start, self.verifier, self.cache, self.opts, self.work = start, verifier, cache, opts, work
         self.rank, self.world = distributed()
-        self.resolved = resolve(recipe.config)
-        self.tensors = {n: t.float() if t.is_floating_point() else t for n, t in recipe.tensors.items()}
+        self.resolved = resolve(start.config)
+        self.tensors = {n: t.float() if t.is_floating_point() else t for n, t in start.tensors.items()}
         self.params = {n: torch.nn.Parameter(t) for n, t in sorted(self.tensors.items())
-                       if t.is_floating_point() and n not in recipe.frozen}
+                       if t.is_floating_point() and n not in start.frozen}
         self.tensors.update(self.params)
         draft = build_draft(self.resolved, self.tensors, verifier)  # binds these very parameters by role
         self.module = Trainee(draft, self.params, verifier.lm_head.float(), opts)
         self.model = torch.nn.parallel.DistributedDataParallel(self.module) if self.world > 1 else self.module
         self.optimizer = torch.optim.AdamW(self.params.values(), lr=opts.lr, betas=(0.9, 0.95), weight_decay=0.0)
         self.step = 0
+        self.validation: dict | None = None  # the last held-out validation, kept in the checkpoint
 
     def micro_steps(self, ids: list[int]) -> torch.Tensor:
         """This rank's share of one global batch: backward on each sample, gradients synchronised on the last."""
@@ -151,12 +135,10 @@ def validate(run: Run, prompts: list[list[int]], eos_id: int | None) -> dict:
             "acceptance_by_position": [round(a, 4) for a in stats.acceptance_by_position]}
 
 
-FLAGS = {"steps": "--k"}  # TrainOptions fields whose flag is not --field-name; grad_clip and log_every have none
-
-
 def changed_options(saved: dict, now: dict) -> list[str]:
     """`--flag OLD (now NEW)` for each option that differs from the checkpoint's."""
-    return [f"{FLAGS.get(k, '--' + k.replace('_', '-'))} {saved.get(k)} (now {now.get(k)})"
+    flags = {f.name: flag_of(f) for f in fields(TrainOptions)}
+    return [f"{flags.get(k) or '--' + k.replace('_', '-')} {saved.get(k)} (now {now.get(k)})"
             for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
 
 
@@ -176,22 +158,24 @@ def resume(run: Run) -> tuple[int, int]:
         raise ValueError(f"{run.work / state.CHECKPOINT} (step {position['step']}) was written with other options: "
                          f"{', '.join(changed)}; pass the same values to resume it, or --restart to discard it")
     state.restore(run.optimizer, run.params, tensors, moments)
-    run.step = position["step"]
+    run.step, run.validation = position["step"], position.get("validation")
     return position["epoch"], position["batch"]
 
 
 def checkpoint(run: Run, epoch: int, batch: int) -> None:
     if run.rank == 0:
-        state.write(run.work, run.recipe.config, run.tensors, run.optimizer, dict(enumerate(run.params)),
-                    {"epoch": epoch, "batch": batch, "step": run.step, "options": asdict(run.opts)})
+        state.write(run.work, run.start.config, run.tensors, run.optimizer, dict(enumerate(run.params)),
+                    {"epoch": epoch, "batch": batch, "step": run.step, "options": asdict(run.opts),
+                     "validation": run.validation})
 
 
-def train(recipe: Recipe, verifier: Verifier, cache: Cache, opts: TrainOptions, work: Path,
+def train(start: Start, verifier: Verifier, cache: Cache, opts: TrainOptions, work: Path,
           progress: Callable[[dict, int], None], eos_id: int | None = None) -> Run:
-    """Train from the cache, resuming from work/checkpoint; returns the run with its final weights."""
+    """Train from the cache, resuming from work/checkpoint; returns the run with its final weights and its last
+    validation (run.validation)."""
     torch.manual_seed(opts.seed)
     work.mkdir(parents=True, exist_ok=True)
-    run = Run(recipe, verifier, cache, opts, work)
+    run = Run(start, verifier, cache, opts, work)
     start = resume(run)
     if run.step:
         progress({"resumed": run.step}, 0)
@@ -215,8 +199,8 @@ def train(recipe: Recipe, verifier: Verifier, cache: Cache, opts: TrainOptions, 
             if run.step % opts.save_every == 0:
                 checkpoint(run, epoch, b + 1)
         if run.rank == 0 and opts.val_prompts and trained:
-            record = {"epoch": epoch, "step": run.step, "validation": validate(
-                run, cache.index["val_prompts"][:opts.val_prompts], eos_id)}
+            run.validation = validate(run, cache.index["val_prompts"][:opts.val_prompts], eos_id)
+            record = {"epoch": epoch, "step": run.step, "validation": run.validation}
             log(run, record)
             progress(record, total)
     checkpoint(run, opts.epochs, 0)
@@ -236,10 +220,21 @@ def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
     return sorted(n for n, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
 
 
+def provenance(run: Run, command: list[str], threads: int) -> dict:
+    """How the draft was made (its config's specfmt_provenance): the command, the data and the datagen options of
+    each cache, the optimizer steps taken, the last held-out validation, the threads and the versions."""
+    from specfmt import __version__
+
+    data = {k: run.cache.index[k] for k in ("samples", "documents", "tokens", "supervised")}
+    return {"tool": "specfmt train", "specfmt_version": __version__, "command": command,
+            "data": data | {"datagen": [part.index["options"] for part in run.cache.parts]},
+            "optimizer_steps": run.step, "validation": run.validation, "threads": threads, "torch": torch.__version__}
+
+
 def export(run: Run, out: Path, dtype: str, provenance: dict) -> Path:
     """The trained draft as a strict checkpoint at `out`, weights in `dtype`, with how it was made in its config.
     A draft with a NaN or infinite weight is refused before anything is written: it would pass strict."""
-    config = dict(run.recipe.config, dtype=dtype, specfmt_provenance=provenance)
+    config = dict(run.start.config, dtype=dtype, specfmt_provenance=provenance)
     torch_dtype = getattr(torch, dtype)
     tensors = {n: t.detach().to(torch_dtype) if t.is_floating_point() else t for n, t in run.tensors.items()}
     bad = non_finite(tensors)
