@@ -121,11 +121,15 @@ def eval_argv(args: argparse.Namespace, where: Path) -> list[str]:
             *limit, "--out", str(where / "eval.json")]
 
 
-def write_json(path: Path, document: dict) -> None:
-    """`document` at `path`, whole or not at all (written beside it, then renamed)."""
+def write_text(path: Path, text: str) -> None:
+    """`text` at `path`, whole or not at all (written beside it, then renamed)."""
     staging = path.with_name(path.name + ".partial")
-    staging.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    staging.write_text(text, encoding="utf-8")
     os.replace(staging, path)
+
+
+def write_json(path: Path, document: dict) -> None:
+    write_text(path, json.dumps(document, indent=1) + "\n")
 
 
 def load_average() -> float | None:
@@ -220,8 +224,7 @@ def report(args: argparse.Namespace, records: list[dict]) -> str:
     out = Path(args.out)
     write_json(out / "ablation.json", {"schema": SCHEMA, "setting": setting, "rows": records,
                                        "left_out": LEFT_OUT})
-    (out / "ablation.md.partial").write_text(text, encoding="utf-8")
-    os.replace(out / "ablation.md.partial", out / "ablation.md")
+    write_text(out / "ablation.md", text)
     return text
 
 
