@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from specfmt import nn
 from specfmt.generate import generate_batch
 from specfmt.text import Text
 from specfmt.train.sources import is_held_out, prompt_ids, prompt_records
@@ -64,10 +65,20 @@ def old_generate_batch(verifier, prompts, max_new_tokens, eos_ids, temperature=0
     return out
 
 
+def old_attention(q, k, v, mask):
+    """nn.attention at c162656, verbatim but for this docstring: the old path runs on it."""
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                            enable_gqa=q.shape[-3] != k.shape[-3])
+
+
 def timed(fn, verifier, prompts, batch, new_tokens, eos) -> tuple[list[list[int]], float]:
-    start, out = time.perf_counter(), []
-    for i in range(0, len(prompts), batch):
-        out += fn(verifier, prompts[i:i + batch], new_tokens, eos)
+    start, out, new_attention = time.perf_counter(), [], nn.attention
+    nn.attention = old_attention if fn is old_generate_batch else new_attention
+    try:
+        for i in range(0, len(prompts), batch):
+            out += fn(verifier, prompts[i:i + batch], new_tokens, eos)
+    finally:
+        nn.attention = new_attention
     return out, time.perf_counter() - start
 
 

@@ -3,7 +3,8 @@
 import torch
 
 from builders import verifier_for
-from specfmt.generate import generate_batch, generate_plain
+from specfmt import nn
+from specfmt.generate import _choose, generate_batch, generate_plain
 from specfmt.proposal import Proposal
 
 PROMPTS = [[1, 5, 9, 3], [7, 7, 2, 11, 13, 4, 4], [9], [3, 1, 4, 1, 5, 9, 2, 6]]
@@ -55,3 +56,20 @@ def test_last_logits_is_the_last_row_of_the_full_logits():
     full = verifier.forward(tokens).logits
     verifier.truncate(0)
     assert torch.equal(verifier.forward(tokens, last_logits=True).logits, full[:, -1:])
+
+
+def test_one_query_position_attends_like_every_query_head_reading_its_key_value_head():
+    """nn.attention stacks the query heads of a key-value head as rows when there is one query position; the
+    result must be the GQA of scaled_dot_product_attention (head h reads key-value head h // 3 here)."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, n, t, 8, generator=g) for n, t in ((6, 1), (2, 5), (2, 5)))
+    mask = torch.tensor([[True] * 5, [False, False, True, True, True]])[:, None, None, :]  # [B, 1, 1, S]
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    assert torch.allclose(nn.attention(q, k, v, mask), expected, atol=1e-6)
+    alone = torch.nn.functional.scaled_dot_product_attention(q[0], k[0], v[0], enable_gqa=True)  # [n_h, 1, d]
+    assert torch.allclose(nn.attention(q[0], k[0], v[0], None), alone, atol=1e-6)
+
+
+def test_the_greedy_choice_of_a_batch_is_the_first_of_equal_maxima_as_argmax_picks():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 3.0], [2.0, 2.0, 2.0, 2.0], [-1.0, -5.0, -1.0, 0.5]], dtype=torch.bfloat16)
+    assert _choose(logits, 0.0, None).tolist() == [1, 0, 3] == logits.argmax(-1).tolist()

@@ -160,8 +160,14 @@ def split_heads(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """GQA attention. q: [..., n_h, T, d]; k, v: [..., n_kv, S, d]; mask: bool [..., T, S] (True = attend).
-    Query head h reads key-value head h // (n_h / n_kv), without copying the keys per head."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[-3] != k.shape[-3])
+    Query head h reads key-value head h // (n_h / n_kv), without copying the keys per head. A single query
+    position (a decode step) stacks the query heads of each key-value head as its rows: one pass over each
+    head's keys instead of one per query head (benchmarks/datagen.py)."""
+    n_h, n_kv, t = q.shape[-3], k.shape[-3], q.shape[-2]
+    if t != 1 or n_h == n_kv:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=n_h != n_kv)
+    grouped = q.reshape(*q.shape[:-3], n_kv, n_h // n_kv, q.shape[-1])  # [..., n_h, 1, d] -> [..., n_kv, g, d]
+    return F.scaled_dot_product_attention(grouped, k, v, attn_mask=mask).reshape(q.shape)  # -> [..., n_h, 1, d]
 
 
 def causal_mask(t: int, past: int, device) -> torch.Tensor:
