@@ -124,6 +124,17 @@ def test_bfloat16_mixed_precision_follows_the_float32_losses_and_keeps_float32_w
     assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
 
 
+def test_the_provenance_holds_the_last_validation_even_when_a_finished_run_is_resumed(tiny, tmp_path):
+    args = train_args(tiny, "medusa", tmp_path / "draft", "--max-steps", "2")
+    assert main(args) == 0
+    log = [json.loads(line) for line in (tmp_path / "draft.work" / "log.jsonl").read_text().splitlines()]
+    last = [r["validation"] for r in log if "validation" in r][-1]
+    assert json.loads((tmp_path / "draft" / "config.json").read_text())["specfmt_provenance"]["validation"] == last
+    assert main(args) == 0  # resumed at its end: nothing trained, nothing validated, the same statement
+    provenance = json.loads((tmp_path / "draft" / "config.json").read_text())["specfmt_provenance"]
+    assert provenance["validation"] == last and provenance["optimizer_steps"] == 2
+
+
 class Stop(Exception):
     pass
 

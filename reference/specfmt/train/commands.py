@@ -16,9 +16,12 @@ from specfmt.train import options
 from specfmt.train.options import DataOptions, ExportOptions, RunOptions, TrainOptions
 from specfmt.train.recipes import DEFAULT, RECIPES
 
-DATAGEN_OPTIONS = (DataOptions, RunOptions)  # the option classes whose flags each command has, in --help order
-TRAIN_OPTIONS = (DataOptions, RunOptions, TrainOptions,
-                 *(r.options for r in RECIPES.values() if r.options), ExportOptions)
+DATAGEN_OPTIONS = (DataOptions, RunOptions)  # the option classes whose flags datagen has, in --help order
+
+
+def train_options() -> tuple[type, ...]:
+    """The option classes whose flags train has, in --help order: each registered recipe's own among them."""
+    return DataOptions, RunOptions, TrainOptions, *(r.options for r in RECIPES.values() if r.options), ExportOptions
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -195,7 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     held, work = None, None
     try:
-        options.check(args, TRAIN_OPTIONS)
+        options.check(args, train_options())
         out, work = outs.check_train_outs(args.out, args.work, args.verifier, args.data, args.overwrite)
         held = state.lock(work) if rank() == 0 else None
         return run_train(args, out, work)
