@@ -24,8 +24,6 @@ def option(default: Any = MISSING, help: str | None = None, *, bounds: tuple[flo
     """A dataclass field with its flag: `flag=None` gives it none (it is set by the program, or read from another
     option's flag of the same name); `bounds` are (least, greatest), both allowed."""
     meta = {"help": help, "bounds": bounds, "flag": flag, "choices": choices, "keywords": argparse_keywords}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -50,24 +48,24 @@ def add_flags(parser: argparse.ArgumentParser, options: type, prefix: str = "") 
         kw["help"] = prefix + meta["help"]
         if meta["choices"]:
             kw["choices"] = meta["choices"]
-        if f.default is MISSING and f.default_factory is MISSING:
+        if f.default is MISSING:
             kw["required"] = True
-        elif f.default is not MISSING:
+        else:
             kw["default"] = f.default
             if type(f.default) in (int, float) and "type" not in kw:
                 kw["type"] = type(f.default)
         parser.add_argument(flag, **kw)
 
 
-def from_args(options: type, args: argparse.Namespace, **given: Any):
+def from_args(options: type, args: argparse.Namespace):
     """The dataclass `options` from the parsed arguments: each field from its flag, a field without a flag from
-    the argument of its own name when there is one (else its default), and `given` over both."""
+    the argument of its own name when there is one (DataOptions.seed from train's --seed), else its default."""
     values = {}
     for f in fields(options):
         dest = dest_of(f) or f.name
         if hasattr(args, dest):
             values[f.name] = getattr(args, dest)
-    return options(**(values | given))
+    return options(**values)
 
 
 def shown(value: float) -> str:

@@ -15,11 +15,5 @@ RECIPES: dict[str, Recipe] = {
 }
 DEFAULT = "eagle3"  # the draft datagen keeps aux states for unless told
 
-__all__ = ["DEFAULT", "RECIPES", "Recipe", "Start", "recipe_of"]
+__all__ = ["DEFAULT", "RECIPES", "Recipe", "Start"]
 
-
-def recipe_of(algorithm: str) -> Recipe:
-    """The registered recipe of `algorithm`; ValueError naming the ones there are."""
-    if algorithm not in RECIPES:
-        raise ValueError(f"specfmt train does not train {algorithm!r} yet; it trains {', '.join(RECIPES)}")
-    return RECIPES[algorithm]
