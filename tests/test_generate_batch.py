@@ -73,3 +73,43 @@ def test_one_query_position_attends_like_every_query_head_reading_its_key_value_
 def test_the_greedy_choice_of_a_batch_is_the_first_of_equal_maxima_as_argmax_picks():
     logits = torch.tensor([[0.0, 3.0, 1.0, 3.0], [2.0, 2.0, 2.0, 2.0], [-1.0, -5.0, -1.0, 0.5]], dtype=torch.bfloat16)
     assert _choose(logits, 0.0, None).tolist() == [1, 0, 3] == logits.argmax(-1).tolist()
+
+
+MORE = PROMPTS + [[2, 8], [5] * 11, [4, 4, 6, 1, 3], [12, 3, 9], [1] * 14, [6, 2]]  # two longer than any in PROMPTS
+
+
+def test_a_refilled_batch_answers_each_prompt_as_decoding_it_alone():
+    verifier = verifier_for(0)
+    alone = [generate_plain(verifier, p, 12, Proposal()) for p in MORE]
+    eos = {alone[0][2], alone[3][5]}  # rows end at different steps, and free rows take the waiting prompts
+    expected = [next((t[:i + 1] for i, x in enumerate(t) if x in eos), t) for t in alone]
+    assert generate_batch(verifier, MORE, 12, eos, rows=3) == expected
+    assert any(len(t) < 12 for t in expected) and any(len(t) == 12 for t in expected)
+
+
+def test_a_refilled_batch_runs_full_rows_while_prompts_wait():
+    verifier, rows = verifier_for(0), []
+    forward = verifier.forward
+    verifier.forward = lambda tokens, *a, **k: rows.append(tuple(tokens.shape)) or forward(tokens, *a, **k)
+    generate_batch(verifier, MORE, 5, set(), rows=4)  # 10 prompts, 5 tokens each: 4 + 4 + 2 rows
+    decode = [shape[0] for shape in rows if shape[1] == 1]
+    assert decode == [4] * 4 + [4] * 4 + [2] * 4, rows  # the third fill has only 2 prompts: the others leave
+
+
+def test_a_long_refilled_decode_drops_the_columns_no_row_reads(monkeypatch):
+    """Without compaction the cache would grow by every step of every prompt (about 12 x 40 columns)."""
+    monkeypatch.setattr("specfmt.generate.COMPACT", 8)
+    verifier, lengths = verifier_for(0), []
+    forward = verifier.forward
+    verifier.forward = lambda tokens, *a, **k: lengths.append(len(verifier)) or forward(tokens, *a, **k)
+    prompts = MORE + PROMPTS
+    assert generate_batch(verifier, prompts, 40, set(), rows=2) == [generate_plain(verifier, p, 40, Proposal())
+                                                                     for p in prompts]
+    assert max(lengths) <= 14 + 40 + 8, max(lengths)
+
+
+def test_a_refilled_batch_at_a_temperature_draws_the_same_answers_for_the_same_seed():
+    verifier = verifier_for(0)
+    runs = [generate_batch(verifier, MORE, 9, {3}, 0.8, torch.Generator().manual_seed(5), rows=3) for _ in range(2)]
+    assert runs[0] == runs[1] and all(1 <= len(t) <= 9 for t in runs[0])
+    assert all(3 not in t[:-1] for t in runs[0])  # an answer ends at its first eos

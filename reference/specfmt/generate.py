@@ -100,24 +100,23 @@ def generate_plain(verifier: Verifier, prompt_ids: list[int], max_new_tokens: in
     return tokens
 
 
-def _prefill(verifier: Verifier, prompts: list[list[int]], max_new_tokens: int):
-    """Run the left-padded prompts; (last logits [B, V], positions of the last tokens [B, 1], the key mask of
-    every position the decode can reach [B, width + max_new_tokens], or None when no row is padded)."""
+def _prefill(verifier: Verifier, prompts: list[list[int]]):
+    """Run the left-padded prompts from an empty cache; (last logits [B, V], positions of the last tokens [B, 1],
+    the left padding of each row [B])."""
     lengths = torch.tensor([len(p) for p in prompts])
     width = int(lengths.max())
     pad = width - lengths  # [B]
     tokens = torch.zeros(len(prompts), width, dtype=torch.long)
     for row, prompt in enumerate(prompts):
         tokens[row, int(pad[row]):] = torch.tensor(prompt)
-    valid = torch.arange(width + max_new_tokens)[None, :] >= pad[:, None]  # [B, S]: keys that are real tokens
+    valid = torch.arange(width)[None, :] >= pad[:, None]  # [B, S]: keys that are real tokens
     positions = (torch.arange(width)[None, :] - pad[:, None]).clamp(min=0)  # [B, T]
     # A pad row attends to itself only, so no row of the attention is empty (which would give NaN).
-    mask = (torch.ones(width, width, dtype=torch.bool).tril() & valid[:, None, :width]) | torch.eye(width,
-                                                                                                     dtype=torch.bool)
+    mask = (torch.ones(width, width, dtype=torch.bool).tril() & valid[:, None, :]) | torch.eye(width, dtype=torch.bool)
     verifier.truncate(0)
     logits = verifier.forward(tokens, positions=positions.to(verifier.device), mask=mask[:, None].to(verifier.device),
                               last_logits=True).logits[:, -1]  # [B, V]
-    return logits, positions[:, -1:].to(verifier.device), valid.to(verifier.device) if bool(pad.any()) else None
+    return logits, positions[:, -1:].to(verifier.device), pad
 
 
 def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -128,31 +127,115 @@ def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
+COMPACT = 64  # cache columns that no row reads any more before they are dropped (a copy of the cache)
+
+
+class _Rows:
+    """The rows of a batched decode: the prompt each row answers (None: a free row, whose tokens go nowhere
+    until a refill), the first cache column each row attends to, and each row's last position."""
+
+    def __init__(self, verifier: Verifier, prompts: list[list[int]]):
+        self.verifier, self.prompts = verifier, prompts
+        self.owner: list[int | None] = []
+        self.start = torch.zeros(0, dtype=torch.long)  # [B]
+        self.positions = torch.zeros(0, 1, dtype=torch.long, device=verifier.device)  # [B, 1]
+
+    def fill(self, ids: list[int]) -> torch.Tensor:
+        """The first rows, prompts `ids` prefilled from an empty cache; their last logits [B, V]."""
+        logits, self.positions, self.start = _prefill(self.verifier, [self.prompts[i] for i in ids])
+        self.owner = list(ids)
+        return logits
+
+    def refill(self, rows: list[int], ids: list[int]) -> torch.Tensor:
+        """Prompts `ids` prefilled beside the batch and written into free `rows` as the last columns of the cache
+        (which gains columns in front when a prompt is longer); their last logits [len(ids), V]."""
+        side = self.verifier.sibling()
+        logits, positions, pad = _prefill(side, [self.prompts[i] for i in ids])
+        width, length = len(side), len(self.verifier)
+        if width > length:
+            self.verifier.shift(length - width)
+            self.start, length = self.start + width - length, width
+        at = torch.tensor(rows)
+        self.verifier.put_rows(at, side)
+        self.start[at], self.positions[at.to(self.positions.device)] = length - width + pad, positions
+        for row, i in zip(rows, ids, strict=True):
+            self.owner[row] = i
+        return logits
+
+    def record(self, rows: list[int], tokens: torch.Tensor, out: list[list[int]], eos: set[int], limit: int) -> None:
+        """Append each row's token to its prompt's answer; a row whose answer ends (eos, or `limit` tokens) is
+        freed and from then on attends to its own new columns only."""
+        for row, token in zip(rows, tokens.tolist(), strict=True):
+            i = self.owner[row]
+            if i is not None:
+                out[i].append(token)
+                if token in eos or len(out[i]) == limit:
+                    self.owner[row], self.start[row] = None, len(self.verifier)
+
+    def keep(self, rows: list[int]) -> None:
+        """Only these rows stay in the batch (no prompt waits for the others); their caches too."""
+        at = torch.tensor(rows, dtype=torch.long)
+        self.verifier.select_rows(at)
+        self.owner, self.start = [self.owner[i] for i in rows], self.start[at]
+        self.positions = self.positions[at.to(self.positions.device)]
+
+    def mask(self) -> torch.Tensor | None:
+        """The keys each row attends to in the next step [B, 1, 1, S]; None when every row reads every column."""
+        if not bool(self.start.any()):
+            return None
+        keys = torch.arange(len(self.verifier) + 1)
+        return (keys[None, :] >= self.start[:, None])[:, None, None, :].to(self.verifier.device)
+
+    def compact(self) -> None:
+        """Drop the first columns when no row reads them (COMPACT of them at least)."""
+        first = int(self.start.min())
+        if first >= COMPACT:
+            self.verifier.shift(first)
+            self.start = self.start - first
+
+
 @torch.inference_mode()
 def generate_batch(verifier: Verifier, prompts: list[list[int]], max_new_tokens: int, eos_ids: set[int],
-                   temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
+                   temperature: float = 0.0, generator: torch.Generator | None = None,
+                   rows: int = 0) -> list[list[int]]:
     """The verifier alone on several prompts at once (self-distillation data): prompts left-padded to one
-    length, each row at its own positions, pad keys masked (the mask built once; none when no row is padded);
-    a row stops after an eos id and leaves the batch, its cache rows dropped, so it stops costing. Greedy at
-    temperature 0, otherwise a draw from softmax(logits / temperature) with `generator` over the live rows."""
+    length, each row at its own positions, pad keys masked (no mask when no row is padded). `rows` > 0 decodes
+    at most that many prompts at once: a row that ends takes the next prompt (refilled once an eighth of the
+    rows is free), so the batch stays full; once no prompt waits, an ended row leaves the batch, its cache rows
+    dropped. Each answer equals its prompt decoded alone (greedy, up to rounding). Greedy at temperature 0,
+    otherwise a draw from softmax(logits / temperature) with `generator` over the rows of each step."""
     out: list[list[int]] = [[] for _ in prompts]
     if not prompts or max_new_tokens < 1:
         return out
-    logits, positions, valid = _prefill(verifier, prompts, max_new_tokens)
-    live, eos = list(range(len(prompts))), torch.tensor(sorted(eos_ids), dtype=torch.long)
-    for step in range(max_new_tokens):
+    width, batch, eos = rows or len(prompts), _Rows(verifier, prompts), set(eos_ids)
+    queue = list(range(len(prompts)))
+    logits, queue = batch.fill(queue[:width]), queue[width:]
+    while True:
         chosen = _choose(logits, temperature, generator)  # [B]
-        for row, token in zip(live, chosen.tolist(), strict=True):
-            out[row].append(token)
-        going = ~torch.isin(chosen, eos)  # [B]
-        if step == max_new_tokens - 1 or not bool(going.any()):
-            break
-        if not bool(going.all()):
-            keep = going.nonzero()[:, 0]
-            live, chosen, on_device = [live[i] for i in keep.tolist()], chosen[keep], keep.to(verifier.device)
-            positions, valid = positions[on_device], None if valid is None else valid[on_device]
-            verifier.select_rows(keep)
-        positions = positions + 1
-        mask = None if valid is None else valid[:, None, None, :len(verifier) + 1]  # [B, 1, 1, S]
-        logits = verifier.forward(chosen[:, None].to(verifier.device), positions=positions, mask=mask).logits[:, -1]
-    return out
+        batch.record(list(range(len(chosen))), chosen, out, eos, max_new_tokens)
+        queue = _refill(batch, queue, chosen, max(1, width // 8), (out, eos, max_new_tokens, temperature, generator))
+        live = [row for row, i in enumerate(batch.owner) if i is not None]
+        if not live:
+            return out
+        if not queue and len(live) < len(chosen):
+            batch.keep(live)
+            chosen = chosen[live]
+        batch.compact()
+        batch.positions = batch.positions + 1
+        logits = verifier.forward(chosen[:, None].to(verifier.device), positions=batch.positions,
+                                  mask=batch.mask()).logits[:, -1]
+
+
+def _refill(batch: _Rows, queue: list[int], chosen: torch.Tensor, least: int, answer: tuple) -> list[int]:
+    """Give waiting prompts to the free rows while at least `least` are free (or every waiting prompt has one);
+    each new row's first token goes into `chosen`. The prompts still waiting."""
+    out, eos, limit, temperature, generator = answer
+    while queue:
+        free = [row for row, i in enumerate(batch.owner) if i is None]
+        if not free or len(free) < min(least, len(queue)):
+            return queue
+        rows, ids, queue = free[:len(queue)], queue[:len(free)], queue[len(free):]
+        picked = _choose(batch.refill(rows, ids), temperature, generator)
+        chosen[rows] = picked
+        batch.record(rows, picked, out, eos, limit)
+    return queue

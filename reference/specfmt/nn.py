@@ -146,6 +146,25 @@ class KVCache:
         if self.k is not None:
             self.k, self.v = self.k.index_select(0, rows), self.v.index_select(0, rows)
 
+    def put(self, rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Write k and v ([R, n_kv, T, d]) as the last T positions of these rows of the batch (a refilled row)."""
+        self.k[rows, :, self.length - k.shape[-2]:self.length] = k
+        self.v[rows, :, self.length - v.shape[-2]:self.length] = v
+
+    def shift(self, n: int) -> None:
+        """Drop the first n positions of every row, or add -n zero positions in front when n < 0 (the rows of a
+        batch decode keep their keys at other columns)."""
+        if self.k is None:
+            return
+        end, front = self.length - n, max(-n, 0)
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            buffer = old.new_empty(*old.shape[:-2], max(2 * end, 64), old.shape[-1])
+            buffer[..., :front, :] = 0  # masked, but a key of NaN would still poison the scores
+            buffer[..., front:end, :] = old[..., max(n, 0):self.length, :]
+            setattr(self, name, buffer)
+        self.length = end
+
     def truncate(self, length: int) -> None:
         """Keep the first `length` positions; 0 forgets the sequence, batch shape included."""
         if length == 0:

@@ -94,6 +94,20 @@ class Verifier:
         for cache in self.caches:
             cache.select(rows.to(self.device))
 
+    def sibling(self) -> Verifier:
+        """The same weights with caches of its own (rows prefilled beside a batch that is decoding)."""
+        return Verifier(self.config, self.w, self.device, self.dtype)
+
+    def put_rows(self, rows: torch.Tensor, other: Verifier) -> None:
+        """Write every position of `other`'s caches as the last positions of these rows of this batch's caches."""
+        for mine, theirs in zip(self.caches, other.caches, strict=True):
+            mine.put(rows.to(self.device), theirs.k[..., :len(theirs), :], theirs.v[..., :len(theirs), :])
+
+    def shift(self, n: int) -> None:
+        """Drop the first n cached positions of every row, or add -n masked ones in front (n < 0)."""
+        for cache in self.caches:
+            cache.shift(n)
+
     @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, aux_ids: tuple[int, ...] = (), positions: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, last_logits: bool = False) -> Output:
