@@ -19,24 +19,17 @@ from specfmt.train.recipes import DEFAULT, RECIPES
 DATAGEN_OPTIONS = (DataOptions, RunOptions)  # the option classes whose flags datagen has, in --help order
 
 
-def train_options() -> tuple[type, ...]:
-    """The option classes whose flags train has, in --help order: each registered recipe's own among them."""
-    return DataOptions, RunOptions, TrainOptions, *(r.options for r in RECIPES.values() if r.options), ExportOptions
+def train_options() -> list[tuple[type, str]]:
+    """(option class, help prefix) of train's flags after the data options, in --help order: each registered
+    recipe's own options among them, their help starting with the algorithm."""
+    return [(TrainOptions, ""), *((r.options, f"{name}: ") for name, r in RECIPES.items() if r.options),
+            (ExportOptions, "")]
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verifier", required=True, help="Hugging Face checkpoint directory of the verifier")
     for cls in DATAGEN_OPTIONS:
         options.add_flags(p, cls)
-
-
-def add_train_options(t: argparse.ArgumentParser) -> None:
-    """TrainOptions' flags, each recipe's own (its help starts with the algorithm) and ExportOptions'."""
-    options.add_flags(t, TrainOptions)
-    for algorithm, recipe in RECIPES.items():
-        if recipe.options:
-            options.add_flags(t, recipe.options, prefix=f"{algorithm}: ")
-    options.add_flags(t, ExportOptions)
 
 
 def add_parsers(sub) -> None:
@@ -55,7 +48,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out checkpoint that specfmt train "
                                                             "did not write")
     t.add_argument("--work", help="checkpoints, log and data cache (default: OUT.work)")
-    add_train_options(t)
+    for cls, prefix in train_options():
+        options.add_flags(t, cls, prefix)
     t.add_argument("--restart", action="store_true", help="discard the checkpoint in the work directory")
     t.set_defaults(func=cmd_train)
 
@@ -198,7 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     held, work = None, None
     try:
-        options.check(args, train_options())
+        options.check(args, (*DATAGEN_OPTIONS, *(cls for cls, _ in train_options())))
         out, work = outs.check_train_outs(args.out, args.work, args.verifier, args.data, args.overwrite)
         held = state.lock(work) if rank() == 0 else None
         return run_train(args, out, work)
