@@ -2,6 +2,7 @@
 the draft its docstring describes; the same seed trains the same tensors; a new recipe is its module and one
 registry line, and its own options become flags of specfmt train with their bounds."""
 
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -51,6 +52,18 @@ def test_the_eagle3_recipe_starts_from_the_verifiers_rows_of_the_most_frequent_t
     assert torch.equal(w["norm"], torch.ones_like(w["norm"]))
     assert all(torch.equal(t, torch.ones_like(t)) for role, t in w["layer0"].items() if role.endswith("norm"))
     assert start.frozen == set(Roles(start.config).names("lm_head", "d2t", "t2d")) and len(start.frozen) == 3
+
+
+def test_the_eagle3_recipe_turns_the_research_layers_norms_on_only_when_asked(tiny, tmp_path):
+    start, verifier = start_of("eagle3")
+    assert not start.config["norm_before_residual"] and not start.config["norm_before_fc"]  # what SGLang serves
+    assert train(tiny, "eagle3", tmp_path / "d", "--norm-before-residual", "--norm-before-fc") == 0
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert config["norm_before_residual"] and config["norm_before_fc"]
+    on = RECIPES["eagle3"].make(verifier, "test/tiny", TrainOptions(), Eagle3Options(64, True, True), torch.arange(V))
+    w = bind_roles("eagle3", resolve(on.config), on.tensors)
+    assert torch.equal(w["input_norm"], torch.ones_like(w["input_norm"]))  # the RMSNorm over the aux states
+    build_draft(resolve(on.config), on.tensors, verifier)
 
 
 def test_medusa_starts_at_zero_and_mlp_speculator_layer_norms_at_the_identity():

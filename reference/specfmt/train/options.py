@@ -50,6 +50,8 @@ def add_flags(parser: argparse.ArgumentParser, options: type, prefix: str = "") 
             kw["choices"] = meta["choices"]
         if f.default is MISSING:
             kw["required"] = True
+        elif f.default is False:  # a switch
+            kw["action"] = "store_true"
         else:
             kw["default"] = f.default
             if type(f.default) in (int, float) and "type" not in kw:

@@ -1,9 +1,10 @@
 """The eagle3 recipe: one llama-family layer as wide as the verifier, aux ids of the CFG-9 fallback
 (x-specfmt-fallback, stated explicitly), a draft vocabulary of the most frequent supervised tokens (d2t/t2d) whose
 lm_head rows are the verifier's and stay frozen (as speculators does), the verifier's embedding shared (no
-embed_tokens), norm_before_fc and norm_before_residual off: the research EAGLE-3 layer, which SGLang and
-TensorRT-LLM hard-wire (they have neither flag) and vLLM and speculators read from the config, so the draft serves
-in all four. Norm scales start at one, every other tensor at N(0, 0.02).
+embed_tokens), norm_before_fc and norm_before_residual off unless asked (--norm-before-fc,
+--norm-before-residual): the research EAGLE-3 layer, which SGLang and TensorRT-LLM hard-wire (they have neither
+flag) and vLLM and speculators read from the config, so the draft serves in all four. Norm scales start at one,
+every other tensor at N(0, 0.02).
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ FROZEN = ("lm_head", "d2t", "t2d")  # the verifier's rows and the vocabulary the
 @dataclass
 class Eagle3Options:
     draft_vocab_size: int = option(8192, "most frequent supervised tokens", bounds=(1, INF))
+    # The EAGLE-3 paper's layer has both off; SGLang and TensorRT-LLM have no flag for them (issue 21 item 3
+    # measures what they are worth).
+    norm_before_residual: bool = option(False, "norm_before_residual on: a draft that vLLM and speculators serve, "
+                                               "SGLang and TensorRT-LLM do not")
+    norm_before_fc: bool = option(False, "norm_before_fc on (an RMSNorm over the aux states): a draft that vLLM and "
+                                         "speculators serve, SGLang and TensorRT-LLM do not")
 
 
 def eagle3_aux_ids(num_layers: int) -> tuple[int, ...]:
@@ -47,13 +54,14 @@ def draft_vocabulary(counts: torch.Tensor, size: int) -> torch.Tensor:
     return torch.sort(order).values
 
 
-def config_of(verifier: Verifier, verifier_name: str, k: int, vocab: int) -> dict:
+def config_of(verifier: Verifier, verifier_name: str, k: int, vocab: int, own: Eagle3Options) -> dict:
     c = verifier.config
     layer = {key: c[key] for key in LAYER_KEYS if c.get(key) is not None}
     layer.update(num_hidden_layers=1, model_type=c["model_type"] if c["model_type"] != "qwen2" else "llama",
                  hidden_act=c.get("hidden_act", "silu"), attention_bias=False)
     return envelope("eagle3", verifier.config, verifier_name, k, transformer_layer_config=layer,
-                    draft_vocab_size=vocab, norm_before_residual=False, norm_before_fc=False, fc_norm=False,
+                    draft_vocab_size=vocab, norm_before_residual=own.norm_before_residual,
+                    norm_before_fc=own.norm_before_fc, fc_norm=False,
                     norm_output=False, target_hidden_size=None,
                     eagle_aux_hidden_state_layer_ids=list(eagle3_aux_ids(c["num_hidden_layers"])))
 
@@ -65,7 +73,7 @@ def make(verifier: Verifier, verifier_name: str, opts: TrainOptions, own: Eagle3
     from specfmt.synthetic import random_tensors
 
     vocab = min(own.draft_vocab_size, verifier.vocab_size)
-    config = config_of(verifier, verifier_name, opts.steps, vocab)
+    config = config_of(verifier, verifier_name, opts.steps, vocab, own)
     roles = Roles(config)
     tensors = {n: torch.ones_like(t) if is_norm(roles.role_of[n]) else t
                for n, t in random_tensors(config, opts.seed, std=0.02).items()
