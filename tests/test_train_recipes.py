@@ -60,10 +60,21 @@ def test_the_eagle3_recipe_turns_the_research_layers_norms_on_only_when_asked(ti
     assert train(tiny, "eagle3", tmp_path / "d", "--norm-before-residual", "--norm-before-fc") == 0
     config = json.loads((tmp_path / "d" / "config.json").read_text())
     assert config["norm_before_residual"] and config["norm_before_fc"]
-    on = RECIPES["eagle3"].make(verifier, "test/tiny", TrainOptions(), Eagle3Options(64, True, True), torch.arange(V))
+    on = RECIPES["eagle3"].make(verifier, "test/tiny", TrainOptions(), Eagle3Options(64, 1, True, True),
+                                torch.arange(V))
     w = bind_roles("eagle3", resolve(on.config), on.tensors)
     assert torch.equal(w["input_norm"], torch.ones_like(w["input_norm"]))  # the RMSNorm over the aux states
     build_draft(resolve(on.config), on.tensors, verifier)
+
+
+def test_the_eagle3_recipe_stacks_as_many_decoder_layers_as_asked_and_the_runtime_runs_them(tiny, tmp_path):
+    assert start_of("eagle3")[0].config["transformer_layer_config"]["num_hidden_layers"] == 1
+    assert train(tiny, "eagle3", tmp_path / "d", "--num-hidden-layers", "2") == 0
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert config["transformer_layer_config"]["num_hidden_layers"] == 2
+    tensors = load_file(tmp_path / "d" / "model.safetensors")
+    assert "layer" in bind_roles("eagle3", resolve(config), tensors)  # layers 1 to L-1
+    build_draft(resolve(config), tensors, Verifier.from_pretrained(tiny[0]))
 
 
 def test_medusa_starts_at_zero_and_mlp_speculator_layer_norms_at_the_identity():

@@ -1,7 +1,7 @@
-"""The eagle3 recipe: one llama-family layer as wide as the verifier, aux ids of the CFG-9 fallback
-(x-specfmt-fallback, stated explicitly), a draft vocabulary of the most frequent supervised tokens (d2t/t2d) whose
-lm_head rows are the verifier's and stay frozen (as speculators does), the verifier's embedding shared (no
-embed_tokens), norm_before_fc and norm_before_residual off unless asked (--norm-before-fc,
+"""The eagle3 recipe: one llama-family layer as wide as the verifier (--num-hidden-layers stacks more), aux ids
+of the CFG-9 fallback (x-specfmt-fallback, stated explicitly), a draft vocabulary of the most frequent supervised
+tokens (d2t/t2d) whose lm_head rows are the verifier's and stay frozen (as speculators does), the verifier's
+embedding shared (no embed_tokens), norm_before_fc and norm_before_residual off unless asked (--norm-before-fc,
 --norm-before-residual): the research EAGLE-3 layer, which SGLang and TensorRT-LLM hard-wire (they have neither
 flag) and vLLM and speculators read from the config, so the draft serves in all four. Norm scales start at one,
 every other tensor at N(0, 0.02).
@@ -30,6 +30,8 @@ FROZEN = ("lm_head", "d2t", "t2d")  # the verifier's rows and the vocabulary the
 @dataclass
 class Eagle3Options:
     draft_vocab_size: int = option(8192, "most frequent supervised tokens", bounds=(1, INF))
+    num_hidden_layers: int = option(1, "decoder layers of the draft (transformer_layer_config.num_hidden_layers; "
+                                       "the first reads [embedding, hidden])", bounds=(1, 64))
     # The EAGLE-3 paper's layer has both off; SGLang and TensorRT-LLM have no flag for them (issue 21 item 3
     # measures what they are worth).
     norm_before_residual: bool = option(False, "norm_before_residual on: a draft that vLLM and speculators serve, "
@@ -57,7 +59,8 @@ def draft_vocabulary(counts: torch.Tensor, size: int) -> torch.Tensor:
 def config_of(verifier: Verifier, verifier_name: str, k: int, vocab: int, own: Eagle3Options) -> dict:
     c = verifier.config
     layer = {key: c[key] for key in LAYER_KEYS if c.get(key) is not None}
-    layer.update(num_hidden_layers=1, model_type=c["model_type"] if c["model_type"] != "qwen2" else "llama",
+    layer.update(num_hidden_layers=own.num_hidden_layers,
+                 model_type=c["model_type"] if c["model_type"] != "qwen2" else "llama",
                  hidden_act=c.get("hidden_act", "silu"), attention_bias=False)
     return envelope("eagle3", verifier.config, verifier_name, k, transformer_layer_config=layer,
                     draft_vocab_size=vocab, norm_before_residual=own.norm_before_residual,
