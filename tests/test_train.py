@@ -135,6 +135,17 @@ def test_the_provenance_holds_the_last_validation_even_when_a_finished_run_is_re
     assert provenance["validation"] == last and provenance["optimizer_steps"] == 2
 
 
+def test_a_checkpoint_resumes_only_for_the_draft_it_was_written_for(tiny, tmp_path, capsys):
+    assert main(train_args(tiny, "eagle3", tmp_path / "draft", "--max-steps", "2")) == 0
+    capsys.readouterr()
+    assert main(train_args(tiny, "eagle3", tmp_path / "draft", "--max-steps", "2", "--num-hidden-layers", "2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "transformer_layer_config.num_hidden_layers 1 (now 2)" in err and "--restart" in err, err
+    assert main(train_args(tiny, "eagle3", tmp_path / "draft", "--max-steps", "2", "--num-hidden-layers", "2",
+                           "--restart")) == 0
+
+
 class Stop(Exception):
     pass
 

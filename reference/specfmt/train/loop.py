@@ -142,6 +142,22 @@ def changed_options(saved: dict, now: dict) -> list[str]:
             for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
 
 
+def changed_draft(saved: dict | None, now: dict) -> list[str]:
+    """`field OLD (now NEW)` for each config field of the new draft that differs from the checkpoint's (a recipe's
+    own option changed, such as --draft-vocab-size); nothing for a checkpoint that did not record its draft."""
+    if saved is None:
+        return []
+    now, changed = json.loads(json.dumps(now)), []  # as state.json holds it: tuples are lists
+    for key in sorted(saved.keys() | now.keys()):
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += [f"{key}.{k} {old.get(k)} (now {new.get(k)})" for k in sorted(old.keys() | new.keys())
+                        if old.get(k) != new.get(k)]
+        elif old != new:
+            changed.append(f"{key} {old} (now {new})")
+    return changed
+
+
 def resume(run: Run) -> tuple[int, int]:
     """Restore the last checkpoint of the same options: (epoch, batch) to continue from; (0, 0) without one. A
     checkpoint that a kill left moved aside is put back first, so a kill never sends the run back to step 0."""
@@ -153,7 +169,8 @@ def resume(run: Run) -> tuple[int, int]:
     if found is None:
         return 0, 0
     position, tensors, moments = found
-    changed = changed_options(position["options"], asdict(run.opts))
+    changed = changed_options(position["options"], asdict(run.opts)) + changed_draft(position.get("draft"),
+                                                                                     run.start.config)
     if changed:
         raise ValueError(f"{run.work / state.CHECKPOINT} (step {position['step']}) was written with other options: "
                          f"{', '.join(changed)}; pass the same values to resume it, or --restart to discard it")
@@ -166,7 +183,7 @@ def checkpoint(run: Run, epoch: int, batch: int) -> None:
     if run.rank == 0:
         state.write(run.work, run.start.config, run.tensors, run.optimizer, dict(enumerate(run.params)),
                     {"epoch": epoch, "batch": batch, "step": run.step, "options": asdict(run.opts),
-                     "validation": run.validation})
+                     "draft": run.start.config, "validation": run.validation})
 
 
 def train(start: Start, verifier: Verifier, cache: Cache, opts: TrainOptions, work: Path,
