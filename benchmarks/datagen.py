@@ -1,14 +1,19 @@
 """Benchmark: datagen's self-distillation throughput, the old and the new batched decode side by side in one run.
 
 The verifier (SmolLM2-135M-Instruct from `make demo-models`, or --verifier) answers the first --prompts training
-prompts of `distill:builtin:python-docs` with --new-tokens greedy tokens each, --batch prompts at a time, in
+prompts of --data (`distill:builtin:python-docs`) with --new-tokens greedy tokens each, --batch prompts at a time, in
 --dtype with --threads torch threads. `old` is generate_batch as it was before issue 21 (copied below: the
 whole batch decodes every step, logits for every prompt position, the key mask rebuilt per step, finished rows
-kept); `new` is specfmt.generate.generate_batch. The two alternate per batch so that load on a shared machine
-hits both; it prints tokens/s of each, their ratio, and how many answers agree token for token.
+kept; and the attention and unpacked weights of that time); `new` is specfmt.generate.generate_batch. The arms
+alternate per group so that load on a shared machine hits each; it prints tokens/s of each, their ratio to the
+first, and how many answers agree token for token.
 Absolute times are noise on a shared machine; read the ratio.
 
+`refill` answers each group of --group prompts in one call of at most --new-batch rows, a row that ends taking the
+next prompt (generate_batch's rows).
+
 Usage: python benchmarks/datagen.py [--prompts 64] [--new-tokens 128] [--batch 16] [--new-batch 64]
+       [--arms old,new,refill] [--data distill:builtin:python-docs]
 """
 
 from __future__ import annotations
@@ -71,24 +76,34 @@ def old_attention(q, k, v, mask):
                                                             enable_gqa=q.shape[-3] != k.shape[-3])
 
 
-def timed(fn, verifier, prompts, batch, new_tokens, eos) -> tuple[list[list[int]], float]:
-    start, out, new_attention = time.perf_counter(), [], nn.attention
-    nn.attention = old_attention if fn is old_generate_batch else new_attention
+def timed(arm: str, verifier, prompts, args, eos) -> tuple[list[list[int]], float]:
+    """One arm's answers to `prompts` and its seconds: old and new answer --batch / --new-batch prompts per call
+    (datagen before issue 21 and datagen's call per batch), refill all of them in one call of --new-batch rows."""
+    start, new_attention, packed = time.perf_counter(), nn.attention, (verifier.layers, verifier.head)
+    if arm == "old":  # the attention of that time, and the weights unpacked (Verifier.pack came later)
+        nn.attention, verifier.layers, verifier.head = old_attention, verifier.w["layer"], None
     try:
-        for i in range(0, len(prompts), batch):
-            out += fn(verifier, prompts[i:i + batch], new_tokens, eos)
+        if arm == "refill":
+            out = generate_batch(verifier, prompts, args.new_tokens, eos, rows=args.new_batch)
+        else:
+            fn, batch = (old_generate_batch, args.batch) if arm == "old" else (generate_batch, args.new_batch)
+            out = [answer for i in range(0, len(prompts), batch)
+                   for answer in fn(verifier, prompts[i:i + batch], args.new_tokens, eos)]
     finally:
-        nn.attention = new_attention
+        nn.attention, (verifier.layers, verifier.head) = new_attention, packed
     return out, time.perf_counter() - start
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--verifier", default=None, help="default: SmolLM2-135M-Instruct of make demo-models")
+    ap.add_argument("--data", default="distill:builtin:python-docs", help="the distill spec whose prompts answer")
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16, help="old path's batch (datagen's default before issue 21)")
-    ap.add_argument("--new-batch", type=int, default=64, help="new path's batch")
+    ap.add_argument("--new-batch", type=int, default=64, help="new path's batch, and the rows of refill")
+    ap.add_argument("--group", type=int, default=256, help="prompts each arm answers in turn (the arms alternate)")
+    ap.add_argument("--arms", default="old,new", help="comma-separated, the first is the baseline: old, new, refill")
     ap.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -97,22 +112,24 @@ def main() -> None:
         [sys.executable, "scripts/demo_models.py", "--print-path"], text=True).strip())
     verifier = Verifier.from_pretrained(path, dtype=getattr(torch, args.dtype))
     text = Text.from_verifier(path)
-    records = [(w, r) for w, r in prompt_records("distill:builtin:python-docs")
+    records = [(w, r) for w, r in prompt_records(args.data, verifier, text)
                if not is_held_out(json.dumps(r, sort_keys=True), 0.05)]  # datagen's training prompts
     prompts = [prompt_ids(w, r, text, verifier.vocab_size) for w, r in records[:args.prompts]]
-    old, new, old_s, new_s = [], [], 0.0, 0.0
-    step = max(args.batch, args.new_batch)
-    for i in range(0, len(prompts), step):  # alternate, so that load on the machine hits both
-        o, t = timed(old_generate_batch, verifier, prompts[i:i + step], args.batch, args.new_tokens, text.eos_ids)
-        old, old_s = old + o, old_s + t
-        n, t = timed(generate_batch, verifier, prompts[i:i + step], args.new_batch, args.new_tokens, text.eos_ids)
-        new, new_s = new + n, new_s + t
-    old_rate, new_rate = sum(map(len, old)) / old_s, sum(map(len, new)) / new_s
-    same = sum(a == b for a, b in zip(old, new, strict=True))
+    arms = args.arms.split(",")
+    answers, seconds = {a: [] for a in arms}, dict.fromkeys(arms, 0.0)
+    for i in range(0, len(prompts), args.group):  # alternate, so that load on the machine hits every arm
+        for arm in arms:
+            out, t = timed(arm, verifier, prompts[i:i + args.group], args, text.eos_ids)
+            answers[arm], seconds[arm] = answers[arm] + out, seconds[arm] + t
+    rate = {a: sum(map(len, answers[a])) / seconds[a] for a in arms}
+    base = arms[0]
     print(f"datagen decode, {args.dtype}, {args.threads} threads, {len(prompts)} prompts x {args.new_tokens} "
-          f"new tokens: old (batch {args.batch}) {old_rate:.1f} tokens/s, new (batch {args.new_batch}) "
-          f"{new_rate:.1f} tokens/s, ratio {new_rate / old_rate:.2f}x; {same}/{len(prompts)} answers identical, "
-          f"{agreement(old, new)}")
+          f"new tokens ({args.data}; batch {args.batch} old, {args.new_batch} new and refill), mean answer "
+          f"{sum(map(len, answers[base])) / len(prompts):.1f} tokens:")
+    for arm in arms:
+        same = sum(a == b for a, b in zip(answers[base], answers[arm], strict=True))
+        print(f"  {arm}: {rate[arm]:.1f} tokens/s, {rate[arm] / rate[base]:.2f}x {base}; {same}/{len(prompts)} "
+              f"answers identical to {base}'s, {agreement(answers[base], answers[arm])}")
 
 
 def agreement(old: list[list[int]], new: list[list[int]]) -> str:

@@ -113,3 +113,19 @@ def test_a_refilled_batch_at_a_temperature_draws_the_same_answers_for_the_same_s
     runs = [generate_batch(verifier, MORE, 9, {3}, 0.8, torch.Generator().manual_seed(5), rows=3) for _ in range(2)]
     assert runs[0] == runs[1] and all(1 <= len(t) <= 9 for t in runs[0])
     assert all(3 not in t[:-1] for t in runs[0])  # an answer ends at its first eos
+
+
+def test_a_packed_bfloat16_verifier_computes_the_logits_of_the_unpacked_one():
+    verifier, tokens = verifier_for(0, torch.bfloat16), torch.tensor([[1, 5, 9, 3, 2], [7, 7, 2, 11, 4]])
+    step = torch.tensor([[5], [5]])  # a decode step after the prefill
+    plain = [verifier.forward(tokens).logits, verifier.forward(tokens[:, :1], positions=step).logits]
+    verifier.truncate(0)
+    verifier.pack()
+    packed = [verifier.forward(tokens).logits, verifier.forward(tokens[:, :1], positions=step).logits]
+    assert verifier.head is not None and all(torch.equal(a, b) for a, b in zip(plain, packed, strict=True))
+
+
+def test_packing_leaves_a_float32_verifier_as_it_is():
+    verifier = verifier_for(0)
+    verifier.pack()
+    assert verifier.head is None and verifier.layers is verifier.w["layer"]

@@ -207,6 +207,7 @@ def generate_batch(verifier: Verifier, prompts: list[list[int]], max_new_tokens:
     out: list[list[int]] = [[] for _ in prompts]
     if not prompts or max_new_tokens < 1:
         return out
+    verifier.pack()
     width, batch, eos = rows or len(prompts), _Rows(verifier, prompts), set(eos_ids)
     queue = list(range(len(prompts)))
     logits, queue = batch.fill(queue[:width]), queue[width:]

@@ -30,8 +30,17 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
 
 
+def linear(x: torch.Tensor, w: dict, role: str) -> torch.Tensor:
+    """x times the role's weight, plus its bias if any; through the prepacked copy of the weight when the layer
+    has one (`w["packed"]`, Verifier.pack) and x is bfloat16 without autograd."""
+    packed = w.get("packed")
+    if packed is not None and x.dtype == torch.bfloat16 and not torch.is_grad_enabled():
+        return torch.ops.mkldnn._linear_pointwise(x, packed[role], w.get(f"{role}_bias"), "none", [None], "")
+    return F.linear(x, w[role], w.get(f"{role}_bias"))
+
+
 def silu_mlp(x: torch.Tensor, w: dict) -> torch.Tensor:
-    return F.linear(F.silu(F.linear(x, w["gate_proj"])) * F.linear(x, w["up_proj"]), w["down_proj"])
+    return linear(F.silu(linear(x, w, "gate_proj")) * linear(x, w, "up_proj"), w, "down_proj")
 
 
 @dataclass(frozen=True)
@@ -207,12 +216,12 @@ def decoder_layer(x: torch.Tensor, w: dict, cfg: LayerConfig, rot: Rotary, cache
 
 def self_attention(h: torch.Tensor, w: dict, cfg: LayerConfig, rot: Rotary, cache: KVCache,
                    mask: torch.Tensor | None) -> torch.Tensor:
-    q = split_heads(F.linear(h, w["q_proj"], w.get("q_proj_bias")), cfg.num_heads)
-    k = split_heads(F.linear(h, w["k_proj"], w.get("k_proj_bias")), cfg.num_kv_heads)
-    v = split_heads(F.linear(h, w["v_proj"], w.get("v_proj_bias")), cfg.num_kv_heads)
+    q = split_heads(linear(h, w, "q_proj"), cfg.num_heads)
+    k = split_heads(linear(h, w, "k_proj"), cfg.num_kv_heads)
+    v = split_heads(linear(h, w, "v_proj"), cfg.num_kv_heads)
     if "q_norm" in w:  # qwen3: per-head RMSNorm over d
         q, k = rms_norm(q, w["q_norm"], cfg.eps), rms_norm(k, w["k_norm"], cfg.eps)
     q, k = rope(q, rot), rope(k, rot)
     k, v = cache.append(k, v)
     o = attention(q, k, v, mask)  # [..., n_h, T, d]
-    return F.linear(o.transpose(-3, -2).flatten(-2), w["o_proj"], w.get("o_proj_bias"))  # -> [..., T, n_h*d]
+    return linear(o.transpose(-3, -2).flatten(-2), w, "o_proj")  # -> [..., T, n_h*d]

@@ -36,6 +36,9 @@ def resolve_layer_config(config: dict) -> dict:
         "transformer_layer_config"]
 
 
+LINEAR_ROLES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # of a decoder layer
+
+
 class Verifier:
     def __init__(self, config: dict, w: dict, device: str = "cpu", dtype: torch.dtype = torch.float32):
         """`config`: a llama/qwen2/qwen3 config with defaults resolved; `w`: its tensors by role, already
@@ -47,6 +50,7 @@ class Verifier:
         self.vocab_size = self.config["vocab_size"]
         self.caches = [nn.KVCache() for _ in range(self.num_layers)]
         self.device, self.dtype = device, dtype
+        self.layers, self.head = self.w["layer"], None  # the prepacked ones after pack()
 
     @staticmethod
     def from_tensors(config: dict, tensors: dict[str, torch.Tensor], device: str = "cpu",
@@ -94,9 +98,23 @@ class Verifier:
         for cache in self.caches:
             cache.select(rows.to(self.device))
 
+    def pack(self) -> None:
+        """Keep a copy of every linear weight prepacked for oneDNN when the verifier is bfloat16 on a CPU: its matmuls
+        run about 1.7x faster at batch 64 (benchmarks/datagen.py) with results equal to F.linear's, for a second
+        copy of the weights in memory. Without oneDNN, or in another dtype or device, it does nothing."""
+        if self.head is not None or self.dtype != torch.bfloat16 or torch.device(self.device).type != "cpu" or \
+                not torch.backends.mkldnn.is_available():
+            return
+        reorder = torch.ops.mkldnn._reorder_linear_weight
+        layers = [self.w["layer"][i] for i in range(self.num_layers)]
+        self.layers = [{**w, "packed": {role: reorder(w[role]) for role in LINEAR_ROLES}} for w in layers]
+        self.head = reorder(self.lm_head)
+
     def sibling(self) -> Verifier:
-        """The same weights with caches of its own (rows prefilled beside a batch that is decoding)."""
-        return Verifier(self.config, self.w, self.device, self.dtype)
+        """The same weights, packed ones too, with caches of its own (rows prefilled beside a decoding batch)."""
+        other = Verifier(self.config, self.w, self.device, self.dtype)
+        other.layers, other.head = self.layers, self.head
+        return other
 
     def put_rows(self, rows: torch.Tensor, other: Verifier) -> None:
         """Write every position of `other`'s caches as the last positions of these rows of this batch's caches."""
@@ -124,12 +142,14 @@ class Verifier:
         rot = nn.rotary(positions, self.inv_freq, x.dtype)
         states = {0: x}
         for i in range(self.num_layers):
-            x = nn.decoder_layer(x, self.w["layer"][i], self.cfg, rot, self.caches[i], mask)
+            x = nn.decoder_layer(x, self.layers[i], self.cfg, rot, self.caches[i], mask)
             states[i + 1] = x
         normed = nn.rms_norm(x, self.w["norm"], self.cfg.eps)
         aux = torch.cat([states[k] for k in aux_ids], -1) if aux_ids else x[..., :0]  # [..., T, A*H]
         head_in = normed[..., -1:, :].contiguous() if last_logits else normed  # [..., T, H] -> [..., 1, H]
-        return Output(F.linear(head_in, self.lm_head), aux, x, normed)
+        logits = F.linear(head_in, self.lm_head) if self.head is None else torch.ops.mkldnn._linear_pointwise(
+            head_in, self.head, None, "none", [None], "")  # [..., T, V]
+        return Output(logits, aux, x, normed)
 
 
 def load_hf_config(path: str | Path) -> dict:
