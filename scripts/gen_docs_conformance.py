@@ -126,8 +126,9 @@ def tolerances_page(root: Path) -> str:
         "Every tolerance is stored in the case that uses it, never in the runner, and the runner does every "
         "comparison (`conformance/PROTOCOL.md` section 5).", "",
         "## Schema and checkpoint levels", "",
-        "Exact. A case passes when the set of `(code, pointer, severity)` of the reported findings equals the "
-        "expected set and the verdict `valid` matches. Messages are never compared.", "",
+        "Exact. A case passes when the set of `(code, pointer, severity)` of the reported findings, at the "
+        "checkpoint level `(code, pointer, severity, file)`, equals the expected set and the verdict `valid` "
+        "matches. Messages are never compared.", "",
         "## Numerics level", "",
         "Dtype and shape of every output must match exactly. `exact` requires equal values (token ids, accepted "
         "lengths). `allclose` requires `|actual - expected| <= atol + rtol * |expected|` element-wise, NaN "

@@ -1,6 +1,8 @@
 """Grading: the runner compares every answer itself, so adapters cannot grade themselves.
 
-Findings (schema and checkpoint levels) compare as exact sets of (code, pointer, severity).
+Findings compare as exact sets of (code, pointer, severity), and at the checkpoint level of (code, pointer,
+severity, file). A failing case lists at most UNEXPECTED_CAP unexpected findings and counts the rest, so an adapter
+that answers a million findings costs the report a few lines.
 Tensors (numerics level) must match in dtype and shape exactly; values then compare "exact" or
 "allclose" (|a - e| <= atol + rtol * |e| elementwise), with NaN matching NaN and infinities
 matching exactly. The metrics are recorded whether or not the output passes.
@@ -8,6 +10,7 @@ matching exactly. The metrics are recorded whether or not the output passes.
 
 from __future__ import annotations
 
+import heapq
 import math
 from pathlib import Path
 
@@ -18,25 +21,38 @@ class CaseError(ValueError):
     """The case data itself is unusable (a golden that cannot be read, an unknown compare rule)."""
 
 
-def _key(finding: dict) -> tuple[str, str, str]:
-    return (finding["code"], finding["pointer"], finding["severity"])
+UNEXPECTED_CAP = 100  # unexpected findings listed per failing case; the rest are only counted
+SCHEMA_KEY = ("code", "pointer", "severity")
+CHECKPOINT_KEY = (*SCHEMA_KEY, "file")
 
 
-def compare_findings(expected: list[dict], actual: list[dict], valid: bool) -> tuple[str, dict | None]:
-    """("pass", None) iff the finding sets are equal and the verdict agrees with the case's `valid`."""
-    want = {_key(f): f for f in expected}
-    got = {_key(f): f for f in actual}
-    missing = [want[k] for k in sorted(want.keys() - got.keys())]
-    unexpected = [got[k] for k in sorted(got.keys() - want.keys())]
+def _keyed(findings: list[dict], fields: tuple[str, ...]) -> dict[tuple, dict]:
+    """Each finding by its graded fields, kept as those fields alone (an adapter's message may be any size)."""
+    return {tuple(f.get(k) for k in fields): {k: f[k] for k in fields if k in f} for f in findings}
+
+
+def _order(key: tuple) -> tuple[str, ...]:
+    return tuple("" if v is None else v for v in key)
+
+
+def compare_findings(expected: list[dict], actual: list[dict], valid: bool,
+                     fields: tuple[str, ...] = SCHEMA_KEY) -> tuple[str, dict | None]:
+    """("pass", None) iff the finding sets, graded on `fields`, are equal and the verdict agrees with `valid`."""
+    want, got = _keyed(expected, fields), _keyed(actual, fields)
+    missing = [want[k] for k in sorted(want.keys() - got.keys(), key=_order)]
+    extra = got.keys() - want.keys()
+    unexpected = [got[k] for k in heapq.nsmallest(UNEXPECTED_CAP, extra, key=_order)]  # sorted, at most the cap
     actual_valid = not any(f["severity"] == "error" for f in actual)
-    if not missing and not unexpected and actual_valid == valid:
+    if not missing and not extra and actual_valid == valid:
         return "pass", None
-    if missing or unexpected:
-        summary = f"{len(missing)} missing, {len(unexpected)} unexpected finding(s)"
+    cut = len(extra) - len(unexpected)
+    if missing or extra:
+        summary = f"{len(missing)} missing, {len(extra)} unexpected finding(s)" + (f", {cut} not listed" if cut else "")
     else:
         summary = f"findings match but the verdict does not: case says valid={str(valid).lower()}"
-    return "fail", {"summary": summary, "missing": missing, "unexpected": unexpected,
-                    "expected_valid": valid, "actual_valid": actual_valid}
+    detail = {"summary": summary, "missing": missing, "unexpected": unexpected,
+              "expected_valid": valid, "actual_valid": actual_valid}
+    return "fail", {**detail, "unexpected_cut": cut} if cut else detail
 
 
 def _rule(name: str, rule: object) -> tuple[str, float, float]:

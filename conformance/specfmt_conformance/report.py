@@ -81,6 +81,8 @@ def _detail_lines(result: dict) -> list[str]:
     for key, label in (("missing", "missing"), ("unexpected", "unexpected")):
         lines += [f"  - {label}: `{f['code']}` at `{f['pointer'] or '(root)'}` ({f['severity']})"
                   + (f" in `{f['file']}`" if f.get("file") else "") for f in detail.get(key, [])]
+    if detail.get("unexpected_cut"):
+        lines.append(f"  - and {detail['unexpected_cut']} more unexpected finding(s), not listed")
     for name, m in result["metrics"].items():
         facts = [f"{k} {m[k]}" for k in ("first_mismatch", "max_abs", "max_rel", "mismatch_count",
                                           "token_divergence") if m.get(k) is not None]

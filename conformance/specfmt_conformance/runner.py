@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from specfmt_conformance.adapter import AdapterCrash, AdapterError, AdapterTimeout, ProtocolError
-from specfmt_conformance.compare import CaseError, compare_findings, compare_outputs
+from specfmt_conformance.compare import CHECKPOINT_KEY, CaseError, compare_findings, compare_outputs
 from specfmt_conformance.expectations import Expectation, expectation_for
 from specfmt_conformance.session import Session
 from specfmt_conformance.suite import Case, SuiteError
@@ -34,12 +34,15 @@ class Result:
     stderr: str = ""
 
 
-def _findings(answer: dict) -> list[dict]:
+def _findings(answer: dict, need_file: bool = False) -> list[dict]:
+    """The answer's findings; at the checkpoint level each also names its `file` (PROTOCOL.md 3.2)."""
     findings = answer.get("findings")
     if not isinstance(findings, list) or not all(
             isinstance(f, dict) and isinstance(f.get("code"), str) and isinstance(f.get("pointer"), str)
-            and f.get("severity") in ("error", "warning") for f in findings):
-        raise ProtocolError("validate answer needs findings: [{code, pointer, severity}]")
+            and f.get("severity") in ("error", "warning") and isinstance(f.get("file", ""), str) for f in findings):
+        raise ProtocolError("validate answer needs findings: [{code, pointer, severity}], file a string")
+    if need_file and not all("file" in f for f in findings):
+        raise ProtocolError("a checkpoint validate answer needs the file of every finding")
     return findings
 
 
@@ -53,7 +56,8 @@ def run_checkpoint(session: Session, case: Case, keep_loaded: bool) -> Outcome:
     scan = {"scan_values": True} if case.doc.get("scan_values") else {}  # sent only when a case asks for it
     answer = session.request("validate", profile=case.profile,
                              checkpoint_dir=str(case.resolve(case.doc["checkpoint"])), **scan)
-    status, detail = compare_findings(case.expected["findings"], _findings(answer), case.expected["valid"])
+    status, detail = compare_findings(case.expected["findings"], _findings(answer, need_file=True),
+                                      case.expected["valid"], CHECKPOINT_KEY)
     return status, detail, {}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -101,8 +102,12 @@ def hello(message: dict) -> dict:
                          "operations": sorted(OPERATIONS)}}
 
 
-def findings_of(report) -> list[dict]:
-    return [{"code": f.code, "pointer": f.pointer, "severity": f.severity, "file": f.file} for f in report.findings]
+def findings_of(report, root: str | None = None) -> list[dict]:
+    """The findings as the protocol states them; a `file` that is the checkpoint directory itself (io.not_found)
+    is "." (PROTOCOL.md 3.2: relative to the checkpoint directory)."""
+    def file_of(f) -> str:
+        return "." if root is not None and Path(f.file) == Path(root) else f.file
+    return [{"code": f.code, "pointer": f.pointer, "severity": f.severity, "file": file_of(f)} for f in report.findings]
 
 
 def load(message: dict) -> Model:
@@ -131,7 +136,7 @@ def handle(message: dict, operations: dict[str, Operation] = OPERATIONS) -> dict
             return {"seq": message["seq"], "findings": [{k: v for k, v in f.items() if k != "file"}
                                                         for f in findings_of(report)]}
         report = validate(message["checkpoint_dir"], message["profile"], scan_values=message.get("scan_values", False))
-        return {"seq": message["seq"], "findings": findings_of(report)}
+        return {"seq": message["seq"], "findings": findings_of(report, message["checkpoint_dir"])}
     if cmd == "load":
         handle_id = f"h{message['seq']}"
         HANDLES[handle_id] = load(message)
