@@ -1,6 +1,7 @@
 """Tensor values, which a validator reads only when asked (GEN-5; the case carries scan_values): a tensor
 the draft reads with no finite value (LAY-7), some non-finite values, an all-NaN tensor that nothing reads,
-and a d2t that maps no vocabulary subset. Data is real (ckpt.weights), with the broken values written in."""
+a d2t that maps no vocabulary subset, and a t2d that does not mark d2t's targets exactly (ALG-EAGLE3-8). Data is
+real (ckpt.weights), with the broken values written in."""
 
 from __future__ import annotations
 
@@ -47,24 +48,38 @@ def _decreasing_d2t(tensors: dict[str, torch.Tensor]) -> None:
     tensors["d2t"][1:] = -1
 
 
+def _moved_t2d(tensors: dict[str, torch.Tensor]) -> None:
+    """d2t stays a valid mapping; t2d marks one id beside its targets instead of the first target (the same count,
+    so only an exact comparison of the two sets catches it)."""
+    t2d = tensors["t2d"].clone()
+    first, other = int(torch.nonzero(t2d)[0]), int(torch.nonzero(~t2d)[0])
+    t2d[first], t2d[other] = False, True
+    tensors["t2d"] = t2d
+
+
 EAGLE3, MTP = in_bfloat16(variants.config_of("eagle3")), in_bfloat16(variants.config_of("mtp"))
-# (id, description, profile, config, edit, targeted code)
+LAY_7, EAGLE3_8 = ("spec/layout.md#LAY-7",), ("spec/algorithms/eagle3.md#ALG-EAGLE3-8",)
+# (id, description, profile, config, edit, targeted code, anchors besides the code's)
 VALUE_CASES = [
-    ("clean", "a clean checkpoint with its values scanned (valid)", "strict", tiny_config(), lambda t: None, None),
+    ("clean", "a clean checkpoint with its values scanned (valid)", "strict", tiny_config(), lambda t: None, None,
+     LAY_7),
     ("read-all-nan", "eagle3 saved before its NaN sentinels were copied from the verifier: embed_tokens and "
-     "lm_head hold only NaN", "compat", EAGLE3, _fill(*NAN_SENTINELS), "weights.nonfinite"),
+     "lm_head hold only NaN", "compat", EAGLE3, _fill(*NAN_SENTINELS), "weights.nonfinite", ()),
     ("read-all-inf.strict", "a tensor the medusa draft reads holds only +Inf, under strict", "strict", tiny_config(),
-     _fill(T1, value=float("inf")), "weights.nonfinite"),
+     _fill(T1, value=float("inf")), "weights.nonfinite", ()),
     ("read-one-inf", "a tensor the medusa draft reads holds one Inf among finite values (a warning)", "compat",
-     tiny_config(), _one_inf, "hazard.nonfinite"),
+     tiny_config(), _one_inf, "hazard.nonfinite", ()),
     ("unread-all-nan", "an mtp draft stores the verifier's LM head full of NaN, as the MTP converter writes; nothing "
-     "reads it (warnings)", "compat", MTP, _stray_nan_head, "hazard.nonfinite"),
+     "reads it (warnings)", "compat", MTP, _stray_nan_head, "hazard.nonfinite", ()),
     ("vocab-mapping", "eagle3 d2t offsets map the draft ids to decreasing verifier ids", "compat", EAGLE3,
-     _decreasing_d2t, "hazard.vocab_mapping"),
+     _decreasing_d2t, "hazard.vocab_mapping", ()),
+    ("vocab-mapping-t2d", "eagle3 d2t maps the draft ids to increasing verifier ids, but t2d marks one id that is no "
+     "target instead of a target: hazard.vocab_mapping at /t2d (ALG-EAGLE3-8)", "compat", EAGLE3, _moved_t2d,
+     "hazard.vocab_mapping", EAGLE3_8),
 ]
 
 
 def value_cases() -> list[CheckpointCase]:
-    return [CheckpointCase(f"ckpt.values.{case_id}", description, profile, _written(config, edit), code,
-                           ("spec/layout.md#LAY-7",) if code is None else (), scan_values=True)
-            for case_id, description, profile, config, edit, code in VALUE_CASES]
+    return [CheckpointCase(f"ckpt.values.{case_id}", description, profile, _written(config, edit), code, spec,
+                           scan_values=True)
+            for case_id, description, profile, config, edit, code, spec in VALUE_CASES]
