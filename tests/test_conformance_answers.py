@@ -68,12 +68,21 @@ def test_the_t2d_case_cites_alg_eagle3_8_and_expects_its_pointer():
         ("hazard.vocab_mapping", "/t2d", "model.safetensors")]
 
 
+def test_the_sft5_cases_pin_which_shard_headers_the_index_is_compared_with():
+    for case_id, code in [("listed-entry-malformed", "header.entry"), ("listed-in-unread-shard", "header.json")]:
+        case = json.loads((ROOT / f"conformance/cases/checkpoint/1.0/ckpt.index.{case_id}/case.json").read_text())
+        assert case["spec"][0] == "spec/layout.md#SFT-5"
+        assert [f["code"] for f in case["findings"]] == [code]  # no index.mismatch, no layout.missing
+
+
 # Each broken adapter of a rule issue 23 newly tests, and exactly the checkpoint cases it must fail.
 EXACT = {
     "ignores_t2d": {"ckpt.values.vocab-mapping-t2d"},
     "vocab_mapping_at_d2t": {"ckpt.values.vocab-mapping-t2d"},
     "listed_absent_needs_an_entry": {"ckpt.index.mismatch-listed-absent"},
     "index_findings_in_the_index": {"ckpt.index.mismatch-stored-twice", "ckpt.index.mismatch-unlisted"},
+    "malformed_entry_not_stored": {"ckpt.index.listed-entry-malformed"},
+    "unread_shard_is_empty": {"ckpt.index.listed-in-unread-shard"},
 }
 
 

@@ -8,8 +8,7 @@ import struct
 from pathlib import Path
 
 from _base import serve
-
-INDEX = "model.safetensors.index.json"
+from _index import weight_map
 
 
 def holds_a_tensor(path: Path) -> bool:
@@ -23,7 +22,7 @@ def holds_a_tensor(path: Path) -> bool:
 
 def listed_in_empty_shard(root: Path, pointer: str) -> bool:
     name = pointer.removeprefix("/weight_map/").replace("~1", "/").replace("~0", "~")
-    shard = json.loads((root / INDEX).read_text())["weight_map"].get(name)
+    shard = weight_map(str(root)).get(name)
     return isinstance(shard, str) and not holds_a_tensor(root / shard)
 
 
