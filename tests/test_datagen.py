@@ -39,6 +39,7 @@ class Killed(Exception):
 def counting(monkeypatch, fail_at: int | None = None) -> list[int]:
     """Count datagen's generate_batch calls; call number fail_at (from 1) raises Killed, as a kill would."""
     calls, real = [], datagen.generate_batch
+    monkeypatch.setattr(datagen, "ROUND", 1)  # a call per stored batch (test_datagen_rounds.py: several)
 
     def generate(*args, **kwargs):
         calls.append(len(args[1]))

@@ -58,29 +58,49 @@ def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, repo
               stored: Answers = NOTHING_KEPT):
     """The verifier's answers to the spec's training prompts; the held-out prompts' ids are returned unanswered.
     Every record is checked before the first answer, so a bad line stops the command at once. Each batch is
-    read from `stored` when a killed run answered it already, else answered (its sampling seeded by the seed and
-    its first prompt, so a resumed run draws what an uninterrupted one does) and stored at once."""
+    read from `stored` when a killed run answered it already; the others are answered ROUND batches at a time
+    (answer_round) and stored at once."""
     train, held = [], []
     for where, record in prompt_records(spec, verifier, text):
         ids = prompt_ids(where, record, text, verifier.vocab_size)
         (held if is_held_out(json.dumps(record, sort_keys=True), opts.held_out) else train).append(ids)
     train = spread(train, opts.limit)
     docs, key, reused = [], batch_key(fingerprint(verifier), str(verifier.dtype)[6:], spec, asdict(opts)), 0
-    for start in range(0, len(train), opts.batch):
-        prompts = [ids[:opts.seq_len // 2] for ids in train[start:start + opts.batch]]
-        answers = stored.get(key, start, prompts)
-        reused += answers is not None
-        if answers is None:
-            generator = torch.Generator().manual_seed(opts.seed * 1_000_003 + start)
-            answers = generate_batch(verifier, prompts, opts.max_new_tokens, text.eos_ids, opts.temperature,
-                                     generator)
-            stored.put(key, start, prompts, answers)
-        docs += [Document((p + a)[:opts.seq_len], ([False] * len(p) + [True] * len(a))[:opts.seq_len], len(p))
-                 for p, a in zip(prompts, answers, strict=True)]
-        report(f"distill {spec}: {min(start + opts.batch, len(train))}/{len(train)} prompts answered"
+    for first in range(0, len(train), ROUND * opts.batch):
+        batches = {start: [ids[:opts.seq_len // 2] for ids in train[start:start + opts.batch]]
+                   for start in range(first, min(first + ROUND * opts.batch, len(train)), opts.batch)}
+        kept = {start: stored.get(key, start, prompts) for start, prompts in batches.items()}
+        reused += sum(answers is not None for answers in kept.values())
+        if None in kept.values():
+            kept = answer_round(verifier, text, opts, batches, kept, lambda *a: stored.put(key, *a))
+        for start, prompts in batches.items():
+            docs += [Document((p + a)[:opts.seq_len], ([False] * len(p) + [True] * len(a))[:opts.seq_len], len(p))
+                     for p, a in zip(prompts, kept[start], strict=True)]
+        report(f"distill {spec}: {min(first + ROUND * opts.batch, len(train))}/{len(train)} prompts answered"
                f"{f' ({reused} batches kept from an interrupted run)' if reused else ''}, "
                f"{sum(len(d.tokens) for d in docs)} tokens")
     return docs, held
+
+
+ROUND = 4  # batches answered by one generate_batch call of opts.batch rows, a row that ends taking the next prompt
+
+
+def answer_round(verifier: Verifier, text: Text, opts: DataOptions, batches: dict, kept: dict, put) -> dict:
+    """The answers of every batch of a round (first prompt -> prompts), all its prompts answered in one call
+    whose sampling is seeded by the seed and the round's first prompt, so a resumed run draws what an
+    uninterrupted one does; the batches not kept are stored (`put(start, prompts, answers)`) and returned."""
+    first = next(iter(batches))
+    generator = torch.Generator().manual_seed(opts.seed * 1_000_003 + first)
+    answers = generate_batch(verifier, [p for prompts in batches.values() for p in prompts], opts.max_new_tokens,
+                             text.eos_ids, opts.temperature, generator, rows=opts.batch)
+    out = {}
+    for start, prompts in batches.items():
+        out[start], answers = answers[:len(prompts)], answers[len(prompts):]
+        if kept[start] is None:
+            put(start, prompts, out[start])
+        else:
+            out[start] = kept[start]
+    return out
 
 
 def collect(verifier: Verifier, text: Text, opts: DataOptions, report: Report, stored: Answers = NOTHING_KEPT):
