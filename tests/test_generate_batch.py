@@ -6,6 +6,7 @@ from builders import verifier_for
 from specfmt import nn
 from specfmt.generate import _choose, generate_batch, generate_plain
 from specfmt.proposal import Proposal
+from specfmt.verifier import packed
 
 PROMPTS = [[1, 5, 9, 3], [7, 7, 2, 11, 13, 4, 4], [9], [3, 1, 4, 1, 5, 9, 2, 6]]
 
@@ -129,3 +130,20 @@ def test_packing_leaves_a_float32_verifier_as_it_is():
     verifier = verifier_for(0)
     verifier.pack()
     assert verifier.head is None and verifier.layers is verifier.w["layer"]
+
+
+def test_packed_projections_equal_their_linears_fused_or_one_by_one_where_only_some_have_a_bias():
+    g = torch.Generator().manual_seed(2)
+    w = {role: torch.randn(8, 8, generator=g).to(torch.bfloat16) for role in
+         ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")}
+    w["q_proj_bias"] = torch.randn(8, generator=g).to(torch.bfloat16)  # k and v have none: q, k, v one by one
+    layer, x = {**w, "packed": packed(w)}, torch.randn(3, 1, 8, generator=g).to(torch.bfloat16)
+    assert ("q_proj", "k_proj", "v_proj") not in layer["packed"] and ("gate_proj", "up_proj") in layer["packed"]
+    for roles in (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")):
+        expected = [torch.nn.functional.linear(x, w[role], w.get(f"{role}_bias")) for role in roles]
+        assert all(torch.equal(a, b) for a, b in zip(nn.linears(x, layer, roles), expected, strict=True))
+    w.update({f"{role}_bias": torch.randn(8, generator=g).to(torch.bfloat16) for role in ("k_proj", "v_proj")})
+    layer, roles = {**w, "packed": packed(w)}, ("q_proj", "k_proj", "v_proj")  # every one biased: fused again
+    expected = [torch.nn.functional.linear(x, w[role], w[f"{role}_bias"]) for role in roles]
+    assert roles in layer["packed"] and all(torch.equal(a, b) for a, b in
+                                            zip(nn.linears(x, layer, roles), expected, strict=True))

@@ -33,14 +33,25 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 def linear(x: torch.Tensor, w: dict, role: str) -> torch.Tensor:
     """x times the role's weight, plus its bias if any; through the prepacked copy of the weight when the layer
     has one (`w["packed"]`, Verifier.pack) and x is bfloat16 without autograd."""
-    packed = w.get("packed")
+    packed = w.get("packed", {}).get(role)
     if packed is not None and x.dtype == torch.bfloat16 and not torch.is_grad_enabled():
-        return torch.ops.mkldnn._linear_pointwise(x, packed[role], w.get(f"{role}_bias"), "none", [None], "")
+        return torch.ops.mkldnn._linear_pointwise(x, packed, w.get(f"{role}_bias"), "none", [None], "")
     return F.linear(x, w[role], w.get(f"{role}_bias"))
 
 
+def linears(x: torch.Tensor, w: dict, roles: tuple[str, ...]) -> list[torch.Tensor]:
+    """linear() of each role: one matmul over the roles' weights stacked when the layer has them prepacked
+    together (`w["packed"][roles]`: weight, bias, output sizes) and x is bfloat16 without autograd."""
+    fused = w.get("packed", {}).get(roles)
+    if fused is None or x.dtype != torch.bfloat16 or torch.is_grad_enabled():
+        return [linear(x, w, role) for role in roles]
+    weight, bias, sizes = fused
+    return list(torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [None], "").split(sizes, -1))
+
+
 def silu_mlp(x: torch.Tensor, w: dict) -> torch.Tensor:
-    return linear(F.silu(linear(x, w, "gate_proj")) * linear(x, w, "up_proj"), w, "down_proj")
+    gate, up = linears(x, w, ("gate_proj", "up_proj"))
+    return linear(F.silu(gate) * up, w, "down_proj")
 
 
 @dataclass(frozen=True)
@@ -216,9 +227,8 @@ def decoder_layer(x: torch.Tensor, w: dict, cfg: LayerConfig, rot: Rotary, cache
 
 def self_attention(h: torch.Tensor, w: dict, cfg: LayerConfig, rot: Rotary, cache: KVCache,
                    mask: torch.Tensor | None) -> torch.Tensor:
-    q = split_heads(linear(h, w, "q_proj"), cfg.num_heads)
-    k = split_heads(linear(h, w, "k_proj"), cfg.num_kv_heads)
-    v = split_heads(linear(h, w, "v_proj"), cfg.num_kv_heads)
+    q, k, v = linears(h, w, ("q_proj", "k_proj", "v_proj"))
+    q, k, v = split_heads(q, cfg.num_heads), split_heads(k, cfg.num_kv_heads), split_heads(v, cfg.num_kv_heads)
     if "q_norm" in w:  # qwen3: per-head RMSNorm over d
         q, k = rms_norm(q, w["q_norm"], cfg.eps), rms_norm(k, w["k_norm"], cfg.eps)
     q, k = rope(q, rot), rope(k, rot)

@@ -36,7 +36,23 @@ def resolve_layer_config(config: dict) -> dict:
         "transformer_layer_config"]
 
 
-LINEAR_ROLES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # of a decoder layer
+FUSED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # of a decoder layer, one matmul each packed
+SINGLE = ("o_proj", "down_proj")
+
+
+def packed(w: dict) -> dict:
+    """A decoder layer's linear weights prepacked for oneDNN: those of each FUSED group stacked into one
+    (weight, bias or None, output sizes) for nn.linears, unless only some of them have a bias; the others alone."""
+    reorder = torch.ops.mkldnn._reorder_linear_weight
+    out = {role: reorder(w[role]) for role in SINGLE}
+    for roles in FUSED:
+        biases = [w.get(f"{role}_bias") for role in roles]
+        if any(b is None for b in biases) and any(b is not None for b in biases):
+            out.update({role: reorder(w[role]) for role in roles})
+        else:
+            out[roles] = (reorder(torch.cat([w[role] for role in roles])),
+                          None if biases[0] is None else torch.cat(biases), [w[role].shape[0] for role in roles])
+    return out
 
 
 class Verifier:
@@ -105,10 +121,8 @@ class Verifier:
         if self.head is not None or self.dtype != torch.bfloat16 or torch.device(self.device).type != "cpu" or \
                 not torch.backends.mkldnn.is_available():
             return
-        reorder = torch.ops.mkldnn._reorder_linear_weight
-        layers = [self.w["layer"][i] for i in range(self.num_layers)]
-        self.layers = [{**w, "packed": {role: reorder(w[role]) for role in LINEAR_ROLES}} for w in layers]
-        self.head = reorder(self.lm_head)
+        self.layers = [{**self.w["layer"][i], "packed": packed(self.w["layer"][i])} for i in range(self.num_layers)]
+        self.head = torch.ops.mkldnn._reorder_linear_weight(self.lm_head)
 
     def sibling(self) -> Verifier:
         """The same weights, packed ones too, with caches of its own (rows prefilled beside a decoding batch)."""
