@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="old path's batch (datagen's default before issue 21)")
     ap.add_argument("--new-batch", type=int, default=64, help="new path's batch, and the rows of refill")
     ap.add_argument("--group", type=int, default=256, help="prompts each arm answers in turn (the arms alternate)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of every arm, in turn, the order reversed each time")
     ap.add_argument("--arms", default="old,new", help="comma-separated, the first is the baseline: old, new, refill")
     ap.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     ap.add_argument("--threads", type=int, default=2)
@@ -117,15 +118,16 @@ def main() -> None:
     prompts = [prompt_ids(w, r, text, verifier.vocab_size) for w, r in records[:args.prompts]]
     arms = args.arms.split(",")
     answers, seconds = {a: [] for a in arms}, dict.fromkeys(arms, 0.0)
-    for i in range(0, len(prompts), args.group):  # alternate, so that load on the machine hits every arm
-        for arm in arms:
-            out, t = timed(arm, verifier, prompts[i:i + args.group], args, text.eos_ids)
-            answers[arm], seconds[arm] = answers[arm] + out, seconds[arm] + t
-    rate = {a: sum(map(len, answers[a])) / seconds[a] for a in arms}
+    for repeat in range(args.repeat):  # alternate, so that load on the machine hits every arm
+        for i in range(0, len(prompts), args.group):
+            for arm in arms if repeat % 2 == 0 else arms[::-1]:
+                out, t = timed(arm, verifier, prompts[i:i + args.group], args, text.eos_ids)
+                answers[arm], seconds[arm] = answers[arm] + out if repeat == 0 else answers[arm], seconds[arm] + t
+    rate = {a: args.repeat * sum(map(len, answers[a])) / seconds[a] for a in arms}
     base = arms[0]
     print(f"datagen decode, {args.dtype}, {args.threads} threads, {len(prompts)} prompts x {args.new_tokens} "
-          f"new tokens ({args.data}; batch {args.batch} old, {args.new_batch} new and refill), mean answer "
-          f"{sum(map(len, answers[base])) / len(prompts):.1f} tokens:")
+          f"new tokens x {args.repeat} ({args.data}; batch {args.batch} old, {args.new_batch} new and refill), "
+          f"mean answer {sum(map(len, answers[base])) / len(prompts):.1f} tokens:")
     for arm in arms:
         same = sum(a == b for a, b in zip(answers[base], answers[arm], strict=True))
         print(f"  {arm}: {rate[arm]:.1f} tokens/s, {rate[arm] / rate[base]:.2f}x {base}; {same}/{len(prompts)} "
