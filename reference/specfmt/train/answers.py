@@ -14,6 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from specfmt import files
 from specfmt.publish import publish
 
@@ -80,6 +82,21 @@ class Answers:
         """Forget every stored batch (the cache that used them is published)."""
         if self.root is not None and self.root.is_dir() and not self.root.is_symlink():
             shutil.rmtree(self.root)
+
+
+def answer_round(generate, batches: dict, kept: dict, put, seed: int) -> dict:
+    """The answers of every batch of a round (first prompt index -> prompts), all its prompts answered by one
+    `generate(prompts, generator)` whose sampling is seeded by `seed` (the round's, so that a resumed run draws
+    what an uninterrupted one does); the batches not `kept` are stored, `put(start, prompts, answers)`."""
+    answers = generate([p for prompts in batches.values() for p in prompts], torch.Generator().manual_seed(seed))
+    out = {}
+    for start, prompts in batches.items():
+        out[start], answers = answers[:len(prompts)], answers[len(prompts):]
+        if kept[start] is None:
+            put(start, prompts, out[start])
+        else:
+            out[start] = kept[start]
+    return out
 
 
 NOTHING_KEPT = Answers(None)  # datagen without a cache directory: every batch is answered, none is stored

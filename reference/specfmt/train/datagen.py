@@ -28,7 +28,7 @@ from specfmt.proposal import Sample
 from specfmt.publish import publish
 from specfmt.safetensors_file import write_tensors
 from specfmt.text import Text
-from specfmt.train.answers import NOTHING_KEPT, Answers, answers_dir, batch_key
+from specfmt.train.answers import NOTHING_KEPT, Answers, answer_round, answers_dir, batch_key
 from specfmt.train.features import OnlineFeatures, as_sample
 from specfmt.train.options import DataOptions
 from specfmt.train.sources import (
@@ -72,7 +72,9 @@ def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, repo
         kept = {start: stored.get(key, start, prompts) for start, prompts in batches.items()}
         reused += sum(answers is not None for answers in kept.values())
         if None in kept.values():
-            kept = answer_round(verifier, text, opts, batches, kept, lambda *a: stored.put(key, *a))
+            kept = answer_round(lambda prompts, generator: generate_batch(
+                verifier, prompts, opts.max_new_tokens, text.eos_ids, opts.temperature, generator, rows=opts.batch),
+                batches, kept, lambda *a: stored.put(key, *a), opts.seed * 1_000_003 + first)
         for start, prompts in batches.items():
             docs += [Document((p + a)[:opts.seq_len], ([False] * len(p) + [True] * len(a))[:opts.seq_len], len(p))
                      for p, a in zip(prompts, kept[start], strict=True)]
@@ -83,24 +85,6 @@ def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, repo
 
 
 ROUND = 4  # batches answered by one generate_batch call of opts.batch rows, a row that ends taking the next prompt
-
-
-def answer_round(verifier: Verifier, text: Text, opts: DataOptions, batches: dict, kept: dict, put) -> dict:
-    """The answers of every batch of a round (first prompt -> prompts), all its prompts answered in one call
-    whose sampling is seeded by the seed and the round's first prompt, so a resumed run draws what an
-    uninterrupted one does; the batches not kept are stored (`put(start, prompts, answers)`) and returned."""
-    first = next(iter(batches))
-    generator = torch.Generator().manual_seed(opts.seed * 1_000_003 + first)
-    answers = generate_batch(verifier, [p for prompts in batches.values() for p in prompts], opts.max_new_tokens,
-                             text.eos_ids, opts.temperature, generator, rows=opts.batch)
-    out = {}
-    for start, prompts in batches.items():
-        out[start], answers = answers[:len(prompts)], answers[len(prompts):]
-        if kept[start] is None:
-            put(start, prompts, out[start])
-        else:
-            out[start] = kept[start]
-    return out
 
 
 def collect(verifier: Verifier, text: Text, opts: DataOptions, report: Report, stored: Answers = NOTHING_KEPT):
