@@ -105,7 +105,7 @@ def main() -> None:
         after = bytes_read()
         read = None if before is None else (after - before) - (second - first)
         t_validate = median_seconds(lambda: validate(path, "strict"))
-        t_weights = median_seconds(lambda: read_weights(path, "strict"))
+        t_weights = median_seconds(lambda: read_weights(path))
         t_json = median_seconds(lambda: json.loads(header))
         t_io_json = median_seconds(lambda: json.loads(io.BytesIO(header).read()))
         t_floor = median_seconds(lambda: read_and_parse(path))

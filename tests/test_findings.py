@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from specfmt.findings import SITE, finding, spec_url
+from specfmt.findings import PROFILES, SITE, finding, spec_url, under
 from specfmt.schemas import CODES, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ def test_a_spec_path_maps_to_the_directory_url_of_its_page_with_the_anchor(path,
 
 
 def test_a_finding_carries_the_url_and_the_repository_path_of_its_code_rule():
-    found = finding("layout.shape", "model.safetensors", "/fc.weight/shape", "shape", profile="strict")
+    found = finding("layout.shape", "model.safetensors", "/fc.weight/shape", "shape")
 
     assert found.spec_path == CODES["layout.shape"]["spec"]
     assert found.spec == spec_url(found.spec_path) and found.spec.startswith("https://specfmt.dev/spec/")
@@ -33,7 +33,8 @@ def test_a_finding_carries_the_url_and_the_repository_path_of_its_code_rule():
 
 def test_every_finding_of_every_code_validates_under_the_findings_schema():
     validator = Draft202012Validator(load("findings.schema.json")["$defs"]["finding"])
-    documents = [finding(code, "config.json", "", "m", profile="strict").to_json() for code in CODES]
+    documents = [f.to_json() for profile in PROFILES for f in under([finding(code, "config.json", "", "m")
+                                                                     for code in CODES], profile)]
 
     assert [error.message for document in documents for error in validator.iter_errors(document)] == []
 

@@ -64,8 +64,8 @@ def test_the_upgrade_changes_config_json_only_and_drops_the_stray_verifier_tenso
     source = corpus_checkpoint("head--mtp_qwen3", tmp_path / "source")
     config = json.loads((source / "config.json").read_text())
     out, decisions = upgrade(source, tmp_path / "out", UNDECIDABLE["mtp"], corpus_verifier(config))
-    before, _, _ = read_header(str(source / "model.safetensors"), "model.safetensors", "compat")
-    after, _, _ = read_header(str(out / "model.safetensors"), "model.safetensors", "compat")
+    before, _, _ = read_header(str(source / "model.safetensors"), "model.safetensors")
+    after, _, _ = read_header(str(out / "model.safetensors"), "model.safetensors")
     assert {t.name for t in before} - {t.name for t in after} == {"verifier_lm_head.weight"}
     assert {(t.name, t.dtype, t.shape) for t in after} <= {(t.name, t.dtype, t.shape) for t in before}
     assert ("dropped", "verifier_lm_head.weight") in {(d.kind, d.subject) for d in decisions}

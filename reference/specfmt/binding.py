@@ -13,7 +13,7 @@ Spec: spec/config.md#CFG-8, spec/config.md#CFG-9
 from __future__ import annotations
 
 from specfmt import expr
-from specfmt.findings import Finding, finding, pointer
+from specfmt.findings import Finding, finding, pointer, under
 from specfmt.layout import expand
 from specfmt.schemas import layout, load
 
@@ -82,7 +82,7 @@ def check(resolved: dict, verifier_config: dict, draft_file: str, verifier_file:
         if wrong and isinstance(actual, int):
             value, said = wrong[0]
             out.append(finding("config.verifier_mismatch", draft_file, pointer("speculators_config", "verifier", fact),
-                               f"draft's {said}, verifier's {fact} {actual} ({verifier_file})", profile="compat",
+                               f"draft's {said}, verifier's {fact} {actual} ({verifier_file})",
                                expected=actual, found=value))
     layers = verifier_config.get("num_hidden_layers")
     for name in AUX_ID_FIELDS:
@@ -92,5 +92,5 @@ def check(resolved: dict, verifier_config: dict, draft_file: str, verifier_file:
                 out.append(finding("config.aux_layer_range", draft_file, pointer(name, i),
                                    f"draft's {name}[{i}] {layer} ({draft_file}#{pointer(name, i)}), verifier's "
                                    f"num_hidden_layers {layers} ({verifier_file}); expected <= {layers}",
-                                   profile="compat", expected=layers, found=layer))
-    return out
+                                   expected=layers, found=layer))
+    return under(out, "compat")  # its own report: hazards would be warnings, as under validate's default

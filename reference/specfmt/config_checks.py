@@ -41,11 +41,11 @@ def _from_error(error, profile: str) -> list[Finding]:
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
         return [finding(code, CONFIG, pointer(*path, name),
-                        f"{name!r} is required under {profile}", profile=profile, expected=name, found=None)
+                        f"{name!r} is required under {profile}", expected=name, found=None)
                 for name in missing]
     if code == "config.forbidden":
         message = f"{path[-1] if path else 'value'!r} is forbidden under {profile}"
-        return [finding(code, CONFIG, pointer(*path), message, profile=profile, found=error.instance)]
+        return [finding(code, CONFIG, pointer(*path), message, found=error.instance)]
     if error.validator in _BOUND:
         expected = _BOUND[error.validator].format(error.validator_value)
     elif error.validator in ("type", "const", "enum", "pattern"):
@@ -53,7 +53,7 @@ def _from_error(error, profile: str) -> list[Finding]:
     else:
         expected = error.message
     return [finding(code, CONFIG, pointer(*path), mismatch(_SUBJECT[code], expected, error.instance),
-                    profile=profile, expected=expected, found=error.instance)]
+                    expected=expected, found=error.instance)]
 
 
 # --- semantic checks and hazards -------------------------------------------------------------------
@@ -72,25 +72,25 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def semantic_findings(config: dict, resolved: dict, profile: str) -> list[Finding]:
+def semantic_findings(config: dict, resolved: dict) -> list[Finding]:
     """Rules the schema cannot express. Each check reads only values the schema has typed."""
     checks = (_algorithm, _default_proposal, _proposal_types, _layer_model_type, _verifier_facts,
               _verifier_binding, _consistency)
     out: list[Finding] = []
     for check in checks:
-        out += check(config, resolved, profile)
+        out += check(config, resolved)
     props = applicable_properties(config, load("config.schema.json"))  # the algorithm's fields, once
     for check in (_default_conflicts, _aux_layer_ids, _exclusive):
-        out += check(config, resolved, profile, props)
+        out += check(config, resolved, props)
     return out
 
 
-def _algorithm(config, resolved, profile):
+def _algorithm(config, resolved):
     alg, model_type = get(resolved, "speculators_config", "algorithm"), resolved.get("speculators_model_type")
     if isinstance(alg, str) and isinstance(model_type, str) and alg != model_type:
         return [finding("config.algorithm_mismatch", CONFIG, "/speculators_config/algorithm",
                         mismatch("algorithm differs from speculators_model_type", model_type, alg),
-                        profile=profile, expected=model_type, found=alg)]
+                        expected=model_type, found=alg)]
     return []
 
 
@@ -99,46 +99,44 @@ def _methods(resolved) -> list[dict]:
     return [m for m in methods if isinstance(m, dict)] if isinstance(methods, list) else []
 
 
-def _default_proposal(config, resolved, profile):
+def _default_proposal(config, resolved):
     default = get(resolved, "speculators_config", "default_proposal_method")
     present = [m.get("proposal_type") for m in _methods(resolved)]
     if isinstance(default, str) and present and default not in present:
         return [finding("config.default_proposal_method", CONFIG, "/speculators_config/default_proposal_method",
                         mismatch("default_proposal_method names no proposal method", present, default),
-                        profile=profile, expected=present, found=default)]
+                        expected=present, found=default)]
     return []
 
 
-def _proposal_types(config, resolved, profile):
+def _proposal_types(config, resolved):
     return [finding("hazard.proposal_type_removed", CONFIG,
                     pointer("speculators_config", "proposal_methods", i, "proposal_type"),
                     f"proposal_type {m['proposal_type']!r} was removed in speculators 0.3.0, which rejects this "
-                    "config; vLLM reads only proposal_methods[0].speculative_tokens",
-                    profile=profile, found=m["proposal_type"])
+                    "config; vLLM reads only proposal_methods[0].speculative_tokens", found=m["proposal_type"])
             for i, m in enumerate(_methods(resolved)) if m.get("proposal_type") in REMOVED_PROPOSAL_TYPES]
 
 
-def _layer_model_type(config, resolved, profile):
+def _layer_model_type(config, resolved):
     layer = config.get("transformer_layer_config")
     if isinstance(layer, dict) and "model_type" not in layer:
         return [finding("hazard.layer_model_type_implicit", CONFIG, "/transformer_layer_config/model_type",
-                        "model_type absent: speculators >= 0.7 reads qwen3, older readers read llama",
-                        profile=profile)]
+                        "model_type absent: speculators >= 0.7 reads qwen3, older readers read llama")]
     return []
 
 
-def _default_conflicts(config, resolved, profile, props):
+def _default_conflicts(config, resolved, props):
     out = []
     for name, prop in props.items():
         engines = prop.get("x-specfmt-engine-defaults")
         if engines and name not in config and len({render(v) for v in engines.values()}) > 1:
             readings = ", ".join(f"{engine} reads {render(v)}" for engine, v in engines.items())
             out.append(finding("hazard.default_conflict", CONFIG, pointer(name), f"{name} absent: {readings}",
-                               profile=profile, expected=engines))
+                               expected=engines))
     return out
 
 
-def _aux_layer_ids(config, resolved, profile, props):
+def _aux_layer_ids(config, resolved, props):
     out = []
     verifier_layers = get(resolved, "speculators_config", "verifier", "num_hidden_layers")
     nullable = {name for name, prop in props.items() if {"type": "null"} in prop.get("anyOf", [])}
@@ -148,37 +146,36 @@ def _aux_layer_ids(config, resolved, profile, props):
             fallback = ", ".join(props[name]["x-specfmt-fallback"])  # a nullable id list declares what null reads
             out.append(finding("hazard.aux_layer_ids_implicit", CONFIG, pointer(name),
                                f"{name} absent or null: engines fall back to [{fallback}] of the verifier "
-                               "(vllm#50170: acceptance 1.2% instead of 58.9%)", profile=profile))
+                               "(vllm#50170: acceptance 1.2% instead of 58.9%)"))
             continue
         if not isinstance(ids, list) or not all(is_int(i) for i in ids):
             continue
         if any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
             out.append(finding("hazard.aux_layer_ids_order", CONFIG, pointer(name),
                                mismatch("aux layer ids not strictly increasing; vLLM sorts and deduplicates them",
-                                        sorted(set(ids)), ids), profile=profile, expected=sorted(set(ids)),
+                                        sorted(set(ids)), ids), expected=sorted(set(ids)),
                                found=ids))
         if is_int(verifier_layers):
             for i, layer in enumerate(ids):
                 if layer > verifier_layers:
                     out.append(finding("config.aux_layer_range", CONFIG, pointer(name, i),
                                        mismatch("aux layer id past the verifier's last layer",
-                                                f"<= {verifier_layers}", layer), profile=profile,
+                                                f"<= {verifier_layers}", layer),
                                        expected=verifier_layers, found=layer))
     return out
 
 
-def _exclusive(config, resolved, profile, props):
+def _exclusive(config, resolved, props):
     out = []
     for name, prop in props.items():
         other = prop.get("x-specfmt-excludes")
         if other and resolved.get(name) is True and resolved.get(other) is True:
             out.append(finding("config.exclusive", CONFIG, pointer(name),
-                               mismatch(f"{name} and {other} exclude each other", "at most one true", [other, name]),
-                               profile=profile))
+                               mismatch(f"{name} and {other} exclude each other", "at most one true", [other, name])))
     return out
 
 
-def _verifier_facts(config, resolved, profile):
+def _verifier_facts(config, resolved):
     """The verifier facts the algorithm's layout derives shapes from are required (CFG-8)."""
     model_type = resolved.get("speculators_model_type")
     verifier = get(resolved, "speculators_config", "verifier")
@@ -187,11 +184,11 @@ def _verifier_facts(config, resolved, profile):
     exprs = " ".join(symbol["expr"] for symbol in layout(model_type)["symbols"].values())
     needed = sorted(set(re.findall(r"speculators_config\.verifier\.([a-z_]+)", exprs)))
     return [finding("config.required", CONFIG, pointer("speculators_config", "verifier", key),
-                    f"{key!r} is required: the {model_type} layout derives tensor shapes from it", profile=profile,
+                    f"{key!r} is required: the {model_type} layout derives tensor shapes from it",
                     expected=key) for key in needed if key not in verifier]
 
 
-def _verifier_binding(config, resolved, profile):
+def _verifier_binding(config, resolved):
     verifier = get(resolved, "speculators_config", "verifier")
     layer = resolved.get("transformer_layer_config")
     if not isinstance(verifier, dict) or not isinstance(layer, dict):
@@ -211,15 +208,15 @@ def _verifier_binding(config, resolved, profile):
         if is_int(value) and is_int(draft_value) and value != draft_value:
             out.append(finding("config.verifier_mismatch", CONFIG, where,
                                mismatch(f"disagrees with speculators_config.verifier.{key}", value, draft_value),
-                               profile=profile, expected=value, found=draft_value))
+                               expected=value, found=draft_value))
     return out
 
 
-def _consistency(config, resolved, profile):
+def _consistency(config, resolved):
     out = []
 
     def add(ptr: str, subject: str, expected: Any, found: Any) -> None:
-        out.append(finding("config.consistency", CONFIG, ptr, mismatch(subject, expected, found), profile=profile,
+        out.append(finding("config.consistency", CONFIG, ptr, mismatch(subject, expected, found),
                            expected=expected, found=found))
 
     layer = resolved.get("transformer_layer_config")

@@ -26,7 +26,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from specfmt.findings import Finding, finding, mismatch, pointer
+from specfmt.findings import Finding, finding, mismatch, pointer, under
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -36,10 +36,11 @@ KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBL
 
 
 class FileRefused(OSError):
-    """A file a command will not read, with the one finding that says why: `file#pointer: message [code]`."""
+    """A file a command will not read, with the one finding that says why: `file#pointer: message [code]`.
+    A refusal is reported under the strict profile."""
 
     def __init__(self, found: Finding):
-        self.finding = found
+        self.finding = under([found], "strict")[0]
         super().__init__(f"{found.file}#{found.pointer}: {found.message} [{found.code}]")
 
     def __str__(self) -> str:
@@ -48,7 +49,7 @@ class FileRefused(OSError):
 
 def refuse(code: str, file: str | os.PathLike, ptr: str, message: str, found: Any = None) -> FileRefused:
     """The FileRefused of one error finding."""
-    return FileRefused(finding(code, str(file), ptr, message, profile="strict", found=found))
+    return FileRefused(finding(code, str(file), ptr, message, found=found))
 
 
 def json_type(value: object) -> str:
@@ -171,8 +172,8 @@ def stored_names(path: str | os.PathLike, file: str | os.PathLike | None = None)
 def _checked_header(f: BinaryIO, name: str) -> list:
     from specfmt.safetensors_header import read_open_header
 
-    tensors, findings, _ = read_open_header(f, os.fstat(f.fileno()).st_size, name, "strict")
-    errors = [x for x in findings if x.severity == "error"]
+    tensors, findings, _ = read_open_header(f, os.fstat(f.fileno()).st_size, name)
+    errors = [x for x in under(findings, "strict") if x.severity == "error"]
     if tensors is None or errors:
         raise FileRefused(errors[0])
     return tensors

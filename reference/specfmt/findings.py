@@ -6,12 +6,15 @@ Spec: spec/index.md#GEN-4
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from specfmt.schemas import CODES, load
 
 PROFILES = ("strict", "compat")
+# The severity policy, declared once (codes.json `severity`): kind -> profile -> severity.
+SEVERITY: dict[str, dict[str, str]] = load("codes.json")["severity"]["kinds"]
 # The docs site's address, declared once beside the field it builds (findings.schema.json, x-specfmt-site).
 SITE: str = load("findings.schema.json")["$defs"]["finding"]["properties"]["spec"]["x-specfmt-site"]
 
@@ -48,7 +51,7 @@ class Finding:
     pointer: str
     code: str
     message: str
-    severity: str = "error"
+    severity: str | None = "error"  # finding() leaves it None until a profile is applied: under()
     expected: Any = field(default=None, compare=False)
     found: Any = field(default=None, compare=False)
     spec: str = field(default="", compare=False)  # the rule's docs URL
@@ -63,16 +66,24 @@ class Finding:
         return asdict(self)
 
 
-def finding(code: str, file: str, ptr: str, message: str, *, profile: str,
-            expected: Any = None, found: Any = None) -> Finding:
-    """Build a finding; its severity follows the code's kind and the profile.
-
-    A code of kind `hazard` is a warning under compat and an error under strict.
-    """
+def finding(code: str, file: str, ptr: str, message: str, *, expected: Any = None, found: Any = None) -> Finding:
+    """Build a finding without a severity: the profile is applied once, by whoever reports it (under())."""
     entry = CODES[code]  # KeyError here is a bug: every code is declared in codes.json
-    severity = "warning" if entry["kind"] == "hazard" and profile == "compat" else "error"
-    return Finding(file=file, pointer=ptr, code=code, message=message, severity=severity,
-                   expected=expected, found=found, spec=spec_url(entry["spec"]), spec_path=entry["spec"])
+    return Finding(file=file, pointer=ptr, code=code, message=message, severity=None, expected=expected, found=found,
+                   spec=spec_url(entry["spec"]), spec_path=entry["spec"])
+
+
+def severity(code: str, profile: str) -> str:
+    """The severity of `code` under `profile`, from the one table (codes.json `severity`).
+
+    Spec: spec/index.md#GEN-4
+    """
+    return SEVERITY[CODES[code]["kind"]][profile]
+
+
+def under(findings: Iterable[Finding], profile: str) -> list[Finding]:
+    """The findings, each with the severity `profile` gives its code: the severity policy, applied once."""
+    return [replace(f, severity=severity(f.code, profile)) for f in findings]
 
 
 def mismatch(subject: str, expected: Any, found: Any, note: str = "") -> str:

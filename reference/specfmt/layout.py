@@ -94,7 +94,7 @@ def _instantiate(entry: dict, scope: dict, bindings: dict, config: dict) -> Expe
                     required=entry.get("presence", "required") == "required", bindings=bindings, entry=entry)
 
 
-def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_file: str, profile: str,
+def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_file: str,
          config_ok: bool, malformed: set[str] = frozenset()) -> Binding:
     """Compare the tensors `config` implies with the tensors `found`; collect every finding.
     A `malformed` name is stored but unreadable: already a header finding, never missing again.
@@ -104,7 +104,7 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
     symbols, expected, errors = expand(algorithm, config)
     out: list[Finding] = []
     if errors and config_ok:
-        out += [finding("layout.expression", "config.json", "", message, profile=profile) for message in errors]
+        out += [finding("layout.expression", "config.json", "", message) for message in errors]
     by_name: dict[str, list[Expected]] = defaultdict(list)
     for e in expected:
         by_name[e.name].append(e)
@@ -114,29 +114,29 @@ def bind(algorithm: str, config: dict, found: dict[str, TensorInfo], weights_fil
         tensor = found.get(name)
         if e is not None:
             rows.append(_row(e, tensor, status="malformed" if name in malformed else None))
-            out += _check_present(e, tensor, profile) if tensor else []
+            out += _check_present(e, tensor) if tensor else []
         elif tensor is not None:
             entry = by_name[name][0].entry
             out.append(finding(entry.get("forbidden_code", "layout.forbidden"), tensor.file, pointer(name),
                                f"{name} is present but its condition {entry['when']!r} is false",
-                               profile=profile, expected="absent", found=list(tensor.shape)))
+                               expected="absent", found=list(tensor.shape)))
             rows.append(_row(by_name[name][0], tensor, status="forbidden"))
     stored = set(found) | set(malformed)
-    layer_findings, collapsed = _missing_layers([e for e in active.values() if e], stored, profile)
+    layer_findings, collapsed = _missing_layers([e for e in active.values() if e], stored)
     out += layer_findings
     for name, e in active.items():
         if e and e.required and name not in stored and name not in collapsed:
             out.append(finding(e.entry.get("missing_code", "layout.missing"), weights_file, pointer(name),
-                               f"required tensor {name} is absent", profile=profile, expected=e.shape, found=None))
+                               f"required tensor {name} is absent", expected=e.shape, found=None))
     if not errors:  # with an unevaluated entry, a stored tensor may be expected after all
-        out += _unexpected(algorithm, found, by_name, profile)
-    out += _dtype_consistency(config, found, profile)
+        out += _unexpected(algorithm, found, by_name)
+    out += _dtype_consistency(config, found)
     rows += [{"name": name, "role": "", "dtype": "", "expected": None, "found": list(found[name].shape),
               "found_dtype": found[name].dtype, "status": "unexpected"} for name in sorted(set(found) - set(by_name))]
     return Binding(out, symbols, rows)
 
 
-def _missing_layers(active: list[Expected], stored: set[str], profile: str) -> tuple[list[Finding], set[str]]:
+def _missing_layers(active: list[Expected], stored: set[str]) -> tuple[list[Finding], set[str]]:
     """One hazard.layers_missing per layer count whose trailing layers are all absent, and the
     names it covers. Only trailing layers after at least one stored layer qualify (the EAGLE-3
     converter keeps a prefix); any other gap is reported tensor by tensor.
@@ -156,7 +156,7 @@ def _missing_layers(active: list[Expected], stored: set[str], profile: str) -> t
             continue
         out.append(finding("hazard.layers_missing", "config.json", layers_of,
                            mismatch(f"layers {sorted(absent)} have no tensors", "every layer stored",
-                                    f"layers {sorted(absent)} absent"), profile=profile, found=sorted(absent)))
+                                    f"layers {sorted(absent)} absent"), found=sorted(absent)))
         collapsed |= {m.name for i in absent for m in layers[i]}
     return out, collapsed
 
@@ -174,39 +174,39 @@ def _row(e: Expected, tensor: TensorInfo | None, status: str | None = None) -> d
             "status": status}
 
 
-def _check_present(e: Expected, tensor: TensorInfo, profile: str) -> list[Finding]:
+def _check_present(e: Expected, tensor: TensorInfo) -> list[Finding]:
     out = []
     if list(tensor.shape) != e.shape:
         code = e.entry.get("shape_code", "layout.shape")
         note = "[" + ", ".join(e.shape_text) + "]"
         out.append(finding(code, tensor.file, pointer(e.name, "shape"),
                            mismatch(f"{e.name} shape", e.shape, list(tensor.shape), note),
-                           profile=profile, expected=e.shape, found=list(tensor.shape)))
+                           expected=e.shape, found=list(tensor.shape)))
     if DTYPES[tensor.dtype]["class"] != e.dtype:
         allowed = sorted(d for d, info in DTYPES.items() if info["class"] == e.dtype)
         out.append(finding("layout.dtype", tensor.file, pointer(e.name, "dtype"),
                            mismatch(f"{e.name} dtype outside class {e.dtype}", allowed, tensor.dtype),
-                           profile=profile, expected=allowed, found=tensor.dtype))
+                           expected=allowed, found=tensor.dtype))
     return out
 
 
-def _unexpected(algorithm: str, found: dict[str, TensorInfo], by_name: dict, profile: str) -> list[Finding]:
+def _unexpected(algorithm: str, found: dict[str, TensorInfo], by_name: dict) -> list[Finding]:
     forbidden = {f["name"]: f for f in layout(algorithm).get("forbidden", [])}
     out = []
     for name in sorted(set(found) - set(by_name)):
         tensor = found[name]
         if name in forbidden:
             out.append(finding(forbidden[name]["code"], tensor.file, pointer(name),
-                               f"{name} must not be stored: {forbidden[name]['description']}", profile=profile,
+                               f"{name} must not be stored: {forbidden[name]['description']}",
                                expected="absent", found=list(tensor.shape)))
         else:
             out.append(finding("layout.unexpected", tensor.file, pointer(name),
-                               f"{name} matches no tensor of the {algorithm} layout", profile=profile,
+                               f"{name} matches no tensor of the {algorithm} layout",
                                expected="absent", found=list(tensor.shape)))
     return out
 
 
-def _dtype_consistency(config: dict, found: dict[str, TensorInfo], profile: str) -> list[Finding]:
+def _dtype_consistency(config: dict, found: dict[str, TensorInfo]) -> list[Finding]:
     """Floating-point tensors are stored in the config's declared dtype.
 
     Spec: spec/hazards.md#hazard.dtype_mismatch
@@ -217,7 +217,7 @@ def _dtype_consistency(config: dict, found: dict[str, TensorInfo], profile: str)
         return []
     return [finding("hazard.dtype_mismatch", t.file, pointer(t.name, "dtype"),
                     mismatch(f"{t.name} dtype differs from the config's dtype {declared!r}", want, t.dtype),
-                    profile=profile, expected=want, found=t.dtype)
+                    expected=want, found=t.dtype)
             for t in sorted(found.values(), key=lambda t: t.name)
             if DTYPES[t.dtype]["class"] == "float" and t.dtype != want]
 

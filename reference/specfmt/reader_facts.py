@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from specfmt.config_checks import is_int
-from specfmt.findings import Finding, finding, mismatch, pointer
+from specfmt.findings import Finding, finding, mismatch, pointer, under
 from specfmt.layout import MAX_LOOP
 
 # Sizes of a Hugging Face-style config: field -> least value. A width no stored tensor can hold (more than the
@@ -43,8 +43,7 @@ def reader_facts(config: dict, file: str, tensors: int | None = None, elements: 
                 continue
             if key in REALS and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                      and math.isfinite(value)):
-                out.append(finding("config.type", file, where, mismatch(key, "a finite number", value),
-                                   profile="strict", found=value))
+                out.append(finding("config.type", file, where, mismatch(key, "a finite number", value), found=value))
             elif key in ROPE:
                 out += _rope(where, value, file)
             elif key in WIDTHS or key in COUNTS or key in POSITIVE:
@@ -53,28 +52,28 @@ def reader_facts(config: dict, file: str, tensors: int | None = None, elements: 
                     bound, what = ((tensors, "the tensors the weights hold") if tensors and tensors < MAX_LOOP
                                    else (MAX_LOOP, "the layout loop bound, GEN-6"))
                 out += _size(key, where, value, {**WIDTHS, **COUNTS, **POSITIVE}[key], bound, what, file)
-    return out
+    return under(out, "strict")  # a reader refuses what it cannot read: strict alone
 
 
 def _size(key: str, where: str, value: Any, least: int, bound: int | None, what: str, file: str) -> list[Finding]:
     if not is_int(value):
-        return [finding("config.type", file, where, mismatch(key, "an integer", value), profile="strict",
+        return [finding("config.type", file, where, mismatch(key, "an integer", value),
                         found=value)]
     if value < least:
-        return [finding("config.range", file, where, mismatch(key, f">= {least}", value), profile="strict",
+        return [finding("config.range", file, where, mismatch(key, f">= {least}", value),
                         found=value)]
     if bound is not None and value > bound:
         held = f"<= {bound} ({what})"
-        return [finding("config.range", file, where, mismatch(key, held, value), profile="strict", found=value)]
+        return [finding("config.range", file, where, mismatch(key, held, value), found=value)]
     return []
 
 
 def _rope(where: str, value: Any, file: str) -> list[Finding]:
     if not isinstance(value, dict):
         return [finding("config.type", file, where, mismatch(where.rsplit("/", 1)[-1], "an object or null", value),
-                        profile="strict", found=value)]
+                        found=value)]
     return [finding("config.type", file, f"{where}/{key}", mismatch(key, "a finite number > 0", value[key]),
-                    profile="strict", found=value[key])
+                    found=value[key])
             for key in ROPE_NUMBERS if key in value and not (
                 isinstance(value[key], (int, float)) and not isinstance(value[key], bool)
                 and math.isfinite(value[key]) and value[key] > 0)]

@@ -34,8 +34,7 @@ def _is_uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def read_header(path: str, file: str, profile: str
-                ) -> tuple[list[TensorInfo] | None, list[Finding], list[str]]:
+def read_header(path: str, file: str) -> tuple[list[TensorInfo] | None, list[Finding], list[str]]:
     """Parse the header of the safetensors file at `path`, reported as `file`.
 
     Returns the well-formed tensor entries, every finding and the names of the malformed entries;
@@ -46,18 +45,17 @@ def read_header(path: str, file: str, profile: str
 
     try:
         with open_regular(path, file) as f:
-            return read_open_header(f, os.fstat(f.fileno()).st_size, file, profile)
+            return read_open_header(f, os.fstat(f.fileno()).st_size, file)
     except OSError as e:  # a FileRefused (not a regular file, a symlink loop) or a failed read
         message = e.finding.message if hasattr(e, "finding") else f"cannot read the file: {e.strerror}"
-        return None, [finding("header.truncated", file, "", message, profile=profile)], []
+        return None, [finding("header.truncated", file, "", message)], []
 
 
-def read_open_header(f, size: int, file: str, profile: str
-                     ) -> tuple[list[TensorInfo] | None, list[Finding], list[str]]:
+def read_open_header(f, size: int, file: str) -> tuple[list[TensorInfo] | None, list[Finding], list[str]]:
     """read_header of a file already open (at its start) whose size is `size`: the header is read once, from the
     descriptor that the data will be read from."""
     def err(code: str, ptr: str, message: str, **kw) -> Finding:
-        return finding(code, file, ptr, message, profile=profile, **kw)
+        return finding(code, file, ptr, message, **kw)
 
     prefix = f.read(8)
     if len(prefix) < 8:

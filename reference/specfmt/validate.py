@@ -13,7 +13,7 @@ from typing import Any
 from specfmt import config_checks, json_text, layout, values
 from specfmt.defaults import resolve
 from specfmt.files import shard_name_ok
-from specfmt.findings import PROFILES, Finding, Report, finding, mismatch, pointer
+from specfmt.findings import PROFILES, Finding, Report, finding, mismatch, pointer, severity, under
 from specfmt.safetensors_header import TensorInfo, read_header
 from specfmt.schemas import ALGORITHMS, SAFETENSORS
 
@@ -35,30 +35,30 @@ def validate(path: str | Path, profile: str = "compat", scan_values: bool = Fals
     root = Path(path)
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
-        return Report(str(path), profile, [finding("io.not_found", str(path), "", f"checkpoint path {what}",
-                                                   profile=profile)])
-    config, findings = read_json(root / CONFIG, CONFIG, "config", profile)
+        absent = finding("io.not_found", str(path), "", f"checkpoint path {what}")
+        return Report(str(path), profile, under([absent], profile))
+    config, findings = read_json(root / CONFIG, CONFIG, "config")
     resolved: dict[str, Any] = {}
     if not findings:  # parsed: a config.json that is null is a config.type finding, not an absent file
         findings += config_checks.schema_findings(config, profile)
     if isinstance(config, dict):
         resolved = resolve(config)
-        findings += config_checks.semantic_findings(config, resolved, profile)
-    config_ok = not any(f.severity == "error" for f in findings)
+        findings += config_checks.semantic_findings(config, resolved)
+    config_ok = not any(severity(f.code, profile) == "error" for f in findings)
     algorithm = resolved.get("speculators_model_type")
     algorithm = algorithm if isinstance(algorithm, str) and algorithm in ALGORITHMS else None
-    found, weights_file, weight_findings, malformed = read_weights(root, profile, needs_weights=algorithm != "ngram")
+    found, weights_file, weight_findings, malformed = read_weights(root, needs_weights=algorithm != "ngram")
     findings += weight_findings
     report = Report(str(path), profile, [], algorithm=algorithm)
     # Binding runs only on a complete tensor list; otherwise every unread tensor would be "missing".
     if algorithm is not None and found is not None:
-        binding = layout.bind(algorithm, resolved, found, weights_file, profile, config_ok, malformed)
+        binding = layout.bind(algorithm, resolved, found, weights_file, config_ok, malformed)
         findings += binding.findings
         report.symbols, report.tensors = binding.symbols, binding.rows
         if scan_values:
             read = {row["name"] for row in binding.rows if row["role"] and row["status"] in ("ok", "mismatch")}
-            findings += values.scan(root, found, read, binding.symbols, profile, progress)
-    report.findings = _unique(_fold_required(findings))
+            findings += values.scan(root, found, read, binding.symbols, progress)
+    report.findings = _unique(_fold_required(under(findings, profile)))  # the severity policy, applied once
     return report
 
 
@@ -77,9 +77,9 @@ def validate_config(config: Any, profile: str = "compat") -> Report:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     findings = config_checks.schema_findings(config, profile)
     if isinstance(config, dict):
-        findings += config_checks.semantic_findings(config, resolve(config), profile)
+        findings += config_checks.semantic_findings(config, resolve(config))
     model_type = config.get("speculators_model_type") if isinstance(config, dict) else None
-    return Report(CONFIG, profile, _unique(_fold_required(findings)),
+    return Report(CONFIG, profile, _unique(_fold_required(under(findings, profile))),
                   algorithm=model_type if isinstance(model_type, str) and model_type in ALGORITHMS else None)
 
 
@@ -93,23 +93,22 @@ def _fold_required(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if not (f.code.startswith("hazard.") and f.file == CONFIG and f.pointer in required)]
 
 
-def read_json(path: Path, file: str, prefix: str, profile: str) -> tuple[Any, list[Finding]]:
+def read_json(path: Path, file: str, prefix: str) -> tuple[Any, list[Finding]]:
     """config.json or the shard index through the one strict reader (specfmt.json_text). Each broken rule
     of config.json has its own code; the index reports every one as `index.json`. Spec: spec/index.md#GEN-7"""
     if not path.is_file():
         return None, [finding("config.missing" if prefix == "config" else "index.json", file, "",
-                              f"{file} is absent", profile=profile)]
+                              f"{file} is absent")]
     try:
         return json_text.read(path, SAFETENSORS["config_max_bytes"], file), []
     except json_text.JsonProblem as e:
-        return None, [finding(f"config.{e.kind}" if prefix == "config" else "index.json", file, "", str(e),
-                              profile=profile)]
+        return None, [finding(f"config.{e.kind}" if prefix == "config" else "index.json", file, "", str(e))]
     except OSError as e:  # replaced by a FIFO or removed since the check above: files.FileRefused
         return None, [finding("config.missing" if prefix == "config" else "index.json", file, "",
-                              f"{file} is not readable: {e}", profile=profile)]
+                              f"{file} is not readable: {e}")]
 
 
-def read_weights(root: Path, profile: str, needs_weights: bool = True
+def read_weights(root: Path, needs_weights: bool = True
                  ) -> tuple[dict[str, TensorInfo] | None, str, list[Finding], set[str]]:
     """The tensors of the checkpoint, from a single file or a sharded index; pickles are refused.
 
@@ -119,49 +118,47 @@ def read_weights(root: Path, profile: str, needs_weights: bool = True
     Spec: spec/layout.md#SFT-1
     """
     if (root / INDEX).exists():
-        found, findings, malformed = _read_sharded(root, profile)
+        found, findings, malformed = _read_sharded(root)
         return found, INDEX, findings, malformed
     if (root / SINGLE).is_file():
-        tensors, findings, malformed = read_header(str(root / SINGLE), SINGLE, profile)
+        tensors, findings, malformed = read_header(str(root / SINGLE), SINGLE)
         if tensors is None:
             return None, SINGLE, findings, set()
-        found, dup = _collect(tensors, profile)
+        found, dup = _collect(tensors)
         return found, SINGLE, findings + dup, set(malformed)
     pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         return None, pickles[0], [finding("weights.pickle", pickles[0], "",
                                         f"only pickle weights {pickles}: refused, never unpickled; convert them to "
-                                        "safetensors", profile=profile, found=pickles)], set()
+                                        "safetensors", found=pickles)], set()
     if not needs_weights:
         return {}, SINGLE, [], set()
     others = sorted(p.name for p in root.glob("*.safetensors"))
     hint = f"; found {others}" if others else ""
-    return None, SINGLE, [finding("weights.missing", SINGLE, "", f"neither {SINGLE} nor {INDEX} is present{hint}",
-                                profile=profile)], set()
+    return None, SINGLE, [finding("weights.missing", SINGLE, "",
+                                  f"neither {SINGLE} nor {INDEX} is present{hint}")], set()
 
 
-def _collect(tensors: list[TensorInfo], profile: str) -> tuple[dict[str, TensorInfo], list[Finding]]:
+def _collect(tensors: list[TensorInfo]) -> tuple[dict[str, TensorInfo], list[Finding]]:
     found: dict[str, TensorInfo] = {}
     findings = []
     for t in tensors:
         if t.name in found:
             findings.append(finding("index.mismatch", t.file, pointer(t.name),
-                                    f"tensor {t.name} is stored in both {found[t.name].file} and {t.file}",
-                                    profile=profile))
+                                    f"tensor {t.name} is stored in both {found[t.name].file} and {t.file}"))
         else:
             found[t.name] = t
     return found, findings
 
 
-def _read_sharded(root: Path, profile: str
-                  ) -> tuple[dict[str, TensorInfo] | None, list[Finding], set[str]]:
-    index, findings = read_json(root / INDEX, INDEX, "index", profile)
+def _read_sharded(root: Path) -> tuple[dict[str, TensorInfo] | None, list[Finding], set[str]]:
+    index, findings = read_json(root / INDEX, INDEX, "index")
     if findings:  # unreadable; an index that is null is reported below, with any other that is no object
         return None, findings, set()
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        return None, [finding("index.json", INDEX, "/weight_map", "weight_map must map tensor names to shard files",
-                            profile=profile)], set()
+        return None, [finding("index.json", INDEX, "/weight_map",
+                              "weight_map must map tensor names to shard files")], set()
     tensors: list[TensorInfo] = []
     malformed: set[tuple[str, str]] = set()  # (shard, name)
     readable: set[str] = set()  # shards whose header parsed, a header with no tensor included
@@ -171,30 +168,29 @@ def _read_sharded(root: Path, profile: str
             complete = False
             findings.append(finding("index.path", INDEX, "/weight_map",
                                     mismatch("shard name", "a file name in the checkpoint directory", shard),
-                                    profile=profile, found=shard))
+                                    found=shard))
         elif not (root / shard).is_file():
             complete = False
             findings.append(finding("index.missing_shard", INDEX, "/weight_map",
-                                    f"shard {shard} named by the index is absent", profile=profile, found=shard))
+                                    f"shard {shard} named by the index is absent", found=shard))
         else:
-            shard_tensors, shard_findings, shard_malformed = read_header(str(root / shard), shard, profile)
+            shard_tensors, shard_findings, shard_malformed = read_header(str(root / shard), shard)
             complete = complete and shard_tensors is not None
             readable |= {shard} if shard_tensors is not None else set()
             tensors += shard_tensors or []
             findings += shard_findings
             malformed |= {(shard, name) for name in shard_malformed}
-    found, dup = _collect(tensors, profile)
+    found, dup = _collect(tensors)
     findings += dup
     for name, shard in sorted(weight_map.items()):
         where = found.get(name)
         if where is None and shard in readable and (shard, name) not in malformed:  # a malformed entry is stored
             findings.append(finding("index.mismatch", INDEX, pointer("weight_map", name),
-                                    f"the index places {name} in {shard}, whose header lacks it", profile=profile))
+                                    f"the index places {name} in {shard}, whose header lacks it"))
         elif where is not None and where.file != shard:
             findings.append(finding("index.mismatch", INDEX, pointer("weight_map", name),
-                                    mismatch(f"{name} shard", shard, where.file), profile=profile))
+                                    mismatch(f"{name} shard", shard, where.file)))
     for name in sorted(set(found) - set(weight_map)):
         findings.append(finding("index.mismatch", found[name].file, pointer(name),
-                                f"{name} is stored in {found[name].file} but absent from the index",
-                                profile=profile))
+                                f"{name} is stored in {found[name].file} but absent from the index"))
     return (found if complete else None), findings, {name for _, name in malformed}

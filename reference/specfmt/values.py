@@ -61,7 +61,7 @@ def _nonfinite_count(root: Path, t: TensorInfo) -> int:
 
 
 def scan(root: Path, found: dict[str, TensorInfo], read: set[str], symbols: dict[str, Any],
-         profile: str, progress: Callable[[str], None] | None = None) -> list[Finding]:
+         progress: Callable[[str], None] | None = None) -> list[Finding]:
     """NaN or Inf in floating-point tensors, and d2t/t2d that do not describe one vocabulary subset. A tensor
     in `read` (bound to the layout, so the forward reads it) with no finite value is an error. `progress`, when
     given, receives a line naming each tensor before it is read. Spec: spec/layout.md#LAY-7"""
@@ -75,17 +75,16 @@ def scan(root: Path, found: dict[str, TensorInfo], read: set[str], symbols: dict
             if bad == total and total and name in read:
                 out.append(finding("weights.nonfinite", t.file, pointer(name),
                                    mismatch(f"{name}, which the draft reads, holds no finite value",
-                                            "finite values", f"{bad} of {total} NaN or Inf"),
-                                   profile=profile, found=bad))
+                                            "finite values", f"{bad} of {total} NaN or Inf"), found=bad))
             elif bad:
                 out.append(finding("hazard.nonfinite", t.file, pointer(name),
                                    mismatch(f"{name} holds NaN or Inf", "0 non-finite values", f"{bad} of {total}"),
-                                   profile=profile, found=bad))
-    out += _vocab_mapping(root, found, symbols, profile)
+                                   found=bad))
+    out += _vocab_mapping(root, found, symbols)
     return out
 
 
-def _vocab_mapping(root: Path, found: dict[str, TensorInfo], symbols: dict[str, Any], profile: str) -> list[Finding]:
+def _vocab_mapping(root: Path, found: dict[str, TensorInfo], symbols: dict[str, Any]) -> list[Finding]:
     torch = _torch()
 
     d2t_info, t2d_info, V = found.get("d2t"), found.get("t2d"), symbols.get("V")
@@ -97,11 +96,11 @@ def _vocab_mapping(root: Path, found: dict[str, TensorInfo], symbols: dict[str, 
     if d2t.numel() and (int(target.min()) < 0 or int(target.max()) >= V or bool((target[1:] <= target[:-1]).any())):
         out.append(finding("hazard.vocab_mapping", d2t_info.file, pointer("d2t"),
                            mismatch("d2t offsets must map draft ids to increasing target ids", f"in [0, {V})",
-                                    [int(target.min()), int(target.max())]), profile=profile))
+                                    [int(target.min()), int(target.max())])))
     elif t2d_info is not None and t2d_info.dtype == "BOOL" and t2d_info.shape == (V,):
         t2d = read_tensor(root, t2d_info)
         if not torch.equal(torch.nonzero(t2d).flatten(), target):
             out.append(finding("hazard.vocab_mapping", t2d_info.file, pointer("t2d"),
                                mismatch("t2d must mark exactly the target ids of d2t", d2t.numel(),
-                                        int(t2d.sum())), profile=profile))
+                                        int(t2d.sum()))))
     return out

@@ -44,7 +44,7 @@ def copy_without(source: Path, target: Path, name: str, drop: set[str]) -> None:
     from specfmt.safetensors_file import header_bytes
     from specfmt.safetensors_header import read_header
 
-    tensors, _, _ = read_header(str(source / name), name, "compat")
+    tensors, _, _ = read_header(str(source / name), name)
     kept = sorted((t for t in tensors if t.name not in drop), key=lambda t: t.start)
     metadata = read_json_header_metadata(source / name)
     with open(source / name, "rb") as src, open(target / name, "wb") as dst:
@@ -93,7 +93,7 @@ def stored_shapes(source: Path) -> dict[str, tuple]:
     from specfmt.safetensors_header import read_header
 
     return {t.name: tuple(t.shape) for name in weight_files(source) if name.endswith(".safetensors")
-            for t in read_header(str(source / name), name, "compat")[0]}
+            for t in read_header(str(source / name), name)[0]}
 
 
 def upgrade(source: Path, out: Path, given: dict[str, Any], verifier: VerifierFacts | None = None,
