@@ -220,11 +220,18 @@ def spec_href(spec: str, depth: int) -> str:
     return "../" * depth + spec
 
 
+def shown_severity(by_profile: dict) -> str:
+    """A kind's severities as a cell: `error`, or `warning (compat), error (strict)`."""
+    if len(set(by_profile.values())) == 1:
+        return next(iter(by_profile.values()))
+    return ", ".join(f"{severity} ({profile})" for profile, severity in sorted(by_profile.items()))
+
+
 def codes_page(root: Path) -> str:
     codes = read_json(root, f"{SCHEMAS}/codes.json")
     rows = ["| Code | Kind | Severity | Meaning | Rule |", "|---|---|---|---|---|"]
     for code, entry in codes["codes"].items():
-        severity = "warning (compat), error (strict)" if entry["kind"] == "hazard" else "error"
+        severity = shown_severity(codes["severity"]["kinds"][entry["kind"]])
         rule = entry["spec"].removeprefix("spec/")
         rows.append(f'| <a id="{code}"></a>`{code}` | {entry["kind"]} | {severity} | {cell(entry["summary"])} | '
                     f"[{rule}]({spec_href(entry['spec'], 2)}) |")
