@@ -1,7 +1,7 @@
 // Severity, folding, deduplication and sorting of findings. Spec: index.md#GEN-2, GEN-4, GEN-5
 "use strict";
 
-const { codes } = require("./schemas.cjs");
+const { codes, severities } = require("./schemas.cjs");
 
 /** Give each finding its severity under the profile, fold and deduplicate. */
 function finish(raw, profile) {
@@ -11,7 +11,7 @@ function finish(raw, profile) {
   const out = [];
   for (const f of raw) {
     const kind = codes[f.code]?.kind;
-    const severity = kind === "hazard" && !strict ? "warning" : "error";
+    const severity = severities[kind]?.[profile] ?? "error";
     // GEN-4: under strict, a hazard about a field the schema reports as required is not reported again.
     if (kind === "hazard" && strict && required.has(`${f.file || ""}\u0000${f.pointer}`)) continue;
     const key = `${f.file || ""}\u0000${f.pointer}\u0000${f.code}`;

@@ -29,6 +29,8 @@ function customKeywords(node, found) {
 const schemas = { compat: readJson(PROFILE_FILES.compat), strict: readJson(PROFILE_FILES.strict) };
 const codesDoc = readJson("codes.json");
 const codes = codesDoc.codes;
+/** The severity of each kind of code under each profile (GEN-4), as codes.json declares it. */
+const severities = codesDoc.severity.kinds;
 const codeOfKeyword = new Map(Object.entries(codesDoc.keywords.codes).flatMap(([code, kws]) => kws.map((k) => [k, code])));
 /** The code of a schema violation by its failing keyword (CFG-2), as codes.json maps it. */
 const keywordCode = (keyword) => codeOfKeyword.get(keyword) ?? codesDoc.keywords.otherwise;
@@ -73,4 +75,4 @@ function layout(name) {
   return layoutCache.get(name);
 }
 
-module.exports = { schemas, codes, keywordCode, safetensors, validators, branchValidator, resolveRef, layout };
+module.exports = { schemas, codes, severities, keywordCode, safetensors, validators, branchValidator, resolveRef, layout };
