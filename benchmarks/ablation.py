@@ -48,15 +48,15 @@ class Row(NamedTuple):
 
 ROWS = {
     "baseline": Row(()),
+    "norm-before-residual": Row(("--norm-before-residual",)),  # vLLM and speculators read it; SGLang has no flag
+    "norm-before-fc": Row(("--norm-before-fc",)),
+    "two-layers": Row(("--num-hidden-layers", "2")),
     "lr-3e-4": Row(("--lr", "3e-4")),
     "lr-3e-3": Row(("--lr", "3e-3")),
     "ttt-4": Row(("--k", "4")),
     "vocab-4096": Row(("--draft-vocab-size", "4096")),
     "vocab-16384": Row(("--draft-vocab-size", "16384")),
     "steps-x2": Row((), budget=2),
-    "norm-before-residual": Row(("--norm-before-residual",)),  # vLLM and speculators read it; SGLang has no flag
-    "norm-before-fc": Row(("--norm-before-fc",)),
-    "two-layers": Row(("--num-hidden-layers", "2")),
 }
 
 LEFT_OUT: dict[str, str] = {}  # rows the trainer cannot express yet, with why
