@@ -164,4 +164,4 @@ def test_an_unknown_row_name_is_refused_in_one_line_before_any_work(tiny, tmp_pa
         bench.main(bench_argv(tiny, tmp_path, "baseline", "lr-1"))
     assert exit_.value.code == 2 and not (tmp_path / "ablation.md").exists()
     assert capsys.readouterr().err.startswith(
-        "benchmarks/ablation.py: error: --only lr-1: no such row; expected one of baseline, lr-3e-4,")
+        "benchmarks/ablation.py: error: --only lr-1: no such row; expected one of baseline, norm-before-residual,")
