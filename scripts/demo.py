@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DRAFT = ROOT / "examples" / "smollm2-135m-eagle3"
 PROMPTS = ROOT / "examples" / "prompts" / "python-docs-heldout.jsonl"  # prompts the draft was not trained on
 K, SHOWN, MEASURED, NEW_TOKENS = 3, 2, 8, 96
-# The demo's floor on tau, a figure the machine's load does not move (the speedup is). Issue 21's acceptance: the
-# demo "fails below tau 1.9", a margin under the 2.2 the new draft must show; the committed draft reaches about
-# 1.56 on these prompts, so the floor stays at 1.5 until the draft trained with the issue's recipe replaces it.
-MIN_TAU = 1.5
+# The demo's floor on tau, a figure the machine's load does not move (the speedup is). Issue 21 asks for a floor of
+# 1.9 under a draft that shows 2.2; the committed draft (make draft, 2 epochs) shows about 1.8 on these prompts
+# (make bench: 1.83 at k = 3 on 16 of them), so the floor is 1.6, the same margin under it; raise it with the draft.
+MIN_TAU = 1.6
 
 
 def step(title: str, *argv: str) -> int:
