@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -112,3 +113,10 @@ def write_prompt_ids(path: Path, lengths: list[int], seed: int = 0) -> Path:
     path.write_text("".join(json.dumps({"prompt_ids": torch.randint(0, V, (n,), generator=g).tolist()}) + "\n"
                             for n in lengths))
     return path
+
+
+def sigint_default() -> None:
+    """The preexec_fn of a child that a test interrupts: SIGINT back to its default action, so the child's Python
+    turns it into KeyboardInterrupt even when the test run was started with SIGINT ignored (a background job of a
+    non-interactive shell, nohup), which every child would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

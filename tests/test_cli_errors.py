@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from builders import VERIFIER_CONFIG, write_variant, write_verifier
+from builders import VERIFIER_CONFIG, sigint_default, write_variant, write_verifier
 from specfmt import __version__
 from specfmt.algorithms import ALGORITHMS
 from specfmt.cli import main
@@ -320,7 +320,7 @@ def test_ctrl_c_during_eval_is_one_line_and_status_130(dirs, tmp_path):
     prompts.write_text('{"prompt_ids": [1, 2]}\n' * 200)
     proc = subprocess.Popen([sys.executable, "-m", "specfmt", "eval", "--verifier", str(dirs[0]), "--draft",
                              str(dirs[1]), "--prompts", str(prompts), "--threads", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     first = proc.stderr.readline()  # the first prompt is done: decoding is under way
     proc.send_signal(signal.SIGINT)
     rest = proc.stderr.read()

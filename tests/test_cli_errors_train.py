@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import fill_disk, write_prompt_ids, write_variant, write_verifier
+from builders import fill_disk, sigint_default, write_prompt_ids, write_variant, write_verifier
 from specfmt.cli import main
 from specfmt.text import Text
 from specfmt.train import loop
@@ -265,7 +265,7 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_says_where_it_resumes(tiny, tmp
     args = train_args(tiny, tmp_path / "draft", "--epochs", "50", "--max-steps", "30", "--save-every", "1",
                       "--val-prompts", "0")
     proc = subprocess.Popen([sys.executable, "-m", "specfmt.cli", *args], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=sigint_default)
     for line in proc.stderr:
         if line.startswith("step 3/"):
             proc.send_signal(signal.SIGINT)
@@ -283,7 +283,7 @@ def test_ctrl_c_in_datagen_is_one_line_and_leaves_no_output(tiny, tmp_path):
     out = tmp_path / "cache"
     args = datagen_args(tiny, out, "--gen-batch", "1", "--max-new-tokens", "24")
     proc = subprocess.Popen([sys.executable, "-m", "specfmt.cli", *args], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=sigint_default)
     for line in proc.stderr:
         if line.startswith("distill "):
             proc.send_signal(signal.SIGINT)

@@ -425,7 +425,8 @@ def test_ctrl_c_kills_the_adapter_and_ends_the_run_in_one_line_with_status_130(s
     argv = [sys.executable, "-m", "specfmt_conformance", "run", "--suite", str(suite), "--adapter",
             shlex.join([sys.executable, str(tmp_path / "marking.py"), str(marker)]), "--timeout", "300"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(CONFORMANCE)})
+                            env={**os.environ, "PYTHONPATH": str(CONFORMANCE)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even under nohup
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline:  # the runner waits for the first case's answer
         time.sleep(0.05)
