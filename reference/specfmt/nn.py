@@ -30,12 +30,17 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * weight
 
 
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x times a weight prepacked for oneDNN (torch.ops.mkldnn._reorder_linear_weight), plus the bias if any."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [None], "")
+
+
 def linear(x: torch.Tensor, w: dict, role: str) -> torch.Tensor:
     """x times the role's weight, plus its bias if any; through the prepacked copy of the weight when the layer
     has one (`w["packed"]`, Verifier.pack) and x is bfloat16 without autograd."""
     packed = w.get("packed", {}).get(role)
     if packed is not None and x.dtype == torch.bfloat16 and not torch.is_grad_enabled():
-        return torch.ops.mkldnn._linear_pointwise(x, packed, w.get(f"{role}_bias"), "none", [None], "")
+        return packed_linear(x, packed, w.get(f"{role}_bias"))
     return F.linear(x, w[role], w.get(f"{role}_bias"))
 
 
@@ -46,7 +51,7 @@ def linears(x: torch.Tensor, w: dict, roles: tuple[str, ...]) -> list[torch.Tens
     if fused is None or x.dtype != torch.bfloat16 or torch.is_grad_enabled():
         return [linear(x, w, role) for role in roles]
     weight, bias, sizes = fused
-    return list(torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [None], "").split(sizes, -1))
+    return list(packed_linear(x, weight, bias).split(sizes, -1))
 
 
 def silu_mlp(x: torch.Tensor, w: dict) -> torch.Tensor:

@@ -161,8 +161,7 @@ class Verifier:
         normed = nn.rms_norm(x, self.w["norm"], self.cfg.eps)
         aux = torch.cat([states[k] for k in aux_ids], -1) if aux_ids else x[..., :0]  # [..., T, A*H]
         head_in = normed[..., -1:, :].contiguous() if last_logits else normed  # [..., T, H] -> [..., 1, H]
-        logits = F.linear(head_in, self.lm_head) if self.head is None else torch.ops.mkldnn._linear_pointwise(
-            head_in, self.head, None, "none", [None], "")  # [..., T, V]
+        logits = F.linear(head_in, self.lm_head) if self.head is None else nn.packed_linear(head_in, self.head, None)
         return Output(logits, aux, x, normed)
 
 
