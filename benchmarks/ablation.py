@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from specfmt import evaluate
 from specfmt.cli import main as specfmt
 from specfmt.train.datagen import read_index
 
@@ -131,7 +132,9 @@ def write_json(path: Path, document: dict) -> None:
 
 
 def load_average() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    """The 1-minute load average to two decimals (specfmt.evaluate reads it), or None where the OS has none."""
+    load = evaluate.load_average()
+    return None if load is None else round(load, 2)
 
 
 def per_set(args: argparse.Namespace, where: Path) -> dict[str, dict]:

@@ -8,7 +8,6 @@ broken checkpoint's findings, and prints the conformance summary. Exits 0 when e
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ import torch
 from demo_models import verifier_dir  # scripts/demo_models.py, beside this script
 from specfmt.cli import main as specfmt
 from specfmt.eval_report import format_text
-from specfmt.evaluate import evaluate, set_threads, usable_cores
+from specfmt.evaluate import evaluate, load_average, set_threads, usable_cores
 from specfmt.generate import generate, generate_plain
 from specfmt.proposal import Proposal
 from specfmt.runtime import load_draft
@@ -68,11 +67,6 @@ def judge(result: dict, warning: str | None) -> list[str]:
     if warning is None and not result["speedup"] > 1.0:
         failures.append(f"speedup {result['speedup']:.3f}x is not above 1 on a quiet machine")
     return failures
-
-
-def load_average() -> float | None:
-    """The 1-minute load average, or None where the OS reports none."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def load_warning(before: float | None, after: float | None, cores: int) -> str | None:

@@ -90,14 +90,17 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the OS reports none."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def timing_warning() -> str | None:
     """A warning line when the 1-minute load average exceeds the usable cores: other processes then take time
     from the measurement, and a speedup measured so is unreliable (one run under load 4x the cores printed 3.24x
     against a bound of 0.63x). None on a quiet machine, or where the OS reports no load average."""
-    if not hasattr(os, "getloadavg"):
-        return None
-    load, cores = os.getloadavg()[0], usable_cores()
-    if load <= cores:
+    load, cores = load_average(), usable_cores()
+    if load is None or load <= cores:
         return None
     return (f"warning: load average {load:.2f} exceeds the {cores} usable cores: other processes took time from "
             "the measurement, so the timings and the speedup are unreliable; rerun on a quieter machine")
@@ -210,7 +213,7 @@ def evaluate(verifier, draft, prompts: list[list[int]], k: int, max_new_tokens: 
     result = {"schema": SCHEMA, "k": k, "max_new_tokens": max_new_tokens,
               "dtype": str(verifier.dtype).removeprefix("torch."), "device": str(verifier.device),
               "threads": torch.get_num_threads(), "prompts": len(prompts), "eos_token_id": eos,
-              "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+              "load_average": None if (load := load_average()) is None else round(load, 2),
               "timing_warning": timing_warning()}
     return {**result, **_aggregate(runs, costs, k)}
 
