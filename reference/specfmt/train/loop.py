@@ -193,17 +193,17 @@ def train(start: Start, verifier: Verifier, cache: Cache, opts: TrainOptions, wo
     torch.manual_seed(opts.seed)
     work.mkdir(parents=True, exist_ok=True)
     run = Run(start, verifier, cache, opts, work)
-    start = resume(run)
+    resumed_at = resume(run)  # (epoch, batch)
     if run.step:
         progress({"resumed": run.step}, 0)
     per_epoch = len(batches(len(cache), opts, 0))
     total = min(opts.epochs * per_epoch, opts.max_steps or opts.epochs * per_epoch)
     if per_epoch == 0:
         raise ValueError(f"the cache holds {len(cache)} samples, fewer than one batch of {opts.batch}")
-    for epoch in range(start[0], opts.epochs):
+    for epoch in range(resumed_at[0], opts.epochs):
         trained = False
         for b, ids in enumerate(batches(len(cache), opts, epoch)):
-            if (epoch, b) < start or run.step >= total:
+            if (epoch, b) < resumed_at or run.step >= total:
                 continue
             trained = True
             begun = time.perf_counter()
