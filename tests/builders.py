@@ -115,6 +115,17 @@ def write_prompt_ids(path: Path, lengths: list[int], seed: int = 0) -> Path:
     return path
 
 
+def datagen_setup(root: Path) -> tuple:
+    """What the datagen tests start from: a tiny float32 verifier with a tokenizer under `root`, and 30 prompts of
+    3 to 7 ids (25 of them for training at a held-out fraction of 0.1): (root, verifier, its text, prompt file)."""
+    from specfmt.text import Text
+    from specfmt.verifier import Verifier
+
+    verifier_dir = write_verifier(root / "verifier", tokenizer=True, scale=5)
+    prompts = write_prompt_ids(root / "prompts.jsonl", [3 + i % 5 for i in range(30)])
+    return root, Verifier.from_pretrained(verifier_dir), Text.from_verifier(verifier_dir), prompts
+
+
 def sigint_default() -> None:
     """The preexec_fn of a child that a test interrupts: SIGINT back to its default action, so the child's Python
     turns it into KeyboardInterrupt even when the test run was started with SIGINT ignored (a background job of a

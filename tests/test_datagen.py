@@ -9,22 +9,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from builders import V, write_prompt_ids, write_verifier
-from specfmt.text import Text
+from builders import V, datagen_setup
 from specfmt.train import datagen, loop, recipes
 from specfmt.train.answers import answers_dir
 from specfmt.train.datagen import Cache, Caches, DataOptions, is_cache, write_cache
 from specfmt.train.recipes.eagle3 import Eagle3Options
-from specfmt.verifier import Verifier
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny float32 verifier with a tokenizer and 30 prompts, 25 of them for training: 4 batches of 8."""
-    root = tmp_path_factory.mktemp("datagen")
-    verifier_dir = write_verifier(root / "verifier", tokenizer=True, scale=5)
-    prompts = write_prompt_ids(root / "prompts.jsonl", [3 + i % 5 for i in range(30)])
-    return root, Verifier.from_pretrained(verifier_dir), Text.from_verifier(verifier_dir), prompts
+    return datagen_setup(tmp_path_factory.mktemp("datagen"))
 
 
 def options(prompts: Path, temperature: float, max_new_tokens: int = 12) -> DataOptions:

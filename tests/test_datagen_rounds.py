@@ -3,12 +3,10 @@ them: the cache equals one call per batch, and a killed round resumes to the uni
 
 import pytest
 
-from builders import write_prompt_ids, write_verifier
-from specfmt.text import Text
+from builders import datagen_setup
 from specfmt.train import datagen
 from specfmt.train.answers import answers_dir
 from specfmt.train.datagen import DataOptions, write_cache
-from specfmt.verifier import Verifier
 
 GENERATE_BATCH = datagen.generate_batch  # the real one, whichever wrapper a test sets
 
@@ -16,10 +14,7 @@ GENERATE_BATCH = datagen.generate_batch  # the real one, whichever wrapper a tes
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny float32 verifier and 30 prompts, 25 of them for training: 4 batches of 8 (the last of 1)."""
-    root = tmp_path_factory.mktemp("rounds")
-    verifier_dir = write_verifier(root / "verifier", tokenizer=True, scale=5)
-    prompts = write_prompt_ids(root / "prompts.jsonl", [3 + i % 5 for i in range(30)])
-    return root, Verifier.from_pretrained(verifier_dir), Text.from_verifier(verifier_dir), prompts
+    return datagen_setup(tmp_path_factory.mktemp("rounds"))
 
 
 def run(tiny, monkeypatch, out: str, rounds: int, temperature: float = 0.0, fail_at: int | None = None):
