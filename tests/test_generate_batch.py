@@ -1,12 +1,17 @@
 """generate_batch: the verifier alone on several left-padded prompts at once (self-distillation data)."""
 
+import pytest
 import torch
 
 from builders import verifier_for
 from specfmt import nn
+from specfmt import verifier as verifier_module
 from specfmt.generate import _choose, generate_batch, generate_plain
 from specfmt.proposal import Proposal
-from specfmt.verifier import packed
+from specfmt.verifier import packed, packs_bfloat16
+
+# oneDNN refuses to prepack bfloat16 weights on an AVX2-only CPU; there pack() keeps the plain weights (tested below)
+needs_packing = pytest.mark.skipif(not packs_bfloat16(), reason="this CPU has no oneDNN bfloat16 packing")
 
 PROMPTS = [[1, 5, 9, 3], [7, 7, 2, 11, 13, 4, 4], [9], [3, 1, 4, 1, 5, 9, 2, 6]]
 
@@ -116,6 +121,7 @@ def test_a_refilled_batch_at_a_temperature_draws_the_same_answers_for_the_same_s
     assert all(3 not in t[:-1] for t in runs[0])  # an answer ends at its first eos
 
 
+@needs_packing
 def test_a_packed_bfloat16_verifier_computes_the_logits_of_the_unpacked_one():
     verifier, tokens = verifier_for(0, torch.bfloat16), torch.tensor([[1, 5, 9, 3, 2], [7, 7, 2, 11, 4]])
     step = torch.tensor([[5], [5]])  # a decode step after the prefill
@@ -126,12 +132,22 @@ def test_a_packed_bfloat16_verifier_computes_the_logits_of_the_unpacked_one():
     assert verifier.head is not None and all(torch.equal(a, b) for a, b in zip(plain, packed, strict=True))
 
 
+def test_packing_leaves_a_bfloat16_verifier_as_it_is_on_a_cpu_without_onednn_bfloat16_packing(monkeypatch):
+    monkeypatch.setattr(verifier_module, "packs_bfloat16", lambda: False)
+    verifier = verifier_for(0, torch.bfloat16)
+    verifier.pack()
+    assert verifier.head is None and verifier.layers is verifier.w["layer"]
+    assert generate_batch(verifier, PROMPTS, 4, set()) == generate_batch(verifier_for(0, torch.bfloat16), PROMPTS, 4,
+                                                                          set())
+
+
 def test_packing_leaves_a_float32_verifier_as_it_is():
     verifier = verifier_for(0)
     verifier.pack()
     assert verifier.head is None and verifier.layers is verifier.w["layer"]
 
 
+@needs_packing
 def test_packed_projections_equal_their_linears_fused_or_one_by_one_where_only_some_have_a_bias():
     g = torch.Generator().manual_seed(2)
     w = {role: torch.randn(8, 8, generator=g).to(torch.bfloat16) for role in

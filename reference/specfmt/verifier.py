@@ -55,6 +55,12 @@ def packed(w: dict) -> dict:
     return out
 
 
+def packs_bfloat16() -> bool:
+    """Whether oneDNN prepacks bfloat16 weights on this CPU: it needs AVX512 (BW, VL, DQ) or AVX-NE-CONVERT, and
+    refuses on an AVX2-only CPU, where Verifier.pack leaves the weights as they are."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 class Verifier:
     def __init__(self, config: dict, w: dict, device: str = "cpu", dtype: torch.dtype = torch.float32):
         """`config`: a llama/qwen2/qwen3 config with defaults resolved; `w`: its tensors by role, already
@@ -117,9 +123,10 @@ class Verifier:
     def pack(self) -> None:
         """Keep a copy of every linear weight prepacked for oneDNN when the verifier is bfloat16 on a CPU: its matmuls
         run about 1.7x faster at batch 64 (benchmarks/datagen.py) with results equal to F.linear's, for a second
-        copy of the weights in memory. Without oneDNN, or in another dtype or device, it does nothing."""
+        copy of the weights in memory. Without oneDNN's bfloat16 packing (packs_bfloat16), or in another dtype or
+        device, it does nothing."""
         if self.head is not None or self.dtype != torch.bfloat16 or torch.device(self.device).type != "cpu" or \
-                not torch.backends.mkldnn.is_available():
+                not packs_bfloat16():
             return
         self.layers = [{**self.w["layer"][i], "packed": packed(self.w["layer"][i])} for i in range(self.num_layers)]
         self.head = torch.ops.mkldnn._reorder_linear_weight(self.lm_head)
