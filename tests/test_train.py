@@ -146,6 +146,30 @@ def test_a_checkpoint_resumes_only_for_the_draft_it_was_written_for(tiny, tmp_pa
                            "--restart")) == 0
 
 
+def test_a_warm_start_begins_from_the_given_drafts_weights_and_records_it(tiny, tmp_path):
+    first = tmp_path / "first"
+    assert main(train_args(tiny, "eagle3", first, "--max-steps", "3", "--save-dtype", "float32")) == 0
+    assert main(train_args(tiny, "eagle3", tmp_path / "zero", "--max-steps", "1", "--lr", "0", "--save-dtype",
+                           "float32", "--init", str(first))) == 0
+    given, started = load_file(first / "model.safetensors"), load_file(tmp_path / "zero" / "model.safetensors")
+    assert given.keys() == started.keys() and all(torch.equal(given[n], started[n]) for n in given)
+    init = json.loads((tmp_path / "zero" / "config.json").read_text())["specfmt_provenance"]["init"]
+    first_provenance = json.loads((first / "config.json").read_text())["specfmt_provenance"]
+    assert init == {"path": str(first), "provenance": first_provenance}
+
+
+def test_a_warm_start_from_a_draft_of_another_config_is_refused_naming_the_difference(tiny, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(train_args(tiny, "eagle3", first, "--max-steps", "1")) == 0
+    capsys.readouterr()
+    assert main(train_args(tiny, "eagle3", tmp_path / "second", "--max-steps", "1", "--num-hidden-layers", "2",
+                           "--init", str(first))) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"--init {first}" in err and "/transformer_layer_config" in err, err
+    assert "layers.1.mlp.down_proj.weight: expected shape" in err, err
+
+
 class Stop(Exception):
     pass
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from specfmt.train import options
 from specfmt.train.options import DataOptions, ExportOptions, RunOptions, TrainOptions
-from specfmt.train.recipes import DEFAULT, RECIPES
+from specfmt.train.recipes import DEFAULT, RECIPES, warm_start
 
 DATAGEN_OPTIONS = (DataOptions, RunOptions)  # the option classes whose flags datagen has, in --help order
 
@@ -237,6 +237,8 @@ def run_train(args: argparse.Namespace, out: Path, work: Path) -> int:
     own = options.from_args(recipe.options, args) if recipe.options else None
     start = recipe.make(verifier, verifier_name(verifier_dir, export.verifier_name), opts, own,
                         cache.token_counts(verifier.vocab_size))
+    if opts.init:
+        start = warm_start(start, Path(opts.init))
     text = Text.from_verifier(verifier_dir) if (verifier_dir / "tokenizer.json").is_file() else None
     eos = text.stop_ids()[0] if text and text.eos_ids else None
     run = loop.train(start, verifier, cache, opts, work, show, eos)

@@ -245,7 +245,8 @@ def provenance(run: Run, command: list[str], threads: int) -> dict:
     data = {k: run.cache.index[k] for k in ("samples", "documents", "tokens", "supervised")}
     return {"tool": "specfmt train", "specfmt_version": __version__, "command": command,
             "data": data | {"datagen": [part.index["options"] for part in run.cache.parts]},
-            "optimizer_steps": run.step, "validation": run.validation, "threads": threads, "torch": torch.__version__}
+            "optimizer_steps": run.step, "validation": run.validation, "threads": threads, "torch": torch.__version__,
+            **({"init": run.start.init} if run.start.init else {})}
 
 
 def export(run: Run, out: Path, dtype: str, provenance: dict) -> Path:

@@ -155,6 +155,10 @@ class TrainOptions:
                                        "(weights and optimizer state stay float32); faster on CPUs with AMX or "
                                        "AVX512-BF16 (default: %(default)s)", choices=DTYPES)
     seed: int = option(0, "seed of initialization, shuffling and sampling", bounds=(0, (1 << 32) - 1))
+    # a warm start: the trainable weights of a draft made with the same config; optimizer and schedule start anew
+    init: str = option("", "continue training this draft (one specfmt train wrote with the same config, such as "
+                           "an earlier run's --out): its weights replace the random initial ones; the optimizer "
+                           "and the learning-rate schedule start anew", metavar="DRAFT")
 
 
 @dataclass

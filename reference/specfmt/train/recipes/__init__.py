@@ -6,7 +6,7 @@ tensors and which the trainer must not change), one module per trainable algorit
 from __future__ import annotations
 
 from specfmt.train.recipes import eagle3, medusa, mlp_speculator
-from specfmt.train.recipes.common import Recipe, Start
+from specfmt.train.recipes.common import Recipe, Start, warm_start
 
 RECIPES: dict[str, Recipe] = {
     "eagle3": eagle3.RECIPE,
@@ -15,5 +15,5 @@ RECIPES: dict[str, Recipe] = {
 }
 DEFAULT = "eagle3"  # the draft datagen keeps aux states for unless told
 
-__all__ = ["DEFAULT", "RECIPES", "Recipe", "Start"]
+__all__ = ["DEFAULT", "RECIPES", "Recipe", "Start", "warm_start"]
 

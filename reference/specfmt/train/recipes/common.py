@@ -6,8 +6,10 @@ section 2).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from specfmt.defaults import resolve
@@ -28,6 +30,44 @@ class Start:
     config: dict
     tensors: dict[str, torch.Tensor]
     frozen: set[str] = field(default_factory=set)
+    init: dict | None = None  # warm_start: the draft the weights came from ({"path", "provenance"})
+
+
+# config fields a warm start may differ in: how the earlier draft was written, not what it computes
+WRITTEN = ("dtype", "specfmt_provenance")
+
+
+def warm_start(start: Start, path: Path) -> Start:
+    """`start` with the trainable weights of the draft at `path` (--init), which must have `start`'s config (less
+    how it was written) and every tensor of `start` at its shape, frozen ones equal: the same verifier, data
+    vocabulary and recipe options. Read with the converters' reader (safetensors only, headers checked first)."""
+    import torch
+
+    from specfmt.convert.common import SourceError, read_json, read_tensors
+
+    try:
+        config, (tensors, _) = read_json(path / "config.json"), read_tensors(path)
+    except SourceError as e:
+        raise ValueError(f"--init: {e}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--init {path / 'config.json'}: expected a JSON object, found {type(config).__name__}")
+    ours, theirs = ({k: v for k, v in c.items() if k not in WRITTEN} for c in (json.loads(json.dumps(start.config)),
+                                                                         config))
+    problems = [f"/{k}: expected {json.dumps(ours.get(k))}, found {json.dumps(theirs.get(k))}"
+                for k in sorted(ours.keys() | theirs.keys()) if ours.get(k) != theirs.get(k)]
+    for name, t in sorted(start.tensors.items()):
+        found = tensors.get(name)
+        if found is None or found.shape != t.shape:
+            problems.append(f"{name}: expected shape {list(t.shape)}, found "
+                            + ("no such tensor" if found is None else f"{list(found.shape)}"))
+        elif name in start.frozen and not torch.equal(found.to(t.dtype), t):
+            problems.append(f"{name}: expected the values this data gives (a frozen tensor), found others")
+    problems += [f"{name}: expected no such tensor, found one" for name in sorted(tensors.keys() - start.tensors)]
+    if problems:
+        raise ValueError(f"--init {path} is not a draft of this run's config and data: " + "; ".join(problems))
+    weights = {n: t if n in start.frozen else tensors[n].to(t.dtype) for n, t in start.tensors.items()}
+    return Start(start.config, weights, start.frozen,
+                 {"path": str(path), "provenance": config.get("specfmt_provenance")})
 
 
 class Make(Protocol):
