@@ -158,6 +158,13 @@ def test_a_warm_start_begins_from_the_given_drafts_weights_and_records_it(tiny, 
     assert init == {"path": str(first), "provenance": first_provenance}
 
 
+def test_the_provenance_writes_paths_under_the_home_directory_as_tilde_paths():
+    from specfmt.train.outs import portable
+
+    assert portable(["--data", "/home/ann/.cache/x", "--out", "/home/annex/d", "/home/ann"], "/home/ann/") == \
+        ["--data", "~/.cache/x", "--out", "/home/annex/d", "~"]
+
+
 def test_a_warm_start_from_a_draft_of_another_config_is_refused_naming_the_difference(tiny, tmp_path, capsys):
     first = tmp_path / "first"
     assert main(train_args(tiny, "eagle3", first, "--max-steps", "1")) == 0

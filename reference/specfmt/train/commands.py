@@ -214,7 +214,7 @@ def run_train(args: argparse.Namespace, out: Path, work: Path) -> int:
     from specfmt.text import Text
     from specfmt.train import loop
     from specfmt.train.datagen import Caches, is_cache
-    from specfmt.train.outs import inputs
+    from specfmt.train.outs import inputs, portable
     from specfmt.verifier import Verifier
 
     threads = set_threads(args.threads)
@@ -243,7 +243,7 @@ def run_train(args: argparse.Namespace, out: Path, work: Path) -> int:
     eos = text.stop_ids()[0] if text and text.eos_ids else None
     run = loop.train(start, verifier, cache, opts, work, show, eos)
     if run.rank == 0:
-        loop.export(run, out, export.save_dtype, loop.provenance(run, ["specfmt", *args.argv], threads))
+        loop.export(run, out, export.save_dtype, loop.provenance(run, ["specfmt", *portable(args.argv)], threads))
         end_line()
         print(f"train: {run.step} optimizer steps; draft written to {out} (strict); log {work / 'log.jsonl'}"
               + (f"; held-out tau {run.validation['tau']:.3f}" if run.validation else ""))

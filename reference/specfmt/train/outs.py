@@ -25,6 +25,13 @@ def inputs(verifier: str, specs: list[str]) -> list[Path]:
     return paths
 
 
+def portable(argv: list[str], home: str | None = None) -> list[str]:
+    """A command line as a draft's provenance records it: an argument under the user's home directory written
+    `~/...`, which a shell expands on any machine, instead of this machine's absolute home."""
+    home = (home or str(Path.home())).rstrip("/")
+    return ["~" + a[len(home):] if home and (a == home or a.startswith(home + "/")) else a for a in argv]
+
+
 def is_train_output(path: Path) -> bool:
     """Whether `path` is a draft that `specfmt train` wrote (its config's provenance says so)."""
     try:

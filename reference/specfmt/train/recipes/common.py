@@ -44,6 +44,7 @@ def warm_start(start: Start, path: Path) -> Start:
     import torch
 
     from specfmt.convert.common import SourceError, read_json, read_tensors
+    from specfmt.train.outs import portable
 
     try:
         config, (tensors, _) = read_json(path / "config.json"), read_tensors(path)
@@ -67,7 +68,7 @@ def warm_start(start: Start, path: Path) -> Start:
         raise ValueError(f"--init {path} is not a draft of this run's config and data: " + "; ".join(problems))
     weights = {n: t if n in start.frozen else tensors[n].to(t.dtype) for n, t in start.tensors.items()}
     return Start(start.config, weights, start.frozen,
-                 {"path": str(path), "provenance": config.get("specfmt_provenance")})
+                 {"path": portable([str(path)])[0], "provenance": config.get("specfmt_provenance")})
 
 
 class Make(Protocol):
