@@ -1,38 +1,83 @@
 """Byte-level bad input, one rule each: malformed safetensors headers, shard indexes, pickle or
-absent weights and unreadable config.json files. Every case starts from tiny_config(), whose two
-tensors T0 and T1 are 1024 bytes each, so that only the broken rule is reported."""
+absent weights and unreadable config.json files. Every case starts from byte_config(), a tiny strict eagle3
+draft (so that an adapter that implements eagle3 alone is certified for them), whose tensors T0 and T1 are
+1024 bytes each and stored last, after every other tensor of the layout, so that only the broken rule is
+reported."""
 
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from pathlib import Path
 
-from conformance.generators.ckpt import CheckpointCase, header, tiny_config, weights, write_config, write_raw
+import torch
+
+from conformance.generators import variants
+from conformance.generators.ckpt import CheckpointCase, entries, weights, write_config, write_raw
+from conformance.generators.ckpt import header as header_of
 from conformance.generators.common import dump
-from specfmt import save
 from specfmt.safetensors_file import write_tensors
 from specfmt.schemas import SAFETENSORS
 
 MAX_DEPTH = SAFETENSORS["json_max_depth"]
 
-T0, T1 = "blocks.0.layers.0.weight", "blocks.0.layers.1.weight"
+
+def byte_config() -> dict:
+    """The smallest strict eagle3 checkpoint: one llama layer at hidden size 16, the full vocabulary of 16 ids (so
+    no d2t or t2d), float32; every [16, 16] tensor is 1024 bytes."""
+    config = variants.config_of("eagle3")
+    config["transformer_layer_config"].update(hidden_size=16, intermediate_size=16, num_attention_heads=2,
+                                              num_key_value_heads=1, head_dim=8, vocab_size=16)
+    config["speculators_config"]["verifier"].update(hidden_size=16, vocab_size=16)
+    config["draft_vocab_size"] = 16
+    return config
+
+
+T0, T1 = "layers.0.mlp.gate_proj.weight", "layers.0.mlp.up_proj.weight"
 N = 16 * 16 * 4
-GOOD = [(T0, "F32", [16, 16], [0, N]), (T1, "F32", [16, 16], [N, 2 * N])]
 EXTRA = "extra.weight"  # an entry outside the layout; a malformed one is dropped, so nothing else is reported
 SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
 INDEX = "model.safetensors.index.json"
 
 
+def _rest() -> tuple[list[tuple[str, str, list[int], list[int]]], int]:
+    """Every tensor of byte_config() but T0 and T1, stored contiguously from offset 0, and the bytes they take."""
+    rows, offset = [], 0
+    for name, dtype, shape in entries(byte_config()):
+        if name not in (T0, T1):
+            size = math.prod(shape) * SAFETENSORS["dtypes"][dtype]["bytes"]
+            rows.append((name, dtype, shape, [offset, offset + size]))
+            offset += size
+    return rows, offset
+
+
+REST, B = _rest()
+
+
+def at(begin: int, end: int) -> list[int]:
+    """data_offsets counted from where T0 starts, after the other tensors."""
+    return [B + begin, B + end]
+
+
+GOOD = [(T0, "F32", [16, 16], at(0, N)), (T1, "F32", [16, 16], at(N, 2 * N))]
+
+
+def header(rows: list[tuple[str, str, list[int], list[int]]]) -> dict:
+    """A header of the other tensors and `rows`, with the usual metadata."""
+    return header_of(REST + rows)
+
+
 def _single(write):
-    """A build: tiny_config's config.json, and model.safetensors written by `write(path)`."""
+    """A build: byte_config's config.json, and model.safetensors written by `write(path)`."""
     def build(path: Path) -> None:
-        write(write_config(path, tiny_config()) / "model.safetensors")
+        write(write_config(path, byte_config()) / "model.safetensors")
     return build
 
 
 def _raw(header_value, data_len: int, declared_len: int | None = None):
-    return _single(lambda f: write_raw(f, header_value, data_len, declared_len))
+    """model.safetensors with `header_value` and the other tensors' bytes followed by `data_len` bytes."""
+    return _single(lambda f: write_raw(f, header_value, B + data_len, declared_len))
 
 
 def _with_extra(entry) -> dict:
@@ -49,20 +94,21 @@ def _nested(levels: int) -> list:
 
 def _literal_in_header() -> bytes:
     """The GOOD header with an extra entry whose shape is [NaN] (Python's json accepts the literal)."""
-    extra = json.dumps({"dtype": "F32", "shape": [0], "data_offsets": [2 * N, 2 * N]}).replace("[0]", "[NaN]")
+    extra = json.dumps({"dtype": "F32", "shape": [0], "data_offsets": at(2 * N, 2 * N)}).replace("[0]", "[NaN]")
     return json.dumps(header(GOOD))[:-1].encode() + f', "{EXTRA}": {extra}}}'.encode()
 
 
 def _duplicate_header() -> bytes:
     entry = {"dtype": "F32", "shape": [16, 16]}
-    first, second = dict(entry, data_offsets=[0, N]), dict(entry, data_offsets=[N, 2 * N])
-    return f'{{"{T0}": {json.dumps(first)}, "{T0}": {json.dumps(second)}}}'.encode()
+    first, second = dict(entry, data_offsets=at(0, N)), dict(entry, data_offsets=at(N, 2 * N))
+    rest = json.dumps(header([]))[1:-1]  # the metadata and the other tensors
+    return f'{{{rest}, "{T0}": {json.dumps(first)}, "{T0}": {json.dumps(second)}}}'.encode()
 
 
 # (id, description, targeted code, build)
 HEADER_CASES = [
     ("length-past-end", "the header length runs past the end of the file", "header.length",
-     _raw(header(GOOD), 2 * N, declared_len=10_000)),
+     _raw(header(GOOD), 2 * N, declared_len=1_000_000)),
     ("length-over-bound", "the header length is one over header_max_bytes", "header.length",
      _raw(header(GOOD), 2 * N, declared_len=SAFETENSORS["header_max_bytes"] + 1)),
     ("truncated-prefix", "the file is two bytes long, shorter than the length prefix", "header.truncated",
@@ -81,19 +127,19 @@ HEADER_CASES = [
     ("entry-required-malformed", "a required tensor's entry lacks data_offsets: header.entry, not also layout.missing "
      "(LAY-3)", "header.entry", _raw({**header(GOOD[:1]), T1: {"dtype": "F32", "shape": [16, 16]}}, N)),
     ("entry-negative-dim", "a tensor shape has a negative dimension", "header.entry",
-     _raw(_with_extra({"dtype": "F32", "shape": [-1], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+     _raw(_with_extra({"dtype": "F32", "shape": [-1], "data_offsets": at(2 * N, 2 * N)}), 2 * N)),
     ("dtype-unknown", "a tensor has the dtype F7, which does not exist", "header.dtype",
-     _raw(_with_extra({"dtype": "F7", "shape": [0], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+     _raw(_with_extra({"dtype": "F7", "shape": [0], "data_offsets": at(2 * N, 2 * N)}), 2 * N)),
     ("dtype-not-a-string", "a tensor's dtype is the list [\"F32\"], not a string", "header.dtype",
-     _raw(_with_extra({"dtype": ["F32"], "shape": [0], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+     _raw(_with_extra({"dtype": ["F32"], "shape": [0], "data_offsets": at(2 * N, 2 * N)}), 2 * N)),
     ("dtype-outside-profile", "a tensor has the safetensors dtype C64, outside the profile", "header.dtype",
-     _raw(_with_extra({"dtype": "C64", "shape": [0], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+     _raw(_with_extra({"dtype": "C64", "shape": [0], "data_offsets": at(2 * N, 2 * N)}), 2 * N)),
     ("size-mismatch", "a tensor's byte range is four bytes longer than its shape", "header.size",
-     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], [N, 2 * N + 4])]), 2 * N + 4)),
+     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], at(N, 2 * N + 4))]), 2 * N + 4)),
     ("offsets-gap", "four bytes lie between two tensors", "header.offsets",
-     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], [N + 4, 2 * N + 4])]), 2 * N + 4)),
+     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], at(N + 4, 2 * N + 4))]), 2 * N + 4)),
     ("offsets-overlap", "two tensors share four bytes", "header.offsets",
-     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], [N - 4, 2 * N - 4])]), 2 * N - 4)),
+     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], at(N - 4, 2 * N - 4))]), 2 * N - 4)),
     ("offsets-reversed", "a tensor's data_offsets end before they begin", "header.offsets",
      _raw(_with_extra({"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}), 2 * N)),
     ("offsets-trailing-bytes", "eight bytes follow the last tensor", "header.offsets", _raw(header(GOOD), 2 * N + 8)),
@@ -105,19 +151,19 @@ HEADER_CASES = [
      "header.offsets", _raw(_with_extra({"dtype": "F32", "shape": [0], "data_offsets": "0"}), 2 * N)),
     ("entry-first-problem-only", "an entry with a negative dimension and an unknown dtype gets one finding, the "
      "first in SFT-2's order (header.entry at its shape)", "header.entry",
-     _raw(_with_extra({"dtype": "F7", "shape": [-1], "data_offsets": [2 * N, 2 * N]}), 2 * N)),
+     _raw(_with_extra({"dtype": "F7", "shape": [-1], "data_offsets": at(2 * N, 2 * N)}), 2 * N)),
     ("duplicate-inside-entry", "a tensor entry repeats its dtype key: header.duplicate at /dtype (SFT-2)",
      "header.duplicate", _raw(json.dumps(header(GOOD))[:-1].encode()
                               + f', "{EXTRA}": {{"dtype": "F32", "dtype": "F32", "shape": [0], '
-                                f'"data_offsets": [{2 * N}, {2 * N}]}}}}'.encode(), 2 * N)),
+                                f'"data_offsets": {at(2 * N, 2 * N)}}}}}'.encode(), 2 * N)),
     ("entry-malformed-coverage", "a malformed entry beside four bytes between the two tensors: coverage is still "
      "checked over the well-formed entries (SFT-4)", "header.entry",
-     _raw({**header(GOOD[:1] + [(T1, "F32", [16, 16], [N + 4, 2 * N + 4])]), EXTRA: "F32"}, 2 * N + 4)),
+     _raw({**header(GOOD[:1] + [(T1, "F32", [16, 16], at(N + 4, 2 * N + 4))]), EXTRA: "F32"}, 2 * N + 4)),
     ("entry-malformed-binds-the-rest", "a malformed extra entry and a required tensor absent: the well-formed "
      "entries are still bound, so the absent one is layout.missing (LAY-3)", "header.entry",
      _raw({**header(GOOD[:1]), EXTRA: {"dtype": "F32", "shape": [0]}}, N)),
     ("offsets-unsorted", "tensors listed in the header out of offset order (valid: SFT-4 sorts by begin)", None,
-     _raw(header([(T0, "F32", [16, 16], [N, 2 * N]), (T1, "F32", [16, 16], [0, N])]), 2 * N)),
+     _raw(header([(T0, "F32", [16, 16], at(N, 2 * N)), (T1, "F32", [16, 16], at(0, N))]), 2 * N)),
 ]
 
 
@@ -129,28 +175,29 @@ def header_cases() -> list[CheckpointCase]:
 
 
 def _sharded(edit):
-    """A build: tiny_config saved in two shards of one tensor each, then `edit(path, index)` applied;
-    the edited index (or the document `edit` returns instead) is written back."""
+    """A build: byte_config saved in two shards, T1 alone in the second, then `edit(path, index)` applied; the
+    edited index (or the document `edit` returns instead) is written back."""
     def build(path: Path) -> None:
-        config = tiny_config()
-        save(config, weights(config), path, max_shard_bytes=N)
-        index = json.loads((path / INDEX).read_text(encoding="utf-8"))
+        config = byte_config()
+        write_config(path, config)
+        index = {"metadata": {"total_size": B + 2 * N}, "weight_map": {}}
+        _restack(path, index, {SHARDS[0]: [T0], SHARDS[1]: [T1]}, {T0: SHARDS[0], T1: SHARDS[1]})
         replacement = edit(path, index)
         (path / INDEX).write_text(dump(index if replacement is None else replacement), encoding="utf-8")
     return build
 
 
 def _restack(path: Path, index: dict, shards: dict[str, list[str]], weight_map: dict[str, str]) -> None:
-    """Rewrite the shards to hold the named tensors (taken from the saved ones) and set weight_map."""
-    from safetensors.torch import load_file
-
-    tensors = {}
+    """Write the shards anew: the first holds every other tensor of the layout and the shards hold T0 and T1 as
+    `shards` says; weight_map lists the other tensors in the first shard and T0 and T1 as `weight_map` says."""
+    tensors: dict[str, torch.Tensor] = weights(byte_config())
+    rest = [name for name in tensors if name not in (T0, T1)]
     for shard in SHARDS:
-        tensors.update(load_file(str(path / shard)))
-        (path / shard).unlink()
-    for shard, names in shards.items():
-        write_tensors(path / shard, {n: tensors[n] for n in names}, {"format": "pt"})
-    index["weight_map"] = weight_map
+        (path / shard).unlink(missing_ok=True)
+        if shard == SHARDS[0] or shard in shards:
+            names = (rest if shard == SHARDS[0] else []) + shards.get(shard, [])
+            write_tensors(path / shard, {n: tensors[n] for n in names}, {"format": "pt"})
+    index["weight_map"] = {**{name: SHARDS[0] for name in rest}, **weight_map}
 
 
 def _set(path: Path, index: dict, name: str, shard: str) -> None:
@@ -166,7 +213,7 @@ INDEX_CASES = [
     ("missing-shard", "a shard named by the index is absent", "index.missing_shard",
      lambda p, i: (p / SHARDS[1]).unlink()),
     ("mismatch-swapped", "weight_map swaps the shards of the two tensors", "index.mismatch",
-     lambda p, i: i.update(weight_map={T0: SHARDS[1], T1: SHARDS[0]})),
+     lambda p, i: i["weight_map"].update({T0: SHARDS[1], T1: SHARDS[0]})),
     ("mismatch-unlisted", "a shard stores a tensor that weight_map does not list", "index.mismatch",
      lambda p, i: _restack(p, i, {SHARDS[0]: [T0, T1]}, {T0: SHARDS[0]})),
     ("mismatch-stored-twice", "two shards store the same tensor", "index.mismatch",
@@ -200,7 +247,7 @@ def index_cases() -> list[CheckpointCase]:
 
 
 def _pickle_only(path: Path) -> None:
-    write_config(path, tiny_config())
+    write_config(path, byte_config())
     # A harmless pickle (a dict of floats): the validator must refuse it without opening it.
     (path / "pytorch_model.bin").write_bytes(pickle.dumps({T0: [0.0, 0.0]}, protocol=2))
 
@@ -211,7 +258,7 @@ def _index_and_stale_single(path: Path) -> None:
 
 
 def _other_name(path: Path) -> None:
-    config = tiny_config()
+    config = byte_config()
     write_tensors(write_config(path, config) / "weights.safetensors", weights(config), {"format": "pt"})
 
 
@@ -221,7 +268,7 @@ def weights_cases() -> list[CheckpointCase]:
         CheckpointCase("ckpt.weights.pickle", "only a pytorch_model.bin pickle (harmless) holds the weights", "compat",
                        _pickle_only, "weights.pickle"),
         CheckpointCase("ckpt.weights.missing", "config.json alone, for an algorithm with tensors", "compat",
-                       lambda p: write_config(p, tiny_config()), "weights.missing"),
+                       lambda p: write_config(p, byte_config()), "weights.missing"),
         CheckpointCase("ckpt.weights.missing-other-name", "the weights are in weights.safetensors, a name no reader "
                        "looks for", "compat", _other_name, "weights.missing"),
         CheckpointCase("ckpt.weights.index-preferred", "an index with its shards beside a broken model.safetensors "
@@ -243,7 +290,7 @@ def io_cases() -> list[CheckpointCase]:
 
 def _config_bytes(data: bytes):
     def build(path: Path) -> None:
-        config = tiny_config()
+        config = byte_config()
         path.mkdir(parents=True)
         (path / "config.json").write_bytes(data)
         write_tensors(path / "model.safetensors", weights(config), {"format": "pt"})
@@ -251,17 +298,17 @@ def _config_bytes(data: bytes):
 
 
 def _duplicate_key_config() -> bytes:
-    return dump(tiny_config()).replace("{", '{\n  "dtype": "float16",', 1).encode()
+    return dump(byte_config()).replace("{", '{\n  "dtype": "float16",', 1).encode()
 
 
 def _config_with(key: str, value_text: str) -> bytes:
-    """tiny_config with one more top-level key whose value is the raw JSON-like text `value_text`."""
-    return dump(tiny_config()).replace("{", f'{{\n  "{key}": {value_text},', 1).encode()
+    """byte_config with one more top-level key whose value is the raw JSON-like text `value_text`."""
+    return dump(byte_config()).replace("{", f'{{\n  "{key}": {value_text},', 1).encode()
 
 
 def _config_literal(literal: str) -> bytes:
-    """tiny_config whose accept_tolerance is the token `literal` (Python's json accepts NaN and Infinity)."""
-    return dump(tiny_config()).replace('"accept_tolerance": 0.0', f'"accept_tolerance": {literal}').encode()
+    """byte_config whose accept_tolerance is the token `literal` (Python's json accepts NaN and Infinity)."""
+    return dump(byte_config()).replace('"accept_tolerance": 0.0', f'"accept_tolerance": {literal}').encode()
 
 
 def config_file_cases() -> list[CheckpointCase]:
@@ -289,4 +336,4 @@ def config_file_cases() -> list[CheckpointCase]:
 
 def _weights_only(path: Path) -> None:
     path.mkdir(parents=True)
-    write_tensors(path / "model.safetensors", weights(tiny_config()), {"format": "pt"})
+    write_tensors(path / "model.safetensors", weights(byte_config()), {"format": "pt"})

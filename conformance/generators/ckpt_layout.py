@@ -9,11 +9,11 @@ from pathlib import Path
 
 from conformance.generators import variants
 from conformance.generators.ckpt import CheckpointCase, entries, in_bfloat16, tiny_config, write_config
+from conformance.generators.ckpt_bytes import T1, byte_config
 from specfmt.layout import MAX_LOOP
 from specfmt.safetensors_file import write_sparse
 
 Entries = list[tuple[str, str, list[int]]]
-T1 = "blocks.0.layers.1.weight"
 
 
 def _sparse(config: dict, edit) -> object:
@@ -37,15 +37,17 @@ def _eagle3_two_layers() -> dict:
     return config
 
 
-TINY, EAGLE3, V, H = tiny_config(), _eagle3(), variants.V, variants.H
+# BYTES (eagle3) for the rules of every algorithm, so that an eagle3-only adapter is certified for them; TINY
+# (medusa) for medusa's own condition and loops.
+TINY, BYTES, EAGLE3, V, H = tiny_config(), byte_config(), _eagle3(), variants.V, variants.H
 # (targeted code, case id, description, config, edit of the layout's entries)
 LAYOUT_CASES = [
-    ("layout.missing", "ckpt.layout.missing", "a required tensor is absent", TINY,
+    ("layout.missing", "ckpt.layout.missing", "a required tensor is absent", BYTES,
      lambda e: [r for r in e if r[0] != T1]),
-    ("layout.shape", "ckpt.layout.shape", "a tensor is one column wider than its shape expression", TINY,
+    ("layout.shape", "ckpt.layout.shape", "a tensor is one column wider than its shape expression", BYTES,
      lambda e: _swap(e, T1, shape=[16, 17])),
-    ("layout.dtype", "ckpt.layout.dtype", "a float tensor is stored as I32", TINY, lambda e: _swap(e, T1, "I32")),
-    ("layout.unexpected", "ckpt.layout.unexpected", "a tensor that no layout entry names", TINY,
+    ("layout.dtype", "ckpt.layout.dtype", "a float tensor is stored as I32", BYTES, lambda e: _swap(e, T1, "I32")),
+    ("layout.unexpected", "ckpt.layout.unexpected", "a tensor that no layout entry names", BYTES,
      lambda e: e + [("blocks.0.extra.weight", "F32", [16])]),
     ("layout.forbidden", "ckpt.layout.forbidden", "lm_heads.0.weight stored although original_lm_head is true",
      TINY, lambda e: e + [("lm_heads.0.weight", "F32", [V, 16])]),
@@ -71,7 +73,7 @@ def layout_cases() -> list[CheckpointCase]:
     for profile in ("compat", "strict"):
         cases.append(CheckpointCase(f"ckpt.hazard.dtype-mismatch.{profile}", f"a float16 tensor in a float32 "
                                     f"checkpoint, under {profile}", profile,
-                                    _sparse(TINY, lambda e: _swap(e, T1, "F16")), "hazard.dtype_mismatch"))
+                                    _sparse(BYTES, lambda e: _swap(e, T1, "F16")), "hazard.dtype_mismatch"))
     cases.append(CheckpointCase("ckpt.layout.expression-loop-bound", f"medusa_num_heads {MAX_LOOP + 1} runs a layout "
                                 f"loop past the {MAX_LOOP}-iteration bound", "compat", _loop_past_bound,
                                 "layout.expression", ("spec/index.md#GEN-6",)))

@@ -1,7 +1,7 @@
 """Which shard headers SFT-5 compares the index with (issue 23 item 1): a listed tensor absent from a shard header
 that was read is index.mismatch even when that header holds no tensor (ckpt.index.mismatch-listed-absent); a
 listed tensor whose entry is malformed counts as stored; a header that could not be read gives no index.mismatch.
-Built on the two-shard medusa checkpoint of ckpt_bytes, its second shard replaced by a hand-made header."""
+Built on the two-shard eagle3 checkpoint of ckpt_bytes, its second shard replaced by a hand-made header."""
 
 from __future__ import annotations
 

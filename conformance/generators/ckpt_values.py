@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 
 from conformance.generators import variants
-from conformance.generators.ckpt import CheckpointCase, in_bfloat16, tiny_config, weights, write_config
+from conformance.generators.ckpt import CheckpointCase, in_bfloat16, weights, write_config
+from conformance.generators.ckpt_bytes import T1, byte_config
 from specfmt.safetensors_file import write_tensors
 
-T1 = "blocks.0.layers.1.weight"
 NAN_SENTINELS = ("embed_tokens.weight", "lm_head.weight")  # what speculators fills with NaN until it copies them
 
 
@@ -61,14 +61,14 @@ EAGLE3, MTP = in_bfloat16(variants.config_of("eagle3")), in_bfloat16(variants.co
 LAY_7, EAGLE3_8 = ("spec/layout.md#LAY-7",), ("spec/algorithms/eagle3.md#ALG-EAGLE3-8",)
 # (id, description, profile, config, edit, targeted code, anchors besides the code's)
 VALUE_CASES = [
-    ("clean", "a clean checkpoint with its values scanned (valid)", "strict", tiny_config(), lambda t: None, None,
+    ("clean", "a clean checkpoint with its values scanned (valid)", "strict", byte_config(), lambda t: None, None,
      LAY_7),
     ("read-all-nan", "eagle3 saved before its NaN sentinels were copied from the verifier: embed_tokens and "
      "lm_head hold only NaN", "compat", EAGLE3, _fill(*NAN_SENTINELS), "weights.nonfinite", ()),
-    ("read-all-inf.strict", "a tensor the medusa draft reads holds only +Inf, under strict", "strict", tiny_config(),
+    ("read-all-inf.strict", "a tensor the eagle3 draft reads holds only +Inf, under strict", "strict", byte_config(),
      _fill(T1, value=float("inf")), "weights.nonfinite", ()),
-    ("read-one-inf", "a tensor the medusa draft reads holds one Inf among finite values (a warning)", "compat",
-     tiny_config(), _one_inf, "hazard.nonfinite", ()),
+    ("read-one-inf", "a tensor the eagle3 draft reads holds one Inf among finite values (a warning)", "compat",
+     byte_config(), _one_inf, "hazard.nonfinite", ()),
     ("unread-all-nan", "an mtp draft stores the verifier's LM head full of NaN, as the MTP converter writes; nothing "
      "reads it (warnings)", "compat", MTP, _stray_nan_head, "hazard.nonfinite", ()),
     ("vocab-mapping", "eagle3 d2t offsets map the draft ids to decreasing verifier ids", "compat", EAGLE3,
