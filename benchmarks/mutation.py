@@ -1,0 +1,230 @@
+"""Mutation testing with the conformance suite alone as the killer (`make mutation`, issue 23).
+
+mutmut mutates the reference's validator, layout binding, expression language and verification (MODULES), and each
+mutant is graded by the conformance suite run in-process through the runner's executors
+(benchmarks/mutation_killer.py): no unit test takes part. mutmut forks one worker per mutant from a process that has
+imported everything, runs only the cases that call the mutated function (its coverage map) and stops at the first
+failing case, so a mutant costs a fraction of a second instead of a suite run through a subprocess.
+
+The work happens in test-output/mutation (ignored by git), on the committed tree: the reference, the suite, its
+runner and the killer as HEAD holds them (head/), the reference laid out as mutmut expects (src/specfmt), and
+mutmut's own state, which makes a run resumable: `make mutation` again after an interruption tests only the mutants
+without a verdict. A changed reference starts afresh; a changed suite retests only the mutants that survived.
+
+The report (bench/mutation/report.json and report.md) gives the kill rate per module and every surviving mutant
+with the reason it is equivalent, read from benchmarks/mutation_equivalents.json, keyed by module, function, the
+line as written and the line as mutated (no line numbers, so a key survives edits elsewhere in the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "test-output" / "mutation"
+OUT = ROOT / "bench" / "mutation"
+EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.json"
+MODULES = ("validate", "config_checks", "layout", "binding", "expr", "verification")
+TARGET = 0.90  # the issue's floor for every module
+DETECTED = ("killed", "timeout", "segfault")  # the suite failed, hung past the CPU limit, or crashed the adapter
+
+MUTMUT_CONFIG = """\
+# Written by benchmarks/mutation.py; do not edit.
+[tool.mutmut]
+source_paths = ["src"]
+only_mutate = [{only}]
+pytest_add_cli_args_test_selection = ["tests/"]
+pytest_add_cli_args = ["-p", "no:cacheprovider"]
+use_git_change_detection = false
+
+[tool.pytest.ini_options]
+filterwarnings = ["ignore:Failed to initialize NumPy:UserWarning"]
+"""
+
+
+def tree(*paths: str) -> str:
+    """The git object ids of committed paths: what a verdict depends on, as committed."""
+    return " ".join(subprocess.run(["git", "rev-parse", f"HEAD:{p}"], cwd=ROOT, capture_output=True, text=True,
+                                   check=True).stdout.strip() for p in paths)
+
+
+def prepare(work: Path, fresh: bool) -> bool:
+    """Lay out the work directory from the committed tree (HEAD); True when the suite, its runner or the killer
+    changed since the last run's verdicts.
+
+    HEAD, not the working tree: a suite halfway through its regeneration, or a reference halfway through an edit,
+    would turn every verdict into noise. A changed reference discards mutmut's state (its mutants are of other code);
+    a changed suite keeps it, and the mutants that survived are tested again against the new cases (main)."""
+    source = tree("reference/specfmt", "schemas")
+    suite = tree("conformance", "benchmarks/mutation_killer.py")
+    stamps = json.loads((work / "stamps.json").read_text()) if (work / "stamps.json").is_file() else {}
+    if fresh or stamps.get("source") != source:
+        shutil.rmtree(work, ignore_errors=True)
+        stamps = {}
+    head = work / "head"
+    shutil.rmtree(head, ignore_errors=True)
+    head.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "HEAD", "reference/specfmt", "schemas", "conformance",
+                              "benchmarks/mutation_killer.py"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(head)], input=archive, check=True)
+    if not stamps:
+        shutil.copytree(head / "reference" / "specfmt", work / "src" / "specfmt",  # _schemas: copied, not linked
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "tests").mkdir(exist_ok=True)
+    shutil.copy2(head / "benchmarks" / "mutation_killer.py", work / "tests" / "test_conformance_killer.py")
+    only = ", ".join(f'"src/specfmt/{m}.py"' for m in MODULES)
+    (work / "pyproject.toml").write_text(MUTMUT_CONFIG.format(only=only))
+    changed = bool(stamps) and stamps.get("suite") != suite
+    (work / "stamps.json").write_text(json.dumps({"source": source, "suite": suite}))
+    return changed
+
+
+def undetected(work: Path) -> list[str]:
+    """The mutants that mutmut's state holds as not detected (survived, no tests, suspicious)."""
+    from mutmut.stats import status_by_exit_code
+
+    names = []
+    for module in MODULES:
+        meta = json.loads((work / "mutants" / "src" / "specfmt" / f"{module}.py.meta").read_text())
+        names += [name for name, code in meta["exit_code_by_key"].items()
+                  if code is not None and status_by_exit_code[code] not in DETECTED]
+    return names
+
+
+def run_mutmut(work: Path, workers: int, names: list[str]) -> int:
+    # The committed runner (head/conformance) ahead of the editable install; mutmut puts the mutated src/ first.
+    env = {**os.environ, "SPECFMT_MUTATION_SUITE": str(work / "head" / "conformance"), "OMP_NUM_THREADS": "1",
+           "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(work / "head" / "conformance")}
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *names]
+    return subprocess.run(command, cwd=work, env=env).returncode
+
+
+def mutant_record(name: str, status: str, module: str, source_lines: list[str]) -> dict:
+    """One mutant as the report lists it: where, what changed, and its stable key (no line number in it)."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.utils.format_utils import orig_function_and_class_names_from_key
+
+    function, cls = orig_function_and_class_names_from_key(name)
+    function = f"{cls}.{function}" if cls else function
+    diff = get_diff_for_mutant(name, path=f"src/specfmt/{module}.py").splitlines()[3:]
+    before = [line[1:].strip() for line in diff if line.startswith("-")]
+    after = [line[1:].strip() for line in diff if line.startswith("+")]
+    return {"module": module, "function": function, "line": line_of(source_lines, function, before),
+            "before": " / ".join(before), "after": " / ".join(after), "status": status, "mutmut": name,
+            "key": f"{module}:{function}: {' / '.join(before)} -> {' / '.join(after)}"}
+
+
+def line_of(source_lines: list[str], function: str, before: list[str]) -> int | None:
+    """The 1-based line of the mutated text in the module, searched from the function's def."""
+    name = function.rsplit(".", 1)[-1]
+    start = next((i for i, line in enumerate(source_lines) if line.lstrip().startswith(f"def {name}(")), 0)
+    if not before:
+        return start + 1
+    return next((i + 1 for i in range(start, len(source_lines)) if source_lines[i].strip() == before[0]), None)
+
+
+def collect(work: Path, equivalents: dict[str, str]) -> dict:
+    """Every mutant's verdict from mutmut's state, per module, with survivors joined to their declared reasons."""
+    from mutmut.stats import status_by_exit_code
+
+    os.chdir(work)
+    modules, survivors, used, durations = {}, [], set(), []
+    for module in MODULES:
+        meta = json.loads((work / "mutants" / "src" / "specfmt" / f"{module}.py.meta").read_text())
+        source_lines = (work / "src" / "specfmt" / f"{module}.py").read_text().splitlines()
+        counts = {"mutants": 0, "killed": 0, "survived": 0, "equivalent": 0, "not_checked": 0}
+        durations += [d for d in meta.get("durations_by_key", {}).values() if isinstance(d, (int, float))]
+        for name, code in sorted(meta["exit_code_by_key"].items()):
+            status = status_by_exit_code[code]
+            counts["mutants"] += 1
+            if status in DETECTED:
+                counts["killed"] += 1
+                continue
+            if status == "not checked":
+                counts["not_checked"] += 1
+                continue
+            record = mutant_record(name, status, module, source_lines)
+            reason = equivalents.get(record["key"])
+            if reason:
+                used.add(record["key"])
+                counts["equivalent"] += 1
+                record["equivalent"] = reason
+            else:
+                counts["survived"] += 1
+            survivors.append(record)
+        judged = counts["killed"] + counts["survived"]
+        counts["kill_rate"] = round(counts["killed"] / judged, 4) if judged else None
+        modules[module] = counts
+    stale = sorted(set(equivalents) - used)
+    mean = round(sum(durations) / len(durations), 3) if durations else None
+    return {"modules": modules, "survivors": survivors, "stale_equivalents": stale, "timed": len(durations),
+            "seconds_per_mutant": mean}
+
+
+def markdown(report: dict) -> str:
+    """The report as a page: a table per module, then every surviving mutant."""
+    lines = ["<!-- generated by benchmarks/mutation.py; do not edit -->", "",
+             f"mutmut {report['tool_version']}, killer: the conformance suite {report['suite_version']} alone "
+             f"({report['cases']} cases, in-process through the runner); {report['seconds_per_mutant']} s per mutant "
+             f"(mean over {report['timed']} timed mutants, one worker each).", "",
+             "| module | mutants | killed | survived | equivalent | kill rate |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for module, c in report["modules"].items():
+        rate = "-" if c["kill_rate"] is None else f"{100 * c['kill_rate']:.1f}%"
+        lines.append(f"| {module}.py | {c['mutants']} | {c['killed']} | {c['survived']} | {c['equivalent']} | {rate} |")
+    lines += ["", "Kill rate: killed / (mutants - equivalent). Surviving mutants, and the equivalents with the "
+              "reason each cannot be told apart through the protocol:", "",
+              "| where | mutation | verdict |", "| --- | --- | --- |"]
+    for s in report["survivors"]:
+        verdict = f"equivalent: {s['equivalent']}" if "equivalent" in s else s["status"]
+        change = f"`{s['before']}` -> `{s['after']}`".replace("|", "\\|")
+        lines.append(f"| {s['module']}.py:{s['line']} ({s['function']}) | {change} | {verdict.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(work: Path, out: Path) -> dict:
+    from importlib.metadata import version
+
+    equivalents = {e["key"]: e["reason"] for e in json.loads(EQUIVALENTS.read_text())["equivalents"]}
+    manifest = json.loads((work / "head" / "conformance" / "manifest.json").read_text())
+    report = {"tool": "mutmut", "tool_version": version("mutmut"), "suite_version": manifest["suite_version"],
+              "cases": len(manifest["cases"]), "target": TARGET, **collect(work, equivalents)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workers", type=int, default=2, help="mutants tested side by side (default 2)")
+    p.add_argument("--fresh", action="store_true", help="discard mutmut's state and test every mutant again")
+    p.add_argument("--report-only", action="store_true", help="write the report from the state as it is")
+    p.add_argument("names", nargs="*", help="only these mutants (mutmut names or globs)")
+    args = p.parse_args()
+    if not args.report_only:
+        suite_changed = prepare(WORK, args.fresh)
+        start = time.monotonic()
+        code = run_mutmut(WORK, args.workers, args.names)
+        if suite_changed and not args.names and code == 0:
+            code = run_mutmut(WORK, args.workers, undetected(WORK))
+        print(f"mutmut exited {code} after {time.monotonic() - start:.0f} s")
+    report = write_report(WORK, OUT)
+    for module, c in report["modules"].items():
+        print(f"{module:14} {c['mutants']:5} mutants  {c['killed']:5} killed  {c['survived']:4} survived  "
+              f"{c['equivalent']:3} equivalent  kill rate {c['kill_rate']}")
+    for key in report["stale_equivalents"]:
+        print(f"declared equivalent but no longer a survivor: {key}")
+    low = [m for m, c in report["modules"].items() if c["kill_rate"] is None or c["kill_rate"] < TARGET]
+    return 1 if low or report["stale_equivalents"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
