@@ -24,6 +24,18 @@ ANSWERS = {
                                             "else `/t2d` for a `t2d` that is not true exactly at the targets"]),
     "GEN-4": ("index.md", ["`io.not_found` in `.` (the checkpoint path itself)",
                            "Conformance runners grade `file` with `code`, `pointer` and `severity`"]),
+    # item 4: which repeated key, at what pointer; which finding wins; the scan's scope; a failed entry's instances
+    "SFT-2": ("layout.md", ["for a key repeated inside the entry of tensor `<name>` (`/<name>/dtype`, say)",
+                            "the first repeated member in the order of the text",
+                            "is `header.json`, whatever keys it repeats (GEN-7)"]),
+    "GEN-7": ("index.md", ["A repeated key is looked for only in a document that is otherwise strict JSON within the "
+                           "bound", "the bound counts the text's nesting, a member that a repeated key replaces"]),
+    "LAY-3": ("layout.md", ["a symbol that cannot be evaluated is `null` in the expressions that use it",
+                            "gives no instance at all, not even the instances evaluated before the failure"]),
+    "LAY-7": ("layout.md", ["The scan runs only when binding ran (LAY-3)",
+                            "a `layout.unexpected` or `layout.forbidden` tensor (one whose condition is false) is not "
+                            "read", "A tensor of no element holds no value",
+                            "F8_E4M3 is E4M3FN, which has no infinity and whose only NaN bytes are 0x7F and 0xFF"]),
 }
 
 
@@ -52,6 +64,43 @@ def test_the_changelog_lists_every_answered_rule_and_the_new_suite_version():
     assert [rule for rule in [*ANSWERS, "header.entry", "LAY-2", "ALG-MEDUSA-2"] if rule not in issue] == []
     version = (ROOT / "conformance" / "SUITE_VERSION").read_text().strip()
     assert f"## Conformance suite {version} " in changelog
+
+
+def test_the_sft2_pointer_that_named_no_member_of_the_header_is_gone():
+    assert "is reported at `/dtype`" not in rule_text(SPEC / "layout.md", "SFT-2")
+
+
+# item 4's cases: each cites the rule that answers it and expects the answer
+ITEM_4_CASES = {
+    "ckpt.header.duplicate-inside-entry": ("SFT-2", [("header.duplicate", "/extra.weight/dtype")]),
+    "ckpt.header.duplicate-first-in-text": ("SFT-2", [("header.duplicate", "/layers.0.mlp.up_proj.weight")]),
+    "ckpt.header.duplicate-tensor-before-entry-key": ("SFT-2", [("header.duplicate",
+                                                                  "/layers.0.mlp.gate_proj.weight")]),
+    "ckpt.header.duplicate-and-too-deep": ("GEN-7", [("header.json", "")]),
+    "ckpt.header.duplicate-hides-too-deep": ("GEN-7", [("header.json", "")]),
+    "ckpt.header.duplicate-and-not-json": ("GEN-7", [("header.json", "")]),
+    "ckpt.config.duplicate-key-and-too-deep": ("GEN-7", [("config.json", "")]),
+    "ckpt.values.unbound-not-scanned": ("LAY-7", [("index.missing_shard", "/weight_map")]),
+    "ckpt.values.unexpected-all-nan": ("LAY-7", [("hazard.nonfinite", "/extra.weight"),
+                                                 ("layout.unexpected", "/extra.weight")]),
+    "ckpt.values.condition-false-all-nan": ("LAY-7", [("hazard.nonfinite", "/input_norm.weight"),
+                                                      ("layout.forbidden", "/input_norm.weight")]),
+    "ckpt.values.zero-elements": ("LAY-7", [("config.range", "/transformer_layer_config/intermediate_size")]),
+    "ckpt.values.float8": ("LAY-7", [("layout.unexpected", "/extra.e4m3_finite"),
+                                     ("hazard.nonfinite", "/extra.e4m3_nan"), ("layout.unexpected", "/extra.e4m3_nan"),
+                                     ("hazard.nonfinite", "/extra.e5m2_inf"),
+                                     ("layout.unexpected", "/extra.e5m2_inf")]),
+    "ckpt.layout.failed-entry-binds-the-rest": ("LAY-3", [("config.type", "/target_hidden_size"),
+                                                          ("layout.missing", "/norm.weight")]),
+}
+
+
+@pytest.mark.parametrize("case_id", sorted(ITEM_4_CASES))
+def test_each_item_4_case_cites_its_rule_and_expects_its_answer(case_id):
+    rule, findings = ITEM_4_CASES[case_id]
+    case = json.loads((ROOT / f"conformance/cases/checkpoint/1.0/{case_id}/case.json").read_text())
+    assert [a for a in case["spec"] if a.endswith(f"#{rule}")] != []
+    assert sorted((f["code"], f["pointer"]) for f in case["findings"]) == sorted(findings)
 
 
 def test_the_header_entry_summary_names_only_what_sft2_files_under_it():

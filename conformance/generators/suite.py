@@ -12,6 +12,7 @@ from pathlib import Path
 
 from conformance.generators import (
     ckpt_bytes,
+    ckpt_edges,
     ckpt_clean,
     ckpt_layout,
     ckpt_shards,
@@ -52,6 +53,7 @@ CHECKPOINT_CASES = [
     ckpt_bytes.io_cases,
     ckpt_layout.layout_cases,
     ckpt_values.value_cases,
+    ckpt_edges.edge_cases,
 ]
 
 NUMERICS_CASES = [

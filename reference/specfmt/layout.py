@@ -72,9 +72,9 @@ def expand(algorithm: str, config: dict) -> tuple[dict[str, Any], list[Expected]
             errors.append(f"symbol {name} = {symbol['expr']}: {e}")
     expected: list[Expected] = []
     for entry in doc["tensors"]:
-        try:
-            for bindings in _loops(entry.get("for", []), symbols, config):
-                expected.append(_instantiate(entry, {**symbols, **bindings}, bindings, config))
+        try:  # all of an entry's instances or none: those before a failure do not count (LAY-3)
+            expected += [_instantiate(entry, {**symbols, **bindings}, bindings, config)
+                         for bindings in _loops(entry.get("for", []), symbols, config)]
         except expr.ExprError as e:
             errors.append(f"tensor {entry['name']}: {e}")
     return symbols, expected, errors

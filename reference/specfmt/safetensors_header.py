@@ -72,8 +72,8 @@ def read_open_header(f, size: int, file: str) -> tuple[list[TensorInfo] | None, 
     try:
         header = json_text.parse(raw, "header")
     except json_text.JsonProblem as e:
-        if e.kind == "duplicate_key":
-            return None, [err("header.duplicate", pointer(e.key), f"tensor {e.key!r} appears twice in the header")], []
+        if e.kind == "duplicate_key":  # at the first repeated member in the text, a key inside an entry included
+            return None, [err("header.duplicate", pointer(*e.path), f"key {e.key!r} appears twice in its object")], []
         return None, [err("header.json", "", str(e))], []
     if not isinstance(header, dict):
         return None, [err("header.json", "", mismatch("header is not an object", "object", type(header).__name__))], []

@@ -37,47 +37,58 @@ function expandLoops(loops, scope, config, fn, layers = [], budget = MAX_LOOP) {
 
 const fill = (template, scope) => template.replace(/\{([a-z])\}/g, (_, v) => String(scope[v]));
 
-/** Every tensor instance of a layout document: {name, entry, scope, active, layers}. */
+/**
+ * Every tensor instance of a layout document: {name, entry, scope, active, shape, layers}, and whether some
+ * expression failed. LAY-3: a symbol that fails is null; each entry (each tensor of an included fragment counts as
+ * one) gives all of its instances or, when any of its expressions fails, none; a shape is evaluated only for an
+ * instance whose condition holds.
+ */
 function instances(doc, config) {
   const scope = {};
-  for (const [name, symbol] of Object.entries(doc.symbols || {})) scope[name] = evalExpr(symbol.expr, scope, config);
+  let failed = false;
+  for (const [name, symbol] of Object.entries(doc.symbols || {})) {
+    try {
+      scope[name] = evalExpr(symbol.expr, scope, config);
+    } catch (err) {
+      if (!(err instanceof ExprError)) throw err;
+      scope[name] = null;
+      failed = true;
+    }
+  }
   const out = [];
   for (const entry of doc.tensors) {
-    expandLoops(entry.for, scope, config, (s, layers) => {
-      const active = evalBool(entry.when, s, config);
-      if (!entry.include) { out.push({ name: fill(entry.name, s), entry, scope: s, active, layers }); return; }
-      const fragment = layout(`_${entry.include}`);
-      const inner = { ...s };
-      for (const [param, expr] of Object.entries(entry.with)) inner[param] = evalExpr(expr, s, config);
-      for (const t of fragment.tensors) {
-        const on = active && evalBool(t.when, inner, config);
-        out.push({ name: fill(entry.prefix, s) + t.name, entry: t, scope: inner, active: on, layers });
+    for (const t of entry.include ? layout(`_${entry.include}`).tensors : [entry]) {
+      const mine = [];
+      try {
+        expandLoops(entry.for, scope, config, (s, layers) => {
+          const inner = { ...s };
+          for (const [param, expr] of Object.entries(entry.with || {})) inner[param] = evalExpr(expr, s, config);
+          const active = evalBool(entry.when, inner, config) && (t === entry || evalBool(t.when, inner, config));
+          const shape = active ? t.shape.map((e) => evalInt(e, inner, config)) : null;
+          const name = entry.include ? fill(entry.prefix, s) + t.name : fill(entry.name, s);
+          mine.push({ name, entry: t, scope: inner, active, shape, layers });
+        });
+        out.push(...mine);
+      } catch (err) {
+        if (!(err instanceof ExprError)) throw err;
+        failed = true;
       }
-    });
+    }
   }
-  return out;
+  return { all: out, failed, V: scope.V };
 }
 
 /**
- * Bind stored tensors ({name: {dtype, shape, file}}) to the layout of the config's algorithm. Returns the
- * names bound to an active entry (what the draft reads) and the vocabulary size V, for a value scan.
- */
-/**
- * Bind the stored tensors to the layout (LAY-3..LAY-6). `malformed` names are stored but unreadable (already a
- * header finding), so never missing; `weightsFile` is the file a missing tensor is reported in.
+ * Bind the stored tensors ({name: {dtype, shape, file}}) to the layout (LAY-3..LAY-6). `malformed` names are
+ * stored but unreadable (already a header finding), so never missing; `weightsFile` is the file a missing tensor
+ * is reported in. Returns the names bound to an active entry (what the draft reads) and V, for a value scan.
  */
 function bind(algorithm, config, tensors, schemaErrors, out, malformed = [], weightsFile = "model.safetensors") {
   const doc = layout(algorithm);
   const bound = new Set();
   if (!doc) return { bound };
-  let all;
-  try {
-    all = instances(doc, config);
-  } catch (err) {
-    if (!(err instanceof ExprError)) throw err;
-    if (!schemaErrors) out.push({ code: "layout.expression", pointer: "", file: "config.json" });
-    return { bound };
-  }
+  const { all, failed, V } = instances(doc, config);
+  if (failed && !schemaErrors) out.push({ code: "layout.expression", pointer: "", file: "config.json" });
   const byName = new Map();
   for (const inst of all) (byName.get(inst.name) || byName.set(inst.name, []).get(inst.name)).push(inst);
   const missing = [];
@@ -93,30 +104,22 @@ function bind(algorithm, config, tensors, schemaErrors, out, malformed = [], wei
       if ((inst.entry.presence || "required") === "required" && !malformed.includes(name)) missing.push(inst);
       continue;
     }
-    checkTensor(name, inst, t, config, wantDtype, schemaErrors, out);
+    checkTensor(name, inst, t, wantDtype, out);
     bound.add(name);
   }
   reportMissing(missing, all, tensors, out, weightsFile);
   const forbidden = new Map((doc.forbidden || []).map((f) => [f.name, f.code]));
   for (const [name, t] of Object.entries(tensors)) {
-    if (byName.has(name)) continue;
+    if (byName.has(name) || failed) continue;  // with a failed entry, a stored tensor may be one of its own
     out.push({ code: forbidden.get(name) || "layout.unexpected", pointer: `/${esc(name)}`, file: t.file });
   }
-  return { bound, V: all.length ? all[0].scope.V : undefined };
+  return { bound, V };
 }
 
 // LAY-5, LAY-6 and hazard.dtype_mismatch for one stored tensor.
-function checkTensor(name, inst, t, config, wantDtype, schemaErrors, out) {
+function checkTensor(name, inst, t, wantDtype, out) {
   const at = `/${esc(name)}`;
-  let shape;
-  try {
-    shape = inst.entry.shape.map((e) => evalInt(e, inst.scope, config));
-  } catch (err) {
-    if (!(err instanceof ExprError)) throw err;
-    if (!schemaErrors) out.push({ code: "layout.expression", pointer: "", file: "config.json" });
-    shape = null;
-  }
-  if (shape && JSON.stringify(shape) !== JSON.stringify(t.shape)) out.push({ code: inst.entry.shape_code || "layout.shape", pointer: `${at}/shape`, file: t.file });
+  if (JSON.stringify(inst.shape) !== JSON.stringify(t.shape)) out.push({ code: inst.entry.shape_code || "layout.shape", pointer: `${at}/shape`, file: t.file });
   const cls = safetensors.dtypes[t.dtype].class;
   if (cls !== inst.entry.dtype) out.push({ code: "layout.dtype", pointer: `${at}/dtype`, file: t.file });
   else if (cls === "float" && wantDtype && t.dtype !== wantDtype) out.push({ code: "hazard.dtype_mismatch", pointer: `${at}/dtype`, file: t.file });

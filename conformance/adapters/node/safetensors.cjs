@@ -31,8 +31,12 @@ function readHeader(dir, file, out) {
     fs.readSync(fd, bytes, 0, bytes.length, 8);
     const parsed = parseJsonBytes(bytes);
     if (parsed.error || !isObject(parsed.value)) { add("header.json", ""); return null; }
-    // One finding per header, at the repeated key, wherever it repeats (a key of a tensor entry included).
-    if (parsed.duplicates.length > 0) { add("header.duplicate", `/${esc(parsed.duplicates[0].key)}`); return null; }
+    // One finding per header, at the first repeated member in the text (SFT-2): /<name> or /<name>/<key>.
+    if (parsed.duplicates.length > 0) {
+      const first = parsed.duplicates[0];
+      add("header.duplicate", `${first.pointer}/${esc(first.key)}`);
+      return null;
+    }
     const { tensors, malformed } = checkEntries(parsed.value, add);
     checkOffsets(tensors, size - 8 - Number(n), add);
     return { tensors, malformed };

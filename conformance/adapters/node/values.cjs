@@ -6,8 +6,12 @@ const fs = require("fs");
 const path = require("path");
 
 const esc = (s) => String(s).replace(/~/g, "~0").replace(/\//g, "~1");
+// Every floating-point dtype, the 8-bit ones included (LAY-7); only finiteness matters for F8, so they are decoded
+// to NaN, Infinity or 0.
 const FLOATS = { F64: [8, (b, i) => b.readDoubleLE(i)], F32: [4, (b, i) => b.readFloatLE(i)],
-  F16: [2, (b, i) => half(b.readUInt16LE(i))], BF16: [2, (b, i) => bfloat(b.readUInt16LE(i))] };
+  F16: [2, (b, i) => half(b.readUInt16LE(i))], BF16: [2, (b, i) => bfloat(b.readUInt16LE(i))],
+  F8_E4M3: [1, (b, i) => ((b[i] & 0x7f) === 0x7f ? NaN : 0)],  // E4M3FN: no infinities, NaN is S.1111.111
+  F8_E5M2: [1, (b, i) => ((b[i] & 0x7c) !== 0x7c ? 0 : (b[i] & 0x03) ? NaN : Infinity)] };  // IEEE 754-like
 
 function bfloat(bits) {
   const b = Buffer.alloc(4);
