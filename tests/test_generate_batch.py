@@ -132,6 +132,18 @@ def test_a_packed_bfloat16_verifier_computes_the_logits_of_the_unpacked_one():
     assert verifier.head is not None and all(torch.equal(a, b) for a, b in zip(plain, packed, strict=True))
 
 
+@needs_packing
+def test_plain_decoding_packs_a_bfloat16_verifier_and_decodes_what_the_unpacked_forward_picks():
+    verifier, prompt = verifier_for(0, torch.bfloat16), PROMPTS[1]
+    tokens, expected = generate_plain(verifier, prompt, 10, Proposal()), []
+    assert verifier.head is not None  # packed by the loop itself
+    unpacked = verifier_for(0, torch.bfloat16)
+    for _ in range(10):
+        expected.append(int(unpacked.forward(torch.tensor(prompt + expected)).logits[-1].argmax()))
+        unpacked.truncate(0)
+    assert tokens == expected
+
+
 def test_packing_leaves_a_bfloat16_verifier_as_it_is_on_a_cpu_without_onednn_bfloat16_packing(monkeypatch):
     monkeypatch.setattr(verifier_module, "packs_bfloat16", lambda: False)
     verifier = verifier_for(0, torch.bfloat16)

@@ -63,6 +63,7 @@ def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_to
     step. Spec: spec/verification.md#VRF-6
     """
     generator = torch.Generator().manual_seed(seed)
+    verifier.pack()
     verifier.truncate(0)
     draft.reset()
     out = verifier.forward(torch.tensor(prompt_ids), draft.aux_ids)
@@ -91,6 +92,7 @@ def generate_plain(verifier: Verifier, prompt_ids: list[int], max_new_tokens: in
                    seed: int = 0, eos_token_id: int | None = None) -> list[int]:
     """The verifier alone, one token per forward pass: the reference speculative decoding must equal."""
     generator = torch.Generator().manual_seed(seed)
+    verifier.pack()
     verifier.truncate(0)
     logits = verifier.forward(torch.tensor(prompt_ids)).logits[-1]
     tokens: list[int] = []
