@@ -1,7 +1,7 @@
 """Byte-level bad input, one rule each: malformed safetensors headers, shard indexes, pickle or
 absent weights and unreadable config.json files. Every case starts from byte_config(), a tiny strict eagle3
 draft (so that an adapter that implements eagle3 alone is certified for them), whose tensors T0 and T1 are
-1024 bytes each and stored last, after every other tensor of the layout, so that only the broken rule is
+256 bytes each and stored last, after every other tensor of the layout, so that only the broken rule is
 reported."""
 
 from __future__ import annotations
@@ -21,21 +21,23 @@ from specfmt.safetensors_file import write_tensors
 from specfmt.schemas import SAFETENSORS
 
 MAX_DEPTH = SAFETENSORS["json_max_depth"]
+HIDDEN = 8
+SHAPE = [HIDDEN, HIDDEN]  # T0 and T1, [intermediate_size, hidden_size]
 
 
 def byte_config() -> dict:
-    """The smallest strict eagle3 checkpoint: one llama layer at hidden size 16, the full vocabulary of 16 ids (so
-    no d2t or t2d), float32; every [16, 16] tensor is 1024 bytes."""
+    """The smallest strict eagle3 checkpoint: one llama layer of one head at hidden size 8, the full vocabulary of 8
+    ids (so no d2t or t2d), float32; every [8, 8] tensor is 256 bytes."""
     config = variants.config_of("eagle3")
-    config["transformer_layer_config"].update(hidden_size=16, intermediate_size=16, num_attention_heads=2,
-                                              num_key_value_heads=1, head_dim=8, vocab_size=16)
-    config["speculators_config"]["verifier"].update(hidden_size=16, vocab_size=16)
-    config["draft_vocab_size"] = 16
+    config["transformer_layer_config"].update(hidden_size=HIDDEN, intermediate_size=HIDDEN, num_attention_heads=1,
+                                              num_key_value_heads=1, head_dim=HIDDEN, vocab_size=HIDDEN)
+    config["speculators_config"]["verifier"].update(hidden_size=HIDDEN, vocab_size=HIDDEN)
+    config["draft_vocab_size"] = HIDDEN
     return config
 
 
 T0, T1 = "layers.0.mlp.gate_proj.weight", "layers.0.mlp.up_proj.weight"
-N = 16 * 16 * 4
+N = HIDDEN * HIDDEN * 4
 EXTRA = "extra.weight"  # an entry outside the layout; a malformed one is dropped, so nothing else is reported
 SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
 INDEX = "model.safetensors.index.json"
@@ -60,7 +62,7 @@ def at(begin: int, end: int) -> list[int]:
     return [B + begin, B + end]
 
 
-GOOD = [(T0, "F32", [16, 16], at(0, N)), (T1, "F32", [16, 16], at(N, 2 * N))]
+GOOD = [(T0, "F32", SHAPE, at(0, N)), (T1, "F32", SHAPE, at(N, 2 * N))]
 
 
 def header(rows: list[tuple[str, str, list[int], list[int]]]) -> dict:
@@ -99,7 +101,7 @@ def _literal_in_header() -> bytes:
 
 
 def _duplicate_header() -> bytes:
-    entry = {"dtype": "F32", "shape": [16, 16]}
+    entry = {"dtype": "F32", "shape": SHAPE}
     first, second = dict(entry, data_offsets=at(0, N)), dict(entry, data_offsets=at(N, 2 * N))
     rest = json.dumps(header([]))[1:-1]  # the metadata and the other tensors
     return f'{{{rest}, "{T0}": {json.dumps(first)}, "{T0}": {json.dumps(second)}}}'.encode()
@@ -125,7 +127,7 @@ HEADER_CASES = [
     ("entry-missing-offsets", "a tensor entry lacks data_offsets", "header.entry",
      _raw(_with_extra({"dtype": "F32", "shape": [0]}), 2 * N)),
     ("entry-required-malformed", "a required tensor's entry lacks data_offsets: header.entry, not also layout.missing "
-     "(LAY-3)", "header.entry", _raw({**header(GOOD[:1]), T1: {"dtype": "F32", "shape": [16, 16]}}, N)),
+     "(LAY-3)", "header.entry", _raw({**header(GOOD[:1]), T1: {"dtype": "F32", "shape": SHAPE}}, N)),
     ("entry-negative-dim", "a tensor shape has a negative dimension", "header.entry",
      _raw(_with_extra({"dtype": "F32", "shape": [-1], "data_offsets": at(2 * N, 2 * N)}), 2 * N)),
     ("dtype-unknown", "a tensor has the dtype F7, which does not exist", "header.dtype",
@@ -135,11 +137,11 @@ HEADER_CASES = [
     ("dtype-outside-profile", "a tensor has the safetensors dtype C64, outside the profile", "header.dtype",
      _raw(_with_extra({"dtype": "C64", "shape": [0], "data_offsets": at(2 * N, 2 * N)}), 2 * N)),
     ("size-mismatch", "a tensor's byte range is four bytes longer than its shape", "header.size",
-     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], at(N, 2 * N + 4))]), 2 * N + 4)),
+     _raw(header(GOOD[:1] + [(T1, "F32", SHAPE, at(N, 2 * N + 4))]), 2 * N + 4)),
     ("offsets-gap", "four bytes lie between two tensors", "header.offsets",
-     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], at(N + 4, 2 * N + 4))]), 2 * N + 4)),
+     _raw(header(GOOD[:1] + [(T1, "F32", SHAPE, at(N + 4, 2 * N + 4))]), 2 * N + 4)),
     ("offsets-overlap", "two tensors share four bytes", "header.offsets",
-     _raw(header(GOOD[:1] + [(T1, "F32", [16, 16], at(N - 4, 2 * N - 4))]), 2 * N - 4)),
+     _raw(header(GOOD[:1] + [(T1, "F32", SHAPE, at(N - 4, 2 * N - 4))]), 2 * N - 4)),
     ("offsets-reversed", "a tensor's data_offsets end before they begin", "header.offsets",
      _raw(_with_extra({"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}), 2 * N)),
     ("offsets-trailing-bytes", "eight bytes follow the last tensor", "header.offsets", _raw(header(GOOD), 2 * N + 8)),
@@ -158,12 +160,12 @@ HEADER_CASES = [
                                 f'"data_offsets": {at(2 * N, 2 * N)}}}}}'.encode(), 2 * N)),
     ("entry-malformed-coverage", "a malformed entry beside four bytes between the two tensors: coverage is still "
      "checked over the well-formed entries (SFT-4)", "header.entry",
-     _raw({**header(GOOD[:1] + [(T1, "F32", [16, 16], at(N + 4, 2 * N + 4))]), EXTRA: "F32"}, 2 * N + 4)),
+     _raw({**header(GOOD[:1] + [(T1, "F32", SHAPE, at(N + 4, 2 * N + 4))]), EXTRA: "F32"}, 2 * N + 4)),
     ("entry-malformed-binds-the-rest", "a malformed extra entry and a required tensor absent: the well-formed "
      "entries are still bound, so the absent one is layout.missing (LAY-3)", "header.entry",
      _raw({**header(GOOD[:1]), EXTRA: {"dtype": "F32", "shape": [0]}}, N)),
     ("offsets-unsorted", "tensors listed in the header out of offset order (valid: SFT-4 sorts by begin)", None,
-     _raw(header([(T0, "F32", [16, 16], at(N, 2 * N)), (T1, "F32", [16, 16], at(0, N))]), 2 * N)),
+     _raw(header([(T0, "F32", SHAPE, at(N, 2 * N)), (T1, "F32", SHAPE, at(0, N))]), 2 * N)),
 ]
 
 

@@ -15,7 +15,9 @@ import torch
 from conformance.generators.ckpt import CheckpointCase, weights, write_config
 from conformance.generators.ckpt_bytes import (
     EXTRA,
+    HIDDEN,
     MAX_DEPTH,
+    SHAPE,
     SHARDS,
     T0,
     T1,
@@ -33,7 +35,7 @@ from specfmt.safetensors_file import write_tensors
 
 SFT_2, GEN_7, LAY_3, LAY_7 = ("spec/layout.md#SFT-2",), ("spec/index.md#GEN-7",), ("spec/layout.md#LAY-3",), \
     ("spec/layout.md#LAY-7",)
-ENTRY = {"dtype": "F32", "shape": [16, 16]}
+ENTRY = {"dtype": "F32", "shape": SHAPE}
 
 
 def _members(*members: tuple[str, object]) -> bytes:
@@ -110,18 +112,18 @@ def _unbound_nan_shard(path: Path, index: dict) -> None:
     """The second shard removed (index.missing_shard, so no binding) and the first rewritten with norm.weight NaN."""
     tensors = weights(byte_config())
     first = {n: tensors[n] for n, shard in index["weight_map"].items() if shard == SHARDS[0]}
-    first["norm.weight"] = _nan([16])
+    first["norm.weight"] = _nan([HIDDEN])
     write_tensors(path / SHARDS[0], first, {"format": "pt"})
     (path / SHARDS[1]).unlink()
 
 
 def _failed_entry(path: Path) -> None:
-    """target_hidden_size is the string "16", so H_t is too and fc.weight's shape [H, A * H_t] fails (the entries
+    """target_hidden_size is the string "8", so H_t is too and fc.weight's shape [H, A * H_t] fails (the entries
     whose condition is false, input_norm and fc_norm, never evaluate theirs); norm.weight and fc.weight are absent and
     an extra tensor is stored."""
-    config = {**byte_config(), "target_hidden_size": "16"}
+    config = {**byte_config(), "target_hidden_size": str(HIDDEN)}
     tensors = {n: t for n, t in weights(byte_config()).items() if n not in ("norm.weight", "fc.weight")}
-    tensors[EXTRA] = torch.zeros(16)
+    tensors[EXTRA] = torch.zeros(HIDDEN)
     write_tensors(write_config(path, config) / "model.safetensors", tensors, {"format": "pt"})
 
 
@@ -137,10 +139,10 @@ def edge_cases() -> list[CheckpointCase]:
          "index.missing_shard alone, values are scanned only after binding (LAY-7)", "index.missing_shard",
          _sharded(_unbound_nan_shard), LAY_7 + LAY_3),
         ("unexpected-all-nan", "an all-NaN tensor that no entry names: layout.unexpected and hazard.nonfinite, since "
-         "nothing reads it (LAY-7)", "hazard.nonfinite", _scanned(lambda t: t.update({EXTRA: _nan([16])})), LAY_7),
+         "nothing reads it (LAY-7)", "hazard.nonfinite", _scanned(lambda t: t.update({EXTRA: _nan([HIDDEN])})), LAY_7),
         ("condition-false-all-nan", "an all-NaN input_norm.weight stored while norm_before_fc is false: "
          "layout.forbidden and hazard.nonfinite, since nothing reads it (LAY-7)", "hazard.nonfinite",
-         _scanned(lambda t: t.update({"input_norm.weight": _nan([48])})), LAY_7),
+         _scanned(lambda t: t.update({"input_norm.weight": _nan([3 * HIDDEN])})), LAY_7),
         ("zero-elements", "intermediate_size 0 binds three MLP tensors of no element: no value finding, a tensor "
          "without values is not one without a finite value (LAY-7)", "config.range",
          _scanned(lambda t: None, _empty_mlp()), LAY_7),

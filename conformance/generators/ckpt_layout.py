@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conformance.generators import variants
 from conformance.generators.ckpt import CheckpointCase, entries, in_bfloat16, tiny_config, write_config
-from conformance.generators.ckpt_bytes import T1, byte_config
+from conformance.generators.ckpt_bytes import SHAPE, T1, byte_config
 from specfmt.layout import MAX_LOOP
 from specfmt.safetensors_file import write_sparse
 
@@ -45,7 +45,7 @@ LAYOUT_CASES = [
     ("layout.missing", "ckpt.layout.missing", "a required tensor is absent", BYTES,
      lambda e: [r for r in e if r[0] != T1]),
     ("layout.shape", "ckpt.layout.shape", "a tensor is one column wider than its shape expression", BYTES,
-     lambda e: _swap(e, T1, shape=[16, 17])),
+     lambda e: _swap(e, T1, shape=[SHAPE[0], SHAPE[1] + 1])),
     ("layout.dtype", "ckpt.layout.dtype", "a float tensor is stored as I32", BYTES, lambda e: _swap(e, T1, "I32")),
     ("layout.unexpected", "ckpt.layout.unexpected", "a tensor that no layout entry names", BYTES,
      lambda e: e + [("blocks.0.extra.weight", "F32", [16])]),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conformance.generators.ckpt import CheckpointCase, write_raw
-from conformance.generators.ckpt_bytes import SHARDS, T1, _sharded
+from conformance.generators.ckpt_bytes import SHAPE, SHARDS, T1, _sharded
 
 SFT_5 = ("spec/layout.md#SFT-5",)
 
@@ -22,7 +22,7 @@ def _second_shard(raw: dict | bytes):
 
 def shard_cases() -> list[CheckpointCase]:
     """A listed tensor stored malformed, and one listed in a shard whose header is not JSON (SFT-5, LAY-3)."""
-    malformed = {"__metadata__": {"format": "pt"}, T1: {"dtype": "F32", "shape": [16, 16]}}
+    malformed = {"__metadata__": {"format": "pt"}, T1: {"dtype": "F32", "shape": SHAPE}}
     return [
         CheckpointCase("ckpt.index.listed-entry-malformed", "weight_map places a tensor in a shard whose entry for it "
                        "lacks data_offsets: header.entry only; the malformed entry counts as stored, so it is neither "
