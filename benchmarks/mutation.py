@@ -48,6 +48,30 @@ use_git_change_detection = false
 filterwarnings = ["ignore:Failed to initialize NumPy:UserWarning"]
 """
 
+# Which levels grade a mutant, by module (the levels whose requests reach it; the others only cost time): the
+# verifier binding (binding.py) runs when a numerics `load` pairs a draft with its verifier, verification only in
+# the numerics operations; the validator's modules answer `validate`. Within them the cheap level first: a mutant
+# dies at its first failing case (pytest -x).
+LEVELS_BY_MODULE = {"verification": ("numerics",), "binding": ("numerics",)}
+LEVELS = ("schema", "checkpoint")
+CONFTEST = f"""\
+# Written by benchmarks/mutation.py; do not edit.
+import os
+
+LEVELS_BY_MODULE = {LEVELS_BY_MODULE!r}
+LEVELS = {LEVELS!r}
+RANK = {{"schema": 0, "checkpoint": 1, "numerics": 2}}
+
+
+def pytest_collection_modifyitems(config, items):
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    module = mutant.split(".")[1] if mutant.startswith("specfmt.") else None
+    levels = LEVELS_BY_MODULE.get(module, LEVELS) if module else tuple(RANK)
+    kept = [item for item in items if item.callspec.params["case"].level in levels]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = sorted(kept, key=lambda item: RANK[item.callspec.params["case"].level])
+"""
+
 
 def tree(*paths: str) -> str:
     """The git object ids of committed paths: what a verdict depends on, as committed."""
@@ -74,11 +98,14 @@ def prepare(work: Path, fresh: bool) -> bool:
     archive = subprocess.run(["git", "archive", "HEAD", "reference/specfmt", "schemas", "conformance",
                               "benchmarks/mutation_killer.py"], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(head)], input=archive, check=True)
+    (work / "commit").write_text(subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
     if not stamps:
         shutil.copytree(head / "reference" / "specfmt", work / "src" / "specfmt",  # _schemas: copied, not linked
                         ignore=shutil.ignore_patterns("__pycache__"))
     (work / "tests").mkdir(exist_ok=True)
     shutil.copy2(head / "benchmarks" / "mutation_killer.py", work / "tests" / "test_conformance_killer.py")
+    (work / "tests" / "conftest.py").write_text(CONFTEST)
     only = ", ".join(f'"src/specfmt/{m}.py"' for m in MODULES)
     (work / "pyproject.toml").write_text(MUTMUT_CONFIG.format(only=only))
     changed = bool(stamps) and stamps.get("suite") != suite
@@ -194,7 +221,9 @@ def write_report(work: Path, out: Path) -> dict:
 
     equivalents = {e["key"]: e["reason"] for e in json.loads(EQUIVALENTS.read_text())["equivalents"]}
     manifest = json.loads((work / "head" / "conformance" / "manifest.json").read_text())
-    report = {"tool": "mutmut", "tool_version": version("mutmut"), "suite_version": manifest["suite_version"],
+    report = {"tool": "mutmut", "commit": (work / "commit").read_text().strip(),
+              "levels": {m: list(LEVELS_BY_MODULE.get(m, LEVELS)) for m in MODULES},
+              "tool_version": version("mutmut"), "suite_version": manifest["suite_version"],
               "cases": len(manifest["cases"]), "target": TARGET, **collect(work, equivalents)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
