@@ -2,7 +2,8 @@
 repeated key header.duplicate names, and at what pointer (SFT-2); which finding a document that is both broken JSON
 (or too deep) and repeats a key gets (GEN-7); what the value scan reads (LAY-7: only after binding, unexpected and
 condition-false tensors as unread, a tensor of no element never, the 8-bit floats by their safetensors formats); and
-that an entry whose expression fails gives no instance while the other entries are still bound (LAY-3).
+that an entry whose expression fails gives no instance while the other entries are still bound (LAY-3); and
+that the dtype hazard covers every stored float tensor, bound or not (LAY-6, which the Node adapter missed).
 Built on the eagle3 checkpoint of ckpt_bytes."""
 
 from __future__ import annotations
@@ -152,6 +153,11 @@ def edge_cases() -> list[CheckpointCase]:
     ]
     cases += [CheckpointCase(f"ckpt.values.{case_id}", description, "compat", build, code, spec, scan_values=True)
               for case_id, description, code, build, spec in values]
+    cases.append(CheckpointCase(
+        "ckpt.layout.unexpected-dtype-mismatch", "a float16 tensor that no entry names in a float32 checkpoint: "
+        "layout.unexpected and hazard.dtype_mismatch, which LAY-6 reports for every stored float tensor, bound or not",
+        "compat", _scanned(lambda t: t.update({EXTRA: torch.zeros(HIDDEN, dtype=torch.float16)})),
+        "hazard.dtype_mismatch", ("spec/layout.md#LAY-6",)))
     cases.append(CheckpointCase(
         "ckpt.layout.failed-entry-binds-the-rest", "target_hidden_size is a string, so fc.weight's shape fails and its "
         "entry gives no instance: the absent fc.weight is not reported, the absent norm.weight is layout.missing, and "

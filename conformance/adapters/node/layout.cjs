@@ -104,7 +104,7 @@ function bind(algorithm, config, tensors, schemaErrors, out, malformed = [], wei
       if ((inst.entry.presence || "required") === "required" && !malformed.includes(name)) missing.push(inst);
       continue;
     }
-    checkTensor(name, inst, t, wantDtype, out);
+    checkTensor(name, inst, t, out);
     bound.add(name);
   }
   reportMissing(missing, all, tensors, out, weightsFile);
@@ -113,16 +113,21 @@ function bind(algorithm, config, tensors, schemaErrors, out, malformed = [], wei
     if (byName.has(name) || failed) continue;  // with a failed entry, a stored tensor may be one of its own
     out.push({ code: forbidden.get(name) || "layout.unexpected", pointer: `/${esc(name)}`, file: t.file });
   }
+  // LAY-6: every stored tensor of the float class, bound or not, in the config's dtype.
+  for (const [name, t] of Object.entries(tensors)) {
+    if (wantDtype && safetensors.dtypes[t.dtype].class === "float" && t.dtype !== wantDtype) {
+      out.push({ code: "hazard.dtype_mismatch", pointer: `/${esc(name)}/dtype`, file: t.file });
+    }
+  }
   return { bound, V };
 }
 
-// LAY-5, LAY-6 and hazard.dtype_mismatch for one stored tensor.
-function checkTensor(name, inst, t, wantDtype, out) {
+// LAY-5 and LAY-6 for one bound tensor.
+function checkTensor(name, inst, t, out) {
   const at = `/${esc(name)}`;
   if (JSON.stringify(inst.shape) !== JSON.stringify(t.shape)) out.push({ code: inst.entry.shape_code || "layout.shape", pointer: `${at}/shape`, file: t.file });
   const cls = safetensors.dtypes[t.dtype].class;
   if (cls !== inst.entry.dtype) out.push({ code: "layout.dtype", pointer: `${at}/dtype`, file: t.file });
-  else if (cls === "float" && wantDtype && t.dtype !== wantDtype) out.push({ code: "hazard.dtype_mismatch", pointer: `${at}/dtype`, file: t.file });
 }
 
 // LAY-4: missing tensors, with whole trailing layers collapsed into hazard.layers_missing.
