@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
+import gen_coverage as coverage
 import gen_docs_conformance as conformance
 import gen_docs_install as install
 import gen_spec
@@ -378,6 +379,8 @@ def pages(root: Path) -> dict[str, tuple[str, Callable[[Path], str]]]:
         "conformance/protocol.md": ("conformance/meta/protocol/*.schema.json", conformance.protocol_page),
         "conformance/tolerances.md": ("conformance/cases/numerics/*/*/case.json", conformance.tolerances_page),
         "conformance/results.md": ("conformance/results/*/report.json", conformance.results_page),
+        "conformance/coverage.md": (f"spec/, conformance/manifest.json, the cases and {coverage.REASONS}",
+                                    coverage.coverage_page),
         "_snippets/vllm/negative-controls.md": ("tests/interop/vllm_negative_controls.json", vllm_controls_snippet),
         "_snippets/install/extras.md": ("reference/specfmt/extras.py", install.extras_table),
         "_snippets/install/cpu-torch.md": ("scripts/gen_docs_install.py", install.cpu_torch),

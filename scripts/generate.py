@@ -2,7 +2,8 @@
 
 Derived files: schemas/v1.0/config.strict.schema.json (gen_strict), reference/specfmt/models.py
 (gen_models), the generated blocks in spec/*.md (gen_spec), the generated pages and snippets of the docs site
-(gen_docs) and the generated blocks of README.md (gen_docs_install: the extras table).
+(gen_docs) and the generated blocks of README.md (gen_docs_install: the extras table). It also fails, with or
+without --check, when the rule coverage map is incomplete (gen_coverage.problems).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import gen_coverage  # noqa: E402
 import gen_docs  # noqa: E402
 import gen_docs_install  # noqa: E402
 import gen_models  # noqa: E402
@@ -54,10 +56,15 @@ def main() -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path.relative_to(ROOT)}")
+    gaps = gen_coverage.problems(ROOT)
+    for line in gaps + [f"note: {gen_coverage.REASONS} lists {i} as pending, and it has cases now: remove it"
+                        for i in gen_coverage.stale_pending(ROOT)]:
+        print(line)
     if stale:
         print(f"stale generated files (run make generate): {[str(p.relative_to(ROOT)) for p in stale]}")
-        return 1
-    return 0
+    if gaps:
+        print(f"rule coverage incomplete ({len(gaps)} problems): see docs/conformance/coverage.md")
+    return 1 if stale or gaps else 0
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from pathlib import Path
 from conformance.generators import variants
 from conformance.generators.ckpt import CheckpointCase, in_bfloat16, tiny_config, weights
 from conformance.generators.common import corpus_id, slug
+from conformance.generators.page_rules import PRESENCE, page_anchors
 from specfmt import save
-from specfmt.schemas import layout
 
 
 def _saver(variant: str):
@@ -32,7 +32,7 @@ def clean_variants() -> list[CheckpointCase]:
         algorithm = config["speculators_model_type"]
         description = f"the {variant} builder variant ({algorithm}) saved in bfloat16 with small weights"
         cases.append(CheckpointCase(f"ckpt.clean.{slug(variant)}", description, "strict", _saver(variant), None,
-                                    (layout(algorithm)["spec"], "spec/layout.md#SFT-1")))
+                                    (*page_anchors(algorithm, PRESENCE), "spec/layout.md#SFT-1")))
     return cases
 
 
@@ -50,5 +50,5 @@ def corpus() -> list[CheckpointCase]:
     """Every checkpoint the speculators library writes validates under compat (GEN-2), hazards as warnings."""
     return [CheckpointCase(f"ckpt.corpus.{corpus_id(name)}",
                            f"header-only fixture of the corpus checkpoint {name} (speculators library)", "compat",
-                           _corpus_builder(name), None, ("spec/index.md#GEN-2",))
+                           _corpus_builder(name), None, ("spec/index.md#GEN-2", "spec/config.md#CFG-15"))
             for name in variants.corpus_names()]

@@ -26,11 +26,12 @@ import torch
 
 from conformance.generators.common import fresh_dir, manifest_algorithm, slug, write_json
 from conformance.generators.num_fixtures import DRAFTS, VERIFIER, draft_path
+from conformance.generators.page_rules import FORWARD, STEPS, page_anchors
 from specfmt.generate import generate, generate_plain
 from specfmt.proposal import Context, Proposal, RecordingPicker
 from specfmt.runtime import load_draft
 from specfmt.safetensors_file import write_tensors
-from specfmt.schemas import VERSION, layout
+from specfmt.schemas import VERSION
 from specfmt.verifier import Verifier
 
 NUMERICS_DIR = Path("cases") / "numerics" / VERSION
@@ -156,7 +157,7 @@ def proposal_cases(suite: Path, algorithm: str, k: int = 3, checkpoint: str | No
     if algorithm == "eagle3" and draft.targets is not None:  # the case must catch an implementation that ignores d2t
         ids = torch.stack([row.argmax() for row in recorder.logits])
         assert bool((draft.targets[ids] != ids).any()), "the eagle3 proposal needs a draft id with a d2t offset"
-    spec = [layout(algorithm)["spec"]]
+    spec = page_anchors(algorithm, FORWARD)
     golden = {"min_top2_margin": rounded(min(margins))}
     cases = [NumericsCase(
         f"num.propose.{name}-k{k}", f"greedy chain of {k} {algorithm} draft tokens, in verifier ids",
@@ -194,7 +195,8 @@ def generate_case(suite: Path, algorithm: str, max_new_tokens: int = 12, k: int 
         f"num.generate.{name}-n{max_new_tokens}-k{k}",
         f"{max_new_tokens} tokens of greedy speculative decoding with the {algorithm} draft, K {k}"
         + (f"; {about}" if about else ""),
-        ["spec/verification.md#VRF-6", "spec/verification.md#VRF-3"], "generate", checkpoint, verifier_path,
+        ["spec/verification.md#VRF-6", "spec/verification.md#VRF-3", *page_anchors(algorithm, FORWARD, STEPS)],
+        "generate", checkpoint, verifier_path,
         {"max_new_tokens": max_new_tokens, "k": k}, {"prompt_ids": prompt_ids}, generate_outputs(result),
         dict.fromkeys(GENERATE_OUTPUTS, EXACT),
         {"min_top2_margin": rounded(top2_margin(logits)), "accepted_per_step": result.stats.accepted})

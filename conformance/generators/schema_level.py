@@ -70,7 +70,7 @@ def variants() -> list[dict]:
         tests = [schema_test(slug(name), f"the {name} builder variant ({config['speculators_model_type']}) is valid",
                              copy.deepcopy(config), profile) for name, config in VARIANTS.items()]
         groups.append(group(f"cfg.variant.{profile}", f"the strict builder variants of all algorithms are valid under "
-                            f"{profile}", profile, tests, "spec/index.md#GEN-2", *pages))
+                            f"{profile}", profile, tests, "spec/index.md#GEN-2", "spec/config.md#CFG-3", *pages))
     return groups
 
 
@@ -145,5 +145,5 @@ def corpus() -> list[dict]:
             tests.append({"id": corpus_id(name), "description": f"config.json of the corpus checkpoint {name}",
                           "data": doc, "valid": report.ok, "findings": expected(report)})
         groups.append(group(f"cfg.corpus.{profile}", f"configs written by the speculators library, under {profile}",
-                            profile, tests, "spec/index.md#GEN-2"))
+                            profile, tests, "spec/index.md#GEN-2", "spec/config.md#CFG-15"))
     return groups

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from conformance.generators import (
     ckpt_bytes,
-    ckpt_edges,
     ckpt_clean,
+    ckpt_edges,
     ckpt_layout,
+    ckpt_rules,
     ckpt_shards,
     ckpt_values,
     num_accept,
@@ -23,6 +24,7 @@ from conformance.generators import (
     num_head32,
     num_verify,
     numerics,
+    schema_algorithms,
     schema_level,
     schema_rules,
 )
@@ -39,6 +41,7 @@ SCHEMA_FILES = {
     "hazards.json": [schema_rules.default_conflicts, schema_rules.removed_proposal_types,
                      schema_rules.layer_model_type],
     "corpus.json": [schema_level.corpus],
+    "algorithms.json": [schema_algorithms.algorithm_rules, schema_algorithms.format_version],
 }
 
 CHECKPOINT_CASES = [
@@ -52,6 +55,7 @@ CHECKPOINT_CASES = [
     ckpt_bytes.config_file_cases,
     ckpt_bytes.io_cases,
     ckpt_layout.layout_cases,
+    ckpt_rules.rule_cases,
     ckpt_values.value_cases,
     ckpt_edges.edge_cases,
 ]
