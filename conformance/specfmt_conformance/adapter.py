@@ -32,7 +32,12 @@ class AdapterTimeout(Exception):
 
 
 class AdapterError(Exception):
-    """The adapter answered {"seq": N, "error": {"message": ...}}."""
+    """The adapter answered {"seq": N, "error": {"message": ..., "code": ...}}; `code` is the refusal code it
+    names (PROTOCOL.md 3.4), or None."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class ProtocolError(Exception):
@@ -104,7 +109,9 @@ class Adapter:
         if "error" in answer:
             error = answer["error"]
             message = error.get("message") if isinstance(error, dict) else None
-            raise AdapterError(message if isinstance(message, str) else json.dumps(error))
+            code = error.get("code") if isinstance(error, dict) else None
+            raise AdapterError(message if isinstance(message, str) else json.dumps(error),
+                               code if isinstance(code, str) else None)
         return answer
 
     def _call(self, message: dict) -> dict:

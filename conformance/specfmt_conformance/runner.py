@@ -68,6 +68,8 @@ def model_pair(case: Case) -> tuple[Path | None, Path | None]:
 
 
 def run_numerics(session: Session, case: Case, keep_loaded: bool) -> Outcome:
+    if case.doc.get("refusal") is not None:
+        return run_refusal(session, case, keep_loaded)
     handle = session.load(*model_pair(case))
     doc = case.doc
     with tempfile.TemporaryDirectory(prefix="specfmt-conformance-") as tmp:
@@ -85,6 +87,29 @@ def run_numerics(session: Session, case: Case, keep_loaded: bool) -> Outcome:
     if not keep_loaded:
         session.unload()
     return outcome
+
+
+def run_refusal(session: Session, case: Case, keep_loaded: bool) -> Outcome:
+    """A request the spec requires refused (PROTOCOL.md 3.4): its load or its run must be answered with an error
+    whose `code` is the case's `refusal`; an answer that computes outputs, or another code, fails."""
+    code, doc = case.doc["refusal"], case.doc
+    try:
+        handle = session.load(*model_pair(case))
+        with tempfile.TemporaryDirectory(prefix="specfmt-conformance-") as tmp:
+            answer = session.request("run", handle=handle, case_id=case.id, operation=doc["operation"],
+                                     params=doc["params"], inputs=str(case.resolve(doc["inputs"])),
+                                     outputs=str(Path(tmp) / "outputs.safetensors"))
+    except AdapterError as e:
+        if e.code == code:
+            return "pass", None, {}
+        return "fail", {"summary": f"refused with code {e.code!r} ({e}), expected {code!r}", "refusal": code,
+                        "found_code": e.code}, {}
+    if not keep_loaded:
+        session.unload()
+    if answer.get("skipped") is True:
+        return "skip", {"summary": f"skipped by the adapter: {answer.get('reason', '')}",
+                        "reason": answer.get("reason", "")}, {}
+    return "fail", {"summary": f"answered a request the spec requires refused with {code!r}", "refusal": code}, {}
 
 
 EXECUTORS: dict[str, Callable[[Session, Case, bool], Outcome]] = {

@@ -147,3 +147,12 @@ class ValidationError(Exception):
     def __init__(self, findings: list[Finding]):
         self.findings = findings
         super().__init__("\n".join(str(f) for f in findings))
+
+
+class Refused(ValueError):
+    """A request the spec requires a runtime to refuse, with the refusal code a conformance adapter reports
+    (conformance/PROTOCOL.md 3.4): `refused.k_above_limit`, `refused.verifier` or `refused.draft`."""
+
+    def __init__(self, refusal: str, message: str):
+        self.refusal = refusal
+        super().__init__(message)

@@ -24,5 +24,7 @@ def serve(handler: Callable[[dict], dict]) -> None:
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
             response = {"seq": message.get("seq"), "error": {"message": f"{type(e).__name__}: {e}"}}
+            if isinstance(getattr(e, "refusal", None), str):  # a refusal the spec requires (PROTOCOL.md 3.4)
+                response["error"]["code"] = e.refusal
         sys.stdout.write(json.dumps(response) + "\n")
         sys.stdout.flush()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from specfmt.findings import Refused
 from specfmt.schemas import load
 
 
@@ -95,10 +96,10 @@ def rope_inv_freq(cfg: LayerConfig) -> torch.Tensor:
         return inv
     kind = s.get("rope_type", s.get("type"))
     if kind != "llama3":
-        raise ValueError(f"rope_type {kind!r} is not implemented; the reference runtime implements default and "
-                         "llama3 (spec/verifier.md#VFR-9)")
+        raise Refused("refused.verifier", f"rope_type {kind!r} is not implemented; the reference runtime "
+                      "implements default and llama3 (spec/verifier.md#VFR-9)")
     if "factor" not in s:
-        raise ValueError("llama3 RoPE scaling without factor (spec/verifier.md#VFR-9)")
+        raise Refused("refused.verifier", "llama3 RoPE scaling without factor (spec/verifier.md#VFR-9)")
     p = {key: s.get(key, prop["default"]) for key, prop in LLAMA3_PARAMETERS.items() if "default" in prop}
     factor, low, high, old = s["factor"], p["low_freq_factor"], p["high_freq_factor"], \
         p["original_max_position_embeddings"]

@@ -13,7 +13,7 @@ from specfmt import binding
 from specfmt.algorithms import ALGORITHMS
 from specfmt.checkpoint import load
 from specfmt.defaults import resolve
-from specfmt.findings import Finding, ValidationError
+from specfmt.findings import Finding, Refused, ValidationError
 from specfmt.proposal import Draft, Proposal
 from specfmt.validate import validate
 from specfmt.verifier import Verifier
@@ -40,8 +40,11 @@ def on_verifier(tensors: dict, verifier: Verifier) -> dict:
             for k, v in tensors.items()}
 
 
-class DraftRejected(ValueError):
+class DraftRejected(Refused):
     """A draft that validates but that the runtime cannot run with this verifier (the module's problems)."""
+
+    def __init__(self, message: str):
+        super().__init__("refused.draft", message)
 
 
 class BindingError(DraftRejected):

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from specfmt import nn
 from specfmt.defaults import resolve
+from specfmt.findings import Refused
+from specfmt.schemas import load
 from specfmt.weights import bind_roles
 
 
@@ -28,6 +30,23 @@ class Output:
     aux: torch.Tensor  # [T, A*H]: hidden_states[k] for each requested id k, concatenated in order
     last: torch.Tensor  # [T, H]: hidden_states[N], the last decoder output before the final norm
     normed: torch.Tensor  # [T, H]: after the final norm, what the LM head reads
+
+
+LAYER = load("config.schema.json")["$defs"]["layer_config"]["properties"]  # the families and activation of VFR-1
+
+
+def refusals(config: dict) -> list[str]:
+    """What a runtime refuses in a resolved verifier config: a family or an activation v1.0 does not define
+    (VFR-1), query heads that are no multiple of the key-value heads (VFR-7). Spec: spec/verifier.md#VFR-1"""
+    problems = []
+    if config.get("model_type") not in LAYER["model_type"]["enum"]:
+        problems.append(f"model_type must be one of {LAYER['model_type']['enum']}; found {config.get('model_type')!r}")
+    if config.get("hidden_act") != LAYER["hidden_act"]["const"]:
+        problems.append(f"hidden_act must be {LAYER['hidden_act']['const']!r}; found {config.get('hidden_act')!r}")
+    n_h, n_kv = config.get("num_attention_heads"), config.get("num_key_value_heads")
+    if isinstance(n_h, int) and isinstance(n_kv, int) and (n_kv < 1 or n_h % n_kv):
+        problems.append(f"num_attention_heads {n_h} must be a multiple of num_key_value_heads {n_kv} (VFR-7)")
+    return problems
 
 
 def resolve_layer_config(config: dict) -> dict:
@@ -79,6 +98,9 @@ class Verifier:
                      dtype: torch.dtype = torch.float32) -> Verifier:
         """Bind Hugging Face causal-LM tensors (on-disk names) through the `independent` layout."""
         config = resolve_layer_config(config)
+        problems = refusals(config)
+        if problems:
+            raise Refused("refused.verifier", "verifier refused: " + "; ".join(problems))
         tensors = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
                    for k, v in tensors.items()}
         w = bind_roles("independent", {"speculators_model_type": "independent", "transformer_layer_config": config},

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from specfmt import nn
+from specfmt.findings import Refused
 from specfmt.proposal import Context, Drafted, Picker, to_target
 from specfmt.verifier import Verifier
 
@@ -76,8 +77,8 @@ class DFlash:
         """The first k predicting slots. Spec: spec/algorithms/dflash.md#ALG-DFLASH-7"""
         limit = self.block_size - self.first_slot
         if k > limit:
-            raise ValueError(f"k = {k} exceeds the {limit} predicting slots of a block (block_size "
-                             f"{self.block_size}, sample_from_anchor {self.first_slot == 0})")
+            raise Refused("refused.k_above_limit", f"k = {k} exceeds the {limit} predicting slots of a block "
+                          f"(block_size {self.block_size}, sample_from_anchor {self.first_slot == 0})")
         return range(self.first_slot, self.first_slot + k)
 
     def extend_context(self, ctx: Context) -> int:

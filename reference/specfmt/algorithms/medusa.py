@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from specfmt.findings import Refused
 from specfmt.proposal import Context, Drafted, Picker, Sample, to_target
 from specfmt.verifier import Verifier
 
@@ -49,7 +50,7 @@ class Medusa:
         """Heads 0..k-1 on the state at position n-1; no head reads a drafted token.
         Spec: spec/algorithms/medusa.md#ALG-MEDUSA-5"""
         if k > self.num_heads:  # ALG-MEDUSA-2
-            raise ValueError(f"medusa cannot propose {k} tokens with {self.num_heads} heads")
+            raise Refused("refused.k_above_limit", f"medusa cannot propose {k} tokens with {self.num_heads} heads")
         g = ctx.normed[-1]  # the state whose logits chose the pending token x[n]
         ids, probs = [], []
         for j in range(k):

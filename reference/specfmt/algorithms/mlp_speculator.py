@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from specfmt import nn
+from specfmt.findings import Refused
 from specfmt.layout import expand
 from specfmt.proposal import Context, Drafted, Picker, Sample, to_target
 from specfmt.verifier import Verifier
@@ -74,7 +75,8 @@ class MlpSpeculator:
         """Stage 0 starts from the state at position n-1 and the pending token x[n]; each later stage
         conditions on the token chosen by the stage before. Spec: spec/algorithms/mlp_speculator.md#ALG-MLP-4"""
         if k > self.n_predict:  # ALG-MLP-1
-            raise ValueError(f"mlp_speculator cannot propose {k} tokens with n_predict {self.n_predict}")
+            raise Refused("refused.k_above_limit",
+                          f"mlp_speculator cannot propose {k} tokens with n_predict {self.n_predict}")
         s = self.initial_state(ctx.normed[-1])
         token = ctx.tokens[-1]
         ids, probs = [], []
