@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+BROKEN = REPO / "conformance" / "adapters" / "broken"
 sys.path.insert(0, str(REPO / "scripts"))
 
 import gen_coverage  # noqa: E402
@@ -95,3 +99,49 @@ def test_an_algorithm_rule_covers_a_case_of_its_algorithm_that_expects_the_code_
 def test_the_first_sentence_ends_at_a_period_outside_code_spans():
     text = "**CFG-4.** A strict checkpoint MUST declare `\"1.0\"` or `1.<minor>`. Under compat it MAY be absent."
     assert gen_coverage.first_sentence(text) == "A strict checkpoint MUST declare `\"1.0\"` or `1.<minor>`."
+
+
+def schema_cases(group: str, *tests: str) -> set[str]:
+    return {f"{group}/{t}" for t in tests}
+
+
+# Each broken adapter of a rule the coverage map found untested, and exactly the cases it must fail.
+MODEL_TYPE = ("model-type-absent", "model-type-unknown")
+MODEL_TYPE_RULES = ("alg-eagle-1", "alg-independent-1", "alg-mtp-1", "alg-dflash-4")
+EXACT = {
+    "model_type_eagle3_only": set().union(*(schema_cases(f"cfg.{r}.compat", *MODEL_TYPE)
+                                            | schema_cases(f"cfg.{r}.strict", "model-type-absent")
+                                            for r in MODEL_TYPE_RULES)),
+    "verifier_vocab_eagle3_only": {"cfg.alg-eagle-3.compat/verifier-vocab-size",
+                                   "cfg.alg-independent-2.compat/verifier-vocab-size"},
+    "independent_flattened_read": {"cfg.alg-independent-3.compat/flattened"},
+    "mlp_alias_accepted": {"cfg.alg-mlp-2.compat/mlp-alias"},
+    "format_version_exact": {"cfg.format-version.compat/later-minor"},
+    "eagle3_layout_lenient": {"ckpt.eagle3.lm-head-absent", "ckpt.eagle3.mask-hidden", "ckpt.eagle3.verifier-lm-head"},
+    "medusa_shapes_unchecked": {"ckpt.medusa.block-shape"},
+}
+
+
+def failing(name: str, tmp_path: Path) -> tuple[dict[str, str], list[dict]]:
+    subprocess.run([sys.executable, "-m", "specfmt_conformance.cli", "run", "--level", "schema", "--level",
+                    "checkpoint", "--adapter", f"{sys.executable} {BROKEN / f'{name}.py'}", "--report", str(tmp_path)],
+                   capture_output=True, timeout=300, cwd=REPO)
+    results = json.loads((tmp_path / "report.json").read_text())["results"]
+    return {r["id"]: r["status"] for r in results if r["status"] != "pass"}, results
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_a_broken_adapter_of_a_newly_covered_rule_fails_exactly_its_cases(name, tmp_path):
+    failed, _ = failing(name, tmp_path)
+    assert set(failed) == EXACT[name]
+    assert set(failed.values()) == {"fail"}
+
+
+def test_an_adapter_that_always_scans_values_fails_the_unscanned_case_and_only_unscanned_ones(tmp_path):
+    failed, results = failing("always_scans_values", tmp_path)
+    assert "ckpt.scan.not-asked" in failed
+    scanned = {c["id"] for c in json.loads((REPO / "conformance" / "manifest.json").read_text())["cases"]
+               if c["level"] == "checkpoint" and json.loads((REPO / "conformance" / c["path"] / "case.json")
+                                                            .read_text()).get("scan_values")}
+    assert not set(failed) & scanned
+    assert {r["level"] for r in results if r["id"] in failed} == {"checkpoint"}
