@@ -198,7 +198,8 @@ def coverage_page(root: Path) -> str:
            + (f", **{waiting}** pending a case" if waiting else "") + ".", "",
            "A case covers a rule when its `spec` list names the rule's anchor (every case also names the rule of each "
            "finding code it expects), or, for a rule of an algorithm page, when the case is of that algorithm and "
-           "expects a finding whose code and field the rule names. A violation of the rule then fails the case. "
+           "expects a finding whose code and field the rule names. A violation of the rule then fails the case. A "
+           "schema-level group names its rules once for all its tests, so each of its tests is listed under each. "
            f"The reasons are declared in `{REASONS}`; `make check` fails when a MUST-class rule has neither a case "
            "nor a reason.", ""]
     for file, members in by_file.items():
