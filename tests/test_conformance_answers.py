@@ -132,6 +132,9 @@ EXACT = {
     "index_findings_in_the_index": {"ckpt.index.mismatch-stored-twice", "ckpt.index.mismatch-unlisted"},
     "malformed_entry_not_stored": {"ckpt.index.listed-entry-malformed"},
     "unread_shard_is_empty": {"ckpt.index.listed-in-unread-shard"},
+    # item 4: the repeated key alone, the pointer SFT-2 gave before; item 7: no binding after a header finding
+    "duplicate_at_its_key": {"ckpt.header.duplicate-inside-entry"},
+    "binding_skipped_after_header_finding": {"ckpt.header.entry-malformed-binds-the-rest"},
 }
 
 
