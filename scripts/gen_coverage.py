@@ -150,16 +150,18 @@ def stale_pending(root: Path) -> list[str]:
 
 
 def first_sentence(text: str) -> str:
-    """The rule's first sentence, without its bold id or links; a period inside a code span does not end it, and
-    a code block does."""
+    """The rule's first sentence, without its bold id or links (a title of one or two words, such as "Dtype.",
+    takes the next sentence with it); a period inside a code span does not end a sentence, and a code block does."""
     paragraph = re.split(r"\n\n|\n```", text)[0]
     body = re.sub(r"^\*\*`?[^*`]+`?\.\*\*\s*", "", paragraph).replace("\n", " ")
     body = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", body)  # a link relative to the spec page
-    ticks = 0
+    ticks, start = 0, 0
     for i, ch in enumerate(body):
         ticks += ch == "`"
         if ch == "." and ticks % 2 == 0 and (i + 1 == len(body) or body[i + 1] == " "):
-            return body[:i + 1]
+            if len(body[start:i].split()) > 2:  # not a title of one or two words
+                return body[:i + 1]
+            start = i + 1
     return body
 
 

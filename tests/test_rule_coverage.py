@@ -145,3 +145,9 @@ def test_an_adapter_that_always_scans_values_fails_the_unscanned_case_and_only_u
                                                             .read_text()).get("scan_values")}
     assert not set(failed) & scanned
     assert {r["level"] for r in results if r["id"] in failed} == {"checkpoint"}
+
+
+def test_a_one_word_title_takes_the_next_sentence_with_it():
+    text = "**LAY-6.** Dtype. A stored tensor's dtype MUST belong to its class. More."
+    assert gen_coverage.first_sentence(text) == "Dtype. A stored tensor's dtype MUST belong to its class."
+
