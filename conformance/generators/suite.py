@@ -24,6 +24,7 @@ from conformance.generators import (
     num_head32,
     num_verify,
     numerics,
+    rules_more,
     schema_algorithms,
     schema_level,
     schema_rules,
@@ -65,6 +66,7 @@ NUMERICS_CASES = [
     num_head32.cases,  # propose and generate with head_dim 32 fixtures, which engines' CPU kernels run
     num_flags.cases,  # flag combinations, grouped-query attention, qwen2 and tied embeddings: verifier_forward, propose
     num_accept.cases,  # generate with drafts built to agree with a bigram verifier: acceptance counters that can fail
+    rules_more.cases,  # the n-gram page's worked examples (ALG-NGRAM-3), and the refusals of issue 23's coverage map
     lambda suite: num_verify.verify_cases(),  # verify_greedy, verify_sampling: no checkpoint
 ]
 
@@ -103,6 +105,7 @@ def write_suite(suite: Path, suite_version: str) -> dict:
     num_head32.write_fixtures(suite)
     num_flags.write_fixtures(suite)
     num_accept.write_fixtures(suite)
+    rules_more.write_fixtures(suite)
     cases += [numerics.write_numerics_case(case, suite) for generate in NUMERICS_CASES for case in generate(suite)]
     manifest = {"suite_version": suite_version, "format_version": VERSION, "cases": cases,
                 "files": {p.as_posix(): sha256(suite / p) for p in data_files(suite)}}
