@@ -140,7 +140,11 @@ def tolerances_page(root: Path) -> str:
         "Near ties are refused when the cases are generated, so an exact comparison of token ids is fair: every "
         "compared token has a top-2 logit margin of at least 1e-3 (`min_top2_margin`), and every supplied "
         "uniform of a rejection-sampling case lies at least 1e-3 from its acceptance threshold and from every "
-        "step of the CDF it draws from (`min_uniform_margin`). The report records `max_abs`, `max_rel`, "
+        "step of the CDF it draws from (`min_uniform_margin`). The exceptions sit on a "
+        "boundary on purpose and say which in their golden (`exact_boundary`: a tie of u * q and p, a uniform "
+        "of 0, a threshold between two float32 values): their values are exact in binary, so every "
+        "implementation computes the same comparison, and the boundary is the rule under test. The report "
+        "records `max_abs`, `max_rel`, "
         "`mismatch_count`, the first mismatching index and, for token ids, the first divergence, so a "
         "tolerance can be tightened on evidence.", ""])
 

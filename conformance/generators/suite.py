@@ -18,6 +18,7 @@ from conformance.generators import (
     ckpt_rules,
     ckpt_shards,
     ckpt_values,
+    mutants,
     num_accept,
     num_fixtures,
     num_flags,
@@ -68,6 +69,7 @@ NUMERICS_CASES = [
     num_accept.cases,  # generate with drafts built to agree with a bigram verifier: acceptance counters that can fail
     rules_more.cases,  # the n-gram page's worked examples (ALG-NGRAM-3), and the refusals of issue 23's coverage map
     lambda suite: num_verify.verify_cases(),  # verify_greedy, verify_sampling: no checkpoint
+    lambda suite: mutants.numerics_cases(),  # what mutants of the reference survived (make mutation): verification
 ]
 
 DATA_DIRS = ("cases", "fixtures")  # every file under these is listed in the manifest

@@ -21,7 +21,7 @@ from specfmt.generate import generate
 from specfmt.proposal import Context, Draft, Picker, Proposal, RecordingPicker
 from specfmt.runtime import load_draft
 from specfmt.safetensors_file import write_tensors
-from specfmt.verification import verify_greedy, verify_sampling
+from specfmt.verification import process_logits, verify_greedy, verify_sampling, verify_top_k
 from specfmt.verifier import Verifier
 
 PROTOCOL = 1
@@ -74,6 +74,14 @@ def run_verify_sampling(model: Model, params: dict, x: Tensors) -> Tensors:
     return verdict(verify_sampling(x["draft_tokens"], x["q"], x["p"], x["uniforms"], float(x["final_uniform"][0])))
 
 
+def run_verify_top_k(model: Model, params: dict, x: Tensors) -> Tensors:
+    return verdict(verify_top_k(x["draft_tokens"], x["target_logits"], params["accept_k"], params["accept_tolerance"]))
+
+
+def run_process_logits(model: Model, params: dict, x: Tensors) -> Tensors:
+    return {"probs": process_logits(x["logits"], params["temperature"], params["top_k"], params["top_p"])}
+
+
 def run_generate(model: Model, params: dict, x: Tensors) -> Tensors:
     result = generate(model.verifier, model.draft, x["prompt_ids"].tolist(), params["max_new_tokens"],
                       Proposal("greedy", params["k"]))
@@ -90,6 +98,8 @@ OPERATIONS: dict[str, Operation] = {
     "draft_forward": draft_forward,
     "verify_greedy": run_verify_greedy,
     "verify_sampling": run_verify_sampling,
+    "verify_top_k": run_verify_top_k,
+    "process_logits": run_process_logits,
     "generate": run_generate,
 }
 
