@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from specfmt import tree
 from specfmt.proposal import Context, Draft, Proposal
 from specfmt.verifier import Verifier
 
@@ -54,13 +55,15 @@ class Generation:
 @torch.inference_mode()
 def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_tokens: int, proposal: Proposal,
              seed: int = 0, eos_token_id: int | None = None,
-             progress: Callable[[int], None] | None = None) -> Generation:
+             progress: Callable[[int], None] | None = None,
+             shape: tree.StaticTree | tree.DynamicTree | None = None) -> Generation:
     """Decode up to `max_new_tokens` tokens after `prompt_ids`, K = proposal.speculative_tokens per step.
 
     Each step: the draft proposes K tokens; the verifier runs the pending token and the K drafts in
     one pass; the proposal method accepts a prefix and picks the next token; the verifier's cache is
-    rolled back to the committed length. `progress`, when given, receives the new-token count after each
-    step. Spec: spec/verification.md#VRF-6
+    rolled back to the committed length. With a tree `shape` the draft proposes a tree instead, verified by
+    the tree rules with the proposal's kind (spec/trees.md). `progress`, when given, receives the new-token
+    count after each step. Spec: spec/verification.md#VRF-6
     """
     generator = torch.Generator().manual_seed(seed)
     verifier.pack()
@@ -69,22 +72,33 @@ def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_to
     out = verifier.forward(torch.tensor(prompt_ids), draft.aux_ids)
     ctx = Context(list(prompt_ids), out.aux, out.last, out.normed)
     ctx.tokens.append(proposal.next_token(out.logits[-1], generator))
-    stats = Stats(proposal.speculative_tokens)
+    stats = Stats(proposal.speculative_tokens if shape is None else shape.depth)
     while len(ctx.tokens) - len(prompt_ids) < max_new_tokens and ctx.tokens[-1] != eos_token_id:
-        drafted = draft.propose(ctx, proposal.speculative_tokens, proposal.picker(generator))
-        out = verifier.forward(torch.cat([torch.tensor(ctx.tokens[-1:]), drafted.tokens.cpu()]), draft.aux_ids)
-        verdict = proposal.verify(drafted, out.logits, generator)
-        n = verdict.accepted
-        verifier.truncate(len(ctx.tokens) + n)  # keep the pending token and the n accepted drafts
-        ctx.commit(out, n + 1, drafted.tokens[:n].tolist() + [verdict.next_token])
+        if shape is None:
+            n, drafted = chain_step(verifier, draft, ctx, proposal, generator)
+        else:
+            n, drafted = tree.step(verifier, draft, ctx, proposal, generator, shape)
         stats.accepted.append(n)
-        stats.drafted.append(drafted.tokens.numel())
+        stats.drafted.append(drafted)
         if progress is not None:
             progress(len(ctx.tokens) - len(prompt_ids))
     new = ctx.tokens[len(prompt_ids):]
     if eos_token_id in new:
         new = new[:new.index(eos_token_id) + 1]
     return Generation(new[:max_new_tokens], stats)
+
+
+def chain_step(verifier: Verifier, draft: Draft, ctx: Context, proposal: Proposal,
+               generator: torch.Generator) -> tuple[int, int]:
+    """One chain step of VRF-6: propose K tokens, score them in one pass, verify, roll the cache back and commit;
+    (accepted, tokens drafted). Spec: spec/verification.md#VRF-6"""
+    drafted = draft.propose(ctx, proposal.speculative_tokens, proposal.picker(generator))
+    out = verifier.forward(torch.cat([torch.tensor(ctx.tokens[-1:]), drafted.tokens.cpu()]), draft.aux_ids)
+    verdict = proposal.verify(drafted, out.logits, generator)
+    n = verdict.accepted
+    verifier.truncate(len(ctx.tokens) + n)  # keep the pending token and the n accepted drafts
+    ctx.commit(out, n + 1, drafted.tokens[:n].tolist() + [verdict.next_token])
+    return n, drafted.tokens.numel()
 
 
 @torch.inference_mode()

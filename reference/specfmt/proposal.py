@@ -195,6 +195,15 @@ def propose_recurrent(draft: RecurrentDraft, features, ctx: Context, k: int, pic
     """Catch-up rows over the newly verified positions, then the chain of k proposals (EAGLE-3, EAGLE,
     MTP); `features(positions)` is the state each catch-up row starts from.
     Spec: spec/verification.md#VRF-6"""
+    logits, state = catch_up(draft, features, ctx)
+    return draft_chain(draft.forward_rows, pick, logits, state, len(ctx.tokens) - 1, k, draft.targets,
+                       draft.vocab_size)
+
+
+def catch_up(draft: RecurrentDraft, features, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forget the speculative rows of the last proposal and run the draft's rows over the newly verified
+    positions, up to row n-1 (which reads the pending token); their (logits, fed-back states). The draft's
+    caches then hold rows 0..n-1. Spec: spec/verification.md#VRF-6"""
     n = len(ctx.tokens) - 1  # positions the verifier has run
     # Row n-1 is always recomputed: its logits give the first proposal.
     draft.verified_rows = min(draft.verified_rows, n - 1)
@@ -205,7 +214,7 @@ def propose_recurrent(draft: RecurrentDraft, features, ctx: Context, k: int, pic
     new = new.to(state.device)
     logits, state = draft.forward_rows(torch.tensor(ctx.tokens, device=state.device)[new + 1], state, new)
     draft.verified_rows = n  # row t reads x[t+1]; rows 0..n-1 now rest on verified states
-    return draft_chain(draft.forward_rows, pick, logits, state, n, k, draft.targets, draft.vocab_size)
+    return logits, state
 
 
 class RecordingPicker(Picker):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from specfmt import nn
 from specfmt.proposal import Context, Drafted, Picker, propose_recurrent
+from specfmt.tree import RecurrentExpander
 from specfmt.verifier import Verifier
 
 
@@ -63,7 +64,15 @@ class Eagle:
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Catch-up rows over new verified states, then k - 1 speculative rows.
         Spec: spec/algorithms/eagle.md#ALG-EAGLE-6"""
-        return propose_recurrent(self, lambda positions: ctx.normed[positions.to(ctx.normed.device)], ctx, k, pick)
+        return propose_recurrent(self, self.features(ctx), ctx, k, pick)
+
+    def features(self, ctx: Context):
+        """The state each catch-up row starts from: the verifier's final-normed state at `positions`."""
+        return lambda positions: ctx.normed[positions.to(ctx.normed.device)]
+
+    def branch(self, ctx: Context, depth: int) -> RecurrentExpander:
+        """Catch-up rows, then a row per expanded node. Spec: spec/trees.md#TRE-5"""
+        return RecurrentExpander(self, self.features(ctx), ctx)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Eagle:

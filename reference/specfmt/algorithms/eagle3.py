@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from specfmt import expr, nn
 from specfmt.proposal import Context, Drafted, Picker, Sample, propose_recurrent
 from specfmt.schemas import load
+from specfmt.tree import RecurrentExpander
 from specfmt.verifier import Verifier
 
 AUX_IDS = load("config.schema.json")["$defs"]["eagle3_fields"]["properties"]["eagle_aux_hidden_state_layer_ids"]
@@ -101,12 +102,17 @@ class Eagle3:
         """Start a new sequence: the next propose rebuilds every cached row."""
         self.verified_rows = 0
 
+    def features(self, ctx: Context):
+        """The state each catch-up row starts from: fc over the verified aux states at `positions`."""
+        return lambda positions: self.combine(ctx.aux[positions.to(ctx.aux.device)])
+
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Catch-up rows from verified aux states, then k - 1 speculative rows. Spec: spec/algorithms/eagle3.md"""
-        def features(positions: torch.Tensor) -> torch.Tensor:
-            return self.combine(ctx.aux[positions.to(ctx.aux.device)])
+        return propose_recurrent(self, self.features(ctx), ctx, k, pick)
 
-        return propose_recurrent(self, features, ctx, k, pick)
+    def branch(self, ctx: Context, depth: int) -> RecurrentExpander:
+        """Catch-up rows, then a row per expanded node. Spec: spec/trees.md#TRE-5"""
+        return RecurrentExpander(self, self.features(ctx), ctx)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Eagle3:

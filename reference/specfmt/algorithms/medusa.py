@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from specfmt.findings import Refused
 from specfmt.proposal import Context, Drafted, Picker, Sample, to_target
+from specfmt.tree import DepthExpander
 from specfmt.verifier import Verifier
 
 
@@ -58,6 +59,12 @@ class Medusa:
             ids.append(draft_id)
             probs.append(q)
         return to_target(ids, probs, None, self.verifier.vocab_size)
+
+    def branch(self, ctx: Context, depth: int) -> DepthExpander:
+        """Every node at depth d draws its children from head d, whatever its tokens. Spec: spec/trees.md#TRE-5"""
+        if depth > self.num_heads:  # ALG-MEDUSA-2
+            raise Refused("refused.k_above_limit", f"medusa cannot draft depth {depth} with {self.num_heads} heads")
+        return DepthExpander(torch.stack([self.head(j, ctx.normed[-1]) for j in range(depth)]))  # [D, V]
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Medusa:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from specfmt import nn
 from specfmt.proposal import Context, Drafted, Picker, propose_recurrent
 from specfmt.schemas import LAYER_FAMILIES
+from specfmt.tree import RecurrentExpander
 from specfmt.verifier import Verifier
 
 
@@ -59,8 +60,17 @@ class Mtp:
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """Catch-up rows over new verified states, then k - 1 speculative rows.
         Spec: spec/algorithms/mtp.md#ALG-MTP-5"""
+        return propose_recurrent(self, self.features(ctx), ctx, k, pick)
+
+    def features(self, ctx: Context):
+        """The state each catch-up row starts from: the verifier's state at `positions`, before or after its final
+        norm (ALG-MTP-5)."""
         states = ctx.normed if self.post_norm else ctx.last
-        return propose_recurrent(self, lambda positions: states[positions.to(states.device)], ctx, k, pick)
+        return lambda positions: states[positions.to(states.device)]
+
+    def branch(self, ctx: Context, depth: int) -> RecurrentExpander:
+        """Catch-up rows, then a row per expanded node. Spec: spec/trees.md#TRE-5"""
+        return RecurrentExpander(self, self.features(ctx), ctx)
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> Mtp:

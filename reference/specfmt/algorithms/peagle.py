@@ -11,6 +11,7 @@ import torch
 
 from specfmt.algorithms import eagle3
 from specfmt.proposal import Context, Drafted, Picker, to_target
+from specfmt.tree import DepthExpander
 from specfmt.verifier import Verifier
 
 
@@ -48,6 +49,19 @@ class PEagle:
     def propose(self, ctx: Context, k: int, pick: Picker) -> Drafted:
         """All k proposals from one pass: new context rows, then k-1 depth rows.
         Spec: spec/algorithms/peagle.md#ALG-PEAGLE-4"""
+        ids, probs = [], []
+        for row in self.depth_logits(ctx, k):  # row n-1 (depth 0) predicts position n+1, depth row s position n+s+1
+            draft_id, q = pick(row)  # no row reads an earlier pick (ALG-PEAGLE-6)
+            ids.append(draft_id)
+            probs.append(q)
+        return to_target(ids, probs, self.targets, self.eagle.vocab_size)
+
+    def branch(self, ctx: Context, depth: int) -> DepthExpander:
+        """Every node at depth d draws its children from depth row d, whatever its tokens. Spec: spec/trees.md#TRE-5"""
+        return DepthExpander(self.depth_logits(ctx, depth))
+
+    def depth_logits(self, ctx: Context, k: int) -> torch.Tensor:
+        """The logits of depth 0..k-1 [k, V_d] from one pass over the new context rows and k-1 depth rows."""
         eagle, n = self.eagle, len(ctx.tokens) - 1  # n: positions the verifier has run
         eagle.verified_rows = min(eagle.verified_rows, n - 1)  # row n-1 (depth 0) is in every pass: it is read
         for cache in eagle.caches:
@@ -56,12 +70,7 @@ class PEagle:
         tokens = torch.tensor(ctx.tokens, device=self.device)
         logits = self.forward_pass(tokens[new + 1], ctx.aux[new], eagle.verified_rows, k)
         eagle.verified_rows = n  # only the context rows are verified; the depth rows go at the next truncate
-        ids, probs = [], []
-        for row in logits:  # row n-1 (depth 0) predicts position n+1, depth row s position n+s+1
-            draft_id, q = pick(row)  # no row reads an earlier pick (ALG-PEAGLE-6)
-            ids.append(draft_id)
-            probs.append(q)
-        return to_target(ids, probs, self.targets, self.eagle.vocab_size)
+        return logits
 
 
 def build(config: dict, w: dict, verifier: Verifier) -> PEagle:

@@ -1,0 +1,371 @@
+"""Tree proposals and tree verification: a tree's shape, its expansion from the draft's per-node distributions,
+the verifier's mask and positions, greedy and sampling verification, and the tree step of generate.
+
+The shape, selection and verification functions are pure: every random draw comes in as a uniform.
+Notation: node 0 is the root (the pending token), nodes 1..N the drafts in node order, p the target
+distribution and q the draft's.
+Spec: spec/trees.md
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from specfmt.findings import Refused
+from specfmt.nn import KVCache
+from specfmt.proposal import Context, Picker, Proposal, catch_up
+from specfmt.verification import process_logits, sample
+from specfmt.verifier import Output, Verifier
+
+Path = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StaticTree:
+    """A static tree: element j of a path is the rank of its node among the draws of its parent at depth j.
+    Spec: spec/trees.md#TRE-1"""
+
+    paths: tuple[Path, ...]
+
+    @property
+    def depth(self) -> int:
+        return max(len(path) for path in self.paths)
+
+
+@dataclass(frozen=True)
+class DynamicTree:
+    """EAGLE-2's dynamic tree: expansion_factor draws per expanded node, depth levels, speculative_tokens nodes
+    kept. Spec: spec/trees.md#TRE-4"""
+
+    speculative_tokens: int
+    expansion_factor: int
+    depth: int
+
+
+def full_tree(initial_branching_factor: int, branching_factor: int, depth: int) -> StaticTree:
+    """The paths of a v1.0 static_tree method: every node of level 1..depth, initial_branching_factor children
+    at the root, branching_factor below. Spec: spec/trees.md#TRE-3"""
+    level: list[Path] = [(r,) for r in range(initial_branching_factor)]
+    paths = list(level)
+    for _ in range(depth - 1):
+        level = [path + (r,) for path in level for r in range(branching_factor)]
+        paths += level
+    return StaticTree(tuple(paths))
+
+
+def path_problems(paths) -> list[str]:
+    """Why a list of paths is no tree (empty when it is one). Spec: spec/trees.md#TRE-2"""
+    if not isinstance(paths, (list, tuple)) or not paths:
+        return ["a static tree needs at least one path"]
+    problems, seen = [], set()
+    for path in paths:
+        if not isinstance(path, (list, tuple)) or not path or \
+                not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in path):
+            problems.append(f"path {path!r} is not a non-empty list of ranks >= 0")
+            continue
+        if tuple(path) in seen:
+            problems.append(f"path {list(path)} is listed twice")
+        seen.add(tuple(path))
+    for path in sorted(seen, key=node_order):
+        if len(path) > 1 and path[:-1] not in seen:
+            problems.append(f"path {list(path)} has no parent path {list(path[:-1])}")
+        if path[-1] > 0 and path[:-1] + (path[-1] - 1,) not in seen:
+            problems.append(f"path {list(path)} has no earlier sibling {list(path[:-1] + (path[-1] - 1,))}")
+    return problems
+
+
+def node_order(path: Path) -> tuple[int, Path]:
+    """The sort key of node order: shorter paths first, then lexicographic. Spec: spec/trees.md#TRE-2"""
+    return len(path), tuple(path)
+
+
+@dataclass
+class Tree:
+    """The root (the pending token) and the draft nodes in node order: parents[c] < c, parents[0] = -1."""
+
+    parents: list[int]
+    tokens: list[int]  # verifier ids; tokens[0] is the pending token
+    q: torch.Tensor | None = None  # [N+1, V]: row u, the distribution u's children were drawn from; None: greedy
+
+    @property
+    def depths(self) -> list[int]:
+        out = [0]
+        for c in range(1, len(self.parents)):
+            out.append(out[self.parents[c]] + 1)
+        return out
+
+    def children(self, u: int) -> list[int]:
+        return [c for c in range(u + 1, len(self.parents)) if self.parents[c] == u]
+
+
+def attention(tree: Tree, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The verifier's positions [N+1] and mask [N+1, n+N+1] for the tree after n cached positions: node i sits at
+    n + depth(i) and attends to every cached position, to its ancestors and to itself. Spec: spec/trees.md#TRE-6"""
+    size = len(tree.parents)
+    mask = torch.zeros(size, n + size, dtype=torch.bool)
+    mask[:, :n] = True
+    for i in range(size):
+        a = i
+        while a >= 0:
+            mask[i, n + a] = True
+            a = tree.parents[a]
+    return n + torch.tensor(tree.depths), mask
+
+
+@dataclass(frozen=True)
+class TreeVerdict:
+    """The accepted path from the root (path[0] = 0), then the next token (a correction or the bonus)."""
+
+    path: list[int]
+    next_token: int
+
+    @property
+    def accepted(self) -> int:
+        return len(self.path) - 1
+
+
+def verify_tree_greedy(tree: Tree, target_logits: torch.Tensor) -> TreeVerdict:
+    """Walk from the root to the child holding the verifier's argmax (ties to the lowest id) while there is one.
+    target_logits: [N+1, V]. Spec: spec/trees.md#TRE-7"""
+    best = target_logits.argmax(-1).tolist()  # [N+1]
+    path = [0]
+    while True:
+        child = next((c for c in tree.children(path[-1]) if tree.tokens[c] == best[path[-1]]), None)
+        if child is None:
+            return TreeVerdict(path, best[path[-1]])
+        path.append(child)
+
+
+def verify_tree_sampling(tree: Tree, p: torch.Tensor, uniforms: torch.Tensor, final_uniform: float) -> TreeVerdict:
+    """Recursive rejection sampling over each accepted node's children, drawn without replacement: a rejected
+    child's residual becomes the target and its token leaves q. p: [N+1, V]; tree.q: [N+1, V]; uniforms: [N],
+    uniforms[c-1] for node c. Spec: spec/trees.md#TRE-8"""
+    path = [0]
+    while True:
+        u = path[-1]
+        target, drafted = p[u].double(), tree.q[u].double()
+        residual = target
+        for c in tree.children(u):
+            x = tree.tokens[c]
+            if float(uniforms[c - 1]) * float(drafted[x]) < float(target[x]):
+                path.append(c)
+                break
+            residual = torch.clamp(target - drafted, min=0)
+            if float(residual.sum()) == 0:
+                residual = target
+            target = residual / residual.sum()
+            drafted = drafted.clone()
+            drafted[x] = 0
+            if float(drafted.sum()) > 0:
+                drafted = drafted / drafted.sum()
+        else:
+            return TreeVerdict(path, sample(residual, final_uniform))
+
+
+def draw(logits: torch.Tensor, m: int, pick: Picker) -> tuple[list[int], list[float], torch.Tensor | None]:
+    """At most m children of a node from its draft logits [V_d]: their draft ids, log q of each in float64, and q
+    (None when greedy). Greedy: the m highest logits, ties to the lower id; sampling: m draws without replacement
+    from q (VRF-1), the j-th one sample(q with the earlier draws set to 0, u_j). Spec: spec/trees.md#TRE-3"""
+    if pick.temperature == 0:
+        ids = torch.sort(logits, descending=True, stable=True).indices[:m]
+        log_q = torch.log_softmax(logits.double(), -1)[ids]
+        return ids.tolist(), log_q.tolist(), None
+    q = process_logits(logits, pick.temperature, pick.top_k, pick.top_p)
+    left, ids = q.double().clone(), []
+    while len(ids) < m and float(left.sum()) > 0:
+        ids.append(sample(left, float(torch.rand((), generator=pick.generator))))
+        left[ids[-1]] = 0
+    return ids, torch.log(q.double()[ids]).tolist(), q
+
+
+@dataclass
+class Candidates:
+    """Every drafted node in generation order, the root first (index 0)."""
+
+    parents: list[int]
+    draft_ids: list[int]
+    tokens: list[int]  # verifier ids
+    scores: list[float]  # cumulative log q, float64
+    paths: list[Path]
+    q: dict[int, torch.Tensor] = field(default_factory=dict)  # the draft distribution of each expanded node
+
+    def depth(self, i: int) -> int:
+        return len(self.paths[i])
+
+
+Expander = Callable[[Candidates, list[int]], torch.Tensor]  # (candidates, nodes) -> logits [len(nodes), V_d]
+
+
+def ranked(c: Candidates, nodes) -> list[int]:
+    """Nodes by score, highest first; equal scores: the lower draft id, then the earlier node. TRE-4"""
+    return sorted(nodes, key=lambda i: (-c.scores[i], c.draft_ids[i], i))
+
+
+def expand(expander: Expander, shape: StaticTree | DynamicTree, pick: Picker,
+           targets: torch.Tensor | None) -> Candidates:
+    """Draft level by level: the nodes to expand get their logits from `expander`, and children by `draw`.
+    Static: every node whose path has children; dynamic: the expansion_factor best nodes of the level.
+    Spec: spec/trees.md#TRE-3, spec/trees.md#TRE-4"""
+    c = Candidates([-1], [-1], [-1], [0.0], [()])
+    wanted = {} if isinstance(shape, DynamicTree) else _widths(shape)
+    level = [0]
+    for _ in range(shape.depth):
+        if isinstance(shape, DynamicTree):
+            nodes = level if level == [0] else ranked(c, level)[:shape.expansion_factor]
+        else:
+            nodes = [i for i in level if wanted.get(c.paths[i], 0) > 0]
+        if not nodes:
+            break
+        level = []
+        for u, logits in zip(nodes, expander(c, nodes), strict=True):
+            m = shape.expansion_factor if isinstance(shape, DynamicTree) else wanted[c.paths[u]]
+            ids, log_q, q = draw(logits, m, pick)
+            if q is not None:
+                c.q[u] = q
+            for rank, (x, lq) in enumerate(zip(ids, log_q, strict=True)):
+                c.parents.append(u)
+                c.draft_ids.append(x)
+                c.tokens.append(x if targets is None else int(targets[x]))
+                c.scores.append(c.scores[u] + lq)
+                c.paths.append(c.paths[u] + (rank,))
+                level.append(len(c.parents) - 1)
+    return c
+
+
+def _widths(shape: StaticTree) -> dict[Path, int]:
+    """How many children each path has (the root is the empty path)."""
+    out: dict[Path, int] = {}
+    for path in shape.paths:
+        out[tuple(path[:-1])] = out.get(tuple(path[:-1]), 0) + 1
+    return out
+
+
+def keep_best(parents: list[int], order: list[int], size: int) -> list[int]:
+    """The `size` nodes a dynamic tree keeps, in generation order: repeatedly the first node of `order` whose parent
+    is kept (the root always is) and whose earlier siblings are kept. Spec: spec/trees.md#TRE-4"""
+    kept, last_child, earlier = {0}, {}, {}
+    for i in range(1, len(parents)):
+        earlier[i], last_child[parents[i]] = last_child.get(parents[i], 0), i  # 0: no earlier sibling
+    chosen: list[int] = []
+    while len(chosen) < size:
+        i = next((i for i in order if i not in kept and parents[i] in kept and earlier[i] in kept), None)
+        if i is None:
+            break
+        kept.add(i)
+        chosen.append(i)
+    return sorted(chosen)
+
+
+def select(c: Candidates, shape: StaticTree | DynamicTree, vocab_size: int,
+           targets: torch.Tensor | None) -> Tree:
+    """The tree of the kept candidates in node order (a static tree keeps them all), with q over the verifier
+    vocabulary when the draws were sampled. Spec: spec/trees.md#TRE-2, spec/trees.md#TRE-4"""
+    if isinstance(shape, DynamicTree):
+        kept = [0] + keep_best(c.parents, ranked(c, range(1, len(c.parents))), shape.speculative_tokens)
+    else:
+        kept = [0] + sorted(range(1, len(c.parents)), key=lambda i: node_order(c.paths[i]))
+    index = {old: new for new, old in enumerate(kept)}
+    tree = Tree([-1] + [index[c.parents[i]] for i in kept[1:]], [c.tokens[i] for i in kept])
+    if c.q:
+        some = next(iter(c.q.values()))
+        tree.q = torch.zeros(len(kept), vocab_size, dtype=some.dtype, device=some.device)  # [N+1, V]
+        for old, row in c.q.items():
+            if old in index:
+                at = index[old]
+                if targets is None:
+                    tree.q[at] = row
+                else:
+                    tree.q[at, targets.to(row.device)] = row  # [V_d] -> [V]
+    return tree
+
+
+class RecurrentExpander:
+    """The per-node distributions of a state-recurrent draft (EAGLE-3, EAGLE, MTP): the root's from the catch-up
+    row n-1; a node at depth d is a row at position n-1+d that reads its token and its parent's fed-back state
+    and attends to rows 0..n-1, its ancestors' rows and itself. Spec: spec/trees.md#TRE-5"""
+
+    def __init__(self, draft, features, ctx: Context):
+        self.draft, self.n = draft, len(ctx.tokens) - 1
+        logits, state = catch_up(draft, features, ctx)
+        self.out = {0: (logits[-1], state[-1])}  # node -> (its logits, the state its children read)
+        self.columns: dict[int, int] = {}  # node -> its row in the draft's caches
+
+    def __call__(self, c: Candidates, nodes: list[int]) -> torch.Tensor:
+        if nodes == [0]:
+            return self.out[0][0][None]  # [1, V_d]
+        state = self.out[0][1]
+        device, past = state.device, len(self.draft.caches[0])
+        mask = torch.zeros(len(nodes), past + len(nodes), dtype=torch.bool)
+        mask[:, :self.n] = True
+        for row, u in enumerate(nodes):
+            self.columns[u] = past + row
+            a = u
+            while a > 0:
+                mask[row, self.columns[a]] = True
+                a = c.parents[a]
+        logits, fed = self.draft.forward_rows(
+            torch.tensor([c.tokens[u] for u in nodes], device=device),
+            torch.stack([self.out[c.parents[u]][1] for u in nodes]),  # [F, H]
+            torch.tensor([self.n - 1 + c.depth(u) for u in nodes], device=device), mask.to(device))
+        for row, u in enumerate(nodes):
+            self.out[u] = (logits[row], fed[row])
+        return logits
+
+
+class DepthExpander:
+    """A draft whose distribution at depth d is one for every node (Medusa's heads, P-EAGLE's depth rows): the
+    children of a node at depth d take row d of `logits` [D, V_d]. Spec: spec/trees.md#TRE-5"""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    def __call__(self, c: Candidates, nodes: list[int]) -> torch.Tensor:
+        return self.logits[[c.depth(u) for u in nodes]]  # [F, V_d]
+
+
+def propose(draft, ctx: Context, shape: StaticTree | DynamicTree, pick: Picker, vocab_size: int) -> Tree:
+    """A draft's tree after ctx.tokens: the draft's own expander, drawn as TRE-3 / TRE-4 say.
+    Spec: spec/trees.md#TRE-5"""
+    if not hasattr(draft, "branch"):
+        raise Refused("refused.tree", f"{type(draft).__name__} drafts cannot branch (spec/trees.md#TRE-5)")
+    targets = draft.targets
+    candidates = expand(draft.branch(ctx, shape.depth), shape, pick, targets)
+    candidates.tokens[0] = ctx.tokens[-1]
+    return select(candidates, shape, vocab_size, targets)
+
+
+def keep_path(caches: list[KVCache], n: int, path: list[int]) -> None:
+    """Keep, after the n positions before the tree, only the rows of the accepted path (its nodes move to
+    positions n..n+len(path)-1). Spec: spec/trees.md#TRE-9"""
+    rows = n + torch.tensor(path)
+    for cache in caches:
+        cache.k[..., n:n + len(path), :] = cache.k[..., rows.to(cache.k.device), :]
+        cache.v[..., n:n + len(path), :] = cache.v[..., rows.to(cache.v.device), :]
+        cache.truncate(n + len(path))
+
+
+def step(verifier: Verifier, draft, ctx: Context, proposal: Proposal, generator: torch.Generator,
+         shape: StaticTree | DynamicTree) -> tuple[int, int]:
+    """One tree step of VRF-6: propose a tree, score the root and every node in one verifier pass, verify,
+    keep the accepted path in the verifier's cache and commit it; (accepted, nodes drafted).
+    Spec: spec/trees.md#TRE-9"""
+    if proposal.kind == "greedy" and proposal.verifier_accept_k != 1:
+        raise Refused("refused.tree", "tree verification with verifier_accept_k > 1 is not defined")
+    n, device = len(ctx.tokens) - 1, verifier.device
+    tree = propose(draft, ctx, shape, proposal.picker(generator), verifier.vocab_size)
+    positions, mask = attention(tree, n)
+    out = verifier.forward(torch.tensor(tree.tokens), draft.aux_ids, positions.to(device), mask.to(device))
+    if proposal.kind == "greedy":
+        verdict = verify_tree_greedy(tree, out.logits)
+    else:
+        p = process_logits(out.logits, proposal.temperature, proposal.top_k, proposal.top_p)
+        uniforms = torch.rand(len(tree.tokens), generator=generator, dtype=torch.float64)
+        verdict = verify_tree_sampling(tree, p, uniforms[:-1], float(uniforms[-1]))
+    keep_path(verifier.caches, n, verdict.path)
+    rows = torch.tensor(verdict.path, device=out.logits.device)
+    ctx.commit(Output(out.logits[rows], out.aux[rows], out.last[rows], out.normed[rows]), len(rows),
+               [tree.tokens[c] for c in verdict.path[1:]] + [verdict.next_token])
+    return verdict.accepted, len(tree.tokens) - 1
