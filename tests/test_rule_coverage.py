@@ -119,6 +119,9 @@ EXACT = {
     "format_version_exact": {"cfg.format-version.compat/later-minor"},
     "eagle3_layout_lenient": {"ckpt.eagle3.lm-head-absent", "ckpt.eagle3.mask-hidden", "ckpt.eagle3.verifier-lm-head"},
     "medusa_shapes_unchecked": {"ckpt.medusa.block-shape"},
+    "presence_eagle3_only": {"ckpt.layout.forbidden", "ckpt.eagle.fusion-bias-without-flag", "ckpt.eagle.embed-tokens",
+                             "ckpt.independent.tied-lm-head", "ckpt.mtp.embed-tokens", "ckpt.peagle.mask-hidden-absent",
+                             "ckpt.medusa.lm-head", "ckpt.mlp-speculator.fms-prefix", "ckpt.ngram.stray-tensor"},
 }
 
 

@@ -4,22 +4,61 @@ the generic codes), and GEN-5's value checks left out when values are not scanne
 
 from __future__ import annotations
 
-from conformance.generators.ckpt import CheckpointCase
-from conformance.generators.ckpt_layout import EAGLE3, TINY, H, V, _sparse, _swap
+from conformance.generators import variants
+from conformance.generators.ckpt import CheckpointCase, in_bfloat16
+from conformance.generators.ckpt_layout import EAGLE3, TINY, H, V, _eagle3_two_layers, _sparse, _swap
 from conformance.generators.ckpt_values import NAN_SENTINELS, _fill, _written
 
 EAGLE3_PAGE, MEDUSA_PAGE = "spec/algorithms/eagle3.md", "spec/algorithms/medusa.md"
+EAGLE_PAGE = "spec/algorithms/eagle.md"
+
+
+def _of(variant: str) -> dict:
+    return in_bfloat16(variants.config_of(variant))
+
+
+def _added(name: str, shape: list[int], dtype: str = "BF16"):
+    return lambda e: e + [(name, dtype, shape)]
+
+
+def _without(name: str):
+    return lambda e: [r for r in e if r[0] != name]
+
+
 # (case id, description, profile, config, edit of the layout's entries, targeted code or None, extra anchors)
 CASES = [
     ("ckpt.eagle3.lm-head-absent", "eagle3 without lm_head.weight, which is required in both profiles", "compat",
-     EAGLE3, lambda e: [r for r in e if r[0] != "lm_head.weight"], "layout.missing", (f"{EAGLE3_PAGE}#ALG-EAGLE3-9",)),
+     EAGLE3, _without("lm_head.weight"), "layout.missing", (f"{EAGLE3_PAGE}#ALG-EAGLE3-9",)),
     ("ckpt.eagle3.embed-tokens-absent", "eagle3 without embed_tokens.weight, which is optional (valid)", "strict",
-     EAGLE3, lambda e: [r for r in e if r[0] != "embed_tokens.weight"], None, (f"{EAGLE3_PAGE}#ALG-EAGLE3-9",)),
+     EAGLE3, _without("embed_tokens.weight"), None, (f"{EAGLE3_PAGE}#ALG-EAGLE3-9",)),
     ("ckpt.eagle3.mask-hidden", "eagle3 storing peagle's mask_hidden, a name outside its layout", "compat", EAGLE3,
      lambda e: e + [("mask_hidden", "BF16", [H])], "layout.unexpected", (f"{EAGLE3_PAGE}#ALG-EAGLE3-10",)),
     ("ckpt.eagle3.verifier-lm-head", "eagle3 storing the training-only verifier_lm_head.weight, a name the layout "
      "lists as forbidden", "compat", EAGLE3, lambda e: e + [("verifier_lm_head.weight", "BF16", [V, H])],
      "hazard.stray_verifier_tensor", (f"{EAGLE3_PAGE}#ALG-EAGLE3-10", "spec/layout.md#LAY-1")),
+    # the other direction of the presence rules the clean checkpoints test (page_rules.PRESENCE): a tensor the rule
+    # refuses, or one it requires left out
+    ("ckpt.eagle.fusion-bias-without-flag", "eagle storing fusion_fc.bias while fusion_bias is false", "compat",
+     _of("eagle"), _added("fusion_fc.bias", [H]), "layout.forbidden", (f"{EAGLE_PAGE}#ALG-EAGLE-4",)),
+    ("ckpt.eagle.embed-tokens", "eagle storing embed_tokens.weight, which it takes from the verifier", "compat",
+     _of("eagle"), _added("embed_tokens.weight", [V, H]), "layout.unexpected", (f"{EAGLE_PAGE}#ALG-EAGLE-5",)),
+    ("ckpt.independent.tied-lm-head", "a tied independent draft storing lm_head.weight", "compat",
+     _of("independent_qwen2_tied"), _added("lm_head.weight", [V, H]), "layout.forbidden",
+     ("spec/algorithms/independent.md#ALG-INDEPENDENT-4",)),
+    ("ckpt.mtp.embed-tokens", "mtp storing embed_tokens.weight, which it takes from the verifier", "compat",
+     _of("mtp"), _added("embed_tokens.weight", [V, H]), "layout.unexpected", ("spec/algorithms/mtp.md#ALG-MTP-3",)),
+    ("ckpt.peagle.mask-hidden-absent", "peagle without mask_hidden", "compat", _of("peagle"), _without("mask_hidden"),
+     "layout.missing", ("spec/algorithms/peagle.md#ALG-PEAGLE-3",)),
+    ("ckpt.medusa.lm-head", "medusa storing lm_head.weight, a name outside its layout", "compat", _of("medusa"),
+     _added("lm_head.weight", [V, H]), "layout.unexpected", (f"{MEDUSA_PAGE}#ALG-MEDUSA-3",)),
+    ("ckpt.mlp-speculator.fms-prefix", "mlp_speculator with the speculator. prefix of the fms wrapper on every name",
+     "compat", _of("mlp_speculator"), lambda e: [("speculator." + n, d, s) for n, d, s in e], "layout.unexpected",
+     ("spec/algorithms/mlp_speculator.md#ALG-MLP-3",)),
+    ("ckpt.ngram.stray-tensor", "ngram with a weights file that stores a tensor", "compat", variants.config_of("ngram"),
+     _added("extra.weight", [4], "F32"), "layout.unexpected", ("spec/algorithms/ngram.md#ALG-NGRAM-2",)),
+    ("ckpt.eagle3.partial-layer", "eagle3 with two layers whose layer 1 lacks one tensor: layout.missing, not "
+     "hazard.layers_missing", "compat", _eagle3_two_layers(), _without("layers.1.mlp.up_proj.weight"),
+     "layout.missing", (f"{EAGLE3_PAGE}#ALG-EAGLE3-7",)),
     ("ckpt.medusa.block-shape", "medusa blocks.0.layers.0.weight one column wider than [H, H]", "compat", TINY,
      lambda e: _swap(e, "blocks.0.layers.0.weight", shape=[16, 17]), "layout.shape", (f"{MEDUSA_PAGE}#ALG-MEDUSA-4",)),
 ]
