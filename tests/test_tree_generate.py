@@ -89,6 +89,14 @@ def test_a_draft_that_cannot_branch_refuses_a_tree(variant):
     assert refused.value.refusal == "refused.tree"
 
 
+def test_a_path_list_that_is_no_tree_is_refused_before_any_draft_runs():
+    verifier = verifier_for(0)
+    with pytest.raises(Refused, match=r"path \[1, 0\] has no parent path \[1\]") as refused:
+        generate(verifier, draft_for("eagle3", verifier, 0), PROMPT, 4, Proposal(),
+                 shape=tree.StaticTree(((0,), (1, 0))))
+    assert refused.value.refusal == "refused.tree"
+
+
 def test_medusa_refuses_a_tree_deeper_than_its_heads():
     verifier = verifier_for(0)
     draft = draft_for("medusa", verifier, 0)

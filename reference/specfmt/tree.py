@@ -331,6 +331,9 @@ def propose(draft, ctx: Context, shape: StaticTree | DynamicTree, pick: Picker, 
     Spec: spec/trees.md#TRE-5"""
     if not hasattr(draft, "branch"):
         raise Refused("refused.tree", f"{type(draft).__name__} drafts cannot branch (spec/trees.md#TRE-5)")
+    problems = path_problems(shape.paths) if isinstance(shape, StaticTree) else []
+    if problems:
+        raise Refused("refused.tree", "static tree refused (spec/trees.md#TRE-2): " + "; ".join(problems))
     targets = draft.targets
     candidates = expand(draft.branch(ctx, shape.depth), shape, pick, targets)
     candidates.tokens[0] = ctx.tokens[-1]
