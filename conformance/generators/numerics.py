@@ -58,6 +58,7 @@ class NumericsCase:
     expected: dict[str, torch.Tensor]
     outputs: dict[str, dict]
     golden: dict = field(default_factory=dict)
+    refusal: str | None = None  # the code of a request the spec requires refused: no outputs (PROTOCOL.md 3.4)
 
 
 def write_numerics_case(case: NumericsCase, suite: Path) -> dict:
@@ -66,13 +67,17 @@ def write_numerics_case(case: NumericsCase, suite: Path) -> dict:
     case_dir = fresh_dir(suite / rel)
     meta = {"generator": GENERATOR, "case_id": case.id}
     write_tensors(case_dir / "inputs.safetensors", case.inputs, meta)
-    write_tensors(case_dir / "expected.safetensors", case.expected, meta)
-    write_json(case_dir / "case.json", {
-        "id": case.id, "description": case.description, "since": VERSION, "spec": case.spec,
-        "operation": case.operation, "checkpoint": case.checkpoint, "verifier": case.verifier,
-        "params": case.params, "inputs": "inputs.safetensors", "expected": "expected.safetensors",
-        "outputs": case.outputs, "golden": {"generator": GENERATOR, "device": "cpu", "computed_in": "float64",
-                                            "dtype": STORED_DTYPE, **case.golden}})
+    doc = {"id": case.id, "description": case.description, "since": VERSION, "spec": case.spec,
+           "operation": case.operation, "checkpoint": case.checkpoint, "verifier": case.verifier,
+           "params": case.params, "inputs": "inputs.safetensors", "expected": None, "outputs": {},
+           "refusal": case.refusal}
+    if case.refusal is None:
+        write_tensors(case_dir / "expected.safetensors", case.expected, meta)
+        del doc["refusal"]
+        doc.update(expected="expected.safetensors", outputs=case.outputs,
+                   golden={"generator": GENERATOR, "device": "cpu", "computed_in": "float64", "dtype": STORED_DTYPE,
+                           **case.golden})
+    write_json(case_dir / "case.json", doc)
     config = json.loads((suite / case.checkpoint / "config.json").read_bytes()) if case.checkpoint else {}
     return {"id": case.id, "level": "numerics", "path": rel.as_posix(), "since": VERSION, **manifest_algorithm(config)}
 

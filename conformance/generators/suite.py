@@ -14,6 +14,7 @@ from conformance.generators import (
     ckpt_bytes,
     ckpt_clean,
     ckpt_edges,
+    ckpt_expr,
     ckpt_layout,
     ckpt_rules,
     ckpt_shards,
@@ -23,6 +24,7 @@ from conformance.generators import (
     num_fixtures,
     num_flags,
     num_head32,
+    num_rules,
     num_verify,
     numerics,
     rules_more,
@@ -57,6 +59,7 @@ CHECKPOINT_CASES = [
     ckpt_bytes.config_file_cases,
     ckpt_bytes.io_cases,
     ckpt_layout.layout_cases,
+    ckpt_expr.expr_cases,
     ckpt_rules.rule_cases,
     ckpt_values.value_cases,
     ckpt_edges.edge_cases,
@@ -67,6 +70,7 @@ NUMERICS_CASES = [
     num_head32.cases,  # propose and generate with head_dim 32 fixtures, which engines' CPU kernels run
     num_flags.cases,  # flag combinations, grouped-query attention, qwen2 and tied embeddings: verifier_forward, propose
     num_accept.cases,  # generate with drafts built to agree with a bigram verifier: acceptance counters that can fail
+    num_rules.cases,  # the verifier rules (VFR-*), DFlash on the verifier's tensors, and refusals (PROTOCOL.md 3.4)
     rules_more.cases,  # the n-gram page's worked examples (ALG-NGRAM-3), and the refusals of issue 23's coverage map
     lambda suite: num_verify.verify_cases(),  # verify_greedy, verify_sampling: no checkpoint
     lambda suite: mutants.numerics_cases(),  # what mutants of the reference survived (make mutation): verification
@@ -107,6 +111,7 @@ def write_suite(suite: Path, suite_version: str) -> dict:
     num_head32.write_fixtures(suite)
     num_flags.write_fixtures(suite)
     num_accept.write_fixtures(suite)
+    num_rules.write_fixtures(suite)
     rules_more.write_fixtures(suite)
     cases += [numerics.write_numerics_case(case, suite) for generate in NUMERICS_CASES for case in generate(suite)]
     manifest = {"suite_version": suite_version, "format_version": VERSION, "cases": cases,

@@ -92,7 +92,21 @@ function lookup(parts, scope, config) {
   return value;
 }
 
-function deepEqual(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
+/** `==` of LAY-2: numbers by value, true and false as 1 and 0, lists and objects member by member, else unequal
+ * across types (as the reference compares Python values). */
+function deepEqual(a, b) {
+  const numeric = (v) => typeof v === "number" || isBool(v);
+  if (numeric(a) && numeric(b)) return Number(a) === Number(b);
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => deepEqual(v, b[i]));
+  }
+  if (a !== null && b !== null && typeof a === "object" && typeof b === "object") {
+    const keys = Object.keys(a);
+    return keys.length === Object.keys(b).length
+      && keys.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual(a[k], b[k]));
+  }
+  return a === b;
+}
 
 /** Evaluate a parsed tree over a scope (loop variables, params, symbols) and a config. Spec: layout.md#LAY-2 */
 function evaluate(tree, scope, config) {
@@ -103,9 +117,8 @@ function evaluate(tree, scope, config) {
     case "len": {
       const v = ev(tree[1]);
       if (v === null) return null;
-      if (Array.isArray(v) || typeof v === "string") return v.length;
-      if (typeof v === "object") return Object.keys(v).length;
-      throw new ExprError("len of a non-sequence");
+      if (Array.isArray(v)) return v.length;
+      throw new ExprError("len of a non-list");  // LAY-2: a string, an object, a number or a boolean
     }
     case "neg": { const v = ev(tree[1]); if (!isInt(v)) throw new ExprError("- on a non-integer"); return -v; }
     case "arith": {
