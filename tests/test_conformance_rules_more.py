@@ -1,5 +1,6 @@
-"""The cases of conformance/generators/rules_more.py have teeth: each broken adapter of a rule they newly test fails
-exactly that rule's cases among the cases of the operation it damages (CONTRIBUTING.md section 5)."""
+"""The cases of conformance/generators/rules_more.py and rules_vrf.py have teeth: each broken adapter of a rule
+they newly test fails exactly that rule's cases among the cases of the operation it damages (CONTRIBUTING.md
+section 5)."""
 
 import json
 import subprocess
@@ -12,6 +13,7 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN = ROOT / "conformance" / "adapters" / "broken"
 NGRAM = ("num.propose.ngram*", "num.generate.*ngram*")
+VERIFY = ("num.process-logits.*", "num.verify-top-k.*")
 
 # broken adapter -> (the cases it is run on, as --case patterns; the ones among them it must fail)
 EXACT = {
@@ -19,6 +21,9 @@ EXACT = {
                                     "num.propose.ngram.no-length-from-n-min-k2"}),
     "ngram_no_overlap": (NGRAM, {"num.propose.ngram.overlapping-match-k4"}),
     "ngram_latest_match": (NGRAM, {"num.propose.ngram.longest-first-earliest-k3", "num.propose.ngram-k3"}),
+    "top_p_keeps_boundary": (VERIFY, {"num.process-logits.top-p-exact-boundary"}),
+    "top_p_before_top_k": (VERIFY, {"num.process-logits.top-k-before-top-p"}),
+    "rank_by_distinct_values": (VERIFY, {"num.verify-top-k.rank-counts-tied-tokens"}),
 }
 
 

@@ -28,6 +28,7 @@ from conformance.generators import (
     num_verify,
     numerics,
     rules_more,
+    rules_vrf,
     schema_algorithms,
     schema_level,
     schema_rules,
@@ -73,6 +74,7 @@ NUMERICS_CASES = [
     num_rules.cases,  # the verifier rules (VFR-*), DFlash on the verifier's tensors, and refusals (PROTOCOL.md 3.4)
     rules_more.cases,  # the n-gram page's worked examples (ALG-NGRAM-3), and the refusals of issue 23's coverage map
     lambda suite: num_verify.verify_cases(),  # verify_greedy, verify_sampling: no checkpoint
+    rules_vrf.cases,  # VRF-1 and VRF-4 boundaries that mutants.py's verification cases leave open
     lambda suite: mutants.numerics_cases(),  # what mutants of the reference survived (make mutation): verification
 ]
 
