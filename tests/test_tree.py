@@ -6,7 +6,7 @@ the statistical test of the central theorem: recursive rejection sampling over a
 import pytest
 import torch
 
-from specfmt import tree
+from specfmt import tree, tree_step
 from specfmt.nn import KVCache
 from specfmt.proposal import Picker
 from specfmt.tree import DynamicTree, StaticTree, Tree, TreeVerdict
@@ -226,7 +226,7 @@ def test_keeping_the_accepted_path_moves_its_rows_behind_the_context_in_path_ord
     with torch.inference_mode():
         rows = torch.arange(9.0).view(1, 9, 1)  # [n_kv, positions, d]: position i holds i
         cache.append(rows, rows + 100)
-        tree.keep_path([cache], n=2, path=[0, 2, 5])
+        tree_step.keep_path([cache], n=2, path=[0, 2, 5])
     assert len(cache) == 5
     assert cache.k[..., :5, :].flatten().tolist() == [0, 1, 2, 4, 7]
     assert cache.v[..., :5, :].flatten().tolist() == [100, 101, 102, 104, 107]

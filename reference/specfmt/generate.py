@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from specfmt import tree
+from specfmt import tree, tree_step
 from specfmt.proposal import Context, Draft, Proposal
 from specfmt.verifier import Verifier
 
@@ -77,7 +77,7 @@ def generate(verifier: Verifier, draft: Draft, prompt_ids: list[int], max_new_to
         if shape is None:
             n, drafted = chain_step(verifier, draft, ctx, proposal, generator)
         else:
-            n, drafted = tree.step(verifier, draft, ctx, proposal, generator, shape)
+            n, drafted = tree_step.step(verifier, draft, ctx, proposal, generator, shape)
         stats.accepted.append(n)
         stats.drafted.append(drafted)
         if progress is not None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from specfmt import nn
 from specfmt.proposal import Context, Drafted, Picker, propose_recurrent
-from specfmt.tree import RecurrentExpander
+from specfmt.tree_step import RecurrentExpander
 from specfmt.verifier import Verifier
 
 

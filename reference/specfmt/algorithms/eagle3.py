@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from specfmt import expr, nn
 from specfmt.proposal import Context, Drafted, Picker, Sample, propose_recurrent
 from specfmt.schemas import load
-from specfmt.tree import RecurrentExpander
+from specfmt.tree_step import RecurrentExpander
 from specfmt.verifier import Verifier
 
 AUX_IDS = load("config.schema.json")["$defs"]["eagle3_fields"]["properties"]["eagle_aux_hidden_state_layer_ids"]

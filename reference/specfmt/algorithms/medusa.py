@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from specfmt.findings import Refused
 from specfmt.proposal import Context, Drafted, Picker, Sample, to_target
-from specfmt.tree import DepthExpander
+from specfmt.tree_step import DepthExpander
 from specfmt.verifier import Verifier
 
 

@@ -11,7 +11,7 @@ import torch
 
 from specfmt.algorithms import eagle3
 from specfmt.proposal import Context, Drafted, Picker, to_target
-from specfmt.tree import DepthExpander
+from specfmt.tree_step import DepthExpander
 from specfmt.verifier import Verifier
 
 
