@@ -13,8 +13,14 @@ rule under test. Their golden says which boundary (`exact_boundary`) instead of 
 
 from __future__ import annotations
 
+import json
+import struct
+from pathlib import Path
+
 import torch
 
+from conformance.generators.ckpt import CheckpointCase
+from conformance.generators.ckpt_bytes import EXTRA, SHAPE, SHARDS, _sharded
 from conformance.generators.numerics import EXACT, FLOAT32, NumericsCase, rounded
 from specfmt.verification import process_logits, verify_sampling, verify_top_k
 
@@ -127,3 +133,37 @@ def distribution_cases() -> list[NumericsCase]:
 
 def numerics_cases() -> list[NumericsCase]:
     return sampling_cases() + top_k_cases() + distribution_cases()
+
+
+# --- the validator: checkpoint cases ------------------------------------------------------------------------------
+
+SFT_5 = ("spec/layout.md#SFT-5",)
+
+
+def _first_shard_gains(entry: dict | None):
+    """A build: the two-shard eagle3 checkpoint whose index also places EXTRA in the first shard (sorted by name), and
+    whose first shard's header holds `entry` for it (None: no entry). The second shard stays whole, so a validator
+    that remembers only the last shard it read (which headers parsed, which entries were malformed) misjudges the
+    first one."""
+    def edit(path: Path, index: dict) -> None:
+        index["weight_map"][EXTRA] = SHARDS[0]
+        if entry is not None:
+            raw = (path / SHARDS[0]).read_bytes()
+            n = struct.unpack("<Q", raw[:8])[0]
+            head = {**json.loads(raw[8:8 + n]), EXTRA: entry}
+            text = json.dumps(head, separators=(",", ":")).encode()
+            (path / SHARDS[0]).write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    return _sharded(edit)
+
+
+def checkpoint_cases() -> list[CheckpointCase]:
+    """SFT-5 in the first of two shards: the rules hold for every shard read, not the last one alone."""
+    return [
+        CheckpointCase("ckpt.index.listed-absent-first-shard", "weight_map places a tensor in the first of two shards, "
+                       "whose header (read, well formed) lacks it: index.mismatch at its weight_map entry, though the "
+                       "last shard read is whole", "compat", _first_shard_gains(None), "index.mismatch", SFT_5),
+        CheckpointCase("ckpt.index.listed-malformed-first-shard", "weight_map places a tensor in the first of two "
+                       "shards, whose entry for it lacks data_offsets: header.entry only; the malformed entry counts "
+                       "as stored though the last shard read has no malformed entry", "compat",
+                       _first_shard_gains({"dtype": "F32", "shape": SHAPE}), "header.entry", SFT_5),
+    ]

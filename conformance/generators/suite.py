@@ -64,6 +64,7 @@ CHECKPOINT_CASES = [
     ckpt_rules.rule_cases,
     ckpt_values.value_cases,
     ckpt_edges.edge_cases,
+    mutants.checkpoint_cases,  # what mutants of the reference survived (make mutation): the validator
 ]
 
 NUMERICS_CASES = [
