@@ -92,6 +92,8 @@ def top_k_cases() -> list[NumericsCase]:
                                                                   [0, 1, 2, 3]], 2, 5.0),
         top_k_case("k1-is-greedy", "k = 1 accepts only the argmax, for any tau", [0, 1, 3],
                    rows, 1, 100.0),
+        top_k_case("first-row-rejects", "row 0 already rejects (rank 2 with k = 2): nothing accepted, the next token "
+                   "is row 0's argmax", [3], [[0, 3, 2, 1], [0, 1, 2, 3]], 2, 5.0),
     ]
 
 
@@ -126,6 +128,8 @@ def distribution_cases() -> list[NumericsCase]:
                           "fourth (the second row keeps five)", rows, 1.0, 4, 1.0),
         distribution_case("top-p", "top_p = 0.8 keeps the smallest prefix of the sorted row whose mass reaches "
                           "0.8", rows, 1.0, 0, 0.8),
+        distribution_case("top-k-1", "top_k = 1 keeps the largest value of each row and every value tied with it",
+                          rows, 1.0, 1, 1.0),
         distribution_case("temperature-top-k-top-p", "T = 0.5, top_k = 4, then top_p = 0.9, in that order", rows,
                           0.5, 4, 0.9),
     ]
