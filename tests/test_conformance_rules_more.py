@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BROKEN = ROOT / "conformance" / "adapters" / "broken"
 NGRAM = ("num.propose.ngram*", "num.generate.*ngram*")
 VERIFY = ("num.process-logits.*", "num.verify-top-k.*")
+REFUSALS = ("num.refuse.*", "num.*.rules-more.*")
 
 # broken adapter -> (the cases it is run on, as --case patterns; the ones among them it must fail)
 EXACT = {
@@ -24,6 +25,15 @@ EXACT = {
     "top_p_keeps_boundary": (VERIFY, {"num.process-logits.top-p-exact-boundary"}),
     "top_p_before_top_k": (VERIFY, {"num.process-logits.top-k-before-top-p"}),
     "rank_by_distinct_values": (VERIFY, {"num.verify-top-k.rank-counts-tied-tokens"}),
+    "loads_invalid_checkpoints": (REFUSALS, {"num.refuse.eagle3-fc-width", "num.refuse.eagle3-lm-head-missing",
+                                             "num.refuse.medusa-block-shape"}),
+    "layer_types_unchecked": (REFUSALS, {"num.refuse.dflash-layer-types-count", "num.refuse.dflash-layer-types-unknown",
+                                         "num.refuse.dflash-sliding-without-window"}),
+    "eagle_layer_unchecked": (REFUSALS, {"num.refuse.eagle-two-layers", "num.refuse.eagle-mistral-layer"}),
+    "verifier_embedding_any_width": (REFUSALS, {"num.refuse.eagle3-no-embedding-24-on-16"}),
+    "binding_unchecked": (REFUSALS, {"num.refuse.eagle-hidden-24", "num.refuse.independent-vocab-128-unbound",
+                                     "num.refuse.eagle3-bound-to-vocab-128", "num.refuse.eagle3-bound-to-hidden-24",
+                                     "num.refuse.eagle3-aux-id-7"}),
 }
 
 

@@ -1,23 +1,46 @@
 """Numerics cases for MUST rules that only one path (or no case) reached before (issue 23, rule coverage map):
 
 - ALG-NGRAM-3 / ALG-NGRAM-5: `propose` on the worked examples of the n-gram page, each with its own
-  prompt_lookup_min and prompt_lookup_max, plus a context no length from n_min up matches.
+  prompt_lookup_min and prompt_lookup_max, plus a context no length from n_min up matches;
+- refusals (PROTOCOL.md 3.4) of drafts beside the numerics verifier (H 16, V 64, N 6): a checkpoint that compat
+  validation finds in error (GEN-1, `refused.invalid`), and drafts that validate but cannot run with it
+  (`refused.draft`): DFlash `layer_types` (ALG-DFLASH-3), an eagle draft of two layers or another layer class
+  (ALG-EAGLE-1) or of another width (ALG-EAGLE-3), an eagle3 draft without its embedding narrower than the verifier
+  (ALG-EAGLE3-9), an independent draft of another vocabulary unstated in its binding (ALG-INDEPENDENT-2), and
+  bindings that state another verifier (CFG-8's runtime paragraph); beside them, an eagle3 draft without its
+  embedding that reads the verifier's (ALG-EAGLE3-9's other half).
 
-Each case asserts the proposal its description promises, so a generator change that loses the point of a case fails
-here.
+Each case asserts the proposal, validation result or refusal its description promises, so a generator change that
+loses the point of a case fails here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from conformance.generators import num_accept, num_head32
+from conformance.generators import num_accept, num_fixtures, num_head32, numerics, variants
+from conformance.generators.common import write_json
 from conformance.generators.num_fixtures import FIXTURES
-from conformance.generators.numerics import EXACT, MIN_TOP2_MARGIN, NumericsCase, context, models, rounded
-from specfmt import save
+from conformance.generators.numerics import (
+    COMPUTE_DTYPE,
+    EXACT,
+    MIN_TOP2_MARGIN,
+    NumericsCase,
+    context,
+    models,
+    proposal_cases,
+    rounded,
+    stored,
+)
+from specfmt import save, validate
+from specfmt.findings import Refused, ValidationError
 from specfmt.proposal import Picker
+from specfmt.runtime import load_draft
+from specfmt.safetensors_file import write_tensors
+from specfmt.verifier import Verifier
 
 NGRAM = "spec/algorithms/ngram.md"
 ROOT = FIXTURES / "rules_more"
@@ -51,6 +74,7 @@ def write_fixtures(suite: Path) -> None:
     for n_min, n_max in sorted({(e[1], e[2]) for e in NGRAM_EXAMPLES.values()}):
         config = num_head32.shaped("ngram", {"prompt_lookup_min": n_min, "prompt_lookup_max": n_max}, None)
         save(config, {}, suite / ngram_path(n_min, n_max))
+    write_refusal_fixtures(suite)
 
 
 def relabeled(symbols: list[int], proposal: list[int], seed: int) -> list[int]:
@@ -86,5 +110,148 @@ def ngram_cases(suite: Path) -> list[NumericsCase]:
     return cases
 
 
+# --- refusals ------------------------------------------------------------------------------------------------
+
+
+def eagle3_wide(config: dict, h_t: int) -> None:
+    """An eagle3 draft for a verifier of hidden size h_t: target_hidden_size and the binding's hidden_size."""
+    config.update(target_hidden_size=h_t)
+    config["speculators_config"]["verifier"]["hidden_size"] = h_t
+
+
+def layer(**changes) -> Callable[[dict], None]:
+    return lambda config: config["transformer_layer_config"].update(changes)
+
+
+def top(**changes) -> Callable[[dict], None]:
+    return lambda config: config.update(changes)
+
+
+def binding(**changes) -> Callable[[dict], None]:
+    return lambda config: config["speculators_config"]["verifier"].update(changes)
+
+
+def unbound(field: str) -> Callable[[dict], None]:
+    return lambda config: config["speculators_config"]["verifier"].pop(field)
+
+
+def both(*edits: Callable[[dict], None]) -> Callable[[dict], None]:
+    def edit(config: dict) -> None:
+        for e in edits:
+            e(config)
+    return edit
+
+
+# name -> (fixture algorithm, config edit, tensor edit, rules, refusal code, what)
+REFUSALS = {
+    "eagle3-fc-width": ("eagle3", None, lambda t: t.update({"fc.weight": t["fc.weight"][:, :32]}),
+                        ["spec/index.md#GEN-1", "spec/algorithms/eagle3.md#ALG-EAGLE3-6"], "refused.invalid",
+                        "an eagle3 checkpoint whose fc.weight is [16, 32], not [H, 3 * H_t] (layout.fc_width)"),
+    "eagle3-lm-head-missing": ("eagle3", None, lambda t: t.pop("lm_head.weight"),
+                               ["spec/index.md#GEN-1", "spec/algorithms/eagle3.md#ALG-EAGLE3-9"], "refused.invalid",
+                               "an eagle3 checkpoint without lm_head.weight (layout.missing)"),
+    "medusa-block-shape": ("medusa", None, lambda t: t.update({"blocks.0.layers.0.weight": t["blocks.0.layers.0.weight"]
+                                                               [:, :8]}),
+                           ["spec/index.md#GEN-1", "spec/algorithms/medusa.md#ALG-MEDUSA-4"], "refused.invalid",
+                           "a medusa checkpoint whose first block is [16, 8], not [H, H] (layout.shape)"),
+    "dflash-layer-types-count": ("dflash", layer(layer_types=["full_attention"] * 3), None,
+                                 ["spec/algorithms/dflash.md#ALG-DFLASH-3"], "refused.draft",
+                                 "a DFlash draft of 2 layers whose layer_types has 3 entries"),
+    "dflash-layer-types-unknown": ("dflash", layer(layer_types=["full_attention", "chunked_attention"]), None,
+                                   ["spec/algorithms/dflash.md#ALG-DFLASH-3"], "refused.draft",
+                                   "a DFlash draft whose layer_types names chunked_attention"),
+    "dflash-sliding-without-window": ("dflash", layer(layer_types=["sliding_attention", "full_attention"],
+                                                      sliding_window=None), None,
+                                      ["spec/algorithms/dflash.md#ALG-DFLASH-3"], "refused.draft",
+                                      "a DFlash draft with a sliding_attention layer and sliding_window null"),
+    "eagle-two-layers": ("eagle", layer(num_hidden_layers=2), None, ["spec/algorithms/eagle.md#ALG-EAGLE-1"],
+                         "refused.draft", "an eagle draft stating num_hidden_layers 2 (its layout binds one layer)"),
+    "eagle-mistral-layer": ("eagle", top(transformer_layer_architecture="MistralDecoderLayer"), None,
+                            ["spec/algorithms/eagle.md#ALG-EAGLE-1"], "refused.draft",
+                            "an eagle draft whose transformer_layer_architecture is MistralDecoderLayer"),
+    "eagle-hidden-24": ("eagle", layer(hidden_size=24), None, ["spec/algorithms/eagle.md#ALG-EAGLE-3"],
+                        "refused.draft", "an eagle draft of hidden size 24 beside the 16-wide verifier its binding "
+                        "names (validation does not compare them)"),
+    "eagle3-no-embedding-24-on-16": ("eagle3", both(layer(hidden_size=24), top(target_hidden_size=16)),
+                                     lambda t: t.pop("embed_tokens.weight"),
+                                     ["spec/algorithms/eagle3.md#ALG-EAGLE3-9"], "refused.draft",
+                                     "an eagle3 draft of hidden size 24 without embed_tokens.weight: the verifier's "
+                                     "embedding it would read is 16 wide"),
+    "independent-vocab-128-unbound": ("independent", both(layer(vocab_size=128), unbound("vocab_size")), None,
+                                      ["spec/algorithms/independent.md#ALG-INDEPENDENT-2"], "refused.draft",
+                                      "an independent draft of vocabulary 128 whose binding states no vocab_size, "
+                                      "beside the verifier of vocabulary 64"),
+    "eagle3-bound-to-vocab-128": ("eagle3", both(layer(vocab_size=128), binding(vocab_size=128)), None,
+                                  ["spec/config.md#CFG-8"], "refused.draft",
+                                  "an eagle3 draft whose binding states vocab_size 128 beside a verifier of 64"),
+    "eagle3-bound-to-hidden-24": ("eagle3", lambda c: eagle3_wide(c, 24), None, ["spec/config.md#CFG-8"],
+                                  "refused.draft", "an eagle3 draft whose binding and target_hidden_size state "
+                                  "hidden size 24 beside a verifier of 16"),
+    "eagle3-aux-id-7": ("eagle3", both(top(eagle_aux_hidden_state_layer_ids=[1, 3, 7]), unbound("num_hidden_layers")),
+                        None, ["spec/config.md#CFG-8", "spec/config.md#CFG-9"], "refused.draft",
+                        "an eagle3 draft reading aux id 7 whose binding states no num_hidden_layers, beside a "
+                        "verifier of 6 layers (config.aux_layer_range)"),
+}
+
+
+def refusal_path(name: str) -> str:
+    return (ROOT / f"refuse-{name}").as_posix()
+
+
+def refused_fixture(suite: Path, name: str) -> None:
+    """config.json and model.safetensors as the edits leave them, written without save(), which validates strict; the
+    weights are zeros (a runtime refuses the draft before it reads them), which a download compresses away."""
+    algorithm, edit_config, edit_tensors, _, code, _ = REFUSALS[name]
+    config = num_fixtures.draft_config(algorithm)
+    if edit_config is not None:
+        edit_config(config)
+    tensors = {k: torch.zeros_like(t, dtype=torch.bfloat16) if t.is_floating_point() else t  # never read: refused
+               for k, t in variants.tensors_for(config).items()}
+    if edit_tensors is not None:
+        edit_tensors(tensors)
+    write_json(suite / refusal_path(name) / "config.json", config)
+    write_tensors(suite / refusal_path(name) / "model.safetensors", tensors, {"format": "pt"})
+    errors = {f.code for f in validate(suite / refusal_path(name), "compat").errors}
+    assert bool(errors) == (code == "refused.invalid"), (name, errors)  # GEN-1's fixtures alone fail validation
+
+
+def refusal_cases(suite: Path) -> list[NumericsCase]:
+    verifier = Verifier.from_pretrained(suite / num_fixtures.VERIFIER, dtype=COMPUTE_DTYPE)
+    tokens = numerics.prompt(0, 2)  # 2 positions: a draft never reads them before refusing
+    out = verifier.forward(tokens, (1, 3, 5))  # aux states of eagle3's ids
+    inputs = {"token_ids": torch.cat([tokens, out.logits[-1].argmax().reshape(1)]), "aux": stored(out.aux),
+              "last": stored(out.last), "normed": stored(out.normed)}
+    cases = []
+    for name, (_, _, _, rules, code, what) in REFUSALS.items():
+        checkpoint = refusal_path(name)
+        try:
+            load_draft(suite / checkpoint, verifier)
+        except (Refused, ValidationError) as e:
+            assert getattr(e, "refusal", None) == code, (name, str(e))
+        else:
+            raise AssertionError(f"{name}: the reference loads it")
+        cases.append(NumericsCase(f"num.refuse.{name}", f"{what}: refused ({code})", rules, "propose", checkpoint,
+                                  num_fixtures.VERIFIER, {"k": 3}, inputs, {}, {}, refusal=code))
+    return cases
+
+
+def eagle3_verifier_embedding(suite: Path) -> list[NumericsCase]:
+    """An eagle3 draft without embed_tokens.weight proposes with the verifier's input embedding (H = H_t = 16)."""
+    config = num_fixtures.draft_config("eagle3")
+    tensors = num_fixtures.weights(variants.tensors_for(config), 560)
+    del tensors["embed_tokens.weight"]
+    save(config, tensors, suite / ROOT / "eagle3-verifier-embedding")
+    out = proposal_cases(suite, "eagle3", checkpoint=(ROOT / "eagle3-verifier-embedding").as_posix(),
+                         name="rules-more.eagle3-verifier-embedding")
+    for case in out:
+        case.spec = ["spec/algorithms/eagle3.md#ALG-EAGLE3-9", *case.spec]
+    return out
+
+
+def write_refusal_fixtures(suite: Path) -> None:
+    for name in REFUSALS:
+        refused_fixture(suite, name)
+
+
 def cases(suite: Path) -> list[NumericsCase]:
-    return ngram_cases(suite)
+    return ngram_cases(suite) + refusal_cases(suite) + eagle3_verifier_embedding(suite)

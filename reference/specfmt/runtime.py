@@ -23,11 +23,11 @@ from specfmt.weights import bind_roles
 def load_draft(path: str | Path, verifier: Verifier, profile: str = "compat",
                verifier_dir: str | Path | None = None) -> tuple[Draft, dict]:
     """The draft at `path` bound to `verifier` (loaded from `verifier_dir`, named in messages), and its resolved
-    config. Raises ValidationError with every finding when the checkpoint has an error under `profile`, and
+    config. Raises CheckpointInvalid with every finding when the checkpoint has an error under `profile`, and
     BindingError before any forward when the draft was made for another verifier."""
     report = validate(path, profile)
     if report.errors:
-        raise ValidationError(report.errors)
+        raise CheckpointInvalid(report.errors)
     config, tensors = load(path)
     resolved = resolve(config)
     files = (str(Path(path) / "config.json"), str(Path(verifier_dir) / "config.json") if verifier_dir else VERIFIER)
@@ -38,6 +38,13 @@ def on_verifier(tensors: dict, verifier: Verifier) -> dict:
     """The tensors on the verifier's device, floats in its dtype: how a draft runs beside it."""
     return {k: v.to(device=verifier.device, dtype=verifier.dtype if v.is_floating_point() else v.dtype)
             for k, v in tensors.items()}
+
+
+class CheckpointInvalid(ValidationError):
+    """A checkpoint that validation finds in error under the runtime's profile: rejected before it is read, with
+    every finding. Spec: spec/index.md#GEN-1"""
+
+    refusal = "refused.invalid"  # what a conformance adapter answers (conformance/PROTOCOL.md 3.4)
 
 
 class DraftRejected(Refused):
