@@ -205,6 +205,16 @@ def test_dynamic_selection_keeps_a_node_only_with_its_parent_and_its_earlier_sib
     assert tree.keep_best(parents, [3, 1, 4, 2], 9) == [1, 2, 3, 4]
 
 
+def test_a_dynamic_tree_with_every_score_tied_keeps_lower_draft_ids_first_then_earlier_nodes():
+    uniform = lambda c, nodes: torch.zeros(len(nodes), 4)  # noqa: E731  every draw has log q = log 1/4
+    c = tree.expand(uniform, DynamicTree(4, 2, 2), Picker(), None)
+    # level 1: draws 0, 1 of the root (nodes 1, 2); level 2: draws 0, 1 of node 1 (3, 4) and of node 2 (5, 6)
+    assert c.parents == [-1, 0, 0, 1, 1, 2, 2] and c.draft_ids[1:] == [0, 1, 0, 1, 0, 1]
+    kept = tree.select(c, DynamicTree(4, 2, 2), 4, None)  # at depth 2, id 0 of node 2 before id 1 of node 1
+    assert kept.parents == [-1, 0, 0, 1, 2] and kept.tokens[1:] == [0, 1, 0, 0]
+    assert tree.select(c, DynamicTree(3, 2, 2), 4, None).parents == [-1, 0, 0, 1]
+
+
 def test_a_dynamic_tree_of_one_draw_per_node_is_the_chain():
     c = tree.expand(lambda c, nodes: torch.eye(6)[[len(c.paths[u]) for u in nodes]] * 3, DynamicTree(3, 1, 3),
                     Picker(), None)

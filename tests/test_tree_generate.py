@@ -60,7 +60,7 @@ def test_a_tree_that_is_a_chain_gives_the_chain_tokens_and_counters(variant, cha
         assert chain_run.stats.accepted.count(3) >= len(chain_run.stats.accepted) // 2
 
 
-@pytest.mark.parametrize("variant", ["eagle3", "medusa"])
+@pytest.mark.parametrize("variant", ["eagle3", "eagle", "mtp", "peagle", "medusa"])
 def test_a_sampled_tree_that_is_a_chain_draws_the_chain_tokens_from_the_same_seed(variant):
     runs = []
     for shape in (None, CHAINS["static"]):
@@ -69,6 +69,7 @@ def test_a_sampled_tree_that_is_a_chain_draws_the_chain_tokens_from_the_same_see
         runs.append(generate(verifier, draft_for(variant, verifier, 0), PROMPT, NEW_TOKENS, proposal, seed=5,
                              shape=shape))
     assert runs[1].tokens == runs[0].tokens and runs[1].stats.accepted == runs[0].stats.accepted
+    assert sum(runs[0].stats.accepted) > 0
 
 
 def test_a_sampled_tree_generation_runs_and_keeps_its_counters_per_depth():
