@@ -10,7 +10,8 @@ the tensors are written for the config as it would read without it.
   and with it `fc.weight`'s shape, so its 3-aux width is no finding, where a `len` that counts the characters of
   `"ab"` or the members of a 2-member object reports `layout.fc_width`.
 
-An eagle3 or dflash checkpoint each, header only (write_sparse). `1 == 1.0` is not among them: JSON does not tell
+Tiny header-only checkpoints (write_sparse): the byte-level cases' eagle3 (hidden size 8), a one-layer DFlash
+at hidden size 8. `1 == 1.0` is not among them: JSON does not tell
 `1.0` from `1` (RFC 8259 section 6), and a layout value that is `1.0` meets arithmetic or ordering first.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from conformance.generators import variants
 from conformance.generators.ckpt import CheckpointCase, entries, in_bfloat16, write_config
+from conformance.generators.ckpt_bytes import HIDDEN, byte_config
 from specfmt.safetensors_file import write_sparse
 
 LAY2 = ("spec/layout.md#LAY-2",)
@@ -37,11 +39,14 @@ def _build(config: dict, schema_error, dropped: tuple[str, ...] = ()):
 
 
 def _dflash_vocab_1() -> dict:
-    """DFlash whose draft and verifier vocabularies are 1 id: lm_head optional, no d2t or t2d."""
+    """One-layer DFlash at hidden size 8 whose draft and verifier vocabularies are 1 id: lm_head optional, no d2t or
+    t2d."""
     config = in_bfloat16(variants.config_of("dflash"))
     config.update(draft_vocab_size=1, mask_token_id=0)
-    config["transformer_layer_config"]["vocab_size"] = 1
-    config["speculators_config"]["verifier"]["vocab_size"] = 1
+    config["transformer_layer_config"].update(hidden_size=HIDDEN, intermediate_size=HIDDEN, num_attention_heads=1,
+                                              num_key_value_heads=1, head_dim=HIDDEN, vocab_size=1,
+                                              num_hidden_layers=1)
+    config["speculators_config"]["verifier"].update(hidden_size=HIDDEN, vocab_size=1)
     return config
 
 
@@ -55,7 +60,7 @@ def _set(path: tuple[str, ...], value):
 
 
 def expr_cases() -> list[CheckpointCase]:
-    eagle3 = in_bfloat16(variants.config_of("eagle3"))
+    eagle3 = byte_config()
     aux = ("eagle_aux_hidden_state_layer_ids",)
     return [
         CheckpointCase("ckpt.layout.expr-bool-equals-int", "dflash with draft_vocab_size 1 and the verifier's "

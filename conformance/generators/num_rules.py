@@ -14,7 +14,9 @@ the requests a runtime must refuse.
   no multiple of the key-value heads (VFR-7) or an undefined rope_type (VFR-9), `refused.verifier`.
 
 Verifiers differ from num_fixtures' only where they say so, and have 2 layers, not 6, to keep the suite small (the
-tied one keeps 6: the DFlash draft it serves is bound to 6); weights are drawn as num_fixtures', with its seed 0.
+tied one keeps 6: the DFlash draft it serves is bound to 6); weights are drawn as num_fixtures', with its seed 0. A
+verifier only a refusal case loads has 1 layer (2 for the 24-wide one) and zero weights, which a download compresses
+away: the request is refused before any weight is read, and a runtime that does not refuse runs it all the same.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from specfmt.verifier import Verifier
 
 ROOT = FIXTURES / "rules"
 VERIFIER, DFLASH = "spec/verifier.md", "spec/algorithms/dflash.md"
-TWO = {"num_hidden_layers": 2}
+TWO, ONE = {"num_hidden_layers": 2}, {"num_hidden_layers": 1}
 LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
           "original_max_position_embeddings": 16}
 # fixture name -> (config changes, the rule it tests); weights drawn for the changed config with seed 0
@@ -56,10 +58,10 @@ VERIFIERS = {
                                        "layer_types": ["sliding_attention"] * 2}, "VFR-7"),
 }
 REFUSED_VERIFIERS = {
-    "verifier-rope-yarn": ({**TWO, "rope_scaling": {"rope_type": "yarn", "factor": 2.0}}, "VFR-9"),
-    "verifier-mistral": ({**TWO, "model_type": "mistral", "architectures": ["MistralForCausalLM"]}, "VFR-1"),
-    "verifier-gelu": ({**TWO, "hidden_act": "gelu"}, "VFR-1"),
-    "verifier-3-heads-on-2": ({**TWO, "num_attention_heads": 3, "num_key_value_heads": 2}, "VFR-7"),
+    "verifier-rope-yarn": ({**ONE, "rope_scaling": {"rope_type": "yarn", "factor": 2.0}}, "VFR-9"),
+    "verifier-mistral": ({**ONE, "model_type": "mistral", "architectures": ["MistralForCausalLM"]}, "VFR-1"),
+    "verifier-gelu": ({**ONE, "hidden_act": "gelu"}, "VFR-1"),
+    "verifier-3-heads-on-2": ({**ONE, "num_attention_heads": 3, "num_key_value_heads": 2}, "VFR-7"),
 }
 WIDE = "verifier-24-wide"  # the draft of dflash-head-of-24-wide-verifier needs its verifier's LM head, 24 wide
 FULL_VOCAB = {"draft_vocab_size": V}
@@ -67,8 +69,8 @@ FULL_VOCAB = {"draft_vocab_size": V}
 DRAFTS = {
     "dflash-verifier-head": (FULL_VOCAB, {}, ("embed_tokens.weight", "lm_head.weight")),
     "dflash-block-1": ({"block_size": 1}, {}, ()),
-    "dflash-head-of-24-wide-verifier": (dict(FULL_VOCAB, target_hidden_size=24),
-                                        {"hidden_size": 24}, ("embed_tokens.weight", "lm_head.weight")),
+    "dflash-head-of-24-wide-verifier": (dict(FULL_VOCAB, target_hidden_size=24, aux_hidden_state_layer_ids=[0, 1, 2]),
+                                        {"hidden_size": 24, **TWO}, ("embed_tokens.weight", "lm_head.weight")),
 }
 
 
@@ -80,12 +82,15 @@ def verifier_config(changes: dict) -> dict:
     return {**num_fixtures.VERIFIER_CONFIG, **copy.deepcopy(changes)}
 
 
-def write_verifier(suite: Path, name: str, changes: dict) -> None:
-    """config.json and weights; a tied one also stores an lm_head.weight unlike its embedding (VFR-2)."""
+def write_verifier(suite: Path, name: str, changes: dict, zeros: bool = False) -> None:
+    """config.json and weights (`zeros`: all zero); a tied one also stores an lm_head.weight unlike its embedding
+    (VFR-2)."""
     config = verifier_config(changes)
     wrapped = {"speculators_model_type": "independent", "transformer_layer_config": config,
                "speculators_config": variants.VARIANTS["independent"]["speculators_config"]}
     tensors = num_fixtures.weights(variants.tensors_for(wrapped), seed=0)
+    if zeros:
+        tensors = {k: torch.zeros_like(t) for k, t in tensors.items()}
     if config.get("tie_word_embeddings"):
         tensors["lm_head.weight"] = num_fixtures.weights({"lm_head.weight": tensors["model.embed_tokens.weight"]},
                                                          seed=1)["lm_head.weight"]
@@ -102,9 +107,11 @@ def draft_config(name: str) -> dict:
 
 
 def write_fixtures(suite: Path) -> None:
-    for name, (changes, _) in {**VERIFIERS, **REFUSED_VERIFIERS}.items():
+    for name, (changes, _) in VERIFIERS.items():
         write_verifier(suite, name, changes)
-    write_verifier(suite, WIDE, {"hidden_size": 24})
+    for name, (changes, _) in REFUSED_VERIFIERS.items():
+        write_verifier(suite, name, changes, zeros=True)
+    write_verifier(suite, WIDE, {"hidden_size": 24, **TWO}, zeros=True)
     for seed, name in enumerate(DRAFTS, start=400):
         config = draft_config(name)
         tensors = num_fixtures.weights(variants.tensors_for(config), seed)
@@ -149,8 +156,8 @@ def refusal_cases(suite: Path) -> list[NumericsCase]:
     tokens = {"token_ids": prompt(SEEDS[0], 8)}
     for name, (_, rule) in REFUSED_VERIFIERS.items():
         out.append(refusal(f"num.refuse.{name}", f"{rule}: a verifier the spec requires refused ({name})",
-                           [f"{VERIFIER}#{rule}"], "verifier_forward", None, path(name), {"aux_ids": [2]}, tokens,
-                           "refused.verifier"))  # aux id 2: the output of the last of 2 layers
+                           [f"{VERIFIER}#{rule}"], "verifier_forward", None, path(name), {"aux_ids": [1]}, tokens,
+                           "refused.verifier"))
     limits = {"medusa": ("ALG-MEDUSA-2", "medusa_num_heads", 3), "mlp_speculator": ("ALG-MLP-1", "n_predict", 3),
               "dflash": ("ALG-DFLASH-2", "predicting slots (block_size 4 - 1)", 3)}
     for algorithm, (rule, limit, k) in limits.items():
@@ -168,7 +175,7 @@ def refusal_cases(suite: Path) -> list[NumericsCase]:
                        "embed_tokens and lm_head would read the 24-wide verifier's: refused",
                        [f"{DFLASH}#ALG-DFLASH-5"], "propose", path("dflash-head-of-24-wide-verifier"), path(WIDE),
                        {"k": 3},
-                       verifier_inputs(suite, path(WIDE), aux), "refused.draft"))
+                       verifier_inputs(suite, path(WIDE), (0, 1, 2)), "refused.draft"))
     return out
 
 
