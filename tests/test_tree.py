@@ -6,7 +6,9 @@ the statistical test of the central theorem: recursive rejection sampling over a
 import pytest
 import torch
 
+from builders import config_of
 from specfmt import tree, tree_step
+from specfmt.defaults import resolve
 from specfmt.nn import KVCache
 from specfmt.proposal import Picker
 from specfmt.tree import DynamicTree, StaticTree, Tree, TreeVerdict
@@ -35,6 +37,16 @@ def test_the_v1_0_static_tree_fields_give_every_node_of_the_full_tree():
     assert len(shape.paths) == 3 + 3 * 2 + 3 * 2 * 2
     assert shape.depth == 3 and tree.path_problems(shape.paths) == []
     assert tree.full_tree(1, 1, 4).paths == ((0,), (0, 0), (0, 0, 0), (0, 0, 0, 0))  # a chain of K = 4
+
+
+def test_the_tree_methods_of_config_json_name_their_trees_with_the_schema_defaults():
+    config = config_of("medusa")
+    config["speculators_config"]["proposal_methods"] = [
+        {"proposal_type": "static_tree"}, {"proposal_type": "dynamic_tree", "depth": 3}, {"proposal_type": "greedy"}]
+    static, dynamic, chain = resolve(config)["speculators_config"]["proposal_methods"]
+    assert tree.shape_of(static) == tree.full_tree(4, 2, 5)  # the schema's defaults
+    assert tree.shape_of(dynamic) == DynamicTree(speculative_tokens=48, expansion_factor=10, depth=3)
+    assert tree.shape_of(chain) is None
 
 
 def small_tree() -> Tree:

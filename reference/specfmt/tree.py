@@ -53,6 +53,16 @@ def full_tree(initial_branching_factor: int, branching_factor: int, depth: int) 
     return StaticTree(tuple(paths))
 
 
+def shape_of(method: dict) -> StaticTree | DynamicTree | None:
+    """The tree a resolved proposal method of config.json names (its fields with their defaults); None for a chain
+    method. Spec: spec/trees.md#TRE-3, spec/trees.md#TRE-4"""
+    if method["proposal_type"] == "static_tree":
+        return full_tree(method["initial_branching_factor"], method["branching_factor"], method["depth"])
+    if method["proposal_type"] == "dynamic_tree":
+        return DynamicTree(method["speculative_tokens"], method["expansion_factor"], method["depth"])
+    return None
+
+
 def path_problems(paths) -> list[str]:
     """Why a list of paths is no tree (empty when it is one). Spec: spec/trees.md#TRE-2"""
     if not isinstance(paths, (list, tuple)) or not paths:
