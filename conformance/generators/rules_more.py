@@ -7,8 +7,9 @@
   (`refused.draft`): DFlash `layer_types` (ALG-DFLASH-3), an eagle draft of two layers or another layer class
   (ALG-EAGLE-1) or of another width (ALG-EAGLE-3), an eagle3 draft without its embedding narrower than the verifier
   (ALG-EAGLE3-9), an independent draft of another vocabulary unstated in its binding (ALG-INDEPENDENT-2), and
-  bindings that state another verifier (CFG-8's runtime paragraph); beside them, an eagle3 draft without its
-  embedding that reads the verifier's (ALG-EAGLE3-9's other half).
+  bindings that state another verifier (CFG-8's runtime paragraph); beside them, drafts that must run: an eagle3
+  draft without its embedding that reads the verifier's (ALG-EAGLE3-9's other half), and DFlash blocks with
+  sample_from_anchor, where all B slots predict (ALG-DFLASH-2: K = B runs, B = 1 runs, K = B + 1 is refused).
 
 Each case asserts the proposal, validation result or refusal its description promises, so a generator change that
 loses the point of a case fails here.
@@ -235,23 +236,52 @@ def refusal_cases(suite: Path) -> list[NumericsCase]:
     return cases
 
 
-def eagle3_verifier_embedding(suite: Path) -> list[NumericsCase]:
-    """An eagle3 draft without embed_tokens.weight proposes with the verifier's input embedding (H = H_t = 16)."""
-    config = num_fixtures.draft_config("eagle3")
-    tensors = num_fixtures.weights(variants.tensors_for(config), 560)
-    del tensors["embed_tokens.weight"]
-    save(config, tensors, suite / ROOT / "eagle3-verifier-embedding")
-    out = proposal_cases(suite, "eagle3", checkpoint=(ROOT / "eagle3-verifier-embedding").as_posix(),
-                         name="rules-more.eagle3-verifier-embedding")
-    for case in out:
-        case.spec = ["spec/algorithms/eagle3.md#ALG-EAGLE3-9", *case.spec]
+# name -> (fixture algorithm, config edit, tensor edit, k, rule, what): drafts that run, beside the refusals
+RUNNING = {
+    "eagle3-verifier-embedding": ("eagle3", None, lambda t: t.pop("embed_tokens.weight"), 3,
+                                  "spec/algorithms/eagle3.md#ALG-EAGLE3-9", "without embed_tokens.weight, reading "
+                                  "the verifier's input embedding (H = H_t = 16)"),
+    "dflash-anchor": ("dflash", top(block_size=4, sample_from_anchor=True), None, 4,
+                      "spec/algorithms/dflash.md#ALG-DFLASH-2", "block_size 4 with sample_from_anchor: all 4 slots "
+                      "predict, so K 4 runs"),
+    "dflash-block-1-anchor": ("dflash", top(block_size=1, sample_from_anchor=True), None, 1,
+                              "spec/algorithms/dflash.md#ALG-DFLASH-2", "block_size 1 with sample_from_anchor: "
+                              "the anchor's slot predicts, so the draft runs"),
+}
+
+
+def write_running_fixtures(suite: Path) -> None:
+    for seed, (name, (algorithm, edit_config, edit_tensors, *_)) in enumerate(RUNNING.items(), start=560):
+        config = num_fixtures.draft_config(algorithm)
+        if edit_config is not None:
+            edit_config(config)
+        tensors = num_fixtures.weights(variants.tensors_for(config), seed)
+        if edit_tensors is not None:
+            edit_tensors(tensors)
+        save(config, tensors, suite / ROOT / name)
+
+
+def running_cases(suite: Path) -> list[NumericsCase]:
+    """propose and draft_forward on each running draft; K one above dflash-anchor's 4 slots is refused."""
+    out = []
+    for name, (algorithm, _, _, k, rule, what) in RUNNING.items():
+        for case in proposal_cases(suite, algorithm, k=k, checkpoint=(ROOT / name).as_posix(),
+                                   name=f"rules-more.{name}"):
+            case.spec, case.description = [rule, *case.spec], f"{case.description}: {what}"
+            out.append(case)
+    refused = next(c for c in out if c.id == "num.propose.rules-more.dflash-anchor-k4")
+    out.append(NumericsCase("num.refuse.dflash-anchor-k5", "block_size 4 with sample_from_anchor: K 5 above its 4 "
+                            "predicting slots, refused (refused.k_above_limit)",
+                            ["spec/algorithms/dflash.md#ALG-DFLASH-2"], "propose", refused.checkpoint,
+                            refused.verifier, {"k": 5}, refused.inputs, {}, {}, refusal="refused.k_above_limit"))
     return out
 
 
 def write_refusal_fixtures(suite: Path) -> None:
     for name in REFUSALS:
         refused_fixture(suite, name)
+    write_running_fixtures(suite)
 
 
 def cases(suite: Path) -> list[NumericsCase]:
-    return ngram_cases(suite) + refusal_cases(suite) + eagle3_verifier_embedding(suite)
+    return ngram_cases(suite) + refusal_cases(suite) + running_cases(suite)
