@@ -35,6 +35,8 @@ EXACT = {
                                               "num.draft-forward.rules-more.dflash-anchor-k4",
                                               "num.propose.rules-more.dflash-block-1-anchor-k1",
                                               "num.draft-forward.rules-more.dflash-block-1-anchor-k1"}),
+    "eagle3_embedding_from_lm_head": (REFUSALS, {"num.propose.rules-more.eagle3-verifier-embedding-k3",
+                                                 "num.draft-forward.rules-more.eagle3-verifier-embedding-k3"}),
     "binding_unchecked": (REFUSALS, {"num.refuse.eagle-hidden-24", "num.refuse.independent-vocab-128-unbound",
                                      "num.refuse.eagle3-bound-to-vocab-128", "num.refuse.eagle3-bound-to-hidden-24",
                                      "num.refuse.eagle3-aux-id-7"}),
