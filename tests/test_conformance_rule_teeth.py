@@ -18,7 +18,8 @@ DFLASH_HEAD = "num.propose.rules.dflash-verifier-head-k3"
 EXACT = {
     "equality_strictly_typed": {"ckpt.layout.expr-bool-equals-int"},  # LAY-2
     "len_of_any_sized": {"ckpt.layout.expr-len-of-string", "ckpt.layout.expr-len-of-object"},  # LAY-2
-    "k_clamped": {"num.refuse.medusa-k4", "num.refuse.mlp-speculator-k4", "num.refuse.dflash-k4"},
+    "k_clamped": {"num.refuse.medusa-k4", "num.refuse.mlp-speculator-k4", "num.refuse.dflash-k4",
+                  "num.refuse.dflash-anchor-k5"},  # the last from the coverage map's rules_more.py
     "rope_scaling_ignored": {f"{VERIFIER}llama3-rope-parameters.aux-1-2", f"{VERIFIER}llama3-rope-scaling.aux-1-2",
                              "num.refuse.verifier-rope-yarn"},  # VFR-9
     "rope_parameters_only": {f"{VERIFIER}llama3-rope-scaling.aux-1-2", "num.refuse.verifier-rope-yarn"},  # VFR-9
