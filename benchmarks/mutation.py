@@ -192,7 +192,9 @@ def collect(work: Path, equivalents: dict[str, dict]) -> dict:
         modules[module] = counts
     stale = sorted(set(equivalents) - used)
     mean = round(sum(durations) / len(durations), 3) if durations else None
+    retested = json.loads((work / "retested.json").read_text()) if (work / "retested.json").is_file() else {}
     return {"modules": modules, "survivors": survivors, "stale_equivalents": stale, "timed": len(durations),
+            "killed_by_newer_cases": retested,
             "seconds_per_mutant": mean}
 
 
@@ -267,6 +269,11 @@ def docs_page(report: dict, baseline: dict | None) -> str:
         lines.append(f"| `{module}.py` | {', '.join(report['levels'][module])} | {c['mutants']} | {c['killed']} | "
                      f"{c['survived']} | {c['unobservable']} | {c['equivalent']} | {rate(c)} | "
                      f"{rate(before.get(module))} |")
+    newer = report.get("killed_by_newer_cases", {})
+    if newer:
+        lines += ["", f"Killed by cases added after the run's snapshot (`--retest`: the survivors graded "
+                  f"in-process by HEAD's new cases): {len(newer)}, by "
+                  + ", ".join(f"`{c}`" for c in sorted(set(newer.values()))) + "."]
     open_ones = [s for s in report["survivors"] if "excluded" not in s]
     lines += ["", f"## Survivors without a case or a reason ({len(open_ones)})", ""]
     lines += [f"- `{s['module']}.py:{s['line']}` ({s['function']}, {s['status']}): `{s['before']}` -> "
@@ -324,6 +331,39 @@ def classify(work: Path, report: dict) -> None:
     EQUIVALENTS.write_text(json.dumps(declared, indent=1, ensure_ascii=False) + "\n")
 
 
+def retest(work: Path) -> None:
+    """Grade the survivors by the cases HEAD's suite holds that the run's suite did not (mutation_retest.py, in-process,
+    without mutmut): what a full run on HEAD would find of them, in seconds. Kills go into mutmut's state and
+    retested.json, which names the case that killed each."""
+    newer = work / "newer"
+    shutil.rmtree(newer, ignore_errors=True)
+    newer.mkdir()
+    archive = subprocess.run(["git", "archive", "HEAD", "conformance"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(newer)], input=archive, check=True)
+    old = {c["id"] for c in json.loads((work / "head" / "conformance" / "manifest.json").read_text())["cases"]}
+    new = [c["id"] for c in json.loads((newer / "conformance" / "manifest.json").read_text())["cases"]
+           if c["id"] not in old]
+    (work / "retest-names.json").write_text(json.dumps(undetected(work)))
+    (work / "retest-cases.json").write_text(json.dumps(new))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": f"{work / 'mutants' / 'src'}:{work / 'head' / 'conformance'}"}
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mutation_retest.py"), str(newer / "conformance"),
+                    str(work / "retest-names.json"), str(work / "retest-cases.json"), str(work / "retest-out.json")],
+                   cwd=work, env=env, check=True)
+    killed = json.loads((work / "retest-out.json").read_text())
+    record = json.loads((work / "retested.json").read_text()) if (work / "retested.json").is_file() else {}
+    (work / "retested.json").write_text(json.dumps({**record, **killed}, indent=1))
+    for module in MODULES:
+        path = work / "mutants" / "src" / "specfmt" / f"{module}.py.meta"
+        meta = json.loads(path.read_text())
+        for name in killed:
+            if name in meta["exit_code_by_key"]:
+                meta["exit_code_by_key"][name] = 1
+        path.write_text(json.dumps(meta))
+    print(f"retest: {len(killed)} of the survivors killed by {len(new)} newer cases")
+
+
 def running(work: Path) -> int | None:
     """The pid of a live run of this script on `work`, if any (a second one would rebuild the directory under it)."""
     try:
@@ -339,11 +379,15 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2, help="mutants tested side by side (default 2)")
     p.add_argument("--fresh", action="store_true", help="discard mutmut's state and test every mutant again")
     p.add_argument("--report-only", action="store_true", help="write the report from the state as it is")
+    p.add_argument("--retest", action="store_true",
+                   help="grade the survivors by HEAD's cases that the run's suite did not have, then report")
     p.add_argument("--classify", action="store_true",
                    help="declare the survivors that change only what the protocol does not carry, then report")
     p.add_argument("names", nargs="*", help="only these mutants (mutmut names or globs)")
     args = p.parse_args()
-    if not (args.report_only or args.classify):
+    if args.retest:
+        retest(WORK)
+    if not (args.report_only or args.classify or args.retest):
         if running(WORK):
             print(f"another make mutation holds {WORK} (pid {running(WORK)}); wait for it", file=sys.stderr)
             return 2
