@@ -228,7 +228,8 @@ def test_the_reference_reproduces_every_checkpoint_verdict(rel):
 def test_every_numerics_case_states_its_tolerance_and_its_distance_from_a_tie():
     operations = {read(f"{rel}/case.json")["operation"] for rel in NUMERICS_CASES}
     assert operations == {"verifier_forward", "propose", "draft_forward", "verify_greedy", "verify_sampling",
-                          "verify_top_k", "process_logits", "generate"}
+                          "verify_top_k", "process_logits", "generate", "tree_attention", "propose_tree",
+                          "verify_tree_greedy", "verify_tree_sampling", "generate_tree"}
     for rel in NUMERICS_CASES:
         case = read(f"{rel}/case.json")
         for rule in case["outputs"].values():

@@ -25,6 +25,7 @@ from conformance.generators import (
     num_flags,
     num_head32,
     num_rules,
+    num_trees,
     num_verify,
     numerics,
     rules_more,
@@ -77,6 +78,7 @@ NUMERICS_CASES = [
     lambda suite: num_verify.verify_cases(),  # verify_greedy, verify_sampling: no checkpoint
     rules_vrf.cases,  # VRF-1 and VRF-4 boundaries that mutants.py's verification cases leave open
     lambda suite: mutants.numerics_cases(),  # what mutants of the reference survived (make mutation): verification
+    num_trees.cases,  # tree proposals and tree verification (spec/trees.md): mask, propose, verify, generate, refusals
 ]
 
 DATA_DIRS = ("cases", "fixtures")  # every file under these is listed in the manifest

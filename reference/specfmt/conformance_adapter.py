@@ -16,11 +16,21 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from specfmt import __version__, jsonlines, validate, validate_config
+from specfmt import __version__, jsonlines, tree_step, validate, validate_config
+from specfmt.findings import Refused
 from specfmt.generate import generate
 from specfmt.proposal import Context, Draft, Picker, Proposal, RecordingPicker
 from specfmt.runtime import load_draft
 from specfmt.safetensors_file import write_tensors
+from specfmt.tree import (
+    DynamicTree,
+    StaticTree,
+    Tree,
+    node_order,
+    path_problems,
+    verify_tree_greedy,
+    verify_tree_sampling,
+)
 from specfmt.verification import process_logits, verify_greedy, verify_sampling, verify_top_k
 from specfmt.verifier import Verifier
 
@@ -85,10 +95,67 @@ def run_process_logits(model: Model, params: dict, x: Tensors) -> Tensors:
 def run_generate(model: Model, params: dict, x: Tensors) -> Tensors:
     result = generate(model.verifier, model.draft, x["prompt_ids"].tolist(), params["max_new_tokens"],
                       Proposal("greedy", params["k"]))
+    return generation(result)
+
+
+def generation(result) -> Tensors:
     counters = result.stats.counters()
     return {"tokens": torch.tensor(result.tokens, dtype=torch.long),
             "drafts": torch.tensor([counters["drafts"]], dtype=torch.long),
             "accepted_per_position": torch.tensor(counters["accepted_per_position"], dtype=torch.long)}
+
+
+def tree_shape(params: dict) -> StaticTree | DynamicTree:
+    """The `tree` param: {"paths": [...]} (a static tree, refused unless it is one) or {"speculative_tokens",
+    "expansion_factor", "depth"} (a dynamic tree). Spec: spec/trees.md#TRE-2, spec/trees.md#TRE-4"""
+    shape = params["tree"]
+    if "paths" not in shape:
+        return DynamicTree(shape["speculative_tokens"], shape["expansion_factor"], shape["depth"])
+    problems = path_problems(shape["paths"])
+    if problems:
+        raise Refused("refused.tree", "static tree refused (spec/trees.md#TRE-2): " + "; ".join(problems))
+    return StaticTree(tuple(tuple(path) for path in shape["paths"]))
+
+
+def static_parents(shape: StaticTree) -> list[int]:
+    """Each node's parent in node order (the root's is -1). Spec: spec/trees.md#TRE-2"""
+    ordered = sorted(shape.paths, key=node_order)
+    index = {(): 0, **{path: i + 1 for i, path in enumerate(ordered)}}
+    return [-1] + [index[path[:-1]] for path in ordered]
+
+
+def tree_of(x: Tensors) -> Tree:
+    return Tree(x["parents"].tolist(), x["tokens"].tolist(), x.get("q"))
+
+
+def path_verdict(result) -> Tensors:
+    return {"path": torch.tensor(result.path, dtype=torch.long), "next_token": torch.tensor([result.next_token])}
+
+
+def run_tree_attention(model: Model, params: dict, x: Tensors) -> Tensors:
+    parents = static_parents(tree_shape(params))
+    positions, mask = tree_step.attention(Tree(parents, [0] * len(parents)), params["n"])
+    return {"parents": torch.tensor(parents), "positions": positions, "mask": mask}
+
+
+def run_propose_tree(model: Model, params: dict, x: Tensors) -> Tensors:
+    model.draft.reset()
+    tree = tree_step.propose(model.draft, context(x), tree_shape(params), Picker(), model.verifier.vocab_size)
+    return {"parents": torch.tensor(tree.parents), "tokens": torch.tensor(tree.tokens)}
+
+
+def run_verify_tree_greedy(model: Model, params: dict, x: Tensors) -> Tensors:
+    return path_verdict(verify_tree_greedy(tree_of(x), x["target_logits"]))
+
+
+def run_verify_tree_sampling(model: Model, params: dict, x: Tensors) -> Tensors:
+    return path_verdict(verify_tree_sampling(tree_of(x), x["p"], x["uniforms"], float(x["final_uniform"][0])))
+
+
+def run_generate_tree(model: Model, params: dict, x: Tensors) -> Tensors:
+    shape = tree_shape(params)
+    return generation(generate(model.verifier, model.draft, x["prompt_ids"].tolist(), params["max_new_tokens"],
+                               Proposal("greedy", shape.depth), shape=shape))
 
 
 Operation = Callable[[Model, dict, Tensors], Tensors]
@@ -101,6 +168,11 @@ OPERATIONS: dict[str, Operation] = {
     "verify_top_k": run_verify_top_k,
     "process_logits": run_process_logits,
     "generate": run_generate,
+    "tree_attention": run_tree_attention,
+    "propose_tree": run_propose_tree,
+    "verify_tree_greedy": run_verify_tree_greedy,
+    "verify_tree_sampling": run_verify_tree_sampling,
+    "generate_tree": run_generate_tree,
 }
 
 
