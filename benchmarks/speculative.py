@@ -5,7 +5,9 @@ greedy decoding on the same prompts.
 
 --prompts is a prompt file or an evaluation set, evalset:NAME (specfmt.evalsets: python-docs, humaneval, chat),
 and may be repeated: the first set is measured at every --k (and gives the peer row), every set at --main-k, all
-in the same process with the same threads and dtype, --limit prompts each.
+in the same process with the same threads and dtype, --limit prompts each. Each --tree (repeatable; the grammar of
+`specfmt eval --tree`, specfmt.cli_tree.TREE_GRAMMAR) is measured on the first set beside the chains, greedy,
+as evaluate() measures a chain; a tree has no bound (specfmt.evaluate's docstring says why).
 
 For each k, specfmt.evaluate.evaluate() alternates plain and speculative decoding per prompt and reports
 tokens/s, speedup, tau, alpha, c, r and the bound S = expected_tokens(alpha, k) / (k c + r). The peer row
@@ -13,11 +15,14 @@ alternates our plain decoding and transformers' per prompt and reports the ratio
 whether the tokens are the same. Absolute times are noise on a shared machine; read the ratios.
 
 Writes OUT/results.json (schema specfmt.bench.speculative/2: "runs", the first set at each k; "sets", every set
-at --main-k, each result tagged with its "prompt_set"; "skipped"; "peer"), OUT/acceptance.png (acceptance by
-position at --main-k, a group of bars per set) and OUT/speedup_vs_k.png (the first set).
+at --main-k, each result tagged with its "prompt_set"; "trees", the first set with each --tree, tagged with its
+"spec" too; "skipped", by k or tree; "peer"), OUT/acceptance.png (acceptance by position at --main-k, a group of
+bars per set), OUT/speedup_vs_k.png (the first set) and, with --tree, OUT/speedup_vs_nodes.png (speedup against
+the nodes verified per step: a chain's k, a tree's nodes).
 
 Usage: python benchmarks/speculative.py --verifier DIR --draft DIR --prompts FILE|evalset:NAME [--prompts ...]
-    [--dtype bfloat16] [--k 1 2 3 4 5] [--main-k 3] [--max-new-tokens 64] [--limit N] [--threads N] [--out bench/]
+    [--dtype bfloat16] [--k 1 2 3 4 5] [--main-k 3] [--tree dynamic:16,4,5 ...] [--max-new-tokens 64] [--limit N]
+    [--threads N] [--out bench/]
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from pathlib import Path
 import torch
 
 from specfmt.cli_eval import eval_prompts
-from specfmt.eval_report import format_summary, plot
+from specfmt.cli_tree import parse_tree
+from specfmt.eval_report import format_summary, plot, tree_label
 from specfmt.evaluate import evaluate, set_threads
 from specfmt.findings import ValidationError
 from specfmt.generate import generate_plain
@@ -121,6 +127,38 @@ def plot_speedup(runs: list[dict], peer: dict, path: Path) -> None:
     fig.savefig(path)
 
 
+def plot_speedup_vs_nodes(runs: list[dict], trees: list[dict], path: Path) -> None:
+    """Speedup against the nodes verified per step: the chains (k nodes) as a line, each tree as a labelled point."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([r["nodes_per_step"] for r in runs], [r["speedup"] for r in runs], "o-", label="chains (k = nodes)")
+    ax.plot([t["nodes_per_step"] for t in trees], [t["speedup"] for t in trees], "s", color="tab:green",
+            label="trees")
+    for t in trees:
+        ax.annotate(f"{t['spec']} (tau {t['tau']:.2f})", (t["nodes_per_step"], t["speedup"]), fontsize=7,
+                    textcoords="offset points", xytext=(4, 4))
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set(xlabel="nodes verified per step (a chain: k)", ylabel="tokens/s over our plain decoding",
+           title=f"speedup against tree size ({runs[0]['dtype']}, {runs[0]['threads']} threads)")
+    ax.legend(fontsize=8)
+    fig.savefig(path)
+
+
+def print_trees(trees: list[dict]) -> None:
+    print(f"\n{trees[0]['prompt_set']} with each tree (greedy; no bound for a tree):")
+    print(f"{'tree':<24} {'nodes':>5} {'depth':>5} {'plain tok/s':>11} {'spec tok/s':>10} {'speedup':>7} {'tau':>5} "
+          f"{'c/node':>6} {'r':>5} {'identical':>9}  acceptance by depth")
+    for t in trees:
+        print(f"{t['spec']:<24} {t['nodes_per_step']:>5.1f} {t['k']:>5} {t['tokens_per_s_plain']:>11.1f} "
+              f"{t['tokens_per_s_speculative']:>10.1f} {t['speedup']:>7.3f} {t['tau']:>5.2f} {t['c']:>6.3f} "
+              f"{t['r']:>5.2f} {t['identical']:>5}/{t['prompts']}  "
+              f"{[round(a, 2) for a in t['acceptance_by_position']]}")
+
+
 def print_table(runs: list[dict], skipped: dict, peer: dict) -> None:
     print(f"\n{runs[0]['prompt_set']} at each k:")
     print(f"{'k':>2} {'plain tok/s':>11} {'spec tok/s':>10} {'speedup':>7} {'tau':>5} {'alpha':>5} {'c':>6} "
@@ -149,17 +187,37 @@ def load(args: argparse.Namespace):
         refuse("the benchmark needs matplotlib and transformers (pip install specfmt[plots] transformers)")
     if len(set(args.prompts)) < len(args.prompts):
         refuse(f"--prompts: a set given twice in {args.prompts}")
+    try:
+        args.trees = {spec: parse_tree(spec) for spec in args.tree}
+    except ValueError as e:
+        refuse(str(e))
     sets = {}
     try:
         for spec in args.prompts:
             sets[spec], eos_ids = eval_prompts(args.verifier, spec, args.limit)
         verifier = Verifier.from_pretrained(args.verifier, "cpu", pick_dtype(args.dtype))
-        draft, _ = load_draft(args.draft, verifier)
+        draft, config = load_draft(args.draft, verifier)
     except ValidationError as e:
         refuse(f"the draft has errors: {'; '.join(str(f) for f in e.findings)}")
     except (OSError, ValueError, TypeError, KeyError) as e:
         refuse(str(e))
+    if args.trees and not hasattr(draft, "branch"):
+        refuse(f"--tree: {config['speculators_model_type']} drafts cannot branch (spec/trees.md#TRE-5)")
     return sets, eos_ids, verifier, draft
+
+
+def measure_trees(prompts: list[list[int]], eos_ids: list[int], verifier, draft, args, skipped: dict) -> list[dict]:
+    """The first set with each --tree, tagged with its spec; a tree the draft cannot propose goes to `skipped`."""
+    trees = []
+    for spec, shape in args.trees.items():
+        try:
+            trees.append({"prompt_set": args.prompts[0], "spec": spec,
+                          **evaluate(verifier, draft, prompts, shape.depth, args.max_new_tokens, eos_ids, shape=shape)})
+            print(f"{args.prompts[0]} tree {spec} ({tree_label(trees[-1]['tree'])}): speedup "
+                  f"{trees[-1]['speedup']:.3f}, tau {trees[-1]['tau']:.3f}", flush=True)
+        except ValueError as e:
+            skipped[spec] = str(e)
+    return trees
 
 
 def measure(sets: dict[str, list[list[int]]], eos_ids: list[int], verifier, draft, args) -> tuple[list, list, dict]:
@@ -195,6 +253,8 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--main-k", type=int, default=3, help="the k of every set and of acceptance.png")
+    parser.add_argument("--tree", action="append", default=[], help="a tree measured on the first set beside the "
+                        "chains (dynamic:T,K,D, static:I,B,D or static:PATHS); repeatable")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--limit", type=int, help="prompts per set")
     parser.add_argument("--threads", type=int)
@@ -205,6 +265,7 @@ def main() -> None:
     print(f"{', '.join(f'{name} ({len(p)} prompts)' for name, p in sets.items())}; {args.max_new_tokens} new "
           f"tokens, {args.dtype}, {threads} threads", flush=True)
     runs, per_set, skipped = measure(sets, eos_ids, verifier, draft, args)
+    trees = measure_trees(sets[args.prompts[0]], eos_ids, verifier, draft, args, skipped)
     eos = eos_ids[0] if eos_ids else None
     peer = peer_row(load_peer(args.verifier, pick_dtype(args.dtype), eos), verifier, sets[args.prompts[0]],
                     args.max_new_tokens, eos)
@@ -212,14 +273,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     peer["speculative_over_peer"] = per_set[0]["tokens_per_s_speculative"] / peer["tokens_per_s_peer"]
     (out / "results.json").write_text(json.dumps({"schema": "specfmt.bench.speculative/2", "main_k": per_set[0]["k"],
-                                                  "runs": runs, "sets": per_set, "skipped": skipped, "peer": peer},
+                                                  "runs": runs, "sets": per_set, "trees": trees, "skipped": skipped,
+                                                  "peer": peer},
                                                  indent=2) + "\n")
     plot(per_set, out / "acceptance.png")
     plot_speedup(runs, peer, out / "speedup_vs_k.png")
+    if trees:
+        plot_speedup_vs_nodes(runs, trees, out / "speedup_vs_nodes.png")
     print_table(runs, skipped, peer)
+    if trees:
+        print_trees(trees)
     print(f"\nevery set at k = {per_set[0]['k']} ({args.dtype}, {threads} threads, speedup over plain decoding "
           f"measured side by side per set):\n{format_summary(per_set)}")
-    print(f"wrote {out / 'results.json'}, {out / 'acceptance.png'}, {out / 'speedup_vs_k.png'}")
+    print(f"wrote {out / 'results.json'}, {out / 'acceptance.png'}, {out / 'speedup_vs_k.png'}"
+          + (f", {out / 'speedup_vs_nodes.png'}" if trees else ""))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`specfmt eval`: speed of speculative against plain greedy decoding on prompt files or evaluation sets
 (`--prompts evalset:NAME`, specfmt.evalsets; several --prompts give a table per set and a summary row per set),
-with the reference runtime, all sets in one process with the same threads and dtype. One progress line per prompt
+with the reference runtime, all sets in one process with the same threads and dtype: a chain of --k drafts, or the
+tree --tree names (specfmt.cli_tree.TREE_GRAMMAR; acceptance by depth, no bound). One progress line per prompt
 goes to stderr, always (an eval runs for minutes; a log of it should say how far it came), and a warning line
 when the machine's load makes the timings unreliable (specfmt.evaluate.timing_warning). Usage errors and exit
 statuses as specfmt.cli_runtime says.
@@ -24,6 +25,7 @@ from specfmt.cli_runtime import (
     model_dirs,
     one_line,
 )
+from specfmt.cli_tree import TREE_GRAMMAR, check_branches, tree_option
 
 
 def check_output(option: str, target: str | None) -> None:
@@ -138,6 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import importlib.util
 
     check_numbers(args)
+    shape = tree_option(args)
     verifier_dir, draft_dir = model_dirs(args.verifier, args.draft)
     for option, target in (("--out", args.out), ("--plot", args.plot)):
         check_output(option, target)
@@ -154,8 +157,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for prompt in prompts:
             check_prompt(prompt, verifier.vocab_size, spec)
     try:
-        draft, _ = bound_draft(draft_dir, verifier_dir, verifier, args)
-        results = evaluate_sets(verifier, draft, sets, args.k, args.max_new_tokens, eos_ids,
+        draft, config = bound_draft(draft_dir, verifier_dir, verifier, args)
+        if shape is not None:
+            check_branches(draft, config, f"--tree {args.tree}")
+        results = evaluate_sets(verifier, draft, sets, args.k or DEFAULT_K, args.max_new_tokens, eos_ids, shape=shape,
                                 progress=lambda line: print(f"eval: {line}", file=sys.stderr, flush=True))
     except ValidationError as e:
         for f in e.findings:
@@ -169,6 +174,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_K = 3  # the chain's drafts per step when neither --k nor --tree is given
+
+
 def add_parser(sub) -> None:
     e = sub.add_parser("eval", help="speed of speculative against plain greedy decoding on prompt files or "
                                     "evaluation sets (a progress line per prompt on stderr)")
@@ -178,7 +186,9 @@ def add_parser(sub) -> None:
                    help="a file of JSON lines of {prompt|messages|prompt_ids}, or text lines; or evalset:NAME, an "
                         "evaluation set (python-docs, humaneval, chat); repeat it for a table per set and a "
                         "summary")
-    e.add_argument("--k", type=int, default=3, help="draft tokens per step")
+    e.add_argument("--k", type=int, help=f"draft tokens per step of the chain (default: {DEFAULT_K})")
+    e.add_argument("--tree", help="measure a tree (spec/trees.md) instead of a chain, greedy, side by side with plain "
+                   f"decoding; no bound is printed for a tree (specfmt.evaluate): {TREE_GRAMMAR}")
     e.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where verifier and draft run")
     e.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="of the verifier and draft")

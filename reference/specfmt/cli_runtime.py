@@ -149,7 +149,10 @@ def proposal_of(config: dict, args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from specfmt.cli_tree import shape_of_run, tree_option
+
     check_numbers(args)
+    shape = tree_option(args)
     verifier_dir, draft_dir = model_dirs(args.verifier, args.draft)
     tokenizer = tokenizer_of(verifier_dir, needed=args.prompt is not None)
     check_device(args.device, import_torch())
@@ -166,29 +169,42 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f)
         return 1
     proposal = proposal_of(config, args)
+    shape = shape_of_run(config, draft, args, shape)
     bar, limit = Progress(sys.stderr), args.max_new_tokens
     try:
-        result = generate(verifier, draft, prompt, limit, proposal, args.seed,
+        result = generate(verifier, draft, prompt, limit, proposal, args.seed, shape=shape,
                           progress=lambda n: bar.show(f"generate: {min(n, limit)}/{limit} tokens"))
-    except ValueError as e:  # a k the draft cannot propose (medusa's heads, mlp_speculator's n_predict)
+    except ValueError as e:  # a k or depth the draft cannot propose (medusa's heads, mlp_speculator's n_predict)
         bar.clear()
-        raise UsageError(f"--k {proposal.speculative_tokens}: {one_line(e)}") from e
+        option = f"--k {proposal.speculative_tokens}" if shape is None else f"--tree {args.tree or 'of the draft'}"
+        raise UsageError(f"{option}: {one_line(e)}") from e
     bar.clear()
-    print_generation(result, prompt, proposal, tokenizer, args.format)
+    print_generation(result, prompt, proposal, tokenizer, args.format, shape)
     return 0
 
 
-def print_generation(result, prompt: list[int], proposal, tokenizer, fmt: str) -> None:
+def print_generation(result, prompt: list[int], proposal, tokenizer, fmt: str, shape=None) -> None:
+    """The tokens (or text) and the step statistics; with a tree, its shape and the nodes verified per step, and
+    acceptance by depth (spec/trees.md#TRE-9)."""
+    from specfmt.eval_report import tree_label
+    from specfmt.evaluate import describe_tree
+
     text = tokenizer.decode(result.tokens) if tokenizer is not None else None
     stats = result.stats.to_json()
+    stats["nodes_per_step"] = sum(result.stats.drafted) / max(len(result.stats.drafted), 1)
     lossy = proposal.kind == "greedy" and proposal.verifier_accept_k > 1
     if fmt == "json":
         print(json.dumps({"prompt_ids": prompt, "tokens": result.tokens, "text": text, "proposal": proposal.kind,
-                          "lossy": lossy, "stats": stats}))
+                          "tree": describe_tree(shape), "lossy": lossy, "stats": stats}))
         return
     print(text if text is not None else " ".join(map(str, result.tokens)))
-    print(f"--\nsteps {stats['steps']}, k {stats['k']}, tau {stats['tau']:.3f}, "
-          f"acceptance by position {[round(a, 3) for a in stats['acceptance_by_position']]}")
+    acceptance = [round(a, 3) for a in stats["acceptance_by_position"]]
+    if shape is None:
+        print(f"--\nsteps {stats['steps']}, k {stats['k']}, tau {stats['tau']:.3f}, "
+              f"acceptance by position {acceptance}")
+    else:
+        print(f"--\nsteps {stats['steps']}, tree {tree_label(describe_tree(shape))}, {stats['nodes_per_step']:.1f} "
+              f"nodes per step, tau {stats['tau']:.3f}, acceptance by depth {acceptance}")
     if lossy:
         print("note: verifier_accept_k > 1 is lossy (spec/verification.md#VRF-4)")
 
@@ -199,6 +215,7 @@ MODEL_DIRS = "a directory, or a hub id ORG/NAME[@REVISION] already in the local 
 def add_parsers(sub) -> None:
     """generate, then eval (specfmt.cli_eval)."""
     from specfmt.cli_eval import add_parser as add_eval_parser
+    from specfmt.cli_tree import TREE_GRAMMAR
 
     g = sub.add_parser("generate", help="speculative decoding with the reference runtime")
     g.add_argument("--verifier", required=True, help=f"the Hugging Face model the draft is for: {MODEL_DIRS}")
@@ -208,7 +225,9 @@ def add_parsers(sub) -> None:
     prompt.add_argument("--prompt-ids", type=int, nargs="+", metavar="ID", help="token ids of the prompt")
     g.add_argument("--proposal", choices=("greedy", "sampling"),
                    help="proposal method (default: the checkpoint's default_proposal_method)")
-    g.add_argument("--k", type=int, help="draft tokens per step (default: the method's speculative_tokens)")
+    g.add_argument("--k", type=int, help="draft tokens per step of a chain (default: the method's "
+                   "speculative_tokens, or the method's tree when it is a static_tree or dynamic_tree)")
+    g.add_argument("--tree", help=f"propose and verify a tree instead of a chain (spec/trees.md): {TREE_GRAMMAR}")
     g.add_argument("--temperature", type=float, default=1.0, help="of the sampling proposal; ignored by greedy")
     g.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate after the prompt")
     g.add_argument("--seed", type=int, default=0, help="seed of the sampling proposal's random draws")

@@ -15,6 +15,7 @@ from specfmt.checkpoint import load
 from specfmt.defaults import resolve
 from specfmt.findings import Finding, Refused, ValidationError
 from specfmt.proposal import Draft, Proposal
+from specfmt.tree import DynamicTree, StaticTree, shape_of
 from specfmt.validate import validate
 from specfmt.verifier import Verifier
 from specfmt.weights import bind_roles
@@ -90,10 +91,19 @@ def build_draft(resolved: dict, tensors: dict, verifier: Verifier,
     return module.build(resolved, w, verifier)
 
 
-def default_proposal(config: dict) -> Proposal:
-    """The checkpoint's default proposal method with its fields (spec/config.md#CFG-6)."""
+def default_method(config: dict) -> dict:
+    """The checkpoint's default proposal method, an entry of proposal_methods (spec/config.md#CFG-6)."""
     sc = config["speculators_config"]
-    method = next(m for m in sc["proposal_methods"] if m["proposal_type"] == sc["default_proposal_method"])
+    return next(m for m in sc["proposal_methods"] if m["proposal_type"] == sc["default_proposal_method"])
+
+
+def default_proposal(config: dict) -> Proposal:
+    """The checkpoint's default proposal method with its fields (spec/config.md#CFG-6). A tree method decodes
+    greedily (its tree is default_shape's): it carries no verification rule of its own, and a runtime that decodes
+    greedily verifies by TRE-7. Spec: spec/trees.md#TRE-9"""
+    method = default_method(config)
+    if method["proposal_type"] in ("static_tree", "dynamic_tree"):
+        return Proposal("greedy", method["depth"])
     if method["proposal_type"] == "greedy":
         return Proposal("greedy", method["speculative_tokens"], method["verifier_accept_k"],
                         method["accept_tolerance"])
@@ -102,7 +112,13 @@ def default_proposal(config: dict) -> Proposal:
             raise ValueError(f"accept_lenience {method['accept_lenience']} is lossy and the reference runtime "
                              "does not implement it; only 1.0 (lossless rejection sampling) runs")
         return Proposal("sampling", method["speculative_tokens"], temperature=1.0)
-    raise NotImplementedError(f"proposal_type {method['proposal_type']!r}: tree verification comes in a later version")
+    raise NotImplementedError(f"proposal_type {method['proposal_type']!r} is not a proposal method of spec/config.md")
+
+
+def default_shape(config: dict) -> StaticTree | DynamicTree | None:
+    """The tree of the checkpoint's default proposal method (a resolved config: the method's fields defaulted),
+    for generate(shape=...); None when the method is a chain. Spec: spec/trees.md#TRE-3, spec/trees.md#TRE-4"""
+    return shape_of(default_method(config))
 
 
 def pick_dtype(name: str) -> torch.dtype:
