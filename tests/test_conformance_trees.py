@@ -30,6 +30,7 @@ EXACT = {
                                      "num.verify-tree-greedy.none-accepted"},
     "tree_paths_in_given_order": {"num.tree-attention.shuffled-paths-n3"},
     "tree_cache_by_length": GENERATED | {"num.generate-tree.eagle-dynamic-10-4-3-n12"},
+    "tree_top_k_not_refused": {"num.refuse.tree-verifier-accept-k-2"},
     "tree_sampling_keeps_q": {"num.verify-tree-sampling.removed-mass-rejects-second-child",
                               "num.verify-tree-sampling.all-rejected-residual"},
     "tree_sampling_residual_from_p": {"num.verify-tree-sampling.removed-mass-rejects-second-child",

@@ -182,6 +182,11 @@ def propose_cases(suite: Path) -> list[NumericsCase]:
             f"num.refuse.tree-{algorithm.replace('_', '-')}", f"a tree proposal from a {algorithm} draft is refused: "
             "v1.1 defines no tree for it", anchors("TRE-5"), "propose_tree", draft_path(algorithm),
             VERIFIER, {"tree": {"paths": CHAIN[:2] + [[1]]}}, x, {}, {}, refusal="refused.tree"))
+    cases.append(NumericsCase(
+        "num.refuse.tree-verifier-accept-k-2", "greedy tree decoding with the top-k rule (verifier_accept_k 2), "
+        "which v1.1 does not define for trees, is refused", anchors("TRE-7"), "generate_tree", draft_path("eagle3"),
+        VERIFIER, {"max_new_tokens": 4, "tree": {"paths": CHAIN[:2] + [[1]]}, "verifier_accept_k": 2},
+        {"prompt_ids": prompt(0, 6)}, {}, {}, refusal="refused.tree"))
     return cases
 
 

@@ -153,9 +153,11 @@ def run_verify_tree_sampling(model: Model, params: dict, x: Tensors) -> Tensors:
 
 
 def run_generate_tree(model: Model, params: dict, x: Tensors) -> Tensors:
+    """Greedy decoding with a tree; `verifier_accept_k` above 1 (absent: 1) is refused. Spec: spec/trees.md#TRE-7"""
     shape = tree_shape(params)
+    proposal = Proposal("greedy", shape.depth, verifier_accept_k=params.get("verifier_accept_k", 1))
     return generation(generate(model.verifier, model.draft, x["prompt_ids"].tolist(), params["max_new_tokens"],
-                               Proposal("greedy", shape.depth), shape=shape))
+                               proposal, shape=shape))
 
 
 Operation = Callable[[Model, dict, Tensors], Tensors]
