@@ -122,6 +122,18 @@ def test_generate_runs_the_tree_of_a_checkpoint_whose_default_method_is_a_tree_u
     assert out["tree"] is None and out["stats"]["k"] == 2
 
 
+def test_eval_measures_the_tree_of_a_checkpoint_whose_default_method_is_a_tree_unless_k_is_given(dirs, capsys):
+    verifier, draft, prompts = dirs
+    with_default_method(draft, {"proposal_type": "dynamic_tree", "speculative_tokens": 6, "expansion_factor": 2})
+    assert main(eval_args(verifier, draft, prompts, "--format", "json")) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tree"] == {"proposal_type": "dynamic_tree", "speculative_tokens": 6, "expansion_factor": 2,
+                              "depth": 6}  # depth defaulted by the schema
+    assert main(eval_args(verifier, draft, prompts, "--k", "2", "--format", "json")) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tree"] is None and result["k"] == 2 and result["bound"] is not None
+
+
 def test_a_default_tree_method_of_an_ngram_draft_is_refused_in_one_line_that_offers_k(tmp_path, capsys):
     verifier = write_verifier(tmp_path / "verifier", tokenizer=True)
     ngram = with_default_method(write_variant("ngram", tmp_path / "ngram"), {"proposal_type": "dynamic_tree"})

@@ -1,7 +1,8 @@
 """`specfmt eval`: speed of speculative against plain greedy decoding on prompt files or evaluation sets
 (`--prompts evalset:NAME`, specfmt.evalsets; several --prompts give a table per set and a summary row per set),
 with the reference runtime, all sets in one process with the same threads and dtype: a chain of --k drafts, or the
-tree --tree names (specfmt.cli_tree.TREE_GRAMMAR; acceptance by depth, no bound). One progress line per prompt
+tree --tree names (specfmt.cli_tree.TREE_GRAMMAR; acceptance by depth, no bound), or without either the tree of a
+checkpoint whose default proposal method is one. One progress line per prompt
 goes to stderr, always (an eval runs for minutes; a log of it should say how far it came), and a warning line
 when the machine's load makes the timings unreliable (specfmt.evaluate.timing_warning). Usage errors and exit
 statuses as specfmt.cli_runtime says.
@@ -25,7 +26,7 @@ from specfmt.cli_runtime import (
     model_dirs,
     one_line,
 )
-from specfmt.cli_tree import TREE_GRAMMAR, check_branches, tree_option
+from specfmt.cli_tree import TREE_GRAMMAR, shape_of_run, tree_option
 
 
 def check_output(option: str, target: str | None) -> None:
@@ -158,8 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             check_prompt(prompt, verifier.vocab_size, spec)
     try:
         draft, config = bound_draft(draft_dir, verifier_dir, verifier, args)
-        if shape is not None:
-            check_branches(draft, config, f"--tree {args.tree}")
+        shape = shape_of_run(config, draft, args, shape)
         results = evaluate_sets(verifier, draft, sets, args.k or DEFAULT_K, args.max_new_tokens, eos_ids, shape=shape,
                                 progress=lambda line: print(f"eval: {line}", file=sys.stderr, flush=True))
     except ValidationError as e:
@@ -188,7 +188,8 @@ def add_parser(sub) -> None:
                         "summary")
     e.add_argument("--k", type=int, help=f"draft tokens per step of the chain (default: {DEFAULT_K})")
     e.add_argument("--tree", help="measure a tree (spec/trees.md) instead of a chain, greedy, side by side with plain "
-                   f"decoding; no bound is printed for a tree (specfmt.evaluate): {TREE_GRAMMAR}")
+                   "decoding, no bound printed (specfmt.evaluate); without --k or --tree, a checkpoint whose default "
+                   f"proposal method is a static_tree or dynamic_tree is measured with its tree: {TREE_GRAMMAR}")
     e.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate per prompt")
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where verifier and draft run")
     e.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="of the verifier and draft")

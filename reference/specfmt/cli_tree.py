@@ -83,7 +83,7 @@ def check_branches(draft, config: dict, source: str) -> None:
 
 
 def shape_of_run(config: dict, draft, args: argparse.Namespace, shape):
-    """The tree generate runs: --tree (`shape`, parsed), else the checkpoint's default method when it is a tree
+    """The tree generate or eval runs: --tree (`shape`, parsed), else the checkpoint's default method when it is a tree
     and --k is not given; None for a chain. Checked against the draft (check_branches)."""
     from specfmt.runtime import default_method, default_shape
 
