@@ -153,9 +153,11 @@ def run_verify_tree_sampling(model: Model, params: dict, x: Tensors) -> Tensors:
 
 
 def run_generate_tree(model: Model, params: dict, x: Tensors) -> Tensors:
-    """Greedy decoding with a tree; `verifier_accept_k` above 1 (absent: 1) is refused. Spec: spec/trees.md#TRE-7"""
+    """Greedy decoding with a tree; `verifier_accept_k` above 1 (absent: the proposal method's default) is refused.
+    Spec: spec/trees.md#TRE-7"""
     shape = tree_shape(params)
-    proposal = Proposal("greedy", shape.depth, verifier_accept_k=params.get("verifier_accept_k", 1))
+    accept_k = {"verifier_accept_k": params["verifier_accept_k"]} if "verifier_accept_k" in params else {}
+    proposal = Proposal("greedy", shape.depth, **accept_k)
     return generation(generate(model.verifier, model.draft, x["prompt_ids"].tolist(), params["max_new_tokens"],
                                proposal, shape=shape))
 
