@@ -4,9 +4,10 @@ Run by `benchmarks/mutation.py --classify` in mutmut's work directory, on the mu
 (mutants/src, which switches mutant by MUTANT_UNDER_TEST). For each surviving mutant it runs the cases of the levels
 that reach its module, through the reference's own functions instead of the protocol, and compares everything they
 return with what the unmutated reference returns: a finding's message, expected and found values, the report's other
-fields (algorithm, symbols, tensors), the text of an error. The fields that differ are the mutant's class: when
-none of them is one the protocol carries, no case can kill it. A mutant that changes nothing here either is left for
-a person to judge (a true equivalent, or a behaviour the suite does not reach).
+fields (algorithm, symbols, tensors), the text of an error, and stops at the first case where any differs. A
+survivor passed every case through the protocol, so what differs is what the protocol does not carry, and no case
+can kill the mutant. A mutant that changes nothing here either is left for a person to judge (a true equivalent,
+or a behaviour the suite does not reach).
 
 Usage: python mutation_observe.py NAMES.json OUT.json (NAMES.json: a list of mutmut names).
 """
@@ -71,21 +72,23 @@ def view(case) -> dict:
 
 
 def differences(name: str, cases: list, originals: dict) -> list[str]:
-    """The fields that differ under mutant `name` in any of `cases`, sorted."""
-    fields: set[str] = set()
+    """The fields that differ under mutant `name` in the first of `cases` where any does, sorted. A survivor passed
+    every case through the protocol, so the fields it changes are ones the protocol does not carry; one case that
+    shows them is enough to say what the mutant changes."""
     os.environ["MUTANT_UNDER_TEST"] = name
     try:
         for case in cases:
             try:
                 mutated = view(case)
             except Exception as e:  # noqa: BLE001 - a crash the protocol answer hid
-                fields.add(f"raises {type(e).__name__}")
-                continue
+                return [f"raises {type(e).__name__}"]
             original = originals[case.id]
-            fields |= {f for f in set(original) | set(mutated) if original.get(f) != mutated.get(f)}
+            fields = sorted(f for f in set(original) | set(mutated) if original.get(f) != mutated.get(f))
+            if fields:
+                return fields
     finally:
         os.environ["MUTANT_UNDER_TEST"] = ""
-    return sorted(fields)
+    return []
 
 
 def main() -> int:
