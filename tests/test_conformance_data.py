@@ -172,9 +172,11 @@ def suite_files() -> list[Path]:
                   and not p.is_relative_to(links) and not any(part.endswith(".egg-info") for part in p.parts))
 
 
-def test_the_suite_an_implementer_downloads_is_under_2_mb_compressed():
+def test_the_suite_an_implementer_downloads_is_under_2_5_mb_compressed():
     """Measured as a deflate zip, as a wheel or an archive ships it. Most unpacked bytes are the zero data of
-    header-only checkpoint fixtures, which a download compresses away."""
+    header-only checkpoint fixtures, which a download compresses away. Suite 5.0.0 (732 cases, 591 in 4.0.0: the
+    rule coverage map's, the mutants', the refusals' and the trees' cases) measured 2.11 MB and 8.37 MB unpacked;
+    the bounds leave it about a fifth to grow before its fixtures must shrink."""
     import io
     import zipfile
 
@@ -182,11 +184,11 @@ def test_the_suite_an_implementer_downloads_is_under_2_mb_compressed():
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         for path in suite_files():
             z.write(path, path.relative_to(SUITE).as_posix())
-    assert len(archive.getvalue()) < 2_000_000
+    assert len(archive.getvalue()) < 2_500_000
 
 
-def test_the_unpacked_suite_is_under_8_mb():
-    assert sum(p.stat().st_size for p in suite_files()) < 8_000_000
+def test_the_unpacked_suite_is_under_10_mb():
+    assert sum(p.stat().st_size for p in suite_files()) < 10_000_000
 
 
 def test_every_spec_anchor_names_a_rule_that_exists():

@@ -80,7 +80,7 @@ def attention_cases() -> list[NumericsCase]:
         attention_case("shuffled-paths-n3", "paths given out of order are nodes in node order (by length, then "
                        "lexicographically); each node sits at n + its depth and sees the 3 cached positions, its "
                        "ancestors and itself, never a sibling", SHUFFLED, 3, ("TRE-1", "TRE-2", "TRE-6")),
-        attention_case("full-2-2-n2", "the full tree of a v1.0 static_tree with both branching factors 2 and depth 2",
+        attention_case("full-2-2-n2", "the full tree of a static_tree method with both branching factors 2 and depth 2",
                        [list(p) for p in tree_module.full_tree(2, 2, 2).paths], 2, ("TRE-2", "TRE-3", "TRE-6")),
         attention_case("chain-n4", "a chain: the causal mask, positions n..n+K", CHAIN, 4, ("TRE-6", "TRE-10")),
     ]
