@@ -145,17 +145,38 @@ def llama_cpp_peers(q41: Path | None, prompt: list[int], n: int, threads: int) -
         skipped = None
     rows: dict = {"version": llama_cpp.__version__}
     for name, path in files.items():
-        rows[name] = llama_cpp_row(llama_cpp, path, prompt, n, threads, None)
-    try:
-        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-    except ImportError:
-        rows["prompt_lookup"] = {"skipped": "this llama-cpp-python has no LlamaPromptLookupDecoding"}
-    else:
-        rows["prompt_lookup_F16"] = llama_cpp_row(llama_cpp, files.get("F16", q41), prompt, n, threads,
-                                                  LlamaPromptLookupDecoding(num_pred_tokens=3))
+        rows[name] = peer_process(path, prompt, n, threads, lookup=False)
+    rows["prompt_lookup_F16"] = peer_process(files.get("F16", q41), prompt, n, threads, lookup=True)
     if skipped:
         rows["F16"] = {"skipped": skipped}
     return rows
+
+
+def peer_process(path: Path, prompt: list[int], n: int, threads: int, lookup: bool) -> dict:
+    """llama_cpp_row in a child process: a llama.cpp that dies (a build whose AMX kernels this CPU's kernel does
+    not allow ends in SIGSEGV or SIGILL) is reported as skipped, and the bench goes on."""
+    import subprocess
+
+    request = json.dumps({"path": str(path), "prompt": prompt, "n": n, "threads": threads, "lookup": lookup})
+    done = subprocess.run([sys.executable, __file__, "--peer-row", request], capture_output=True, text=True)
+    if done.returncode != 0:
+        cause = f"signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        return {"file": path.name, "skipped": f"llama.cpp ended with {cause} {last}".strip()}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peer_row_main(request: str) -> None:
+    """The child of peer_process: one llama.cpp row, printed as one JSON line."""
+    import llama_cpp
+
+    r = json.loads(request)
+    draft = None
+    if r["lookup"]:
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        draft = LlamaPromptLookupDecoding(num_pred_tokens=3)
+    print(json.dumps(llama_cpp_row(llama_cpp, Path(r["path"]), r["prompt"], r["n"], r["threads"], draft)))
 
 
 def llama_cpp_row(llama_cpp, path: Path, prompt: list[int], n: int, threads: int, draft) -> dict:
@@ -243,4 +264,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--peer-row"]:
+        peer_row_main(sys.argv[2])
+    else:
+        main()
