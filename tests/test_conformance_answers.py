@@ -130,7 +130,7 @@ EXACT = {
     "vocab_mapping_at_d2t": {"ckpt.values.vocab-mapping-t2d"},
     "listed_absent_needs_an_entry": {"ckpt.index.mismatch-listed-absent"},
     "index_findings_in_the_index": {"ckpt.index.mismatch-stored-twice", "ckpt.index.mismatch-unlisted"},
-    "malformed_entry_not_stored": {"ckpt.index.listed-entry-malformed"},
+    "malformed_entry_not_stored": {"ckpt.index.listed-entry-malformed", "ckpt.index.listed-malformed-first-shard"},
     "unread_shard_is_empty": {"ckpt.index.listed-in-unread-shard"},
     # item 4: the repeated key alone, the pointer SFT-2 gave before; item 7: no binding after a header finding
     "duplicate_at_its_key": {"ckpt.header.duplicate-inside-entry"},
