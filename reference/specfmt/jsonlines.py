@@ -22,9 +22,11 @@ def serve(handler: Callable[[dict], dict]) -> None:
         try:
             response = handler(message)
         except Exception as e:
-            traceback.print_exc(file=sys.stderr)
             response = {"seq": message.get("seq"), "error": {"message": f"{type(e).__name__}: {e}"}}
             if isinstance(getattr(e, "refusal", None), str):  # a refusal the spec requires (PROTOCOL.md 3.4)
                 response["error"]["code"] = e.refusal
+                print(f"refused ({e.refusal}): {e}", file=sys.stderr)  # an answer, not a fault: no traceback
+            else:
+                traceback.print_exc(file=sys.stderr)
         sys.stdout.write(json.dumps(response) + "\n")
         sys.stdout.flush()
