@@ -104,3 +104,20 @@ def test_schema_findings_are_graded_without_their_file():
     expected = [{"code": "config.required", "pointer": "/a", "severity": "error"}]
     actual = [{**expected[0], "file": "config.json"}]
     assert compare_findings(expected, actual, False) == ("pass", None)
+
+
+def test_a_report_names_the_suite_directory_as_suite_not_as_this_machine_path(tmp_path):
+    from specfmt_conformance.report import build_report
+    from specfmt_conformance.runner import Result
+    from specfmt_conformance.suite import Suite
+
+    suite = Suite(build_suite(tmp_path / "suite"))
+    fixture = f"{suite.root}/cases/checkpoint/1.0/ckpt-shard/checkpoint/config.json"
+    result = Result("ckpt-shard", "checkpoint", "error", 0.1, {"summary": f"adapter error: {fixture} unreadable",
+                    "findings": [{"file": fixture}]}, {}, f"refused: {fixture}\n")
+    run = {"started": "now", "adapter": "a", "selection": {}, "expectations": {"file": None, "entries": 0}}
+    row = build_report(suite, {}, run, [result])["results"][0]
+    mine = "<suite>/cases/checkpoint/1.0/ckpt-shard/checkpoint/config.json"
+    assert row["stderr"] == f"refused: {mine}\n"
+    assert row["detail"] == {"summary": f"adapter error: {mine} unreadable", "findings": [{"file": mine}]}
+    assert str(tmp_path) not in json.dumps(row)

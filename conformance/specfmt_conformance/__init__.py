@@ -6,7 +6,7 @@ report.json, report.md and junit.xml. Standard library only: third parties run i
 specfmt runtime (jsonschema is used only by --validate-protocol).
 """
 
-RUNNER_VERSION = "1.3.0"
+RUNNER_VERSION = "1.3.1"
 PROTOCOL_VERSION = 1
 LEVELS = ("schema", "checkpoint", "numerics")
 STATUSES = ("pass", "fail", "skip", "xfail", "xpass", "error", "crash", "not-applicable")

@@ -68,7 +68,24 @@ def build_report(suite: Suite, hello: dict, run: dict, results: list[Result]) ->
         **run,
         "selection": {**run["selection"], "selected": len(results), "suite_cases": len(suite.cases)},
     }
-    return {"header": header, "results": [asdict(r) for r in results], "summary": summarize(results)}
+    return {"header": header, "results": [suite_relative(asdict(r), suite.root) for r in results],
+            "summary": summarize(results)}
+
+
+SUITE_MARK = "<suite>"
+
+
+def suite_relative(value, root: Path):
+    """`value` with every mention of the suite's directory in its strings written as `<suite>`: what an adapter
+    printed names the files the runner passed it, and a report is read on other machines, where that directory
+    means nothing (and names the machine it ran on)."""
+    if isinstance(value, str):
+        return value.replace(str(root), SUITE_MARK)
+    if isinstance(value, dict):
+        return {k: suite_relative(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [suite_relative(v, root) for v in value]
+    return value
 
 
 def failed(report: dict) -> bool:
