@@ -4,8 +4,10 @@ the generic codes), and GEN-5's value checks left out when values are not scanne
 
 from __future__ import annotations
 
+import torch
+
 from conformance.generators import variants
-from conformance.generators.ckpt import CheckpointCase, in_bfloat16
+from conformance.generators.ckpt import CheckpointCase, in_bfloat16, write_config
 from conformance.generators.ckpt_layout import EAGLE3, TINY, H, V, _eagle3_two_layers, _sparse, _swap
 from conformance.generators.ckpt_values import NAN_SENTINELS, _fill, _written
 
@@ -64,10 +66,47 @@ CASES = [
 ]
 
 
+def _renamed_type(model_type: str):
+    """A build: the eagle3 checkpoint, its config naming another `speculators_model_type` (the tensors stay eagle3's,
+    which no layout is then bound to)."""
+    build = _sparse(EAGLE3, lambda e: e)
+
+    def renamed(path) -> None:
+        build(path)
+        write_config(path, {**EAGLE3, "speculators_model_type": model_type})
+    return renamed
+
+
+def _wide_nan_head(tensors: dict[str, torch.Tensor]) -> None:
+    """lm_head.weight one column wider than its layout says, and all NaN: a tensor with a shape mismatch is still
+    read when values are scanned (LAY-7)."""
+    tensors["lm_head.weight"] = torch.full((V, H + 1), float("nan"), dtype=torch.bfloat16)
+
+
+# Cases a mutant of the validator passed (make mutation, issue 23): an unknown type binds no layout and must not
+# stop validation; the strict schema holds in a checkpoint's config.json as in a config alone; a tensor whose shape
+# differs is scanned like one that matches.
+MUTANT_CASES = [
+    CheckpointCase("ckpt.config.unknown-model-type", "an eagle3 checkpoint whose config names speculators_model_type "
+                   "\"eagle9\": config.enum and config.algorithm_mismatch, and its tensors are bound to no layout (no layout "
+                   "finding, no crash)",
+                   "compat", _renamed_type("eagle9"), "config.enum", ("spec/config.md#CFG-2",)),
+    CheckpointCase("ckpt.strict.format-version-absent", "an eagle3 checkpoint without speculators_format_version, "
+                   "validated under strict: config.required, as validate_config reports it for the config alone",
+                   "strict", _sparse({k: v for k, v in EAGLE3.items() if k != "speculators_format_version"},
+                                     lambda e: e), "config.required", ("spec/config.md#CFG-2",)),
+    CheckpointCase("ckpt.values.shape-mismatch-scanned", "eagle3 whose lm_head.weight is one column too wide and all "
+                   "NaN, values scanned: layout.shape and weights.nonfinite (a bound tensor's error, not the hazard of a "
+                   "tensor no role reads), since a mismatched tensor is read too",
+                   "compat", _written(EAGLE3, _wide_nan_head), "layout.shape", ("spec/layout.md#LAY-7",),
+                   scan_values=True),
+]
+
+
 def rule_cases() -> list[CheckpointCase]:
     cases = [CheckpointCase(case_id, description, profile, _sparse(config, edit), code, spec)
              for case_id, description, profile, config, edit, code, spec in CASES]
     cases.append(CheckpointCase("ckpt.scan.not-asked", "eagle3 whose embed_tokens and lm_head hold only NaN, validated "
                                 "without scanning values: no finding, the value checks run only when asked (valid)",
                                 "compat", _written(EAGLE3, _fill(*NAN_SENTINELS)), None, ("spec/index.md#GEN-5",)))
-    return cases
+    return cases + MUTANT_CASES
