@@ -141,21 +141,27 @@ def mutant_record(name: str, status: str, module: str, source_lines: list[str]) 
 
     function, cls = orig_function_and_class_names_from_key(name)
     function = f"{cls}.{function}" if cls else function
-    diff = get_diff_for_mutant(name, path=f"src/specfmt/{module}.py").splitlines()[3:]
+    diff = get_diff_for_mutant(name, path=f"src/specfmt/{module}.py").splitlines()
+    hunk, diff = diff[2], diff[3:]
     before = [line[1:].strip() for line in diff if line.startswith("-")]
     after = [line[1:].strip() for line in diff if line.startswith("+")]
-    return {"module": module, "function": function, "line": line_of(source_lines, function, before),
+    return {"module": module, "function": function, "line": line_of(source_lines, function, hunk, diff),
             "before": " / ".join(before), "after": " / ".join(after), "status": status, "mutmut": name,
             "key": f"{module}:{function}: {' / '.join(before)} -> {' / '.join(after)}"}
 
 
-def line_of(source_lines: list[str], function: str, before: list[str]) -> int | None:
-    """The 1-based line of the mutated text in the module, searched from the function's def."""
+def line_of(source_lines: list[str], function: str, hunk: str, diff: list[str]) -> int | None:
+    """The 1-based line of the first mutated line in the module: the hunk's start is counted from the function's
+    def (mutmut diffs the function alone), then the hunk's lines up to the first one removed. The text alone would
+    not do: the same line can appear twice in a function (validate.read_json's two `config.missing` findings)."""
     name = function.rsplit(".", 1)[-1]
-    start = next((i for i, line in enumerate(source_lines) if line.lstrip().startswith(f"def {name}(")), 0)
-    if not before:
-        return start + 1
-    return next((i + 1 for i in range(start, len(source_lines)) if source_lines[i].strip() == before[0]), None)
+    start = next((i for i, line in enumerate(source_lines) if line.lstrip().startswith(f"def {name}(")), None)
+    if start is None:
+        return None
+    first = int(hunk.split()[1].lstrip("-").split(",")[0])
+    removed = next((i for i, line in enumerate(line for line in diff if not line.startswith("+"))
+                    if line.startswith("-")), 0)
+    return start + first + removed
 
 
 def collect(work: Path, equivalents: dict[str, dict]) -> dict:
