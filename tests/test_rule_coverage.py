@@ -113,7 +113,8 @@ EXACT = {
                                             | schema_cases(f"cfg.{r}.strict", "model-type-absent")
                                             for r in MODEL_TYPE_RULES)),
     "verifier_vocab_eagle3_only": {"cfg.alg-eagle-3.compat/verifier-vocab-size",
-                                   "cfg.alg-independent-2.compat/verifier-vocab-size"},
+                                   "cfg.alg-independent-2.compat/verifier-vocab-size",
+                                   "ckpt.config.mtp-verifier-mismatch"},
     "independent_flattened_read": {"cfg.alg-independent-3.compat/flattened"},
     "mlp_alias_accepted": {"cfg.alg-mlp-2.compat/mlp-alias"},
     "format_version_exact": {"cfg.format-version.compat/later-minor"},
@@ -121,7 +122,8 @@ EXACT = {
     "medusa_shapes_unchecked": {"ckpt.medusa.block-shape"},
     "presence_eagle3_only": {"ckpt.layout.forbidden", "ckpt.eagle.fusion-bias-without-flag", "ckpt.eagle.embed-tokens",
                              "ckpt.independent.tied-lm-head", "ckpt.mtp.embed-tokens", "ckpt.peagle.mask-hidden-absent",
-                             "ckpt.medusa.lm-head", "ckpt.mlp-speculator.fms-prefix", "ckpt.ngram.stray-tensor"},
+                             "ckpt.medusa.lm-head", "ckpt.mlp-speculator.fms-prefix", "ckpt.ngram.stray-tensor",
+                             "ckpt.layout.every-layer-absent"},
 }
 
 

@@ -13,15 +13,20 @@ rule under test. Their golden says which boundary (`exact_boundary`) instead of 
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from conformance.generators.ckpt import CheckpointCase
+from conformance.generators import variants
+from conformance.generators.ckpt import CheckpointCase, entries, in_bfloat16, write_config
 from conformance.generators.ckpt_bytes import EXTRA, SHAPE, SHARDS, _sharded
+from conformance.generators.ckpt_layout import EAGLE3, TINY, _swap
 from conformance.generators.numerics import EXACT, FLOAT32, NumericsCase, rounded
+from specfmt.safetensors_file import write_sparse
 from specfmt.verification import process_logits, verify_sampling, verify_top_k
 
 VERDICT = {"accepted": EXACT, "next_token": EXACT}
@@ -160,8 +165,84 @@ def _first_shard_gains(entry: dict | None):
     return _sharded(edit)
 
 
+def _edited(config: dict, edit: Callable[[dict], None], rows=lambda e: e, tensors_edited: bool = False):
+    """A build: `config` with `edit` applied, and a header-only model.safetensors of `rows(entries(...))`: the tensors
+    of `config` as it was before the edit, or after it with `tensors_edited` (none for ngram)."""
+    def build(path: Path) -> None:
+        changed = copy.deepcopy(config)
+        edit(changed)
+        write_config(path, changed)
+        if config["speculators_model_type"] != "ngram":
+            write_sparse(path / "model.safetensors", rows(entries(changed if tensors_edited else config)))
+    return build
+
+
+DROP = object()
+VERIFIER = ("speculators_config", "verifier")
+
+
+def _set(*changes: tuple[tuple[str, ...], object]) -> Callable[[dict], None]:
+    """An edit: each (path, value) set in the config; a value of DROP deletes the key."""
+    def edit(config: dict) -> None:
+        for path, value in changes:
+            node = config
+            for key in path[:-1]:
+                node = node[key]
+            if value is DROP:
+                del node[path[-1]]
+            else:
+                node[path[-1]] = value
+    return edit
+
+
+def config_cases() -> list[CheckpointCase]:
+    """The config findings that only schema-level cases reached, now in a checkpoint, where a finding's file is graded
+    too; and two boundaries of the config checks (CFG-13's equal bounds, LAY-4's gap that starts at layer 0)."""
+    hazards, config = "spec/hazards.md", "spec/config.md"
+    return [
+        CheckpointCase("ckpt.config.aux-layer-ids-order", "eagle3 whose eagle_aux_hidden_state_layer_ids [1, 5, 3] are "
+                       "not increasing: hazard.aux_layer_ids_order in config.json", "compat",
+                       _edited(EAGLE3, _set((("eagle_aux_hidden_state_layer_ids",), [1, 5, 3]))),
+                       "hazard.aux_layer_ids_order", (f"{config}#CFG-9", f"{hazards}#hazard.aux_layer_ids_order")),
+        CheckpointCase("ckpt.config.exclusive", "eagle3 with norm_before_fc and fc_norm both true: config.exclusive "
+                       "in config.json", "compat",
+                       _edited(EAGLE3, _set((("norm_before_fc",), True), (("fc_norm",), True)), tensors_edited=True),
+                       "config.exclusive", (f"{config}#CFG-12", "spec/algorithms/eagle3.md#ALG-EAGLE3-3")),
+        CheckpointCase("ckpt.config.proposal-type-removed", "eagle3 whose only proposal method is sampling: "
+                       "hazard.proposal_type_removed in config.json", "compat",
+                       _edited(EAGLE3, _set((("speculators_config", "proposal_methods"),
+                                             [{"proposal_type": "sampling", "speculative_tokens": 3}]),
+                                            (("speculators_config", "default_proposal_method"), "sampling"))),
+                       "hazard.proposal_type_removed", (f"{hazards}#hazard.proposal_type_removed",)),
+        CheckpointCase("ckpt.config.verifier-fact-absent", "medusa whose verifier binding lacks vocab_size, which its "
+                       "layout reads: config.required in config.json under compat too", "compat",
+                       _edited(TINY, _set(((*VERIFIER, "vocab_size"), DROP))), "config.required",
+                       (f"{config}#CFG-8",)),
+        CheckpointCase("ckpt.config.mtp-verifier-mismatch", "mtp whose verifier binding states another hidden_size and "
+                       "vocab_size than its transformer_layer_config: config.verifier_mismatch at each of the two",
+                       "compat", _edited(variants.config_of("mtp"), _set(((*VERIFIER, "hidden_size"), 48),
+                                                                          ((*VERIFIER, "vocab_size"), 256))),
+                       "config.verifier_mismatch", (f"{config}#CFG-8",)),
+        CheckpointCase("ckpt.config.prompt-lookup-equal", "ngram with prompt_lookup_min equal to prompt_lookup_max "
+                       "(valid: the bound is inclusive)", "compat",
+                       _edited(variants.config_of("ngram"), _set((("prompt_lookup_min",), 3))), None,
+                       (f"{config}#CFG-13",)),
+        CheckpointCase("ckpt.hazard.dtype-mismatch.torch-dtype", "a float32 tensor in a bfloat16 eagle3 that declares "
+                       "its dtype as torch_dtype alone (transformers 4): hazard.dtype_mismatch", "compat",
+                       _edited(EAGLE3, _set((("dtype",), DROP), (("torch_dtype",), "bfloat16")),
+                               lambda e: _swap(e, "fc.weight", "F32")),
+                       "hazard.dtype_mismatch", (f"{config}#CFG-14", f"{hazards}#hazard.dtype_mismatch")),
+        CheckpointCase("ckpt.layout.every-layer-absent", "a two-layer independent draft that stores neither layer: "
+                       "every layer tensor is layout.missing, and no hazard.layers_missing (no stored prefix)",
+                       "compat", _edited(in_bfloat16(variants.config_of("independent")), lambda c: None,
+                               lambda e: [r for r in e if not r[0].startswith("model.layers.")]),
+                       "layout.missing", ("spec/layout.md#LAY-4", f"{hazards}#hazard.layers_missing")),
+    ]
+
+
 def checkpoint_cases() -> list[CheckpointCase]:
-    """SFT-5 in the first of two shards: the rules hold for every shard read, not the last one alone."""
+    """SFT-5 in the first of two shards: the rules hold for every shard read, not the last one alone; and
+    config_cases()."""
     return [
         CheckpointCase("ckpt.index.listed-absent-first-shard", "weight_map places a tensor in the first of two shards, "
                        "whose header (read, well formed) lacks it: index.mismatch at its weight_map entry, though the "
@@ -170,4 +251,4 @@ def checkpoint_cases() -> list[CheckpointCase]:
                        "shards, whose entry for it lacks data_offsets: header.entry only; the malformed entry counts "
                        "as stored though the last shard read has no malformed entry", "compat",
                        _first_shard_gains({"dtype": "F32", "shape": SHAPE}), "header.entry", SFT_5),
-    ]
+    ] + config_cases()

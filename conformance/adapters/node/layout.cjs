@@ -141,7 +141,7 @@ function reportMissing(missing, all, tensors, out, weightsFile) {
     const required = (v) => all.filter((i) => layerOf(i) === v && i.active && (i.entry.presence || "required") === "required");
     let m = values.length;
     while (m > 0 && required(values[m - 1]).every((i) => missingSet.has(i) && !tensors[i.name])) m--;
-    if (m === values.length) continue;
+    if (m === values.length || values[m] === 0) continue; // no trailing gap, or every layer absent: tensor by tensor
     for (const v of values.slice(m)) for (const i of required(v)) collapsed.add(i);
     out.push({ code: "hazard.layers_missing", pointer, file: "config.json" });
   }
