@@ -88,16 +88,24 @@ def _wide_nan_head(tensors: dict[str, torch.Tensor]) -> None:
 # differs is scanned like one that matches.
 MUTANT_CASES = [
     CheckpointCase("ckpt.config.unknown-model-type", "an eagle3 checkpoint whose config names speculators_model_type "
-                   "\"eagle9\": config.enum and config.algorithm_mismatch, and its tensors are bound to no layout (no layout "
-                   "finding, no crash)",
+                   "\"eagle9\": config.enum and config.algorithm_mismatch, and its tensors are bound to no layout "
+                   "(no layout finding, no crash)",
                    "compat", _renamed_type("eagle9"), "config.enum", ("spec/config.md#CFG-2",)),
     CheckpointCase("ckpt.strict.format-version-absent", "an eagle3 checkpoint without speculators_format_version, "
                    "validated under strict: config.required, as validate_config reports it for the config alone",
                    "strict", _sparse({k: v for k, v in EAGLE3.items() if k != "speculators_format_version"},
                                      lambda e: e), "config.required", ("spec/config.md#CFG-2",)),
+    CheckpointCase("ckpt.mlp-speculator.inner-dim-zero", "mlp_speculator with inner_dim 0, which means D = H: every "
+                   "tensor H wide (valid); the else branch of the layout's `inner_dim if inner_dim > 0 else H`",
+                   "compat", _sparse({**_of("mlp_speculator"), "inner_dim": 0}, lambda e: e), None,
+                   ("spec/algorithms/mlp_speculator.md#ALG-MLP-1", "spec/layout.md#LAY-2")),
+    CheckpointCase("ckpt.dspark.confidence-head-off-with-markov", "dspark with enable_confidence_head false and "
+                   "confidence_head_with_markov true: no confidence head is stored (valid); `and` stops at a false "
+                   "left side", "compat", _sparse({**_of("dspark"), "enable_confidence_head": False}, lambda e: e),
+                   None, ("spec/layout.md#LAY-2",)),
     CheckpointCase("ckpt.values.shape-mismatch-scanned", "eagle3 whose lm_head.weight is one column too wide and all "
-                   "NaN, values scanned: layout.shape and weights.nonfinite (a bound tensor's error, not the hazard of a "
-                   "tensor no role reads), since a mismatched tensor is read too",
+                   "NaN, values scanned: layout.shape and weights.nonfinite (a bound tensor's error, not the hazard "
+                   "of a tensor no role reads), since a mismatched tensor is read too",
                    "compat", _written(EAGLE3, _wide_nan_head), "layout.shape", ("spec/layout.md#LAY-7",),
                    scan_values=True),
 ]
