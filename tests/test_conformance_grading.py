@@ -106,7 +106,8 @@ def test_schema_findings_are_graded_without_their_file():
     assert compare_findings(expected, actual, False) == ("pass", None)
 
 
-def test_a_report_names_the_suite_directory_as_suite_not_as_this_machine_path(tmp_path):
+def test_a_report_names_the_suite_and_working_directories_by_marks_not_by_this_machine_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     from specfmt_conformance.report import build_report
     from specfmt_conformance.runner import Result
     from specfmt_conformance.suite import Suite
@@ -114,10 +115,10 @@ def test_a_report_names_the_suite_directory_as_suite_not_as_this_machine_path(tm
     suite = Suite(build_suite(tmp_path / "suite"))
     fixture = f"{suite.root}/cases/checkpoint/1.0/ckpt-shard/checkpoint/config.json"
     result = Result("ckpt-shard", "checkpoint", "error", 0.1, {"summary": f"adapter error: {fixture} unreadable",
-                    "findings": [{"file": fixture}]}, {}, f"refused: {fixture}\n")
+                    "findings": [{"file": fixture}]}, {}, f"refused: {fixture}\n  File \"{Path.cwd()}/a.py\"\n")
     run = {"started": "now", "adapter": "a", "selection": {}, "expectations": {"file": None, "entries": 0}}
     row = build_report(suite, {}, run, [result])["results"][0]
     mine = "<suite>/cases/checkpoint/1.0/ckpt-shard/checkpoint/config.json"
-    assert row["stderr"] == f"refused: {mine}\n"
+    assert row["stderr"] == f"refused: {mine}\n  File \"<cwd>/a.py\"\n"
     assert row["detail"] == {"summary": f"adapter error: {mine} unreadable", "findings": [{"file": mine}]}
     assert str(tmp_path) not in json.dumps(row)

@@ -68,23 +68,27 @@ def build_report(suite: Suite, hello: dict, run: dict, results: list[Result]) ->
         **run,
         "selection": {**run["selection"], "selected": len(results), "suite_cases": len(suite.cases)},
     }
-    return {"header": header, "results": [suite_relative(asdict(r), suite.root) for r in results],
+    places = ((str(suite.root), SUITE_MARK), (str(Path.cwd()), CWD_MARK))
+    return {"header": header, "results": [suite_relative(asdict(r), places) for r in results],
             "summary": summarize(results)}
 
 
-SUITE_MARK = "<suite>"
+SUITE_MARK, CWD_MARK = "<suite>", "<cwd>"
 
 
-def suite_relative(value, root: Path):
-    """`value` with every mention of the suite's directory in its strings written as `<suite>`: what an adapter
-    printed names the files the runner passed it, and a report is read on other machines, where that directory
-    means nothing (and names the machine it ran on)."""
+def suite_relative(value, places: tuple[tuple[str, str], ...]):
+    """`value` with every mention of the suite's directory in its strings written as `<suite>`, then of the
+    runner's working directory as `<cwd>`: what an adapter printed names the files the runner passed it (and, in a
+    traceback, its own installation), and a report is read on other machines, where those directories mean nothing
+    (and name the machine it ran on)."""
     if isinstance(value, str):
-        return value.replace(str(root), SUITE_MARK)
+        for path, mark in places:
+            value = value.replace(path, mark)
+        return value
     if isinstance(value, dict):
-        return {k: suite_relative(v, root) for k, v in value.items()}
+        return {k: suite_relative(v, places) for k, v in value.items()}
     if isinstance(value, list):
-        return [suite_relative(v, root) for v in value]
+        return [suite_relative(v, places) for v in value]
     return value
 
 
