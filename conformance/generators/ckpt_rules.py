@@ -61,6 +61,10 @@ CASES = [
     ("ckpt.eagle3.partial-layer", "eagle3 with two layers whose layer 1 lacks one tensor: layout.missing, not "
      "hazard.layers_missing", "compat", _eagle3_two_layers(), _without("layers.1.mlp.up_proj.weight"),
      "layout.missing", (f"{EAGLE3_PAGE}#ALG-EAGLE3-7",)),
+    ("ckpt.eagle3.every-layer-absent", "eagle3 with two layers and no tensor of either stored, layers.0 included: "
+     "each absent tensor is layout.missing, no hazard.layers_missing (m = 0)", "compat", _eagle3_two_layers(),
+     lambda e: [r for r in e if not r[0].startswith("layers.")], "layout.missing",
+     (f"{EAGLE3_PAGE}#ALG-EAGLE3-7", "spec/layout.md#LAY-4")),
     ("ckpt.medusa.block-shape", "medusa blocks.0.layers.0.weight one column wider than [H, H]", "compat", TINY,
      lambda e: _swap(e, "blocks.0.layers.0.weight", shape=[16, 17]), "layout.shape", (f"{MEDUSA_PAGE}#ALG-MEDUSA-4",)),
 ]

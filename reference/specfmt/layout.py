@@ -154,11 +154,32 @@ def _missing_layers(active: list[Expected], stored: set[str]) -> tuple[list[Find
         first = min(absent, default=0)  # once: inside the set below it made 10^5 layers take minutes
         if first == 0 or absent != {i for i in layers if i >= first}:
             continue
+        if first == min(layers) and _below_absent(active, stored, layers[first], first):
+            continue  # every layer absent, those below the loop's start (eagle3's layers.0) included: m = 0
         out.append(finding("hazard.layers_missing", "config.json", layers_of,
                            mismatch(f"layers {sorted(absent)} have no tensors", "every layer stored",
                                     f"layers {sorted(absent)} absent"), found=sorted(absent)))
         collapsed |= {m.name for i in absent for m in layers[i]}
     return out, collapsed
+
+
+def _below_absent(active: list[Expected], stored: set[str], lowest: list[Expected], start: int) -> bool:
+    """Whether a layer below a loop that starts at `start` > 0 has no required tensor stored: the layers whose
+    names differ from the loop's lowest layer only in its index (eagle3 and peagle declare `layers.0.` apart from
+    their loop over layers 1 to L-1). A loop from 0 has none."""
+    if not lowest:
+        return False
+    parts = lowest[0].name.split(".")
+    at = parts.index(str(start)) if str(start) in parts else None
+    if at is None:
+        return False
+    head = ".".join(parts[:at])
+    for layer in range(start):
+        prefix = f"{head}.{layer}." if head else f"{layer}."
+        required = [e.name for e in active if e.required and e.name.startswith(prefix)]
+        if required and not any(name in stored for name in required):
+            return True
+    return False
 
 
 def _row(e: Expected, tensor: TensorInfo | None, status: str | None = None) -> dict[str, Any]:

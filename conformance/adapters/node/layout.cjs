@@ -142,12 +142,29 @@ function reportMissing(missing, all, tensors, out, weightsFile) {
     let m = values.length;
     while (m > 0 && required(values[m - 1]).every((i) => missingSet.has(i) && !tensors[i.name])) m--;
     if (m === values.length || values[m] === 0) continue; // no trailing gap, or every layer absent: tensor by tensor
+    if (m === 0 && belowAbsent(all, tensors, required(values[0]), values[0])) continue; // eagle3's layers.0 too
     for (const v of values.slice(m)) for (const i of required(v)) collapsed.add(i);
     out.push({ code: "hazard.layers_missing", pointer, file: "config.json" });
   }
   for (const inst of missing) {
     if (!collapsed.has(inst)) out.push({ code: inst.entry.missing_code || "layout.missing", pointer: `/${esc(inst.name)}`, file: weightsFile });
   }
+}
+
+// A layer below a loop that starts at `start` > 0 (eagle3 and peagle declare layers.0. apart from their loop) with no
+// required tensor stored: its names differ from the loop's lowest layer only in the index.
+function belowAbsent(all, tensors, lowest, start) {
+  if (lowest.length === 0) return false;
+  const parts = lowest[0].name.split(".");
+  const at = parts.indexOf(String(start));
+  if (at < 0) return false;
+  const head = parts.slice(0, at).join(".");
+  for (let layer = 0; layer < start; layer++) {
+    const prefix = head ? `${head}.${layer}.` : `${layer}.`;
+    const required = all.filter((i) => i.active && (i.entry.presence || "required") === "required" && i.name.startsWith(prefix));
+    if (required.length > 0 && !required.some((i) => tensors[i.name])) return true;
+  }
+  return false;
 }
 
 /** Does the algorithm's layout declare any tensor? (ngram does not.) */
