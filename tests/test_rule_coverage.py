@@ -114,7 +114,7 @@ EXACT = {
                                             for r in MODEL_TYPE_RULES)),
     "verifier_vocab_eagle3_only": {"cfg.alg-eagle-3.compat/verifier-vocab-size",
                                    "cfg.alg-independent-2.compat/verifier-vocab-size",
-                                   "ckpt.config.mtp-verifier-mismatch"},
+                                   "ckpt.mtp.verifier-mismatch"},
     "independent_flattened_read": {"cfg.alg-independent-3.compat/flattened"},
     "mlp_alias_accepted": {"cfg.alg-mlp-2.compat/mlp-alias"},
     "format_version_exact": {"cfg.format-version.compat/later-minor"},

@@ -214,16 +214,16 @@ def config_cases() -> list[CheckpointCase]:
                                              [{"proposal_type": "sampling", "speculative_tokens": 3}]),
                                             (("speculators_config", "default_proposal_method"), "sampling"))),
                        "hazard.proposal_type_removed", (f"{hazards}#hazard.proposal_type_removed",)),
-        CheckpointCase("ckpt.config.verifier-fact-absent", "medusa whose verifier binding lacks vocab_size, which its "
+        CheckpointCase("ckpt.medusa.verifier-fact-absent", "medusa whose verifier binding lacks vocab_size, which its "
                        "layout reads: config.required in config.json under compat too", "compat",
                        _edited(TINY, _set(((*VERIFIER, "vocab_size"), DROP))), "config.required",
                        (f"{config}#CFG-8",)),
-        CheckpointCase("ckpt.config.mtp-verifier-mismatch", "mtp whose verifier binding states another hidden_size and "
+        CheckpointCase("ckpt.mtp.verifier-mismatch", "mtp whose verifier binding states another hidden_size and "
                        "vocab_size than its transformer_layer_config: config.verifier_mismatch at each of the two",
                        "compat", _edited(variants.config_of("mtp"), _set(((*VERIFIER, "hidden_size"), 48),
                                                                           ((*VERIFIER, "vocab_size"), 256))),
                        "config.verifier_mismatch", (f"{config}#CFG-8",)),
-        CheckpointCase("ckpt.config.prompt-lookup-equal", "ngram with prompt_lookup_min equal to prompt_lookup_max "
+        CheckpointCase("ckpt.ngram.prompt-lookup-equal", "ngram with prompt_lookup_min equal to prompt_lookup_max "
                        "(valid: the bound is inclusive)", "compat",
                        _edited(variants.config_of("ngram"), _set((("prompt_lookup_min",), 3))), None,
                        (f"{config}#CFG-13",)),
