@@ -3,15 +3,14 @@ exactly its cases among the tree cases, and a tree that is a chain repeats the c
 (spec/trees.md#TRE-10; CONTRIBUTING.md section 5)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from test_conformance_rules_more import failed_cases
+
 ROOT = Path(__file__).resolve().parent.parent
-BROKEN = ROOT / "conformance" / "adapters" / "broken"
 CASES = ROOT / "conformance" / "cases" / "numerics" / "1.0"
 TREES = ("num.tree-attention.*", "num.propose-tree.*", "num.verify-tree-*", "num.generate-tree.*", "num.refuse.tree-*")
 GENERATED = {"num.generate-tree.eagle3-static-8-2-2-n12", "num.generate-tree.medusa-static-8-2-2-n12"}
@@ -39,21 +38,9 @@ EXACT = {
 }
 
 
-def failed_cases(adapter: str, report: Path) -> tuple[set[str], set[str]]:
-    """(ids of the tree cases run, ids of those that did not pass)."""
-    cmd = [sys.executable, "-m", "specfmt_conformance.cli", "run", "--level", "numerics", "--report", str(report),
-           "--adapter", f"{sys.executable} {BROKEN / f'{adapter}.py'}"]
-    for pattern in TREES:
-        cmd += ["--case", pattern]
-    subprocess.run(cmd, capture_output=True, timeout=300)
-    results = json.loads((report / "report.json").read_text())["results"]
-    assert {r["status"] for r in results} <= {"pass", "fail"}, results
-    return {r["id"] for r in results}, {r["id"] for r in results if r["status"] != "pass"}
-
-
 @pytest.mark.parametrize("name", sorted(EXACT))
 def test_a_broken_adapter_of_a_tree_rule_fails_exactly_its_cases(name, tmp_path):
-    ran, failed = failed_cases(name, tmp_path)
+    ran, failed = failed_cases(name, TREES, tmp_path, frozenset({"pass", "fail"}))
     assert EXACT[name] <= ran
     assert failed == EXACT[name]
 

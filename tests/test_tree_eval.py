@@ -15,6 +15,7 @@ from specfmt.evaluate import evaluate
 from specfmt.generate import generate_plain
 from specfmt.proposal import Proposal
 from test_bench_speculative import load_bench, prompt_file
+from test_evaluate import usage_error
 from test_lossless import zero_heads
 
 PROMPTS = [[1, 5, 9], [2, 7], [3, 3, 3, 4]]
@@ -50,14 +51,6 @@ def eval_args(verifier, draft, prompts, *more) -> list[str]:
 def generate_args(verifier, draft, *more) -> list[str]:
     return ["generate", "--verifier", str(verifier), "--draft", str(draft), "--prompt-ids", "1", "5", "9",
             "--max-new-tokens", "12", *more]
-
-
-def usage_error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    return err
 
 
 @pytest.mark.parametrize(("value", "says"), [

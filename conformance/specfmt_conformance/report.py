@@ -69,14 +69,14 @@ def build_report(suite: Suite, hello: dict, run: dict, results: list[Result]) ->
         "selection": {**run["selection"], "selected": len(results), "suite_cases": len(suite.cases)},
     }
     places = ((str(suite.root), SUITE_MARK), (str(Path.cwd()), CWD_MARK))
-    return {"header": header, "results": [suite_relative(asdict(r), places) for r in results],
+    return {"header": header, "results": [marked(asdict(r), places) for r in results],
             "summary": summarize(results)}
 
 
 SUITE_MARK, CWD_MARK = "<suite>", "<cwd>"
 
 
-def suite_relative(value, places: tuple[tuple[str, str], ...]):
+def marked(value, places: tuple[tuple[str, str], ...]):
     """`value` with every mention of the suite's directory in its strings written as `<suite>`, then of the
     runner's working directory as `<cwd>`: what an adapter printed names the files the runner passed it (and, in a
     traceback, its own installation), and a report is read on other machines, where those directories mean nothing
@@ -86,9 +86,9 @@ def suite_relative(value, places: tuple[tuple[str, str], ...]):
             value = value.replace(path, mark)
         return value
     if isinstance(value, dict):
-        return {k: suite_relative(v, places) for k, v in value.items()}
+        return {k: marked(v, places) for k, v in value.items()}
     if isinstance(value, list):
-        return [suite_relative(v, places) for v in value]
+        return [marked(v, places) for v in value]
     return value
 
 

@@ -167,13 +167,10 @@ def _below_absent(active: list[Expected], stored: set[str], lowest: list[Expecte
     """Whether a layer below a loop that starts at `start` > 0 has no required tensor stored: the layers whose
     names differ from the loop's lowest layer only in its index (eagle3 and peagle declare `layers.0.` apart from
     their loop over layers 1 to L-1). A loop from 0 has none."""
-    if not lowest:
+    parts = lowest[0].name.split(".") if lowest else []
+    if str(start) not in parts:
         return False
-    parts = lowest[0].name.split(".")
-    at = parts.index(str(start)) if str(start) in parts else None
-    if at is None:
-        return False
-    head = ".".join(parts[:at])
+    head = ".".join(parts[:parts.index(str(start))])
     for layer in range(start):
         prefix = f"{head}.{layer}." if head else f"{layer}."
         required = [e.name for e in active if e.required and e.name.startswith(prefix)]
