@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from builders import V, config_of, tensors_for, verifier_for, write_prompt_ids, write_verifier
-from specfmt import validate
+from specfmt import nn, validate
 from specfmt.cli import main
 from specfmt.defaults import resolve
 from specfmt.proposal import Context, Picker, Sample
@@ -66,6 +66,20 @@ def test_the_train_forward_equals_the_runtime_forward_on_the_same_weights(varian
         draft.propose(ctx, 3, picker)
         for k, row in enumerate(picker.logits):
             assert torch.allclose(trained[k][t], row, atol=1e-4, rtol=1e-4), (variant, t, k)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_step_attention_equals_attention_under_the_dense_mask_it_stands_for(dtype):
+    torch.manual_seed(0)
+    t, steps, n_h, n_kv, d = 12, 2, 6, 2, 8
+    doc = torch.tensor([0] * 5 + [1] * 7)
+    base = torch.ones(t, t, dtype=torch.bool).tril() & (doc[:, None] == doc[None, :])
+    q = torch.randn(2, n_h, t, d, dtype=dtype)
+    k, v = (torch.randn(2, n_kv, (steps + 1) * t, d, dtype=dtype) for _ in range(2))
+    dense = torch.cat([base] + [torch.eye(t, dtype=torch.bool)] * steps, -1)
+    expected = nn.attention(q.double(), k.double(), v.double(), dense)
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    assert torch.allclose(nn.attention(q, k, v, nn.StepMask(base, steps)).double(), expected, atol=tol, rtol=tol)
 
 
 @pytest.fixture(scope="module")

@@ -88,13 +88,11 @@ class Eagle3:
         t, tokens = sample.tokens.numel(), sample.tokens
         same_doc = sample.doc[:, None] == sample.doc[None, :]
         base = torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril() & same_doc  # [T, T] step-0 keys
-        chain = torch.eye(t, dtype=torch.bool, device=tokens.device)  # one key per row in each later step
         caches = [nn.KVCache() for _ in self.layers]  # the runtime's own caches stay untouched
         g, out = self.combine(sample.aux), []
         for k in range(steps):
             fed = torch.cat([tokens[1 + k:], tokens.new_zeros(1 + k)])[:t]  # row t reads x[t+1+k]
-            mask = torch.cat([base] + [chain] * k, -1)  # [T, (k+1)T]
-            logits, g = self.forward_rows(fed, g, sample.positions + k, mask, caches)
+            logits, g = self.forward_rows(fed, g, sample.positions + k, nn.StepMask(base, k), caches)
             out.append(logits)
         return out
 
