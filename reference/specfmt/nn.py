@@ -237,8 +237,8 @@ def step_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Step
     rows = q.unflatten(-3, (n_kv, g)) / math.sqrt(d)  # [..., n_kv, g, T, d], scaled before the products
     first = (rows.flatten(-3, -2) @ k[..., :s, :].transpose(-1, -2)).unflatten(-2, (g, t))  # [..., n_kv, g, T, S]
     first = first.masked_fill(~mask.base, float("-inf"))
-    own_k, own_v = (x[..., s:, :].unflatten(-2, (mask.steps, t)) for x in (k, v))  # [..., n_kv, k, T, d]
-    own = torch.einsum("...hgtd,...hbtd->...hgtb", rows, own_k)  # [..., n_kv, g, T, k]
+    own_k, own_v = (x[..., s:, :].unflatten(-2, (mask.steps, t)) for x in (k, v))  # [..., n_kv, steps, T, d]
+    own = torch.einsum("...hgtd,...hbtd->...hgtb", rows, own_k)  # [..., n_kv, g, T, steps]
     p = torch.softmax(torch.cat([first, own], -1), -1, dtype=torch.float32).to(q.dtype)
     o = (p[..., :s].flatten(-3, -2) @ v[..., :s, :]).unflatten(-2, (g, t))
     o = o + torch.einsum("...hgtb,...hbtd->...hgtd", p[..., s:], own_v)
