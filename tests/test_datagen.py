@@ -147,3 +147,38 @@ def test_training_on_online_features_equals_training_on_cached_ones_within_1e_5(
     for name in weights[0]:
         torch.testing.assert_close(weights[1][name], weights[0][name], atol=1e-5, rtol=1e-5)
     assert any(not torch.equal(weights[0][n], moved.tensors[n].float()) for n in weights[0])  # it trained
+
+
+def prompts_of(cache: Path) -> tuple[set, set]:
+    """(training prompts, validation prompts) of a cache, as token id tuples."""
+    docs = [json.loads(line) for line in (cache / "documents.jsonl").read_text().splitlines()]
+    index = json.loads((cache / "index.json").read_text())
+    return {tuple(d["tokens"][:d["prompt_len"]]) for d in docs}, {tuple(p) for p in index["val_prompts"]}
+
+
+def test_a_cache_made_with_exclude_answers_the_prompts_the_other_left_and_none_it_holds(tiny):
+    """More data from the same sources: --limit 10 of the 25 training prompts, then --exclude that cache; the two
+    hold every prompt once, and the held-out ones stay the first cache's validation prompts only."""
+    root, verifier, text, prompts = tiny
+    first = write_cache(root / "x-first", verifier, text, (), replace(options(prompts, 0.0), limit=10),
+                        lambda line: None)
+    lines = []
+    second = write_cache(root / "x-second", verifier, text, (), replace(options(prompts, 0.0), exclude=[str(first)]),
+                         lines.append)
+    (train_1, val_1), (train_2, val_2) = prompts_of(first), prompts_of(second)
+    assert len(train_1) == 10 and len(val_1) == 5 and len(train_2) == 15 and val_2 == set()
+    assert not train_2 & (train_1 | val_1)
+    assert any("15 prompts left out, the caches" in line for line in lines), lines
+    everything = write_cache(root / "x-all", verifier, text, (), options(prompts, 0.0), lambda line: None)
+    assert prompts_of(everything) == (train_1 | train_2, val_1)
+
+
+def test_a_cache_recorded_before_a_data_option_existed_counts_as_made_with_its_default(tiny):
+    from dataclasses import asdict
+
+    from specfmt.train.commands import recorded
+
+    opts = options(tiny[3], 0.0)
+    older = {k: v for k, v in asdict(opts).items() if k != "exclude"}
+    assert recorded(older) == asdict(opts)
+    assert recorded(older | {"limit": 3}) != asdict(opts)

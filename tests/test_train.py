@@ -271,7 +271,7 @@ def test_several_caches_train_as_one(tiny, tmp_path):
 
 
 def test_a_prompt_limit_takes_prompts_evenly_across_the_source():
-    from specfmt.train.datagen import spread
+    from specfmt.train.sources import spread
 
     assert spread(list(range(10)), 5) == [0, 2, 4, 6, 8]
     assert spread(list(range(7)), 3) == [0, 2, 4]

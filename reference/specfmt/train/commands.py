@@ -87,6 +87,16 @@ def aux_ids_for(algorithm: str, num_layers: int) -> tuple[int, ...]:
     return RECIPES[algorithm].aux_ids(num_layers)
 
 
+def read_by(args: argparse.Namespace) -> list[str]:
+    """What datagen and train read besides the verifier: the data specs and the caches --exclude names."""
+    return [*args.data, *args.exclude]
+
+
+def recorded(cache_options: dict) -> dict:
+    """A cache's options with the default of each DataOptions field added since it was made."""
+    return asdict(DataOptions(specs=[])) | cache_options
+
+
 def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...], protect: list[Path]):
     """The cache of args.data at `target`: reused when it exists for the same options, else written."""
     import torch
@@ -98,7 +108,7 @@ def build_cache(args, verifier_dir: Path, target: Path, aux_ids: tuple[int, ...]
     opts = options.from_args(DataOptions, args)
     if is_cache(target, current=True):
         cache = Cache(target)
-        if cache.index["options"] == asdict(opts) and tuple(cache.index["aux_ids"]) == aux_ids:
+        if recorded(cache.index["options"]) == asdict(opts) and tuple(cache.index["aux_ids"]) == aux_ids:
             return cache
     verifier = Verifier.from_pretrained(verifier_dir, dtype=getattr(torch, args.gen_dtype))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,11 +124,11 @@ def cmd_datagen(args: argparse.Namespace) -> int:
 
     try:
         options.check(args, DATAGEN_OPTIONS)
-        out = outs.check_datagen_out(args.out, args.verifier, args.data, args.overwrite)
+        out = outs.check_datagen_out(args.out, args.verifier, read_by(args), args.overwrite)
         set_threads(args.threads)
         config = load_hf_config(args.verifier)
         aux_ids = aux_ids_for(args.algorithm, config["num_hidden_layers"])
-        cache = build_cache(args, Path(args.verifier), out, aux_ids, outs.inputs(args.verifier, args.data))
+        cache = build_cache(args, Path(args.verifier), out, aux_ids, outs.inputs(args.verifier, read_by(args)))
     except KeyboardInterrupt:
         end_line()
         from specfmt.train.answers import answers_dir
@@ -193,7 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     held, work = None, None
     try:
         options.check(args, (*DATAGEN_OPTIONS, *(cls for cls, _ in train_options())))
-        out, work = outs.check_train_outs(args.out, args.work, args.verifier, args.data, args.overwrite)
+        out, work = outs.check_train_outs(args.out, args.work, args.verifier, read_by(args), args.overwrite)
         held = state.lock(work) if rank() == 0 else None
         return run_train(args, out, work)
     except KeyboardInterrupt:
@@ -225,7 +235,7 @@ def run_train(args: argparse.Namespace, out: Path, work: Path) -> int:
     if not caches and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("under torchrun, --data must be caches: run `specfmt datagen` first and pass its --out")
     cache = Caches(args.data if caches else [
-        build_cache(args, verifier_dir, work / "data", aux_ids, inputs(args.verifier, args.data)).path])
+        build_cache(args, verifier_dir, work / "data", aux_ids, inputs(args.verifier, read_by(args))).path])
     problems = cache.check(verifier, aux_ids)
     if problems:
         raise ValueError("; ".join(problems))

@@ -29,7 +29,7 @@ from specfmt.publish import publish
 from specfmt.safetensors_file import write_tensors
 from specfmt.text import Text
 from specfmt.train.answers import NOTHING_KEPT, Answers, answer_round, answers_dir, batch_key
-from specfmt.train.features import OnlineFeatures, as_sample
+from specfmt.train.features import OnlineFeatures, answered, as_sample
 from specfmt.train.options import DataOptions
 from specfmt.train.sources import (
     Document,
@@ -37,6 +37,7 @@ from specfmt.train.sources import (
     jsonl_documents,
     prompt_ids,
     prompt_records,
+    spread,
     text_documents,
 )
 from specfmt.verifier import Verifier
@@ -47,23 +48,21 @@ SHARD_BYTES = 256 << 20
 Report = Callable[[str], None]
 
 
-def spread(items: list, limit: int) -> list:
-    """At most limit items taken evenly across the list, in order (0: all of them)."""
-    if not limit or limit >= len(items):
-        return items
-    return [items[i * len(items) // limit] for i in range(limit)]
-
-
 def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, report: Report,
-              stored: Answers = NOTHING_KEPT):
-    """The verifier's answers to the spec's training prompts; the held-out prompts' ids are returned unanswered.
-    Every record is checked before the first answer, so a bad line stops the command at once. Each batch is
-    read from `stored` when a killed run answered it already; the others are answered ROUND batches at a time
-    (answer_round) and stored at once."""
-    train, held = [], []
+              stored: Answers = NOTHING_KEPT, excluded: set[tuple[int, ...]] = frozenset()):
+    """The verifier's answers to the spec's training prompts, the held-out prompts' ids unanswered; a prompt in
+    `excluded` (answered) is neither. Every record is checked before the first answer, so a bad line stops the
+    command at once. Each batch is read from `stored` when a killed run answered it already; the others are
+    answered ROUND batches at a time (answer_round) and stored at once."""
+    train, held, left_out = [], [], 0
     for where, record in prompt_records(spec, verifier, text):
         ids = prompt_ids(where, record, text, verifier.vocab_size)
-        (held if is_held_out(json.dumps(record, sort_keys=True), opts.held_out) else train).append(ids)
+        if tuple(ids) in excluded or tuple(ids[:opts.seq_len // 2]) in excluded:  # as a document keeps its prompt
+            left_out += 1
+        else:
+            (held if is_held_out(json.dumps(record, sort_keys=True), opts.held_out) else train).append(ids)
+    if left_out:
+        report(f"distill {spec}: {left_out} prompts left out, the caches {', '.join(opts.exclude)} hold them")
     train = spread(train, opts.limit)
     docs, key, reused = [], batch_key(fingerprint(verifier), str(verifier.dtype)[6:], spec, asdict(opts)), 0
     for first in range(0, len(train), ROUND * opts.batch):
@@ -89,10 +88,10 @@ ROUND = 4  # batches answered by one generate_batch call of opts.batch rows, a r
 
 def collect(verifier: Verifier, text: Text, opts: DataOptions, report: Report, stored: Answers = NOTHING_KEPT):
     """(training documents, validation prompt ids) of every spec."""
-    docs, val = [], []
+    docs, val, excluded = [], [], answered(opts.exclude)
     for spec in opts.specs:
         if spec.startswith("distill:"):
-            more, held = distilled(spec, verifier, text, opts, report, stored)
+            more, held = distilled(spec, verifier, text, opts, report, stored, excluded)
         else:
             path = Path(spec)
             found = jsonl_documents(path, text, opts.seq_len) if path.suffix == ".jsonl" else \

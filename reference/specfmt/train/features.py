@@ -41,6 +41,18 @@ def read_documents(root: Path) -> list[Document]:
         raise ValueError(f"{root / 'documents.jsonl'}: expected one document object a line ({e})") from None
 
 
+def answered(caches: list[str]) -> set[tuple[int, ...]]:
+    """The prompts, as token ids, that the datagen caches at `caches` hold: the prompt of each training document
+    and each validation prompt."""
+    from specfmt.train.datagen import read_index
+
+    found: set[tuple[int, ...]] = set()
+    for root in map(Path, caches):
+        found |= {tuple(p) for p in read_index(root)["val_prompts"]}
+        found |= {tuple(d.tokens[:d.prompt_len]) for d in read_documents(root) if d.prompt_len}
+    return found
+
+
 def in_dtype(w, dtype: torch.dtype):
     """The verifier's tensors by role (nested dicts and lists) with floating ones in `dtype`."""
     if isinstance(w, dict):

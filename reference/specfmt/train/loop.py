@@ -237,6 +237,13 @@ def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
     return sorted(n for n, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
 
 
+def portable_options(options: dict) -> dict:
+    """A cache's datagen options with the caches it excluded named as the command names paths (outs.portable)."""
+    from specfmt.train.outs import portable
+
+    return options | ({"exclude": portable(options["exclude"])} if options.get("exclude") else {})
+
+
 def provenance(run: Run, command: list[str], threads: int) -> dict:
     """How the draft was made (its config's specfmt_provenance): the command, the data and the datagen options of
     each cache, the optimizer steps taken, the last held-out validation, the threads and the versions."""
@@ -244,7 +251,7 @@ def provenance(run: Run, command: list[str], threads: int) -> dict:
 
     data = {k: run.cache.index[k] for k in ("samples", "documents", "tokens", "supervised")}
     return {"tool": "specfmt train", "specfmt_version": __version__, "command": command,
-            "data": data | {"datagen": [part.index["options"] for part in run.cache.parts]},
+            "data": data | {"datagen": [portable_options(part.index["options"]) for part in run.cache.parts]},
             "optimizer_steps": run.step, "validation": run.validation, "threads": threads, "torch": torch.__version__,
             **({"init": run.start.init} if run.start.init else {})}
 

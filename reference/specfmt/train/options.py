@@ -20,10 +20,13 @@ SAME = object()  # the flag of a field is --field-name
 
 
 def option(default: Any = MISSING, help: str | None = None, *, bounds: tuple[float, float] | None = None,
-           flag: str | None | object = SAME, choices: tuple | None = None, **argparse_keywords: Any):
+           flag: str | None | object = SAME, choices: tuple | None = None, default_factory: Any = MISSING,
+           **argparse_keywords: Any):
     """A dataclass field with its flag: `flag=None` gives it none (it is set by the program, or read from another
     option's flag of the same name); `bounds` are (least, greatest), both allowed."""
     meta = {"help": help, "bounds": bounds, "flag": flag, "choices": choices, "keywords": argparse_keywords}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -48,7 +51,9 @@ def add_flags(parser: argparse.ArgumentParser, options: type, prefix: str = "") 
         kw["help"] = prefix + meta["help"]
         if meta["choices"]:
             kw["choices"] = meta["choices"]
-        if f.default is MISSING:
+        if f.default_factory is not MISSING:  # a list a repeatable flag adds to
+            kw["default"] = f.default_factory()
+        elif f.default is MISSING:
             kw["required"] = True
         elif f.default is False:  # a switch
             kw["action"] = "store_true"
@@ -125,6 +130,11 @@ class DataOptions:
     features: str = option("cached", "cached: the verifier's states stored in the cache; online: only the token "
                                      "documents, the states computed while training (default: %(default)s)",
                            choices=("cached", "online"))  # online: training computes them (train.features)
+    # more data for a draft without answering a prompt twice: the same sources with a larger --limit, less what an
+    # earlier cache holds (a field added after caches were made: its default is what those caches did)
+    exclude: list[str] = option(
+        default_factory=list, help="a datagen cache whose prompts, training and validation, the distill: sources of "
+        "this one leave out; repeatable", action="append", metavar="CACHE")
 
 
 @dataclass

@@ -45,6 +45,13 @@ def is_held_out(key: str, fraction: float) -> bool:
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
+def spread(items: list, limit: int) -> list:
+    """At most limit items taken evenly across the list, in order (0: all of them)."""
+    if not limit or limit >= len(items):
+        return items
+    return [items[i * len(items) // limit] for i in range(limit)]
+
+
 def read_regular(path: Path) -> bytes:
     """The bytes of a regular file (specfmt.files.open_regular: a FIFO or a device is refused, not waited on)."""
     with open_regular(path) as f:
