@@ -154,8 +154,10 @@ def test_synthesized_prompts_leave_out_excluded_ones(chat_verifier, short_turns)
 
 def test_a_synth_spec_is_answered_with_records_and_a_bad_one_is_one_line(chat_verifier, short_turns, eval_prompts):
     verifier, text = chat_verifier
-    records = prompt_records("distill:synth:3:1", verifier, text)
+    lines = []
+    records = prompt_records("distill:synth:3:1", verifier, text, lines.append)
     assert [where for where, _ in records] == ["synth:3:1#0", "synth:3:1#1", "synth:3:1#2"]
+    assert lines and lines[-1].startswith("synth: 3/3 prompts kept of ")  # datagen shows the sampling's progress
     assert [r["prompt"] for _, r in records] == synth.synthesize(verifier, text, 3, seed=1)
     for spec, message in (("distill:synth:x", "expected distill:synth:N or distill:synth:N:SEED"),
                           ("distill:synth:0", "expected distill:synth:N"),

@@ -55,7 +55,7 @@ def distilled(spec: str, verifier: Verifier, text: Text, opts: DataOptions, repo
     command at once. Each batch is read from `stored` when a killed run answered it already; the others are
     answered ROUND batches at a time (answer_round) and stored at once."""
     train, held, left_out = [], [], 0
-    for where, record in prompt_records(spec, verifier, text):
+    for where, record in prompt_records(spec, verifier, text, report):
         ids = prompt_ids(where, record, text, verifier.vocab_size)
         if tuple(ids) in excluded or tuple(ids[:opts.seq_len // 2]) in excluded:  # as a document keeps its prompt
             left_out += 1

@@ -169,8 +169,9 @@ def held_in(found: list, texts: list[str]) -> list:
     return [item for item, words in zip(found, texts, strict=True) if exclusions.match(words) is None]
 
 
-def synth_records(source: str, verifier, text: Text | None) -> list[tuple[str, object]]:
-    """The records of `synth:N[:SEED]`: N user turns the verifier writes (specfmt.train.synth)."""
+def synth_records(source: str, verifier, text: Text | None, report=lambda line: None) -> list[tuple[str, object]]:
+    """The records of `synth:N[:SEED]`: N user turns the verifier writes (specfmt.train.synth), `report` given a
+    line per round of sampling."""
     fields = source.split(":")
     if not (len(fields) in (2, 3) and all(f.isdigit() for f in fields[1:]) and int(fields[1]) > 0):
         raise TextError(f"distill:{source}: expected distill:synth:N or distill:synth:N:SEED (N > 0)")
@@ -181,20 +182,21 @@ def synth_records(source: str, verifier, text: Text | None) -> list[tuple[str, o
         raise TextError(f"distill:{source}: synthesized prompts need the verifier and its tokenizer")
     from specfmt.train.synth import synthesize
 
-    prompts = synthesize(verifier, text, count, seed, exclude=training_exclusions())
+    prompts = synthesize(verifier, text, count, seed, exclude=training_exclusions(), report=report)
     return [(f"{source}#{i}", {"prompt": p}) for i, p in enumerate(prompts)]
 
 
-def prompt_records(spec: str, verifier=None, text: Text | None = None) -> list[tuple[str, object]]:
+def prompt_records(spec: str, verifier=None, text: Text | None = None,
+                   report=lambda line: None) -> list[tuple[str, object]]:
     """(where, record) of each prompt of `distill:...`: `path:line` of a file's records, or the built-in or
     synthesized set's name and index; no evaluation prompt nor a near copy of one. `distill:synth:...` needs the
-    verifier (a specfmt.verifier.Verifier) and its text."""
+    verifier (a specfmt.verifier.Verifier) and its text, and tells `report` how its sampling goes."""
     source = spec.removeprefix("distill:")
     if source.startswith("builtin:"):
         prompts = builtin_prompts(source.removeprefix("builtin:"))
         found = [(f"{source}#{i}", {"prompt": p}) for i, p in enumerate(prompts)]
     elif source.startswith("synth:"):
-        found = synth_records(source, verifier, text)
+        found = synth_records(source, verifier, text, report)
     elif (path := Path(source)).suffix in (".jsonl", ".json"):
         found = json_lines(path)
     else:
