@@ -182,3 +182,12 @@ def test_a_cache_recorded_before_a_data_option_existed_counts_as_made_with_its_d
     older = {k: v for k, v in asdict(opts).items() if k != "exclude"}
     assert recorded(older) == asdict(opts)
     assert recorded(older | {"limit": 3}) != asdict(opts)
+
+
+def test_a_drafts_provenance_names_an_excluded_cache_under_home_as_a_command_would():
+    from specfmt.train.loop import portable_options
+
+    home = str(Path.home())
+    assert portable_options({"limit": 3, "exclude": [f"{home}/data/mix", "/srv/other"]}) == {
+        "limit": 3, "exclude": ["~/data/mix", "/srv/other"]}
+    assert portable_options({"limit": 3}) == {"limit": 3}  # a cache made before --exclude existed
