@@ -222,6 +222,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     head's keys instead of one per query head (benchmarks/datagen.py)."""
     if isinstance(mask, StepMask):
         return step_attention(q, k, v, mask)
+    if q.dim() == 3:  # unbatched rows: SDPA's fused CPU kernel takes [B, n, T, d] only, 3-D falls to its math path
+        return attention(q[None], k[None], v[None], mask)[0]
     n_h, n_kv, t = q.shape[-3], k.shape[-3], q.shape[-2]
     if t != 1 or n_h == n_kv:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=n_h != n_kv)
