@@ -3,11 +3,13 @@
 import pytest
 import torch
 
-from builders import verifier_for
+from builders import config_of, draft_for, tensors_for, verifier_for
 from specfmt import nn
 from specfmt import verifier as verifier_module
+from specfmt.defaults import resolve
 from specfmt.generate import _choose, generate_batch, generate_plain
-from specfmt.proposal import Proposal
+from specfmt.proposal import Context, Proposal, RecordingPicker
+from specfmt.runtime import build_draft
 from specfmt.verifier import packed, packs_bfloat16
 
 # oneDNN refuses to prepack bfloat16 weights on an AVX2-only CPU; there pack() keeps the plain weights (tested below)
@@ -175,3 +177,28 @@ def test_packed_projections_equal_their_linears_fused_or_one_by_one_where_only_s
     expected = [torch.nn.functional.linear(x, w[role], w[f"{role}_bias"]) for role in roles]
     assert roles in layer["packed"] and all(torch.equal(a, b) for a, b in
                                             zip(nn.linears(x, layer, roles), expected, strict=True))
+
+
+
+@needs_packing
+def test_a_bfloat16_eagle3_draft_decodes_through_prepacked_linears_to_the_logits_of_its_plain_weights(monkeypatch):
+    verifier = verifier_for(0, torch.bfloat16)
+    draft = draft_for("eagle3", verifier)
+    monkeypatch.setattr(verifier_module, "packs_bfloat16", lambda: False)
+    plain = draft_for("eagle3", verifier)
+    assert "packed" in draft.layers[0] and "packed" in draft.linears and "packed" not in plain.layers[0]
+    out = verifier.forward(torch.tensor(PROMPTS[3][:-1]), draft.aux_ids)
+    pickers = [RecordingPicker(), RecordingPicker()]
+    with torch.inference_mode():
+        for d, pick in zip((draft, plain), pickers, strict=True):
+            d.propose(Context(list(PROMPTS[3]), out.aux, out.last, out.normed), 4, pick)
+    assert all(torch.equal(a, b) for a, b in zip(*(p.logits for p in pickers), strict=True))
+
+
+def test_a_draft_whose_weights_take_gradients_keeps_them_unpacked():
+    verifier = verifier_for(0, torch.bfloat16)
+    config = resolve(config_of("eagle3"))
+    tensors = {k: v.to(torch.bfloat16).requires_grad_() if v.is_floating_point() else v
+               for k, v in tensors_for(config, 1).items()}
+    draft = build_draft(config, tensors, verifier)
+    assert all("packed" not in layer for layer in draft.layers) and "packed" not in draft.linears

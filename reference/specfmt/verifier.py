@@ -74,6 +74,17 @@ def packed(w: dict) -> dict:
     return out
 
 
+def packed_for_decoding(w: dict, roles: tuple[str, ...] = ()) -> dict:
+    """A draft's weights `w` with nn.linear's prepacked copies (`w["packed"]`): of a decoder layer's linear weights
+    (packed), or of `roles` one by one. Only when they are bfloat16 on a CPU that packs them (packs_bfloat16) and no
+    gradient flows through them, since a packed copy does not follow an optimizer step; otherwise `w` itself."""
+    probe = w[roles[0] if roles else "o_proj"]
+    if probe.dtype != torch.bfloat16 or probe.device.type != "cpu" or probe.requires_grad or not packs_bfloat16():
+        return w
+    reorder = torch.ops.mkldnn._reorder_linear_weight
+    return {**w, "packed": {role: reorder(w[role]) for role in roles} if roles else packed(w)}
+
+
 def packs_bfloat16() -> bool:
     """Whether oneDNN prepacks bfloat16 weights on this CPU: it needs AVX512 (BW, VL, DQ) or AVX-NE-CONVERT, and
     refuses on an AVX2-only CPU, where Verifier.pack leaves the weights as they are."""

@@ -13,7 +13,7 @@ from specfmt import expr, nn
 from specfmt.proposal import Context, Drafted, Picker, Sample, propose_recurrent
 from specfmt.schemas import load
 from specfmt.tree_step import RecurrentExpander
-from specfmt.verifier import Verifier
+from specfmt.verifier import Verifier, packed_for_decoding
 
 AUX_IDS = load("config.schema.json")["$defs"]["eagle3_fields"]["properties"]["eagle_aux_hidden_state_layer_ids"]
 
@@ -47,8 +47,11 @@ class Eagle3:
         self.norm_before_residual = config["norm_before_residual"]
         self.norm_before_fc, self.fc_norm, self.norm_output = config["norm_before_fc"], config["fc_norm"], \
             config["norm_output"]
-        self.layers = [w["layer0"]] + [w["layer"][i] for i in range(1, layer_cfg["num_hidden_layers"])
-                                       if i in w.get("layer", {})]  # a compat file may keep only a prefix
+        layers = [w["layer0"]] + [w["layer"][i] for i in range(1, layer_cfg["num_hidden_layers"])
+                                  if i in w.get("layer", {})]  # a compat file may keep only a prefix
+        # bfloat16 decoding on a CPU runs the linears prepacked, as the verifier's (Verifier.pack); same results
+        self.layers = [packed_for_decoding(layer) for layer in layers]
+        self.linears = packed_for_decoding({"fc": w["fc"], "lm_head": w["lm_head"]}, ("fc", "lm_head"))
         self.caches = [nn.KVCache() for _ in self.layers]
         self.targets = (torch.arange(w["d2t"].numel()) + w["d2t"].cpu()) if "d2t" in w else None  # ids on the host
         self.vocab_size = verifier.vocab_size
@@ -62,12 +65,12 @@ class Eagle3:
         if self.fc_norm:
             chunks = aux.chunk(len(self.w["fc_norm"]), -1)  # [T, A*H_t] -> A x [T, H_t]
             aux = torch.cat([nn.rms_norm(c, self.w["fc_norm"][a], eps) for a, c in enumerate(chunks)], -1)
-        return F.linear(aux, self.w["fc"])
+        return nn.linear(aux, self.linears, "fc")
 
     def forward_rows(self, tokens: torch.Tensor, g: torch.Tensor, positions: torch.Tensor,
                      mask: torch.Tensor | None = None, caches: list[nn.KVCache] | None = None):
         """Rows (token, hidden) at `positions` -> (logits [T, V_d], hidden fed to the next row [T, H])."""
-        eps, layer0, caches = self.cfg.eps, self.w["layer0"], caches or self.caches
+        eps, layer0, caches = self.cfg.eps, self.layers[0], caches or self.caches
         if mask is None:
             mask = nn.causal_mask(tokens.numel(), len(caches[0]), tokens.device)
         e = nn.rms_norm(F.embedding(tokens, self.embed), layer0["input_layernorm"], eps)
@@ -79,7 +82,7 @@ class Eagle3:
         for layer, cache in zip(self.layers[1:], caches[1:], strict=True):
             h = nn.decoder_layer(h, layer, self.cfg, rot, cache, mask)
         z = nn.rms_norm(h, self.w["norm"], eps)
-        return F.linear(z, self.w["lm_head"]), (z if self.norm_output else h)
+        return nn.linear(z, self.linears, "lm_head"), (z if self.norm_output else h)
 
     def train_forward(self, sample: Sample, steps: int) -> list[torch.Tensor]:
         """Training-time test: step k feeds every row the true token k positions further on and the state its
