@@ -197,6 +197,13 @@ def test_greedy_draws_are_the_highest_logits_with_ties_to_the_lower_id():
     assert log_q[0] == log_q[1] > log_q[2] == log_q[3]
 
 
+@pytest.mark.parametrize("m", [1, 3, 8, 40])
+def test_greedy_draws_over_a_bfloat16_vocabulary_full_of_ties_are_the_first_m_of_a_stable_descending_sort(m):
+    logits = torch.randint(0, 6, (32,), generator=torch.Generator().manual_seed(m)).to(torch.bfloat16)
+    ids, _, _ = tree.draw(logits, m, Picker())
+    assert ids == torch.sort(logits, descending=True, stable=True).indices[:m].tolist()
+
+
 def test_sampled_draws_never_repeat_a_token_and_stop_when_q_is_used_up():
     pick = Picker(temperature=1.0, top_k=2, generator=torch.Generator().manual_seed(0))
     ids, _, q = tree.draw(T([1.0, 3.0, 2.0, 0.0]), 4, pick)
