@@ -179,7 +179,6 @@ def test_packed_projections_equal_their_linears_fused_or_one_by_one_where_only_s
                                             zip(nn.linears(x, layer, roles), expected, strict=True))
 
 
-
 @needs_packing
 def test_a_bfloat16_eagle3_draft_decodes_through_prepacked_linears_to_the_logits_of_its_plain_weights(monkeypatch):
     verifier = verifier_for(0, torch.bfloat16)

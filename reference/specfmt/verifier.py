@@ -79,10 +79,15 @@ def packed_for_decoding(w: dict, roles: tuple[str, ...] = ()) -> dict:
     (packed), or of `roles` one by one. Only when they are bfloat16 on a CPU that packs them (packs_bfloat16) and no
     gradient flows through them, since a packed copy does not follow an optimizer step; otherwise `w` itself."""
     probe = w[roles[0] if roles else "o_proj"]
-    if probe.dtype != torch.bfloat16 or probe.device.type != "cpu" or probe.requires_grad or not packs_bfloat16():
+    if probe.requires_grad or not packs(probe.dtype, probe.device):
         return w
     reorder = torch.ops.mkldnn._reorder_linear_weight
     return {**w, "packed": {role: reorder(w[role]) for role in roles} if roles else packed(w)}
+
+
+def packs(dtype: torch.dtype, device) -> bool:
+    """Whether weights of `dtype` on `device` are prepacked for decoding: bfloat16 on a CPU that packs them."""
+    return dtype == torch.bfloat16 and torch.device(device).type == "cpu" and packs_bfloat16()
 
 
 def packs_bfloat16() -> bool:
@@ -159,8 +164,7 @@ class Verifier:
         1.5x faster at 1 to 16 rows, with results equal to F.linear's, for a second copy of the weights in memory.
         Every decoding loop (generate, generate_plain, generate_batch) packs its verifier. Without oneDNN's
         bfloat16 packing (packs_bfloat16), or in another dtype or device, it does nothing."""
-        if self.head is not None or self.dtype != torch.bfloat16 or torch.device(self.device).type != "cpu" or \
-                not packs_bfloat16():
+        if self.head is not None or not packs(self.dtype, self.device):
             return
         self.layers = [{**self.w["layer"][i], "packed": packed(self.w["layer"][i])} for i in range(self.num_layers)]
         self.head = torch.ops.mkldnn._reorder_linear_weight(self.lm_head)
